@@ -1,0 +1,104 @@
+/* Internal API shared by the binding files: errors, object boxes, the Lua
+ * side of the codec, new states and per-state context. Not installed. */
+#ifndef BRAID_LBRAID_H
+#define BRAID_LBRAID_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "clock.h"
+#include "codec.h"
+#include "error.h"
+#include "object.h"
+#include "waiter.h"
+
+#define BRAID_EXPORT __attribute__((visibility("default")))
+
+/* ---- errors (lerror.c) ---- */
+
+/* Pushes a new braid.Error {kind=, message=} (traceback/cause unset). */
+void lbraid_push_error(lua_State *L, const char *kind, const char *message);
+/* Raises a braid.Error of the given kind; never returns. */
+int lbraid_error(lua_State *L, const char *kind, const char *fmt, ...);
+/* Raises the braid.Error a core error code maps to (braid_errkind), with
+ * message "<what>: <braid_strerror>" or just the strerror if what is NULL.
+ * BRAID_ECANCELLED raises Cancelled. Never returns. */
+int lbraid_core_error(lua_State *L, int code, const char *what);
+/* True if the value at idx is a braid.Error (of kind, when kind != NULL). */
+int lbraid_is_error(lua_State *L, int idx, const char *kind);
+
+/* ---- object boxes (lobject.c) ---- */
+
+/* A userdata box holding exactly one reference (NULL once closed). */
+typedef struct lbraid_box {
+    braid_object_t *obj;
+} lbraid_box_t;
+
+/* Creates the metatable for a braid object type (named type->name) with
+ * methods in __index, plus __gc, __close (drops the reference), __tostring,
+ * __name, and a marker so the codec can send boxes by reference. Extra
+ * metamethods can be set on the table left on the stack. Stack: +1. */
+void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods);
+/* Pushes a new box holding a new reference to obj (retains). Loads
+ * type->module first if its metatable is not registered yet. Stack: +1. */
+void lbraid_push_object(lua_State *L, braid_object_t *obj);
+/* The object in the box at idx, checked against type; raises an argument
+ * error otherwise (and a ValueError if the box was closed). */
+braid_object_t *lbraid_check_object(lua_State *L, int idx, const braid_object_type_t *type);
+/* Any braid object at idx, or NULL. */
+braid_object_t *lbraid_to_object(lua_State *L, int idx);
+
+/* ---- codec (lcodec.c) ---- */
+
+/* Encodes the value at idx into buf (appending). On a value that cannot
+ * cross, raises TypeError naming its path, rooted at `root` ("args"). */
+void lbraid_encode(lua_State *L, int idx, braid_buf_t *buf, const char *root);
+/* Encodes n values starting at idx as one sequence (shared references
+ * across them kept). Paths are root[1], root[2]... */
+void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root);
+/* Decodes one value and pushes it; raises ValueError on malformed input
+ * and on stale object references. Stack: +1. */
+void lbraid_decode(lua_State *L, const void *data, size_t len);
+/* Decodes a sequence and pushes its values; returns how many. */
+int lbraid_decode_seq(lua_State *L, const void *data, size_t len);
+
+/* ---- states and calls (lstate.c) ---- */
+
+/* Per-state context, stored in the registry. */
+typedef struct lbraid_ctx {
+    braid_waiter_t *waiter;   /* the OS thread's waiter (cancellation) */
+    braid_object_t *thread;   /* the braid thread running this state, or NULL */
+    int main;                 /* the state of the main thread/host */
+} lbraid_ctx_t;
+
+/* A new state with the standard libraries, braid preloaded, whole-line
+ * print, and package.path/cpath copied from `from` (may be NULL).
+ * Returns NULL when out of memory. */
+lua_State *lbraid_newstate(lua_State *from);
+/* The state's context (created on first use). */
+lbraid_ctx_t *lbraid_ctx(lua_State *L);
+/* lua_pcall with a message handler that records the traceback: on error
+ * the error value is on the stack and braid.traceback(err) returns the
+ * traceback. Returns the lua_pcall status. */
+int lbraid_pcall(lua_State *L, int nargs, int nresults);
+/* Stores tb as the traceback of the error value at idx. */
+void lbraid_set_traceback(lua_State *L, int idx, const char *tb);
+/* Pushes the traceback recorded for the value at idx, or nil. */
+void lbraid_push_traceback(lua_State *L, int idx);
+/* Runs callbacks queued for this state (see futures). Call on entry to any
+ * blocking braid call. */
+void lbraid_poll(lua_State *L);
+
+/* ---- arguments ---- */
+
+/* Timeout argument: nil or negative -> BRAID_FOREVER, number -> deadline. */
+int64_t lbraid_opt_deadline(lua_State *L, int idx);
+/* Raises Cancelled if a cancellation is pending for this state's thread
+ * (consuming it). */
+void lbraid_check_cancel(lua_State *L);
+
+/* Opens every braid module into package.preload (braid.h: braid_openlibs). */
+void lbraid_preload(lua_State *L);
+
+#endif

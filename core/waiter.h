@@ -1,0 +1,84 @@
+/* The one waiter abstraction: every blocking primitive parks callers as
+ * waiters on its wait list; timeouts, cancellation and wake-ups all go here. */
+#ifndef BRAID_WAITER_H
+#define BRAID_WAITER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct braid_waiter braid_waiter_t;
+
+struct braid_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;     /* on CLOCK_MONOTONIC */
+    atomic_int signaled;   /* set by braid_waiter_wake, cleared by prepare */
+    atomic_int cancelled;  /* a pending cancellation request */
+    /* Non-NULL: this waiter is not an OS thread (e.g. an asyncio task);
+     * wake calls notify(w) instead of signalling the condvar. */
+    void (*notify)(braid_waiter_t *w);
+    void *data;            /* owner's payload (e.g. the task) */
+    /* Wait-list links and payload: guarded by the lock of the primitive
+     * whose list the waiter is on. */
+    braid_waiter_t *next, *prev;
+    int linked;
+    intptr_t token;        /* primitive-specific: requested count, result... */
+};
+
+typedef struct braid_waitlist {
+    braid_waiter_t *head, *tail;
+} braid_waitlist_t;
+
+/* Initialise/destroy a waiter. init returns 0 or BRAID_EOS. */
+int braid_waiter_init(braid_waiter_t *w);
+void braid_waiter_destroy(braid_waiter_t *w);
+
+/* The calling OS thread's waiter: the one installed with set_current, or
+ * one created on first use and freed at thread exit. NULL only on OOM. */
+braid_waiter_t *braid_waiter_current(void);
+void braid_waiter_set_current(braid_waiter_t *w);
+
+/* Clears the signal before the waiter goes onto a wait list. */
+void braid_waiter_prepare(braid_waiter_t *w);
+/* Spins briefly, then blocks until signaled, the deadline passes or a
+ * cancellation is pending. Returns 0, BRAID_ETIMEOUT or BRAID_ECANCELLED.
+ * Contract: after park returns, the caller re-takes the primitive's lock
+ * and unlinks itself if still linked (a waiter unlinked by a waker counts as
+ * woken whatever park returned) — this also keeps the waiter alive until
+ * the waker is done with it. */
+int braid_waiter_park(braid_waiter_t *w, int64_t deadline);
+/* Marks the waiter signaled and wakes it. Call with the primitive's lock
+ * held, after unlinking it. */
+void braid_waiter_wake(braid_waiter_t *w);
+
+/* Requests cancellation: the waiter's current or next park returns
+ * BRAID_ECANCELLED. Thread-safe, callable from any thread. */
+void braid_waiter_cancel(braid_waiter_t *w);
+/* Consumes a pending cancellation: returns 1 if there was one. */
+int braid_waiter_take_cancel(braid_waiter_t *w);
+
+/* Wait lists (caller holds the primitive's lock). */
+void braid_waitlist_push(braid_waitlist_t *l, braid_waiter_t *w);
+void braid_waitlist_remove(braid_waitlist_t *l, braid_waiter_t *w);
+/* Unlinks and returns the oldest waiter, or NULL. */
+braid_waiter_t *braid_waitlist_pop(braid_waitlist_t *l);
+
+/* Waits on a wait list guarded by mu (held on entry and on return): links
+ * the current thread's waiter, parks until woken/deadline/cancel, unlinks.
+ * Returns 0 when woken by a waker, else BRAID_ETIMEOUT/BRAID_ECANCELLED.
+ * *token_io is stored in the waiter before parking and read back after. */
+int braid_waitlist_wait(braid_waitlist_t *l, pthread_mutex_t *mu, int64_t deadline,
+                        intptr_t *token_io);
+/* Wakes the oldest waiter, storing token in it; returns 1 if one was woken. */
+int braid_waitlist_wake_one(braid_waitlist_t *l, intptr_t token);
+/* Wakes every waiter; returns how many. */
+int braid_waitlist_wake_all(braid_waitlist_t *l, intptr_t token);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
