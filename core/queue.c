@@ -1,0 +1,409 @@
+/* Queues of encoded values: a ring (FIFO/simple), a stack (LIFO) or a binary
+ * heap (priority), one mutex, and waiter lists for getters/putters/joiners. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "error.h"
+#include "queue.h"
+#include "waiter.h"
+
+typedef struct entry {
+    braid_buf_t buf;
+    uint64_t seq; /* PRIORITY: insertion order, breaks ties first-in first-out */
+} entry_t;
+
+/* Everything below obj is guarded by mu. Lock order: mu -> waiter mu (taken
+ * inside braid_waitlist_* wake-ups); nothing else is taken under mu. */
+struct braid_queue {
+    braid_object_t obj;
+    pthread_mutex_t mu;
+    braid_queue_kind_t kind;
+    long maxsize;          /* > 0: bounded */
+    entry_t *items;
+    size_t cap;            /* power of two (or 0 before the first put) */
+    size_t head;           /* FIFO/SIMPLE ring start */
+    size_t count;
+    uint64_t seq;
+    long unfinished;
+    int shutdown;
+    braid_waitlist_t getters, putters, joiners;
+};
+
+static void queue_destroy(braid_object_t *obj);
+
+const braid_object_type_t braid_queue_types[4] = {
+    {"braid.Queue", "braid.queue", queue_destroy},
+    {"braid.LifoQueue", "braid.queue", queue_destroy},
+    {"braid.PriorityQueue", "braid.queue", queue_destroy},
+    {"braid.SimpleQueue", "braid.queue", queue_destroy},
+};
+
+int braid_queue_kind_of(const braid_object_t *obj)
+{
+    if (!obj)
+        return -1;
+    for (int k = 0; k < 4; k++)
+        if (obj->type == &braid_queue_types[k])
+            return k;
+    return -1;
+}
+
+/* Frees n entries of a detached ring/array (outside the lock). */
+static void free_entries(entry_t *items, size_t cap, size_t head, size_t n, int ring)
+{
+    for (size_t i = 0; i < n; i++)
+        braid_buf_free(&items[ring ? (head + i) & (cap - 1) : i].buf);
+    free(items);
+}
+
+static int is_ring(const braid_queue_t *q)
+{
+    return q->kind == BRAID_QUEUE_FIFO || q->kind == BRAID_QUEUE_SIMPLE;
+}
+
+static void queue_destroy(braid_object_t *obj)
+{
+    braid_queue_t *q = (braid_queue_t *)obj;
+    free_entries(q->items, q->cap, q->head, q->count, is_ring(q));
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
+int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)
+{
+    *out = NULL;
+    if ((int)kind < 0 || (int)kind > BRAID_QUEUE_SIMPLE)
+        return BRAID_EINVAL;
+    braid_queue_t *q = calloc(1, sizeof *q);
+    if (!q)
+        return BRAID_ENOMEM;
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    /* short critical sections: spin a little before sleeping in the kernel */
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    int rc = pthread_mutex_init(&q->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    if (rc != 0) {
+        free(q);
+        return BRAID_EOS;
+    }
+    q->kind = kind;
+    q->maxsize = kind == BRAID_QUEUE_SIMPLE || maxsize < 0 ? 0 : maxsize;
+    if (braid_object_init(&q->obj, &braid_queue_types[kind]) != 0) {
+        pthread_mutex_destroy(&q->mu);
+        free(q);
+        return BRAID_ENOMEM;
+    }
+    *out = q;
+    return 0;
+}
+
+void braid_queue_retain(braid_queue_t *q)
+{
+    braid_object_retain(&q->obj);
+}
+
+void braid_queue_release(braid_queue_t *q)
+{
+    if (q)
+        braid_object_release(&q->obj);
+}
+
+/* Makes room for one more entry. Called with mu held. */
+static int reserve(braid_queue_t *q)
+{
+    if (q->count < q->cap)
+        return 0;
+    size_t ncap = q->cap ? q->cap * 2 : 16;
+    if (ncap < q->cap)
+        return BRAID_ENOMEM;
+    entry_t *n = malloc(ncap * sizeof *n);
+    if (!n)
+        return BRAID_ENOMEM;
+    if (is_ring(q)) {
+        for (size_t i = 0; i < q->count; i++)
+            n[i] = q->items[(q->head + i) & (q->cap - 1)];
+        q->head = 0;
+    } else if (q->count) {
+        memcpy(n, q->items, q->count * sizeof *n);
+    }
+    free(q->items);
+    q->items = n;
+    q->cap = ncap;
+    return 0;
+}
+
+/* Heap order: smaller value first, then smaller seq. A pair the codec
+ * cannot order (only possible between items never compared at put time)
+ * falls back to seq, so the heap stays consistent and get never fails. */
+static int heap_less(const entry_t *a, const entry_t *b)
+{
+    int c;
+    if (braid_codec_compare(a->buf.data, a->buf.len, b->buf.data, b->buf.len, &c) != 0)
+        c = 0;
+    return c < 0 || (c == 0 && a->seq < b->seq);
+}
+
+/* Inserts into the heap: finds the slot first (comparisons can fail with
+ * BRAID_ETYPE, leaving the heap untouched), then shifts. Room reserved. */
+static int heap_push(braid_queue_t *q, braid_buf_t *item)
+{
+    size_t i = q->count;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        const braid_buf_t *pb = &q->items[p].buf;
+        int c, rc = braid_codec_compare(item->data, item->len, pb->data, pb->len, &c);
+        if (rc != 0)
+            return rc == BRAID_ECORRUPT ? BRAID_ECORRUPT : BRAID_ETYPE;
+        if (c >= 0)
+            break; /* equal keys: the newer one (largest seq) stays below */
+        i = p;
+    }
+    /* everything on the path from the new leaf up to i moves down one level */
+    size_t j = q->count;
+    while (j != i) {
+        size_t p = (j - 1) / 2;
+        q->items[j] = q->items[p];
+        j = p;
+    }
+    q->items[i].seq = q->seq++;
+    braid_buf_move(&q->items[i].buf, item);
+    q->count++;
+    return 0;
+}
+
+static void heap_pop(braid_queue_t *q, braid_buf_t *out)
+{
+    entry_t *h = q->items;
+    braid_buf_move(out, &h[0].buf);
+    size_t n = --q->count;
+    if (n == 0)
+        return;
+    entry_t last = h[n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, m;
+        if (l >= n)
+            break;
+        m = l + 1 < n && heap_less(&h[l + 1], &h[l]) ? l + 1 : l;
+        if (!heap_less(&h[m], &last))
+            break;
+        h[i] = h[m];
+        i = m;
+    }
+    h[i] = last;
+}
+
+/* Stores the item (room reserved). Returns 0 or BRAID_ETYPE/ECORRUPT. */
+static int store(braid_queue_t *q, braid_buf_t *item)
+{
+    switch (q->kind) {
+    case BRAID_QUEUE_PRIORITY:
+        return heap_push(q, item);
+    case BRAID_QUEUE_LIFO:
+        braid_buf_move(&q->items[q->count++].buf, item);
+        return 0;
+    default:
+        braid_buf_move(&q->items[(q->head + q->count++) & (q->cap - 1)].buf, item);
+        return 0;
+    }
+}
+
+static void take(braid_queue_t *q, braid_buf_t *out)
+{
+    switch (q->kind) {
+    case BRAID_QUEUE_PRIORITY:
+        heap_pop(q, out);
+        break;
+    case BRAID_QUEUE_LIFO:
+        braid_buf_move(out, &q->items[--q->count].buf);
+        break;
+    default:
+        braid_buf_move(out, &q->items[q->head].buf);
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->count--;
+        break;
+    }
+}
+
+static int is_full(const braid_queue_t *q)
+{
+    return q->maxsize > 0 && q->count >= (size_t)q->maxsize;
+}
+
+int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
+{
+    int rc = 0;
+    pthread_mutex_lock(&q->mu);
+    if (q->shutdown) {
+        rc = BRAID_ESHUTDOWN;
+        goto out;
+    }
+    while (is_full(q)) {
+        if (deadline == BRAID_QUEUE_NOWAIT) {
+            rc = BRAID_EFULL;
+            goto out;
+        }
+        rc = braid_waitlist_wait(&q->putters, &q->mu, deadline, NULL);
+        if (q->shutdown) {
+            rc = BRAID_ESHUTDOWN;
+            goto out;
+        }
+        if (rc == BRAID_ETIMEOUT) {
+            rc = is_full(q) ? BRAID_EFULL : 0;
+            if (rc)
+                goto out;
+        } else if (rc != 0) {
+            goto out;
+        }
+    }
+    if ((rc = reserve(q)) != 0 || (rc = store(q, item)) != 0)
+        goto out;
+    if (q->kind != BRAID_QUEUE_SIMPLE)
+        q->unfinished++;
+    if (q->getters.head)
+        braid_waitlist_wake_one(&q->getters, 0);
+out:
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
+{
+    int rc = 0;
+    pthread_mutex_lock(&q->mu);
+    while (q->count == 0) {
+        if (q->shutdown) {
+            rc = BRAID_ESHUTDOWN;
+            goto out;
+        }
+        if (deadline == BRAID_QUEUE_NOWAIT) {
+            rc = BRAID_EEMPTY;
+            goto out;
+        }
+        rc = braid_waitlist_wait(&q->getters, &q->mu, deadline, NULL);
+        if (q->count)
+            break; /* an item arrived: it is ours even if the deadline passed */
+        if (rc == BRAID_ETIMEOUT) {
+            rc = q->shutdown ? BRAID_ESHUTDOWN : BRAID_EEMPTY;
+            goto out;
+        }
+        if (rc != 0)
+            goto out;
+    }
+    rc = 0;
+    take(q, out);
+    if (q->putters.head)
+        braid_waitlist_wake_one(&q->putters, 0);
+out:
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+int braid_queue_task_done(braid_queue_t *q)
+{
+    int rc = 0;
+    pthread_mutex_lock(&q->mu);
+    if (q->kind == BRAID_QUEUE_SIMPLE || q->unfinished <= 0) {
+        rc = BRAID_EINVAL;
+    } else if (--q->unfinished == 0) {
+        braid_waitlist_wake_all(&q->joiners, 0);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+int braid_queue_join(braid_queue_t *q, int64_t deadline)
+{
+    int rc = 0;
+    pthread_mutex_lock(&q->mu);
+    while (q->unfinished > 0) {
+        if (deadline == BRAID_QUEUE_NOWAIT) {
+            rc = BRAID_ETIMEOUT;
+            break;
+        }
+        rc = braid_waitlist_wait(&q->joiners, &q->mu, deadline, NULL);
+        if (q->unfinished == 0) {
+            rc = 0;
+            break;
+        }
+        if (rc != 0)
+            break;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+void braid_queue_shutdown(braid_queue_t *q, int immediate)
+{
+    if (q->kind == BRAID_QUEUE_SIMPLE)
+        return;
+    entry_t *dropped = NULL;
+    size_t cap = 0, head = 0, n = 0;
+    pthread_mutex_lock(&q->mu);
+    q->shutdown = 1;
+    if (immediate) {
+        /* detach the storage; the items are freed outside the lock */
+        dropped = q->items;
+        cap = q->cap;
+        head = q->head;
+        n = q->count;
+        q->items = NULL;
+        q->cap = q->head = q->count = 0;
+        q->unfinished -= (long)n;
+        if (q->unfinished < 0)
+            q->unfinished = 0;
+        braid_waitlist_wake_all(&q->joiners, 0);
+    }
+    braid_waitlist_wake_all(&q->getters, 0);
+    braid_waitlist_wake_all(&q->putters, 0);
+    pthread_mutex_unlock(&q->mu);
+    if (dropped)
+        free_entries(dropped, cap, head, n, is_ring(q));
+}
+
+size_t braid_queue_qsize(braid_queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    size_t n = q->count;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+int braid_queue_empty(braid_queue_t *q)
+{
+    return braid_queue_qsize(q) == 0;
+}
+
+int braid_queue_full(braid_queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int f = is_full(q);
+    pthread_mutex_unlock(&q->mu);
+    return f;
+}
+
+long braid_queue_maxsize(const braid_queue_t *q)
+{
+    return q->maxsize;
+}
+
+int braid_queue_is_shutdown(braid_queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int s = q->shutdown;
+    pthread_mutex_unlock(&q->mu);
+    return s;
+}
+
+long braid_queue_unfinished(braid_queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    long n = q->unfinished;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
