@@ -1,0 +1,301 @@
+/* braid.queue's C half: Queue, LifoQueue, PriorityQueue and SimpleQueue
+ * boxes over core/queue.h; items are encoded outside the queue's lock. */
+#include "lbraid.h"
+#include "queue.h"
+
+/* A per-state scratch buffer (upvalue 1 of every method): items are
+ * encoded into it and moved out, and gets decode from it, so a Lua error
+ * mid-encode/decode leaks nothing and the common path allocates no
+ * userdata. While in use it sits on the stack as a to-be-closed value
+ * whose __close frees it; `busy` guards against re-entry (decode may run
+ * `require`), in which case a fresh buffer is used. */
+typedef struct scratch {
+    braid_buf_t buf;
+    int busy;
+} scratch_t;
+
+static int lqueue_scratch_gc(lua_State *L)
+{
+    scratch_t *s = lua_touserdata(L, 1);
+    braid_buf_free(&s->buf);
+    s->busy = 0;
+    return 0;
+}
+
+/* Pushes the scratch buffer (or a fresh one when it is busy), marked
+ * to-be-closed. Stack: +1; pop it with lua_pop to release it. */
+static scratch_t *lqueue_take_scratch(lua_State *L)
+{
+    scratch_t *s = lua_touserdata(L, lua_upvalueindex(1));
+    if (s->busy) {
+        s = lua_newuserdatauv(L, sizeof *s, 0);
+        braid_buf_init(&s->buf);
+        s->busy = 0;
+        lua_getmetatable(L, lua_upvalueindex(1));
+        lua_setmetatable(L, -2);
+    } else {
+        lua_pushvalue(L, lua_upvalueindex(1));
+    }
+    s->busy = 1;
+    lua_toclose(L, -1);
+    return s;
+}
+
+/* The queue at idx, of any kind (SimpleQueue only if simple_ok). */
+static braid_queue_t *lqueue_check(lua_State *L, int idx, int simple_ok)
+{
+    braid_object_t *obj = lbraid_to_object(L, idx);
+    int kind = braid_queue_kind_of(obj);
+    if (kind < 0 || (!simple_ok && kind == BRAID_QUEUE_SIMPLE)) {
+        lbraid_box_t *box = lua_touserdata(L, idx);
+        if (box && lua_getmetatable(L, idx)) {
+            lua_getfield(L, -1, "__braid");
+            const braid_object_type_t *t = lua_touserdata(L, -1);
+            lua_pop(L, 2);
+            if (!box->obj && t && t->destroy == braid_queue_types[0].destroy)
+                lbraid_error(L, "ValueError", "%s is closed", t->name);
+        }
+        luaL_typeerror(L, idx, simple_ok ? "braid queue" : "braid.Queue");
+    }
+    return (braid_queue_t *)obj;
+}
+
+/* Deadline from (block, timeout) at idx, idx+1, as Python's queue reads
+ * them: block false -> do not wait (timeout ignored); nil timeout ->
+ * forever; a negative timeout -> ValueError. */
+static int64_t lqueue_deadline(lua_State *L, int idx)
+{
+    if (!lua_isnoneornil(L, idx) && !lua_toboolean(L, idx))
+        return BRAID_QUEUE_NOWAIT;
+    if (lua_isnoneornil(L, idx + 1))
+        return BRAID_FOREVER;
+    lua_Number t = luaL_checknumber(L, idx + 1);
+    if (t != t)
+        luaL_argerror(L, idx + 1, "timeout is NaN");
+    if (t < 0)
+        lbraid_error(L, "ValueError", "'timeout' must be a non-negative number");
+    return braid_clock_deadline((double)t);
+}
+
+/* Stack: item at 2. Encodes, puts, raises on failure. */
+static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
+{
+    lbraid_poll(L);
+    scratch_t *s = lqueue_take_scratch(L);
+    braid_buf_reset(&s->buf);
+    lbraid_encode(L, 2, &s->buf, "item");
+    braid_buf_t item;
+    braid_buf_move(&item, &s->buf);
+    lua_pop(L, 1);
+    int rc = braid_queue_put(q, &item, deadline);
+    braid_buf_free(&item); /* empty unless the put failed */
+    if (rc)
+        return lbraid_core_error(L, rc, rc == BRAID_ETYPE ? "PriorityQueue item" : NULL);
+    return 0;
+}
+
+static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
+{
+    lbraid_poll(L);
+    braid_buf_t item;
+    braid_buf_init(&item);
+    int rc = braid_queue_get(q, &item, deadline);
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    scratch_t *s = lqueue_take_scratch(L);
+    braid_buf_free(&s->buf);
+    braid_buf_move(&s->buf, &item);
+    lbraid_decode(L, s->buf.data, s->buf.len);
+    lua_closeslot(L, -2); /* frees the item now; the value stays on top */
+    return 1;
+}
+
+/* ---- constructors ---- */
+
+static int lqueue_new(lua_State *L, braid_queue_kind_t kind)
+{
+    lua_Integer maxsize = 0;
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "maxsize");
+        maxsize = luaL_optinteger(L, -1, 0);
+        lua_pop(L, 1);
+    } else if (kind != BRAID_QUEUE_SIMPLE) {
+        maxsize = luaL_optinteger(L, 1, 0);
+    }
+    braid_queue_t *q;
+    int rc = braid_queue_new(kind, maxsize < 0 ? 0 : (long)maxsize, &q);
+    if (rc)
+        return lbraid_core_error(L, rc, "Queue");
+    lbraid_push_object(L, (braid_object_t *)q);
+    braid_queue_release(q);
+    return 1;
+}
+
+static int lqueue_queue(lua_State *L)
+{
+    return lqueue_new(L, BRAID_QUEUE_FIFO);
+}
+
+static int lqueue_lifo(lua_State *L)
+{
+    return lqueue_new(L, BRAID_QUEUE_LIFO);
+}
+
+static int lqueue_priority(lua_State *L)
+{
+    return lqueue_new(L, BRAID_QUEUE_PRIORITY);
+}
+
+static int lqueue_simple(lua_State *L)
+{
+    return lqueue_new(L, BRAID_QUEUE_SIMPLE);
+}
+
+/* ---- methods ---- */
+
+/* q:put(item, block, timeout) */
+static int lqueue_put(lua_State *L)
+{
+    braid_queue_t *q = lqueue_check(L, 1, 1);
+    lua_settop(L, 4);
+    int64_t deadline = braid_queue_kind_of((braid_object_t *)q) == BRAID_QUEUE_SIMPLE
+                           ? BRAID_QUEUE_NOWAIT
+                           : lqueue_deadline(L, 3);
+    return lqueue_do_put(L, q, deadline);
+}
+
+/* q:put_nowait(item) */
+static int lqueue_put_nowait(lua_State *L)
+{
+    braid_queue_t *q = lqueue_check(L, 1, 1);
+    lua_settop(L, 2);
+    return lqueue_do_put(L, q, BRAID_QUEUE_NOWAIT);
+}
+
+/* q:get(block, timeout) -> item */
+static int lqueue_get(lua_State *L)
+{
+    braid_queue_t *q = lqueue_check(L, 1, 1);
+    return lqueue_do_get(L, q, lqueue_deadline(L, 2));
+}
+
+/* q:get_nowait() -> item */
+static int lqueue_get_nowait(lua_State *L)
+{
+    return lqueue_do_get(L, lqueue_check(L, 1, 1), BRAID_QUEUE_NOWAIT);
+}
+
+static int lqueue_qsize(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)braid_queue_qsize(lqueue_check(L, 1, 1)));
+    return 1;
+}
+
+static int lqueue_empty(lua_State *L)
+{
+    lua_pushboolean(L, braid_queue_empty(lqueue_check(L, 1, 1)));
+    return 1;
+}
+
+static int lqueue_full(lua_State *L)
+{
+    lua_pushboolean(L, braid_queue_full(lqueue_check(L, 1, 0)));
+    return 1;
+}
+
+static int lqueue_maxsize(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)braid_queue_maxsize(lqueue_check(L, 1, 0)));
+    return 1;
+}
+
+static int lqueue_task_done(lua_State *L)
+{
+    if (braid_queue_task_done(lqueue_check(L, 1, 0)) != 0)
+        return lbraid_error(L, "ValueError", "task_done() called too many times");
+    return 0;
+}
+
+/* q:join([timeout]) -> true, or false when the (+) timeout expires */
+static int lqueue_join(lua_State *L)
+{
+    braid_queue_t *q = lqueue_check(L, 1, 0);
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    int rc = braid_queue_join(q, deadline == BRAID_QUEUE_NOWAIT ? 1 : deadline);
+    if (rc == BRAID_ETIMEOUT) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* q:shutdown(immediate) */
+static int lqueue_shutdown(lua_State *L)
+{
+    braid_queue_shutdown(lqueue_check(L, 1, 0), lua_toboolean(L, 2));
+    return 0;
+}
+
+static int lqueue_is_shutdown(lua_State *L)
+{
+    lua_pushboolean(L, braid_queue_is_shutdown(lqueue_check(L, 1, 0)));
+    return 1;
+}
+
+static const luaL_Reg queue_methods[] = {
+    {"put", lqueue_put},
+    {"get", lqueue_get},
+    {"put_nowait", lqueue_put_nowait},
+    {"get_nowait", lqueue_get_nowait},
+    {"qsize", lqueue_qsize},
+    {"empty", lqueue_empty},
+    {"full", lqueue_full},
+    {"maxsize", lqueue_maxsize},
+    {"task_done", lqueue_task_done},
+    {"join", lqueue_join},
+    {"shutdown", lqueue_shutdown},
+    {"is_shutdown", lqueue_is_shutdown},
+    {NULL, NULL}};
+
+static const luaL_Reg simple_methods[] = {
+    {"put", lqueue_put},
+    {"get", lqueue_get},
+    {"put_nowait", lqueue_put_nowait},
+    {"get_nowait", lqueue_get_nowait},
+    {"qsize", lqueue_qsize},
+    {"empty", lqueue_empty},
+    {NULL, NULL}};
+
+static const luaL_Reg queue_funcs[] = {
+    {"Queue", lqueue_queue},
+    {"LifoQueue", lqueue_lifo},
+    {"PriorityQueue", lqueue_priority},
+    {"SimpleQueue", lqueue_simple},
+    {NULL, NULL}};
+
+int lbraid_open_queue(lua_State *L)
+{
+    scratch_t *s = lua_newuserdatauv(L, sizeof *s, 0);
+    braid_buf_init(&s->buf);
+    s->busy = 0;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, lqueue_scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, lqueue_scratch_gc);
+    lua_setfield(L, -2, "__close");
+    lua_setmetatable(L, -2);
+    int scratch = lua_gettop(L);
+    for (int k = 0; k < 4; k++) {
+        lbraid_newmeta(L, &braid_queue_types[k], NULL);
+        lua_getfield(L, -1, "__index");
+        lua_pushvalue(L, scratch);
+        luaL_setfuncs(L, k == BRAID_QUEUE_SIMPLE ? simple_methods : queue_methods, 1);
+        lua_pop(L, 2);
+    }
+    luaL_newlib(L, queue_funcs);
+    return 1;
+}

@@ -1,0 +1,300 @@
+/* Shared tables: open-addressing hash map (linear probing, backward-shift
+ * deletion) of encoded key -> encoded value, plus an O(1) border for #t. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "error.h"
+#include "shared.h"
+
+typedef struct slot {
+    uint64_t hash;
+    braid_buf_t key; /* key.len == 0: empty slot */
+    braid_buf_t value;
+} slot_t;
+
+/* All fields below obj are guarded by lock (the table's RLock), which is
+ * the only lock taken; braid_buf_free of replaced values runs after it is
+ * released, since it may destroy other objects. */
+struct braid_shared {
+    braid_object_t obj;
+    braid_rlock_t *lock;
+    slot_t *slots;
+    size_t cap, count; /* cap: 0 or a power of two */
+    int64_t border;    /* keys 1..border present, border+1 absent */
+};
+
+static void shared_destroy(braid_object_t *obj)
+{
+    braid_shared_t *t = (braid_shared_t *)obj;
+    for (size_t i = 0; i < t->cap; i++) {
+        braid_buf_free(&t->slots[i].key);
+        braid_buf_free(&t->slots[i].value);
+    }
+    free(t->slots);
+    braid_object_release((braid_object_t *)t->lock);
+    free(t);
+}
+
+const braid_object_type_t braid_shared_type = {"braid.SharedTable", "braid.shared",
+                                               shared_destroy};
+
+int braid_shared_new(braid_shared_t **out)
+{
+    *out = NULL;
+    braid_shared_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return BRAID_ENOMEM;
+    int rc = braid_rlock_new(&t->lock);
+    if (rc != 0) {
+        free(t);
+        return rc;
+    }
+    if (braid_object_init(&t->obj, &braid_shared_type) != 0) {
+        braid_object_release((braid_object_t *)t->lock);
+        free(t);
+        return BRAID_ENOMEM;
+    }
+    *out = t;
+    return 0;
+}
+
+braid_rlock_t *braid_shared_rlock(braid_shared_t *t)
+{
+    return t->lock;
+}
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 29;
+    return h;
+}
+
+/* Index of the slot holding key, or of the empty slot where it would go.
+ * Requires cap > count. */
+static size_t find(const braid_shared_t *t, const void *key, size_t klen, uint64_t h)
+{
+    size_t mask = t->cap - 1, i = (size_t)h & mask;
+    for (;;) {
+        const slot_t *s = &t->slots[i];
+        if (s->key.len == 0)
+            return i;
+        if (s->hash == h && s->key.len == klen && memcmp(s->key.data, key, klen) == 0)
+            return i;
+        i = (i + 1) & mask;
+    }
+}
+
+static int grow(braid_shared_t *t)
+{
+    size_t ncap = t->cap ? t->cap * 2 : 16;
+    slot_t *n = calloc(ncap, sizeof *n);
+    if (!n)
+        return BRAID_ENOMEM;
+    for (size_t i = 0; i < t->cap; i++) {
+        slot_t *s = &t->slots[i];
+        if (s->key.len == 0)
+            continue;
+        size_t j = (size_t)s->hash & (ncap - 1);
+        while (n[j].key.len)
+            j = (j + 1) & (ncap - 1);
+        n[j] = *s;
+    }
+    free(t->slots);
+    t->slots = n;
+    t->cap = ncap;
+    return 0;
+}
+
+/* Removes slot i, shifting later members of its probe run back. */
+static void remove_slot(braid_shared_t *t, size_t i)
+{
+    size_t mask = t->cap - 1;
+    memset(&t->slots[i], 0, sizeof t->slots[i]);
+    t->count--;
+    for (size_t j = (i + 1) & mask; t->slots[j].key.len; j = (j + 1) & mask) {
+        size_t home = (size_t)t->slots[j].hash & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            t->slots[i] = t->slots[j];
+            memset(&t->slots[j], 0, sizeof t->slots[j]);
+            i = j;
+        }
+    }
+}
+
+/* Encodes integer v as a key (tag + zigzag varint); returns its length. */
+static size_t int_key(uint8_t out[11], int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    size_t n = 0;
+    out[n++] = BRAID_T_INT;
+    while (z >= 0x80) {
+        out[n++] = (uint8_t)(z | 0x80);
+        z >>= 7;
+    }
+    out[n++] = (uint8_t)z;
+    return n;
+}
+
+/* If key is an encoded integer, stores it in *v and returns 1. */
+static int key_int(const braid_buf_t *key, int64_t *v)
+{
+    if (key->len < 2 || key->data[0] != BRAID_T_INT)
+        return 0;
+    braid_reader_t r;
+    braid_reader_init(&r, key->data + 1, key->len - 1);
+    *v = braid_reader_int(&r);
+    return !r.err && braid_reader_left(&r) == 0;
+}
+
+static int has_int(const braid_shared_t *t, int64_t v)
+{
+    uint8_t k[11];
+    size_t n = int_key(k, v);
+    return t->cap && t->slots[find(t, k, n, hash_bytes(k, n))].key.len != 0;
+}
+
+static int lock(braid_shared_t *t)
+{
+    return braid_rlock_acquire(t->lock, BRAID_FOREVER);
+}
+
+static void unlock(braid_shared_t *t)
+{
+    braid_rlock_release(t->lock);
+}
+
+int braid_shared_get(braid_shared_t *t, const void *key, size_t klen, braid_buf_t *out)
+{
+    int rc = lock(t);
+    if (rc)
+        return rc;
+    if (t->cap) {
+        slot_t *s = &t->slots[find(t, key, klen, hash_bytes(key, klen))];
+        if (s->key.len)
+            rc = braid_buf_copy(out, &s->value) == 0 ? 1 : BRAID_ENOMEM;
+    }
+    unlock(t);
+    return rc;
+}
+
+int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
+{
+    if (key->len == 0)
+        return BRAID_EINVAL;
+    int del = value == NULL || value->len == 0;
+    uint64_t h = hash_bytes(key->data, key->len);
+    int64_t k;
+    int isint = key_int(key, &k);
+    braid_buf_t old_key, old_value;
+    braid_buf_init(&old_key);
+    braid_buf_init(&old_value);
+    int rc = lock(t);
+    if (rc)
+        return rc;
+    if (del) {
+        if (t->cap) {
+            size_t i = find(t, key->data, key->len, h);
+            if (t->slots[i].key.len) {
+                braid_buf_move(&old_key, &t->slots[i].key);
+                braid_buf_move(&old_value, &t->slots[i].value);
+                remove_slot(t, i);
+                if (isint && k >= 1 && k <= t->border)
+                    t->border = k - 1;
+            }
+        }
+        braid_buf_reset(key);
+        if (value)
+            braid_buf_reset(value);
+    } else {
+        if ((t->count + 1) * 4 > t->cap * 3 && (rc = grow(t)) != 0) {
+            unlock(t);
+            return rc;
+        }
+        slot_t *s = &t->slots[find(t, key->data, key->len, h)];
+        if (s->key.len) {
+            braid_buf_move(&old_value, &s->value);
+            braid_buf_move(&old_key, key); /* keep the stored key, drop ours */
+        } else {
+            s->hash = h;
+            braid_buf_move(&s->key, key);
+            t->count++;
+        }
+        braid_buf_move(&s->value, value);
+        if (isint && k == t->border + 1) {
+            t->border = k;
+            while (t->border < INT64_MAX && has_int(t, t->border + 1))
+                t->border++;
+        }
+    }
+    unlock(t);
+    braid_buf_free(&old_key);
+    braid_buf_free(&old_value);
+    return 0;
+}
+
+int64_t braid_shared_len(braid_shared_t *t)
+{
+    int rc = lock(t);
+    if (rc)
+        return rc;
+    int64_t n = t->border;
+    unlock(t);
+    return n;
+}
+
+size_t braid_shared_count(braid_shared_t *t)
+{
+    if (lock(t))
+        return 0;
+    size_t n = t->count;
+    unlock(t);
+    return n;
+}
+
+int braid_shared_snapshot(braid_shared_t *t, braid_shared_pair_t **pairs, size_t *n)
+{
+    *pairs = NULL;
+    *n = 0;
+    int rc = lock(t);
+    if (rc)
+        return rc;
+    braid_shared_pair_t *p = t->count ? calloc(t->count, sizeof *p) : NULL;
+    size_t m = 0;
+    if (t->count && !p)
+        rc = BRAID_ENOMEM;
+    for (size_t i = 0; !rc && i < t->cap; i++) {
+        slot_t *s = &t->slots[i];
+        if (!s->key.len)
+            continue;
+        if (braid_buf_copy(&p[m].key, &s->key) || braid_buf_copy(&p[m].value, &s->value)) {
+            braid_buf_free(&p[m].key);
+            rc = BRAID_ENOMEM;
+            break;
+        }
+        m++;
+    }
+    unlock(t);
+    if (rc) {
+        braid_shared_pairs_free(p, m);
+        return rc;
+    }
+    *pairs = p;
+    *n = m;
+    return 0;
+}
+
+void braid_shared_pairs_free(braid_shared_pair_t *pairs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        braid_buf_free(&pairs[i].key);
+        braid_buf_free(&pairs[i].value);
+    }
+    free(pairs);
+}

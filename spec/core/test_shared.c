@@ -1,0 +1,142 @@
+/* Core tests for braid_shared: set/get/delete, the # border, snapshots,
+ * and read-modify-write under the table's RLock from many threads. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "clock.h"
+#include "codec.h"
+#include "error.h"
+#include "shared.h"
+
+static braid_buf_t enc_int(int64_t v)
+{
+    braid_buf_t b;
+    braid_buf_init(&b);
+    braid_buf_put_u8(&b, BRAID_T_INT);
+    braid_buf_put_int(&b, v);
+    return b;
+}
+
+static braid_buf_t enc_str(const char *s)
+{
+    braid_buf_t b;
+    braid_buf_init(&b);
+    braid_buf_put_u8(&b, BRAID_T_STR);
+    braid_buf_put_str(&b, s, strlen(s));
+    return b;
+}
+
+static void set_ii(braid_shared_t *t, int64_t k, int64_t v, int del)
+{
+    braid_buf_t kb = enc_int(k), vb = enc_int(v);
+    CHECK(braid_shared_set(t, &kb, del ? NULL : &vb) == 0);
+    braid_buf_free(&kb);
+    braid_buf_free(&vb);
+}
+
+/* value stored under integer key k, or -1 if absent */
+static int64_t get_i(braid_shared_t *t, braid_buf_t *key)
+{
+    braid_buf_t out;
+    braid_buf_init(&out);
+    int rc = braid_shared_get(t, key->data, key->len, &out);
+    int64_t v = -1;
+    if (rc == 1) {
+        braid_reader_t r;
+        braid_reader_init(&r, out.data, out.len);
+        braid_reader_u8(&r);
+        v = braid_reader_int(&r);
+    }
+    braid_buf_free(&out);
+    return v;
+}
+
+static int64_t get_ii(braid_shared_t *t, int64_t k)
+{
+    braid_buf_t kb = enc_int(k);
+    int64_t v = get_i(t, &kb);
+    braid_buf_free(&kb);
+    return v;
+}
+
+static void test_basic(void)
+{
+    braid_shared_t *t;
+    CHECK(braid_shared_new(&t) == 0);
+    CHECK(get_ii(t, 1) == -1);
+    for (int i = 1; i <= 1000; i++)
+        set_ii(t, i, i * 10, 0);
+    CHECK(braid_shared_count(t) == 1000);
+    CHECK(braid_shared_len(t) == 1000);
+    for (int i = 1; i <= 1000; i++)
+        CHECK(get_ii(t, i) == i * 10);
+    braid_buf_t k = enc_str("name"), v = enc_int(7);
+    CHECK(braid_shared_set(t, &k, &v) == 0);
+    CHECK(k.len == 0 && v.len == 0);
+    braid_buf_t k2 = enc_str("name");
+    CHECK(get_i(t, &k2) == 7);
+    braid_buf_free(&k2);
+    set_ii(t, 500, 0, 1);
+    CHECK(get_ii(t, 500) == -1);
+    CHECK(braid_shared_len(t) == 499);
+    set_ii(t, 500, 1, 0);
+    CHECK(braid_shared_len(t) == 1000);
+    for (int i = 1000; i >= 1; i--)
+        set_ii(t, i, 0, 1);
+    CHECK(braid_shared_len(t) == 0);
+    CHECK(braid_shared_count(t) == 1);
+    /* filling a hole from below extends the border over what follows */
+    set_ii(t, 2, 2, 0);
+    set_ii(t, 3, 3, 0);
+    CHECK(braid_shared_len(t) == 0);
+    set_ii(t, 1, 1, 0);
+    CHECK(braid_shared_len(t) == 3);
+    braid_shared_pair_t *pairs;
+    size_t n;
+    CHECK(braid_shared_snapshot(t, &pairs, &n) == 0);
+    CHECK(n == 4);
+    set_ii(t, 4, 4, 0);
+    CHECK(n == 4 && pairs != NULL);
+    braid_shared_pairs_free(pairs, n);
+    braid_object_release((braid_object_t *)t);
+}
+
+enum { THREADS = 4, ROUNDS = 20000 };
+
+static void *incr(void *p)
+{
+    braid_shared_t *t = p;
+    braid_rlock_t *l = braid_shared_rlock(t);
+    for (int i = 0; i < ROUNDS; i++) {
+        CHECK(braid_rlock_acquire(l, BRAID_FOREVER) == 0);
+        int64_t v = get_ii(t, 0); /* reentrant: get takes the lock again */
+        set_ii(t, 0, v + 1, 0);
+        CHECK(braid_rlock_release(l) == 0);
+    }
+    return NULL;
+}
+
+static void test_locked_increments(void)
+{
+    braid_shared_t *t;
+    CHECK(braid_shared_new(&t) == 0);
+    set_ii(t, 0, 0, 0);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, incr, t);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    CHECK(get_ii(t, 0) == (int64_t)THREADS * ROUNDS);
+    braid_object_release((braid_object_t *)t);
+}
+
+int main(void)
+{
+    long before = braid_object_count();
+    RUN(test_basic);
+    RUN(test_locked_increments);
+    CHECK(braid_object_count() == before);
+    return CHECK_DONE();
+}
