@@ -25,6 +25,8 @@ int lbraid_error(lua_State *L, const char *kind, const char *fmt, ...);
  * message "<what>: <braid_strerror>" or just the strerror if what is NULL.
  * BRAID_ECANCELLED raises Cancelled. Never returns. */
 int lbraid_core_error(lua_State *L, int code, const char *what);
+/* Pushes the braid.Error metatable (braid.Error), creating it once. */
+int lbraid_open_error(lua_State *L);
 /* True if the value at idx is a braid.Error (of kind, when kind != NULL). */
 int lbraid_is_error(lua_State *L, int idx, const char *kind);
 
@@ -70,8 +72,13 @@ typedef struct lbraid_ctx {
     braid_waiter_t *waiter;   /* the OS thread's waiter (cancellation) */
     braid_object_t *thread;   /* the braid thread running this state, or NULL */
     int main;                 /* the state of the main thread/host */
+    /* Runs callbacks queued for this state; set by the module that queues
+     * them (futures). NULL when there is nothing to deliver. */
+    void (*poll)(lua_State *L);
 } lbraid_ctx_t;
 
+/* Replaces the global print with one that writes each line whole. */
+void lbraid_install_print(lua_State *L);
 /* A new state with the standard libraries, braid preloaded, whole-line
  * print, and package.path/cpath copied from `from` (may be NULL).
  * Returns NULL when out of memory. */
@@ -90,6 +97,20 @@ void lbraid_push_traceback(lua_State *L, int idx);
  * blocking braid call. */
 void lbraid_poll(lua_State *L);
 
+/* Pushes a userdata holding an empty braid_buf_t that is freed by __gc, so
+ * a buffer being filled is not leaked when an encode raises. Move its
+ * contents out (braid_buf_move) to keep them. Stack: +1. */
+braid_buf_t *lbraid_push_buf(lua_State *L);
+/* Runs an encoded call (a sequence: fn, args...) in L, protected. On
+ * success encodes the results as a sequence into out and returns 0; on
+ * error encodes (error value, traceback) into out and returns 1. Never
+ * raises; leaves L's stack as it was. */
+int lbraid_run_call(lua_State *L, const braid_buf_t *call, braid_buf_t *out);
+/* Decodes an outcome written by lbraid_run_call: pushes the results and
+ * returns their count, or (failed) re-raises the error value with its
+ * remote traceback recorded for braid.traceback. */
+int lbraid_push_outcome(lua_State *L, const braid_buf_t *out, int failed);
+
 /* ---- arguments ---- */
 
 /* Timeout argument: nil or negative -> BRAID_FOREVER, number -> deadline. */
@@ -100,5 +121,12 @@ void lbraid_check_cancel(lua_State *L);
 
 /* Opens every braid module into package.preload (braid.h: braid_openlibs). */
 void lbraid_preload(lua_State *L);
+
+/* Module C halves: bindings/l<m>.c defines `int lbraid_open_<m>(lua_State *L)`
+ * returning the C half's table. The exported luaopen_braid_<m> (lbraid.c)
+ * runs it, then the embedded scripts/braid/<m>.lua with the table as `...`. */
+#define BRAID_MODULE(m) int lbraid_open_##m(lua_State *L);
+#include "braid_modules.h"
+#undef BRAID_MODULE
 
 #endif

@@ -1,5 +1,4 @@
 /* Monotonic clock and deadline arithmetic. */
-#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
 #include <time.h>

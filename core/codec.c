@@ -1,6 +1,5 @@
 /* Byte-level half of the codec: growable buffers, bounds-checked readers,
  * a structural validator, the chunk MAC (SipHash-2-4) and tuple ordering. */
-#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,5 @@
 /* Waiters park OS threads with a short spin, then a condvar with a
  * monotonic deadline. Lock order: primitive lock -> waiter mu. */
-#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>

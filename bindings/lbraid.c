@@ -1,0 +1,304 @@
+/* The root module `braid`: module loading (C halves + embedded scripts),
+ * the codec for users, and the root helpers of API.md §0. */
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "braid.h"
+#include "lbraid.h"
+
+typedef struct script {
+    const char *name, *src;
+    size_t len;
+} script_t;
+extern const script_t braid_scripts[];
+
+typedef struct cmodule {
+    const char *name;
+    lua_CFunction open;
+} cmodule_t;
+
+static const cmodule_t cmodules[] = {
+#define BRAID_MODULE(m) {"braid." #m, lbraid_open_##m},
+#include "braid_modules.h"
+#undef BRAID_MODULE
+    {NULL, NULL}};
+
+/* Submodules of the root, reachable as braid.<name> too. */
+static const char *const submodules[] = {"threading", "queue", "futures", "multiprocessing",
+                                         "asyncio", "shared", NULL};
+
+static const script_t *find_script(const char *name)
+{
+    for (const script_t *s = braid_scripts; s->name; s++)
+        if (strcmp(s->name, name) == 0)
+            return s;
+    return NULL;
+}
+
+static int open_root(lua_State *L);
+
+/* Loads module `name`: its C half (or an empty table), then its script
+ * with that table as `...`; returns what the script returns, else the
+ * table. Stack: +1. */
+static int load_module(lua_State *L, const char *name)
+{
+    lua_CFunction open = strcmp(name, "braid") == 0 ? open_root : NULL;
+    for (const cmodule_t *m = cmodules; !open && m->name; m++)
+        if (strcmp(m->name, name) == 0)
+            open = m->open;
+    const script_t *s = find_script(name);
+    if (!open && !s)
+        return luaL_error(L, "module '%s' is not part of this braid build", name);
+    if (open) {
+        lua_pushcfunction(L, open);
+        lua_call(L, 0, 1);
+    } else {
+        lua_newtable(L);
+    }
+    if (s) {
+        const char *chunkname = lua_pushfstring(L, "=[%s]", name);
+        if (luaL_loadbuffer(L, s->src, s->len, chunkname) != LUA_OK)
+            return lua_error(L);
+        lua_remove(L, -2);
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 1);
+        if (lua_isnil(L, -1))
+            lua_pop(L, 1);
+        else
+            lua_remove(L, -2);
+    }
+    return 1;
+}
+
+static int preload_loader(lua_State *L)
+{
+    return load_module(L, lua_tostring(L, lua_upvalueindex(1)));
+}
+
+static void add_preload(lua_State *L, int preload, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_pushcclosure(L, preload_loader, 1);
+    lua_setfield(L, preload, name);
+}
+
+void lbraid_preload(lua_State *L)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    int preload = lua_gettop(L);
+    add_preload(L, preload, "braid");
+    for (const cmodule_t *m = cmodules; m->name; m++)
+        add_preload(L, preload, m->name);
+    for (const script_t *s = braid_scripts; s->name; s++)
+        add_preload(L, preload, s->name);
+    lua_pop(L, 1);
+    lbraid_install_print(L);
+}
+
+/* ---- root functions ---- */
+
+static int lbraid_sleep(lua_State *L)
+{
+    lua_Number secs = luaL_checknumber(L, 1);
+    if (secs != secs || secs < 0)
+        return lbraid_error(L, "ValueError", "sleep length must be a non-negative number");
+    lbraid_poll(L);
+    braid_waiter_t *w = lbraid_ctx(L)->waiter;
+    int64_t deadline = braid_clock_deadline((double)secs);
+    if (!w) {
+        braid_clock_sleep_until(deadline);
+        return 0;
+    }
+    braid_waiter_prepare(w);
+    for (;;) {
+        int rc = braid_waiter_park(w, deadline);
+        if (rc == BRAID_ECANCELLED)
+            return lbraid_core_error(L, rc, NULL);
+        if (rc == BRAID_ETIMEOUT)
+            return 0;
+        braid_waiter_prepare(w); /* a stray wake-up: keep sleeping */
+    }
+}
+
+static int lbraid_monotonic(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)braid_clock_now() / 1e9);
+    return 1;
+}
+
+static int lbraid_cpu_count(lua_State *L)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    lua_pushinteger(L, n > 0 ? n : 1);
+    return 1;
+}
+
+static int lbraid_poll_fn(lua_State *L)
+{
+    lbraid_poll(L);
+    lbraid_check_cancel(L);
+    return 0;
+}
+
+/* braid.encode(v) -> string. Braid objects are named by id; the string
+ * holds no reference, so decoding after they die gives a ValueError. */
+static int lbraid_encode_fn(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    braid_buf_t *buf = lbraid_push_buf(L);
+    lbraid_encode(L, 1, buf, "value");
+    lua_pushlstring(L, (const char *)buf->data, buf->len);
+    return 1;
+}
+
+static int lbraid_decode_fn(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lbraid_decode(L, s, n);
+    return 1;
+}
+
+/* braid.transfer_test(fn, ...): runs fn(...) in a fresh state on this OS
+ * thread, everything crossing by the codec both ways; returns its results
+ * or re-raises its error. */
+static int lbraid_transfer_test(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    int n = lua_gettop(L);
+    braid_buf_t *call = lbraid_push_buf(L);
+    lbraid_encode_seq(L, 1, n, call, "args");
+    braid_buf_t *out = lbraid_push_buf(L);
+    lua_State *L2 = lbraid_newstate(L);
+    if (!L2)
+        return lbraid_core_error(L, BRAID_ENOMEM, NULL);
+    lbraid_ctx(L2)->waiter = lbraid_ctx(L)->waiter;
+    int failed = lbraid_run_call(L2, call, out);
+    lua_close(L2);
+    lua_settop(L, n + 2);
+    return lbraid_push_outcome(L, out, failed);
+}
+
+static int lbraid_traceback_fn(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lbraid_push_traceback(L, 1);
+    return 1;
+}
+
+static int lbraid_shutdown_fn(lua_State *L)
+{
+    int rc = braid_shutdown(L, luaL_optnumber(L, 1, -1));
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+static const luaL_Reg root_funcs[] = {
+    {"sleep", lbraid_sleep},
+    {"monotonic", lbraid_monotonic},
+    {"cpu_count", lbraid_cpu_count},
+    {"poll", lbraid_poll_fn},
+    {"encode", lbraid_encode_fn},
+    {"decode", lbraid_decode_fn},
+    {"transfer_test", lbraid_transfer_test},
+    {"traceback", lbraid_traceback_fn},
+    {"shutdown", lbraid_shutdown_fn},
+    {NULL, NULL}};
+
+/* braid.<submodule> loads on first access. */
+static int root_index(lua_State *L)
+{
+    const char *k = lua_tostring(L, 2);
+    for (int i = 0; k && submodules[i]; i++) {
+        if (strcmp(submodules[i], k) == 0) {
+            lua_getglobal(L, "require");
+            lua_pushfstring(L, "braid.%s", k);
+            lua_call(L, 1, 1);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, 1, k);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int open_root(lua_State *L)
+{
+    luaL_newlib(L, root_funcs);
+    lua_pushliteral(L, BRAID_VERSION);
+    lua_setfield(L, -2, "version");
+    lbraid_open_error(L);
+    lua_setfield(L, -2, "Error");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, root_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* ---- embedding API and stock-Lua entry points ---- */
+
+int braid_openlibs(lua_State *L)
+{
+    lbraid_preload(L);
+    lbraid_ctx(L)->main = 1;
+    return 0;
+}
+
+int braid_shutdown(lua_State *L, double timeout)
+{
+    (void)L;
+    (void)timeout;
+    return 0;
+}
+
+/* Loads `name` as require would, after installing the preloaders. */
+static int open_entry(lua_State *L, const char *name)
+{
+    braid_openlibs(L);
+    return load_module(L, name);
+}
+
+int luaopen_braid(lua_State *L)
+{
+    return open_entry(L, "braid");
+}
+
+BRAID_EXPORT int luaopen_braid_threading(lua_State *L);
+BRAID_EXPORT int luaopen_braid_queue(lua_State *L);
+BRAID_EXPORT int luaopen_braid_shared(lua_State *L);
+BRAID_EXPORT int luaopen_braid_futures(lua_State *L);
+BRAID_EXPORT int luaopen_braid_multiprocessing(lua_State *L);
+BRAID_EXPORT int luaopen_braid_asyncio(lua_State *L);
+
+int luaopen_braid_threading(lua_State *L)
+{
+    return open_entry(L, "braid.threading");
+}
+
+int luaopen_braid_queue(lua_State *L)
+{
+    return open_entry(L, "braid.queue");
+}
+
+int luaopen_braid_shared(lua_State *L)
+{
+    return open_entry(L, "braid.shared");
+}
+
+int luaopen_braid_futures(lua_State *L)
+{
+    return open_entry(L, "braid.futures");
+}
+
+int luaopen_braid_multiprocessing(lua_State *L)
+{
+    return open_entry(L, "braid.multiprocessing");
+}
+
+int luaopen_braid_asyncio(lua_State *L)
+{
+    return open_entry(L, "braid.asyncio");
+}

@@ -1,0 +1,894 @@
+/* The Lua half of the codec (API.md §1): walks Lua values into the byte
+ * format of core/codec.h and rebuilds them in another state. */
+#include <string.h>
+
+#include "lbraid.h"
+
+/* ------------------------------------------------------------------ */
+/* Module map: value -> how the receiver finds it by name              */
+/* ------------------------------------------------------------------ */
+
+static const char MODMAP_KEY = 'm'; /* registry: {map=, count=} */
+static const char FCACHE_KEY = 'f'; /* registry: weak func -> {chunk, mac, globals} */
+
+/* The globals every state has (luaL_openlibs): never copied, and the only
+ * fields of _G that cross by name. */
+static int is_standard_global(const char *name)
+{
+    static const char *const names[] = {
+        "_G", "_VERSION", "assert", "collectgarbage", "coroutine", "debug", "dofile",
+        "error", "getmetatable", "io", "ipairs", "load", "loadfile", "math", "next",
+        "os", "package", "pairs", "pcall", "print", "rawequal", "rawget", "rawlen",
+        "rawset", "require", "select", "setmetatable", "string", "table", "tonumber",
+        "tostring", "type", "utf8", "warn", "xpcall", NULL};
+    for (int i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* map[value] = value if absent; leaves the stack as it was. */
+static void map_add(lua_State *L, int map, int key, int value)
+{
+    lua_pushvalue(L, key);
+    if (lua_rawget(L, map) == LUA_TNIL) {
+        lua_pushvalue(L, key);
+        lua_pushvalue(L, value);
+        lua_rawset(L, map);
+    }
+    lua_pop(L, 1);
+}
+
+/* Maps the module at `mod` named `name`: the module itself -> "name", and
+ * each function/userdata field f -> {"name", "key"}. */
+static void map_module(lua_State *L, int map, int name, int mod)
+{
+    int is_g = strcmp(lua_tostring(L, name), "_G") == 0;
+    int t = lua_type(L, mod);
+    if (t == LUA_TFUNCTION || t == LUA_TUSERDATA || t == LUA_TTABLE)
+        map_add(L, map, mod, name);
+    if (t != LUA_TTABLE)
+        return;
+    lua_pushnil(L);
+    while (lua_next(L, mod)) {
+        int k = lua_gettop(L) - 1, vt = lua_type(L, -1);
+        /* user globals live in _G too: only the standard ones are the same
+         * in every state */
+        int wanted = is_g ? lua_iscfunction(L, -1) && lua_type(L, k) == LUA_TSTRING &&
+                                is_standard_global(lua_tostring(L, k))
+                          : (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTABLE);
+        if (wanted && lua_type(L, k) == LUA_TSTRING) {
+            lua_createtable(L, 2, 0);
+            lua_pushvalue(L, name);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, k);
+            lua_rawseti(L, -2, 2);
+            map_add(L, map, k + 1, k + 2);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* Pushes the module map for this state, rebuilt when package.loaded changed
+ * size (modules are not expected to change their fields after loading).
+ * Stack: +1. */
+static void push_modmap(lua_State *L)
+{
+    lua_Integer count = 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    int loaded = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, loaded)) {
+        count++;
+        lua_pop(L, 1);
+    }
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MODMAP_KEY) == LUA_TTABLE) {
+        lua_getfield(L, -1, "count");
+        if (lua_tointeger(L, -1) == count) {
+            lua_getfield(L, -2, "map");
+            lua_replace(L, loaded);
+            lua_settop(L, loaded);
+            return;
+        }
+    }
+    lua_settop(L, loaded);
+    lua_newtable(L);
+    int map = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, loaded)) {
+        if (lua_type(L, -2) == LUA_TSTRING)
+            map_module(L, map, lua_gettop(L) - 1, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, count);
+    lua_setfield(L, -2, "count");
+    lua_pushvalue(L, map);
+    lua_setfield(L, -2, "map");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &MODMAP_KEY);
+    lua_replace(L, loaded);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reading a dumped chunk: which globals does a function name?        */
+/* ------------------------------------------------------------------ */
+
+/* Lua 5.4 dump format (ldump.c): header, then functions recursively. */
+typedef struct chunk {
+    const unsigned char *p, *end;
+    int err;
+} chunk_t;
+
+static size_t ck_size(chunk_t *c)
+{
+    size_t x = 0;
+    for (int i = 0; i < 10; i++) {
+        if (c->p >= c->end) {
+            c->err = 1;
+            return 0;
+        }
+        int b = *c->p++;
+        x = (x << 7) | (b & 0x7f);
+        if (b & 0x80)
+            return x;
+    }
+    c->err = 1;
+    return 0;
+}
+
+static const unsigned char *ck_skip(chunk_t *c, size_t n)
+{
+    if (c->err || (size_t)(c->end - c->p) < n) {
+        c->err = 1;
+        return NULL;
+    }
+    const unsigned char *q = c->p;
+    c->p += n;
+    return q;
+}
+
+static const char *ck_string(chunk_t *c, size_t *len)
+{
+    size_t n = ck_size(c);
+    *len = n ? n - 1 : 0;
+    return n ? (const char *)ck_skip(c, n - 1) : NULL;
+}
+
+#define OP_GETTABUP 11 /* lopcodes.h: R[A] := UpValue[B][K[C]:shortstring] */
+
+/* Walks one function; appends to the table at `names` every K[C] string
+ * of a GETTABUP whose upvalue B is named _ENV. Uses scratch Lua stack. */
+static void ck_function(lua_State *L, chunk_t *c, int names)
+{
+    size_t n, len;
+    ck_string(c, &len); /* source */
+    ck_size(c);         /* linedefined */
+    ck_size(c);         /* lastlinedefined */
+    ck_skip(c, 3);      /* numparams, is_vararg, maxstacksize */
+    size_t ncode = ck_size(c);
+    const unsigned char *code = ck_skip(c, ncode * 4);
+    size_t nk = ck_size(c);
+    if (c->err || nk > (size_t)(c->end - c->p))
+        return (void)(c->err = 1);
+    lua_createtable(L, (int)nk, 0); /* constants: strings or false */
+    int ks = lua_gettop(L);
+    for (size_t i = 0; i < nk && !c->err; i++) {
+        const unsigned char *tt = ck_skip(c, 1);
+        if (!tt)
+            break;
+        switch (*tt) {
+        case 0x03: /* LUA_VNUMINT */
+        case 0x13: /* LUA_VNUMFLT */
+            ck_skip(c, 8);
+            lua_pushboolean(L, 0);
+            break;
+        case 0x04: /* LUA_VSHRSTR */
+        case 0x14: { /* LUA_VLNGSTR */
+            const char *s = ck_string(c, &len);
+            if (s)
+                lua_pushlstring(L, s, len);
+            else
+                lua_pushboolean(L, 0);
+            break;
+        }
+        default: /* nil, false, true */
+            lua_pushboolean(L, 0);
+        }
+        lua_rawseti(L, ks, (lua_Integer)i);
+    }
+    n = ck_size(c); /* upvalues: instack, idx, kind */
+    ck_skip(c, n * 3);
+    size_t nprotos = ck_size(c);
+    for (size_t i = 0; i < nprotos && !c->err; i++)
+        ck_function(L, c, names);
+    n = ck_size(c); /* lineinfo */
+    ck_skip(c, n);
+    n = ck_size(c); /* abslineinfo */
+    for (size_t i = 0; i < n && !c->err; i++) {
+        ck_size(c);
+        ck_size(c);
+    }
+    n = ck_size(c); /* locvars */
+    for (size_t i = 0; i < n && !c->err; i++) {
+        ck_string(c, &len);
+        ck_size(c);
+        ck_size(c);
+    }
+    size_t nupnames = ck_size(c);
+    int env[256];
+    memset(env, 0, sizeof env);
+    for (size_t i = 0; i < nupnames && !c->err; i++) {
+        const char *s = ck_string(c, &len);
+        if (i < 256 && s && len == 4 && memcmp(s, "_ENV", 4) == 0)
+            env[i] = 1;
+    }
+    for (size_t pc = 0; code && !c->err && pc < ncode; pc++) {
+        uint32_t ins;
+        memcpy(&ins, code + 4 * pc, 4);
+        if ((ins & 0x7f) != OP_GETTABUP || !env[(ins >> 16) & 0xff])
+            continue;
+        if (lua_rawgeti(L, ks, (ins >> 24) & 0xff) == LUA_TSTRING) {
+            lua_pushboolean(L, 1);
+            lua_rawset(L, names);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* Pushes a sequence of the global names the dumped chunk reads. */
+static void chunk_globals(lua_State *L, const char *data, size_t len)
+{
+    lua_newtable(L);
+    int set = lua_gettop(L);
+    chunk_t c = {(const unsigned char *)data, (const unsigned char *)data + len, 0};
+    /* header: signature 4, version, format, LUAC_DATA 6, 3 sizes, int 8, num 8 */
+    ck_skip(&c, 4 + 1 + 1 + 6 + 3 + 8 + 8);
+    ck_skip(&c, 1); /* number of upvalues of the main closure */
+    if (!c.err)
+        ck_function(L, &c, set);
+    lua_newtable(L);
+    lua_Integer i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, set)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, ++i);
+    }
+    lua_remove(L, set);
+}
+
+/* ------------------------------------------------------------------ */
+/* Encoder                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct seg {
+    int kind; /* 0 string key, 1 integer key, 2 other key, 3 upvalue, 4 global, 5 metatable,
+               * 6 none (the root) */
+    const char *s;
+    size_t len;
+    lua_Integer i;
+} seg_t;
+
+typedef struct enc {
+    lua_State *L;
+    braid_buf_t *buf;
+    int seen;   /* abs index: value -> ref index */
+    int modmap; /* abs index */
+    lua_Integer nrefs;
+    int depth;
+    const char *root;
+    seg_t path[BRAID_CODEC_MAX_DEPTH + 2];
+} enc_t;
+
+static int writer(lua_State *L, const void *p, size_t sz, void *ud)
+{
+    (void)L;
+    braid_buf_put_bytes(ud, p, sz);
+    return 0;
+}
+
+/* Raises TypeError "cannot transfer <what> at <path>". */
+static int enc_fail(enc_t *e, const char *what)
+{
+    lua_State *L = e->L;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, e->root);
+    for (int d = 0; d < e->depth; d++) {
+        seg_t *s = &e->path[d];
+        switch (s->kind) {
+        case 0: {
+            int ident = s->len > 0 && !(s->s[0] >= '0' && s->s[0] <= '9');
+            for (size_t k = 0; k < s->len && ident; k++) {
+                char ch = s->s[k];
+                ident = ch == '_' || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                        (ch >= '0' && ch <= '9');
+            }
+            if (ident) {
+                luaL_addchar(&b, '.');
+                luaL_addlstring(&b, s->s, s->len);
+            } else {
+                luaL_addstring(&b, "[\"");
+                luaL_addlstring(&b, s->s, s->len);
+                luaL_addstring(&b, "\"]");
+            }
+            break;
+        }
+        case 1:
+            lua_pushfstring(L, "[%I]", (LUAI_UACINT)s->i);
+            luaL_addvalue(&b);
+            break;
+        case 2:
+            luaL_addstring(&b, "[?]");
+            break;
+        case 3:
+            luaL_addstring(&b, ".<upvalue ");
+            luaL_addlstring(&b, s->s, s->len);
+            luaL_addchar(&b, '>');
+            break;
+        case 4:
+            luaL_addstring(&b, ".<global ");
+            luaL_addlstring(&b, s->s, s->len);
+            luaL_addchar(&b, '>');
+            break;
+        case 5:
+            luaL_addstring(&b, ".<metatable>");
+            break;
+        default:
+            break;
+        }
+    }
+    luaL_pushresult(&b);
+    return lbraid_error(L, "TypeError", "cannot transfer %s at %s", what, lua_tostring(L, -1));
+}
+
+static void enc_value(enc_t *e, int idx);
+
+static void enc_push_key(enc_t *e, int keyidx)
+{
+    seg_t *s = &e->path[e->depth];
+    switch (lua_type(e->L, keyidx)) {
+    case LUA_TSTRING:
+        s->kind = 0;
+        s->s = lua_tolstring(e->L, keyidx, &s->len);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(e->L, keyidx)) {
+            s->kind = 1;
+            s->i = lua_tointeger(e->L, keyidx);
+            break;
+        }
+        /* fall through */
+    default:
+        s->kind = 2;
+    }
+}
+
+/* If the value at idx was seen, writes a REF and returns 1; else records it. */
+static int enc_seen(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    if (!e->seen) {
+        lua_newtable(L);
+        e->seen = lua_gettop(L);
+    }
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+        braid_buf_put_u8(e->buf, BRAID_T_REF);
+        braid_buf_put_varint(e->buf, (uint64_t)lua_tointeger(L, -1));
+        lua_pop(L, 1);
+        return 1;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, idx);
+    lua_pushinteger(L, e->nrefs++);
+    lua_rawset(L, e->seen);
+    return 0;
+}
+
+/* Writes MODULE/MODFIELD if the value is reachable by module name. */
+static int enc_by_name(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    if (!e->modmap) {
+        push_modmap(L);
+        e->modmap = lua_gettop(L);
+    }
+    lua_pushvalue(L, idx);
+    int t = lua_rawget(L, e->modmap);
+    size_t n;
+    const char *s;
+    if (t == LUA_TSTRING) {
+        s = lua_tolstring(L, -1, &n);
+        braid_buf_put_u8(e->buf, BRAID_T_MODULE);
+        braid_buf_put_str(e->buf, s, n);
+    } else if (t == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        braid_buf_put_u8(e->buf, BRAID_T_MODFIELD);
+        s = lua_tolstring(L, -2, &n);
+        braid_buf_put_str(e->buf, s, n);
+        s = lua_tolstring(L, -1, &n);
+        braid_buf_put_str(e->buf, s, n);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    return t == LUA_TSTRING || t == LUA_TTABLE;
+}
+
+static void enc_table(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    if (enc_seen(e, idx) || enc_by_name(e, idx))
+        return;
+    lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
+    lua_Integer nhash = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!(lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= narr))
+            nhash++;
+    }
+    int hasmeta = lua_getmetatable(L, idx);
+    if (hasmeta)
+        lua_pop(L, 1);
+    braid_buf_put_u8(e->buf, BRAID_T_TABLE);
+    braid_buf_put_varint(e->buf, (uint64_t)narr);
+    braid_buf_put_varint(e->buf, (uint64_t)nhash);
+    braid_buf_put_u8(e->buf, (uint8_t)hasmeta);
+    for (lua_Integer i = 1; i <= narr; i++) {
+        lua_rawgeti(L, idx, i);
+        e->path[e->depth].kind = 1;
+        e->path[e->depth].i = i;
+        enc_value(e, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int k = lua_gettop(L) - 1;
+        if (!(lua_isinteger(L, k) && lua_tointeger(L, k) >= 1 && lua_tointeger(L, k) <= narr)) {
+            enc_push_key(e, k);
+            enc_value(e, k);
+            enc_value(e, k + 1);
+        }
+        lua_pop(L, 1);
+    }
+    if (hasmeta) {
+        lua_getmetatable(L, idx);
+        e->path[e->depth].kind = 5;
+        enc_value(e, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+}
+
+/* Pushes {chunk, mac, globals} for a Lua function, cached per function. */
+static void push_fninfo(lua_State *L, int idx)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FCACHE_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &FCACHE_KEY);
+    }
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_createtable(L, 3, 0);
+    braid_buf_t *dump = lbraid_push_buf(L);
+    lua_pushvalue(L, idx);
+    lua_dump(L, writer, dump, 0);
+    lua_pop(L, 1);
+    if (dump->err)
+        lbraid_core_error(L, dump->err, "encode");
+    lua_pushlstring(L, (const char *)dump->data, dump->len);
+    lua_remove(L, -2);
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    lua_pushinteger(L, (lua_Integer)braid_codec_mac(s, n));
+    chunk_globals(L, s, n);
+    lua_rawseti(L, -4, 3);
+    lua_rawseti(L, -3, 2);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+    lua_remove(L, -2);
+}
+
+static void enc_function(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    if (enc_seen(e, idx) || enc_by_name(e, idx))
+        return;
+    if (lua_iscfunction(L, idx))
+        enc_fail(e, "a C function not reachable by module name");
+    push_fninfo(L, idx);
+    int info = lua_gettop(L);
+    size_t n;
+    lua_rawgeti(L, info, 1);
+    const char *chunk = lua_tolstring(L, -1, &n);
+    braid_buf_put_u8(e->buf, BRAID_T_FUNC);
+    braid_buf_put_str(e->buf, chunk, n);
+    lua_pop(L, 1);
+    lua_rawgeti(L, info, 2);
+    braid_buf_put_u64(e->buf, (uint64_t)lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    lua_Debug ar;
+    lua_pushvalue(L, idx);
+    lua_getinfo(L, ">u", &ar);
+    braid_buf_put_varint(e->buf, ar.nups);
+    int env = 0; /* upvalue index of _ENV, whose value becomes the receiver's globals */
+    for (int i = 1; i <= ar.nups; i++) {
+        const char *name = lua_getupvalue(L, idx, i);
+        if (name && strcmp(name, "_ENV") == 0 && lua_istable(L, -1)) {
+            env = lua_gettop(L);
+            braid_buf_put_u8(e->buf, BRAID_T_MODULE);
+            braid_buf_put_str(e->buf, "_G", 2);
+            continue; /* keep the env on the stack for the globals below */
+        }
+        seg_t *s = &e->path[e->depth];
+        s->kind = 3;
+        s->s = name && *name ? name : "?";
+        s->len = strlen(s->s);
+        enc_value(e, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    /* globals it reads that are not the standard ones every state has */
+    lua_rawgeti(L, info, 3);
+    int names = lua_gettop(L);
+    lua_Integer nnames = (lua_Integer)lua_rawlen(L, names), count = 0;
+    if (!env)
+        lua_pushglobaltable(L), env = lua_gettop(L);
+    lua_newtable(L);
+    int keep = lua_gettop(L);
+    for (lua_Integer i = 1; i <= nnames; i++) {
+        lua_rawgeti(L, names, i);
+        const char *name = lua_tostring(L, -1);
+        lua_getfield(L, env, name);
+        if (lua_isnil(L, -1) || is_standard_global(name)) {
+            lua_pop(L, 2);
+            continue;
+        }
+        lua_rawseti(L, keep, ++count * 2);
+        lua_rawseti(L, keep, count * 2 - 1);
+    }
+    braid_buf_put_varint(e->buf, (uint64_t)count);
+    for (lua_Integer i = 1; i <= count; i++) {
+        lua_rawgeti(L, keep, 2 * i - 1);
+        lua_rawgeti(L, keep, 2 * i);
+        seg_t *s = &e->path[e->depth];
+        s->kind = 4;
+        s->s = lua_tolstring(L, -2, &s->len);
+        enc_value(e, lua_gettop(L) - 1);
+        enc_value(e, lua_gettop(L));
+        lua_pop(L, 2);
+    }
+    lua_settop(L, info - 1);
+}
+
+static void enc_value(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    if (e->depth >= BRAID_CODEC_MAX_DEPTH)
+        enc_fail(e, "a value nested too deeply");
+    luaL_checkstack(L, 12, "value nested too deeply");
+    e->depth++;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        braid_buf_put_u8(e->buf, BRAID_T_NIL);
+        break;
+    case LUA_TBOOLEAN:
+        braid_buf_put_u8(e->buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            braid_buf_put_u8(e->buf, BRAID_T_INT);
+            braid_buf_put_int(e->buf, (int64_t)lua_tointeger(L, idx));
+        } else {
+            braid_buf_put_u8(e->buf, BRAID_T_FLOAT);
+            braid_buf_put_f64(e->buf, (double)lua_tonumber(L, idx));
+        }
+        break;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        braid_buf_put_u8(e->buf, BRAID_T_STR);
+        braid_buf_put_str(e->buf, s, n);
+        break;
+    }
+    case LUA_TTABLE:
+        enc_table(e, idx);
+        break;
+    case LUA_TFUNCTION:
+        enc_function(e, idx);
+        break;
+    case LUA_TUSERDATA: {
+        braid_object_t *obj = lbraid_to_object(L, idx);
+        if (obj)
+            braid_buf_put_object(e->buf, obj);
+        else if (!enc_by_name(e, idx))
+            enc_fail(e, lua_pushfstring(L, "a %s", luaL_typename(L, idx)));
+        break;
+    }
+    case LUA_TTHREAD:
+        enc_fail(e, "a coroutine");
+        break;
+    default:
+        enc_fail(e, lua_pushfstring(L, "a %s", luaL_typename(L, idx)));
+    }
+    e->depth--;
+}
+
+static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root, int seq)
+{
+    enc_t e;
+    int top = lua_gettop(L);
+    idx = lua_absindex(L, idx);
+    e.L = L;
+    e.buf = buf;
+    e.seen = e.modmap = 0;
+    e.nrefs = 0;
+    e.depth = 0;
+    e.root = root;
+    /* path[d] names the value encoded at depth d + 1 */
+    if (seq) {
+        braid_buf_put_varint(buf, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            e.path[0].kind = 1;
+            e.path[0].i = i + 1;
+            enc_value(&e, idx + i);
+        }
+    } else {
+        e.path[0].kind = 6;
+        enc_value(&e, idx);
+    }
+    lua_settop(L, top);
+    if (buf->err)
+        lbraid_core_error(L, buf->err, "encode");
+}
+
+void lbraid_encode(lua_State *L, int idx, braid_buf_t *buf, const char *root)
+{
+    enc_run(L, idx, 1, buf, root, 0);
+}
+
+void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root)
+{
+    enc_run(L, idx, n, buf, root, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Decoder                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct dec {
+    lua_State *L;
+    braid_reader_t r;
+    int refs; /* abs index: ref index -> value */
+    lua_Integer nrefs;
+    int depth;
+} dec_t;
+
+static int dec_fail(dec_t *d, int code)
+{
+    return lbraid_core_error(d->L, code ? code : BRAID_ECORRUPT, "decode");
+}
+
+static void dec_value(dec_t *d);
+
+/* Records the value on top as the next back-reference target. */
+static void dec_ref(dec_t *d)
+{
+    lua_pushvalue(d->L, -1);
+    lua_rawseti(d->L, d->refs, d->nrefs++);
+}
+
+/* Pushes package.loaded[name], requiring it when absent. */
+static void dec_module(dec_t *d, const uint8_t *s, size_t n)
+{
+    lua_State *L = d->L;
+    if (n == 2 && memcmp(s, "_G", 2) == 0) {
+        lua_pushglobaltable(L);
+        return;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushlstring(L, (const char *)s, n);
+    if (lua_rawget(L, -2) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_getglobal(L, "require");
+        lua_pushlstring(L, (const char *)s, n);
+        lua_call(L, 1, 1);
+    }
+    lua_remove(L, -2);
+}
+
+static void dec_value(dec_t *d)
+{
+    lua_State *L = d->L;
+    braid_reader_t *r = &d->r;
+    size_t n;
+    const uint8_t *s;
+    if (++d->depth > BRAID_CODEC_MAX_DEPTH)
+        dec_fail(d, BRAID_ETOOBIG);
+    luaL_checkstack(L, 8, "decode");
+    uint8_t tag = braid_reader_u8(r);
+    if (r->err)
+        dec_fail(d, r->err);
+    switch (tag) {
+    case BRAID_T_NIL:
+        lua_pushnil(L);
+        break;
+    case BRAID_T_FALSE:
+    case BRAID_T_TRUE:
+        lua_pushboolean(L, tag == BRAID_T_TRUE);
+        break;
+    case BRAID_T_INT:
+        lua_pushinteger(L, (lua_Integer)braid_reader_int(r));
+        break;
+    case BRAID_T_FLOAT:
+        lua_pushnumber(L, (lua_Number)braid_reader_f64(r));
+        break;
+    case BRAID_T_STR:
+        s = braid_reader_str(r, &n);
+        lua_pushlstring(L, r->err ? "" : (const char *)s, n);
+        break;
+    case BRAID_T_REF: {
+        uint64_t i = braid_reader_varint(r);
+        if (r->err || !d->refs || i >= (uint64_t)d->nrefs)
+            dec_fail(d, BRAID_ECORRUPT);
+        lua_rawgeti(L, d->refs, (lua_Integer)i);
+        break;
+    }
+    case BRAID_T_TABLE: {
+        uint64_t na = braid_reader_count(r, 1), nh = braid_reader_count(r, 2);
+        uint8_t hasmeta = braid_reader_u8(r);
+        if (r->err || hasmeta > 1)
+            dec_fail(d, BRAID_ECORRUPT);
+        lua_createtable(L, na > INT32_MAX ? 0 : (int)na, nh > INT32_MAX ? 0 : (int)nh);
+        dec_ref(d);
+        int t = lua_gettop(L);
+        for (uint64_t i = 1; i <= na; i++) {
+            dec_value(d);
+            lua_rawseti(L, t, (lua_Integer)i);
+        }
+        for (uint64_t i = 0; i < nh; i++) {
+            dec_value(d);
+            dec_value(d);
+            if (lua_isnil(L, -2) || (lua_type(L, -2) == LUA_TNUMBER &&
+                                     lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+                dec_fail(d, BRAID_ECORRUPT); /* nil or NaN key */
+            lua_rawset(L, t);
+        }
+        if (hasmeta) {
+            dec_value(d);
+            if (!lua_istable(L, -1))
+                dec_fail(d, BRAID_ECORRUPT);
+            lua_setmetatable(L, t);
+        }
+        break;
+    }
+    case BRAID_T_FUNC: {
+        s = braid_reader_str(r, &n);
+        uint64_t mac = braid_reader_u64(r);
+        if (r->err || braid_codec_mac(s, n) != mac)
+            dec_fail(d, BRAID_ECORRUPT);
+        if (luaL_loadbufferx(L, (const char *)s, n, "=?", "b") != LUA_OK)
+            lua_error(L);
+        dec_ref(d);
+        int f = lua_gettop(L);
+        uint64_t nup = braid_reader_count(r, 1);
+        lua_Debug ar;
+        lua_pushvalue(L, f);
+        lua_getinfo(L, ">u", &ar);
+        if (r->err || nup != ar.nups)
+            dec_fail(d, BRAID_ECORRUPT);
+        for (uint64_t i = 1; i <= nup; i++) {
+            dec_value(d);
+            lua_setupvalue(L, f, (int)i);
+        }
+        uint64_t ng = braid_reader_count(r, 2);
+        for (uint64_t i = 0; i < ng; i++) {
+            dec_value(d);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                dec_fail(d, BRAID_ECORRUPT);
+            /* set only the globals this state lacks */
+            lua_pushglobaltable(L);
+            lua_pushvalue(L, -2);
+            int have = lua_rawget(L, -2) != LUA_TNIL;
+            lua_pop(L, 1);
+            dec_value(d);
+            if (!have) {
+                lua_pushvalue(L, -3);
+                lua_insert(L, -2);
+                lua_rawset(L, -3);
+            } else {
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 2);
+        }
+        break;
+    }
+    case BRAID_T_MODULE:
+        s = braid_reader_str(r, &n);
+        if (r->err)
+            dec_fail(d, r->err);
+        dec_module(d, s, n);
+        break;
+    case BRAID_T_MODFIELD: {
+        s = braid_reader_str(r, &n);
+        size_t kn;
+        const uint8_t *k = braid_reader_str(r, &kn);
+        if (r->err)
+            dec_fail(d, r->err);
+        dec_module(d, s, n);
+        if (!lua_istable(L, -1))
+            lbraid_error(L, "ValueError", "decode: module '%s' is not a table",
+                         lua_pushlstring(L, (const char *)s, n));
+        lua_pushlstring(L, (const char *)k, kn);
+        lua_rawget(L, -2);
+        lua_remove(L, -2);
+        break;
+    }
+    case BRAID_T_OBJECT: {
+        uint64_t id = braid_reader_u64(r);
+        if (r->err)
+            dec_fail(d, r->err);
+        braid_object_t *obj = braid_object_lookup(id);
+        if (!obj)
+            dec_fail(d, BRAID_ESTALE);
+        lbraid_push_object(L, obj); /* may raise: release first */
+        braid_object_release(obj);
+        break;
+    }
+    default:
+        dec_fail(d, BRAID_ECORRUPT);
+    }
+    if (r->err)
+        dec_fail(d, r->err);
+    d->depth--;
+}
+
+static int dec_run(lua_State *L, const void *data, size_t len, int seq)
+{
+    dec_t d;
+    int base = lua_gettop(L);
+    d.L = L;
+    braid_reader_init(&d.r, data, len);
+    d.nrefs = 0;
+    d.depth = 0;
+    lua_newtable(L); /* back-reference targets, below the results */
+    d.refs = base + 1;
+    uint64_t n = 1;
+    if (seq) {
+        n = braid_reader_count(&d.r, 1);
+        if (d.r.err)
+            dec_fail(&d, d.r.err);
+        luaL_checkstack(L, (int)(n > 1000000 ? 1000000 : n) + 8, "too many values");
+    }
+    for (uint64_t i = 0; i < n; i++)
+        dec_value(&d);
+    if (braid_reader_left(&d.r) != 0)
+        dec_fail(&d, BRAID_ECORRUPT);
+    lua_remove(L, d.refs);
+    return (int)n;
+}
+
+void lbraid_decode(lua_State *L, const void *data, size_t len)
+{
+    dec_run(L, data, len, 0);
+}
+
+int lbraid_decode_seq(lua_State *L, const void *data, size_t len)
+{
+    return dec_run(L, data, len, 1);
+}

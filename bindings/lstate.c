@@ -1,0 +1,296 @@
+/* Per-state plumbing: new states, the state context, protected calls that
+ * keep tracebacks, whole-line print, timeouts and cancellation checks. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lbraid.h"
+
+static const char CTX_KEY = 'c'; /* registry: full userdata lbraid_ctx_t */
+static const char TB_KEY = 't';  /* registry: error value -> traceback */
+
+lbraid_ctx_t *lbraid_ctx(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY) == LUA_TUSERDATA) {
+        lbraid_ctx_t *ctx = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return ctx;
+    }
+    lua_pop(L, 1);
+    lbraid_ctx_t *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
+    memset(ctx, 0, sizeof *ctx);
+    ctx->waiter = braid_waiter_current();
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+    return ctx;
+}
+
+/* print that writes each line with one write(2), so lines from different
+ * threads never interleave mid-line. */
+static int lstate_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_addchar(&b, '\n');
+    luaL_pushresult(&b);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    flockfile(stdout);
+    fflush(stdout); /* earlier io.write output goes first */
+    while (len > 0) {
+        ssize_t w = write(fileno(stdout), s, len);
+        if (w < 0)
+            break;
+        s += w;
+        len -= (size_t)w;
+    }
+    funlockfile(stdout);
+    return 0;
+}
+
+void lbraid_install_print(lua_State *L)
+{
+    lua_pushcfunction(L, lstate_print);
+    lua_setglobal(L, "print");
+}
+
+lua_State *lbraid_newstate(lua_State *from)
+{
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return NULL;
+    luaL_openlibs(L);
+    lbraid_preload(L);
+    if (from) {
+        static const char *const keys[] = {"path", "cpath"};
+        for (int i = 0; i < 2; i++) {
+            lua_getglobal(from, "package");
+            lua_getfield(from, -1, keys[i]);
+            const char *v = lua_tostring(from, -1);
+            if (v) {
+                lua_getglobal(L, "package");
+                lua_pushstring(L, v);
+                lua_setfield(L, -2, keys[i]);
+                lua_pop(L, 1);
+            }
+            lua_pop(from, 2);
+        }
+    }
+    return L;
+}
+
+/* ---- tracebacks ---- */
+
+void lbraid_set_traceback(lua_State *L, int idx, const char *tb)
+{
+    idx = lua_absindex(L, idx);
+    if (lbraid_is_error(L, idx, NULL)) {
+        if (lua_getfield(L, idx, "traceback") == LUA_TNIL) {
+            lua_pushstring(L, tb);
+            lua_setfield(L, idx, "traceback");
+        }
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_isnil(L, idx))
+        return;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TB_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &TB_KEY);
+    }
+    /* strings and numbers are never collected from a weak table: bound it */
+    lua_getfield(L, -1, "\1count");
+    lua_Integer count = lua_tointeger(L, -1) + 1;
+    lua_pop(L, 1);
+    if (count > 256) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &TB_KEY);
+        lbraid_set_traceback(L, idx, tb);
+        return;
+    }
+    lua_pushinteger(L, count);
+    lua_setfield(L, -2, "\1count");
+    lua_pushvalue(L, idx);
+    lua_pushstring(L, tb);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+void lbraid_push_traceback(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lbraid_is_error(L, idx, NULL)) {
+        lua_getfield(L, idx, "traceback");
+        return;
+    }
+    if (lua_isnil(L, idx) || lua_rawgetp(L, LUA_REGISTRYINDEX, &TB_KEY) != LUA_TTABLE) {
+        lua_pushnil(L);
+        if (!lua_isnil(L, idx))
+            lua_remove(L, -2);
+        return;
+    }
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+}
+
+static int msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    lbraid_set_traceback(L, 1, lua_tostring(L, -1));
+    lua_settop(L, 1);
+    return 1;
+}
+
+int lbraid_pcall(lua_State *L, int nargs, int nresults)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    int status = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    return status;
+}
+
+/* ---- calls into braid ---- */
+
+void lbraid_poll(lua_State *L)
+{
+    lbraid_ctx_t *ctx = lbraid_ctx(L);
+    if (ctx->poll)
+        ctx->poll(L);
+}
+
+int64_t lbraid_opt_deadline(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx))
+        return BRAID_FOREVER;
+    lua_Number t = luaL_checknumber(L, idx);
+    if (t != t)
+        luaL_argerror(L, idx, "timeout is NaN");
+    return braid_clock_deadline((double)t);
+}
+
+void lbraid_check_cancel(lua_State *L)
+{
+    lbraid_ctx_t *ctx = lbraid_ctx(L);
+    if (ctx->waiter && braid_waiter_take_cancel(ctx->waiter))
+        lbraid_error(L, "Cancelled", "the thread was cancelled");
+}
+
+/* ---- buffers owned by the Lua stack ---- */
+
+static int lstate_buf_gc(lua_State *L)
+{
+    braid_buf_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+braid_buf_t *lbraid_push_buf(lua_State *L)
+{
+    braid_buf_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+    braid_buf_init(b);
+    if (luaL_newmetatable(L, "braid.buffer")) {
+        lua_pushcfunction(L, lstate_buf_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, lstate_buf_gc);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    return b;
+}
+
+/* ---- running an encoded call in a state ---- */
+
+/* Body of lbraid_run_call: decodes fn, args and calls; stack effect: all
+ * results of the call. */
+static int run_call_body(lua_State *L)
+{
+    const braid_buf_t *call = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    int n = lbraid_decode_seq(L, call->data, call->len);
+    lua_call(L, n - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Encodes the results on the stack above `base` into out. */
+static int encode_results(lua_State *L)
+{
+    braid_buf_t *out = lua_touserdata(L, 1);
+    lbraid_encode_seq(L, 2, lua_gettop(L) - 1, out, "result");
+    return 0;
+}
+
+int lbraid_run_call(lua_State *L, const braid_buf_t *call, braid_buf_t *out)
+{
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, run_call_body);
+    lua_pushlightuserdata(L, (void *)call);
+    int status = lbraid_pcall(L, 1, LUA_MULTRET);
+    if (status == LUA_OK) {
+        int nres = lua_gettop(L) - base;
+        lua_pushcfunction(L, encode_results);
+        lua_insert(L, base + 1);
+        lua_pushlightuserdata(L, out);
+        lua_insert(L, base + 2);
+        status = lbraid_pcall(L, nres + 1, 0);
+        if (status == LUA_OK) {
+            lua_settop(L, base);
+            return 0;
+        }
+        braid_buf_reset(out); /* a result could not cross: send that error */
+    }
+    /* error value (+ its traceback) */
+    lbraid_push_traceback(L, -1);
+    lua_pushcfunction(L, encode_results);
+    lua_pushlightuserdata(L, out);
+    lua_pushvalue(L, -4);
+    lua_pushvalue(L, -4);
+    if (lbraid_pcall(L, 3, 0) != LUA_OK) {
+        /* the error value itself cannot cross: send its description */
+        braid_buf_reset(out);
+        const char *msg = lua_tostring(L, -1);
+        lua_pushcfunction(L, encode_results);
+        lua_pushlightuserdata(L, out);
+        lbraid_push_error(L, "TypeError", msg ? msg : "error value cannot cross");
+        lua_pushnil(L);
+        if (lbraid_pcall(L, 3, 0) != LUA_OK)
+            braid_buf_reset(out);
+    }
+    lua_settop(L, base);
+    return 1;
+}
+
+int lbraid_push_outcome(lua_State *L, const braid_buf_t *out, int failed)
+{
+    int base = lua_gettop(L);
+    int n = lbraid_decode_seq(L, out->data, out->len);
+    if (!failed)
+        return n;
+    if (n < 1)
+        return lbraid_error(L, "RuntimeError", "remote call failed without an error value");
+    if (n >= 2 && lua_isstring(L, base + 2))
+        lbraid_set_traceback(L, base + 1, lua_tostring(L, base + 2));
+    lua_settop(L, base + 1);
+    return lua_error(L);
+}

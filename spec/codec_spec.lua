@@ -1,0 +1,212 @@
+-- The value codec (API.md §1): what crosses between states and how.
+local braid = require "braid"
+
+local function rt(v) return braid.decode(braid.encode(v)) end
+local transfer = braid.transfer_test
+
+describe("codec", function()
+  describe("scalars", function()
+    it("keeps nil, booleans and integer/float subtypes", function()
+      assert.is_nil(rt(nil))
+      assert.is_true(rt(true))
+      assert.is_false(rt(false))
+      assert.equal("integer", math.type(rt(42)))
+      assert.equal("float", math.type(rt(42.0)))
+      assert.equal(math.mininteger, rt(math.mininteger))
+      assert.equal(math.maxinteger, rt(math.maxinteger))
+      assert.equal(math.huge, rt(math.huge))
+      assert.equal(-math.huge, rt(-math.huge))
+      local nan = rt(0/0)
+      assert.is_true(nan ~= nan)
+      assert.equal(-0.0, rt(-0.0))
+      assert.equal("-0.0", tostring(rt(-0.0)))
+    end)
+
+    it("keeps binary strings byte for byte", function()
+      local s = {}
+      for i = 0, 255 do s[#s + 1] = string.char(i) end
+      s = table.concat(s)
+      assert.equal(s, rt(s))
+      assert.equal("", rt(""))
+      local big = string.rep("ab\0", 100000)
+      assert.equal(big, rt(big))
+    end)
+  end)
+
+  describe("tables", function()
+    it("deep-copies nested tables", function()
+      local t = {1, 2, {3, {4, {5}}}, x = {y = {z = "deep"}}, [true] = "t", [2.5] = "f"}
+      local u = rt(t)
+      assert.are_not.equal(t, u)
+      assert.same(t, u)
+    end)
+
+    it("preserves cycles and shared references", function()
+      local shared = {"s"}
+      local t = {a = shared, b = shared}
+      t.self = t
+      local u = rt(t)
+      assert.equal(u, u.self)
+      assert.equal(u.a, u.b)
+      assert.are_not.equal(shared, u.a)
+    end)
+
+    it("uses tables as keys", function()
+      local k = {1}
+      local u = rt({[k] = "v", k = k})
+      assert.equal("v", u[u.k])
+    end)
+
+    it("copies metatables that can cross", function()
+      local Point = {}
+      Point.__index = Point
+      function Point:len2() return self.x * self.x + self.y * self.y end
+      local p = rt(setmetatable({x = 3, y = 4}, Point))
+      assert.equal(25, p:len2())
+    end)
+
+    it("keeps a table with holes", function()
+      local u = rt({1, nil, 3, n = 3})
+      assert.equal(1, u[1]); assert.is_nil(u[2]); assert.equal(3, u[3]); assert.equal(3, u.n)
+    end)
+  end)
+
+  describe("functions", function()
+    it("copy code and upvalues recursively", function()
+      local base = {10}
+      local function inner(x) return x + base[1] end
+      local function outer(x) return inner(x) * 2 end
+      assert.equal(24, rt(outer)(2))
+      assert.equal(24, transfer(outer, 2))
+    end)
+
+    it("keep recursive local functions working", function()
+      local function fib(n) if n < 2 then return n end return fib(n - 1) + fib(n - 2) end
+      assert.equal(55, transfer(fib, 10))
+    end)
+
+    it("copy the globals they name that the receiver lacks", function()
+      CODEC_SPEC_CONST = 21
+      function codec_spec_helper(x) return x * CODEC_SPEC_CONST end
+      assert.equal(42, transfer(function() return codec_spec_helper(2) end))
+      CODEC_SPEC_CONST, codec_spec_helper = nil, nil
+    end)
+
+    it("cross modules by name, not by copy", function()
+      local str = string
+      assert.equal("HI", transfer(function() return str.upper("hi") end))
+      local upper = string.upper
+      assert.equal(string.upper, rt(upper))
+      assert.equal(string, rt(string))
+      assert.equal(io.stdout, rt(io.stdout))
+      local b = require "braid"
+      assert.equal(b.monotonic, rt(b.monotonic))
+    end)
+
+    it("keep multiple results and nils", function()
+      local a, b, c, d = transfer(function(...) return ... end, 1, nil, "x", nil)
+      assert.equal(1, a); assert.is_nil(b); assert.equal("x", c); assert.is_nil(d)
+      assert.equal(4, select("#", transfer(function(...) return ... end, 1, nil, "x", nil)))
+    end)
+  end)
+
+  describe("errors", function()
+    it("raise TypeError naming the path of what cannot cross", function()
+      local co = coroutine.create(print)
+      local ok, err = pcall(transfer, print, 1, {conn = co})
+      assert.is_false(ok)
+      assert.is_true(braid.Error.is(err, "TypeError"))
+      assert.matches("args%[3%]%.conn", err.message)
+      ok, err = pcall(braid.encode, {["a b"] = {1, {co}}})
+      assert.matches('value%["a b"%]%[2%]%[1%]', err.message)
+      ok, err = pcall(braid.encode, function() return co end)
+      assert.matches("<upvalue co>", err.message)
+    end)
+
+    it("reject C functions that no module names", function()
+      local f = load("return ...") -- a Lua function is fine
+      assert.equal(3, rt(f)(3))
+      local cf = coroutine.wrap(function() end) -- a C closure
+      local ok, err = pcall(braid.encode, cf)
+      assert.is_false(ok)
+      assert.is_true(braid.Error.is(err, "TypeError"))
+    end)
+
+    it("re-raise a remote error as the same value with its traceback", function()
+      local ok, err = pcall(transfer, function() error({code = 7}) end)
+      assert.is_false(ok)
+      assert.equal(7, err.code)
+      assert.matches("stack traceback", braid.traceback(err))
+      ok, err = pcall(transfer, function() error("boom", 0) end)
+      assert.equal("boom", err)
+      assert.matches("stack traceback", braid.traceback(err))
+    end)
+
+    it("cross braid.Error objects with their kind", function()
+      local ok, err = pcall(transfer, function()
+        local b = require "braid"
+        error(b.Error.new("Empty", "nothing"))
+      end)
+      assert.is_false(ok)
+      assert.is_true(braid.Error.is(err, "Empty"))
+      assert.equal("Empty: nothing", tostring(err))
+      assert.matches("stack traceback", braid.traceback(err))
+    end)
+  end)
+
+  describe("untrusted input", function()
+    local function bad(s)
+      local ok, err = pcall(braid.decode, s)
+      assert.is_false(ok)
+      assert.is_true(braid.Error.is(err, "ValueError"), tostring(err))
+    end
+
+    it("rejects truncated and garbled input", function()
+      local good = braid.encode({1, "two", {three = 3.0}, function() return 1 end})
+      for i = 0, #good - 1 do bad(good:sub(1, i)) end
+      bad(good .. "x")
+      bad("\255")
+      bad("")
+    end)
+
+    it("rejects huge counts without allocating them", function()
+      bad("\6\255\255\255\255\255\255\255\255\127\0\0")
+      bad("\5\255\255\255\255\15")
+    end)
+
+    it("rejects deep nesting", function()
+      bad(string.rep("\6\1\0\0", 100000) .. "\0")
+      local t = {}
+      local cur = t
+      for _ = 1, 1000 do cur[1] = {}; cur = cur[1] end
+      local ok, err = pcall(braid.encode, t)
+      assert.is_false(ok)
+      assert.is_true(braid.Error.is(err, "TypeError"))
+    end)
+
+    it("refuses bytecode it did not encode", function()
+      local s = braid.encode(function() return 1 end)
+      -- flip a byte inside the chunk: the MAC no longer matches
+      local i = 10
+      local forged = s:sub(1, i - 1) .. string.char((s:byte(i) + 1) % 256) .. s:sub(i + 1)
+      bad(forged)
+    end)
+  end)
+
+  describe("root helpers", function()
+    it("has version, cpu_count, monotonic, sleep", function()
+      assert.is_string(braid.version)
+      assert.is_true(braid.cpu_count() >= 1)
+      local t0 = braid.monotonic()
+      braid.sleep(0.05)
+      local dt = braid.monotonic() - t0
+      assert.is_true(dt >= 0.04 and dt < 2, dt)
+      assert.has_error(function() braid.sleep(-1) end)
+      assert.has_error(function() braid.sleep("x") end)
+    end)
+
+    it("reaches submodules as fields", function()
+      assert.equal(braid.Error, require("braid").Error)
+    end)
+  end)
+end)

@@ -1,0 +1,12 @@
+-- Writes seed inputs for fuzz_decode: encodings of typical values.
+local braid = require "braid"
+local dir = assert(arg[1], "usage: make_corpus.lua DIR")
+local t = {1, 2.5, "s", true, {x = {y = "z"}}, [false] = 0}
+t.self = t
+local seeds = {nil, true, 42, -7, 1.5, "hello\0world", {}, {1, 2, 3}, t,
+  setmetatable({a = 1}, {__index = {b = 2}}), string, string.upper, {string, io.write}}
+for i = 1, 13 do
+  local f = assert(io.open(("%s/seed%02d"):format(dir, i), "wb"))
+  f:write(braid.encode(seeds[i]))
+  f:close()
+end

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Second command of README: the whole test suite. Self-sufficient: installs
+# and builds what is missing. Stages: core C tests, specs under the braid
+# executable and under stock lua5.4 + braid.so, the REPL through a pty, the
+# examples, then ASan+UBSan and TSan builds running it all again, then 60 s
+# of fuzzing the decoder. Any failure or sanitizer report fails the run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+bash tools/deps.sh || exit 1
+JOBS=$(nproc)
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+passed=0
+failed=0
+failures=""
+
+stage() { # stage NAME COMMAND...
+  local name=$1
+  shift
+  echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "--- ok: $name ($((SECONDS - t0)) s)"
+  else
+    failed=$((failed + 1))
+    failures="$failures\n  $name"
+    echo "--- FAILED: $name ($((SECONDS - t0)) s)"
+  fi
+}
+
+build() { # build DIR [cmake args...]
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" "$@" >/dev/null && cmake --build "$dir" -j"$JOBS" >/dev/null
+}
+
+specs_braid() { # specs_braid BUILDDIR
+  BRAID_EXE="$ROOT/$1/braid" "$1/braid" /usr/bin/busted -o utfTerminal spec
+}
+
+specs_stock() {
+  BRAID_EXE="$ROOT/build/braid" LUA_CPATH="$ROOT/build/?.so;;" lua5.4 /usr/bin/busted spec
+}
+
+ctest_in() { (cd "$1" && ctest --output-on-failure -j"$JOBS"); }
+
+stage "build" build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+stage "core tests" ctest_in build
+stage "specs (braid)" specs_braid build
+stage "specs (lua5.4 + braid.so)" specs_stock
+stage "repl (pty)" python3 spec/repl_test.py build/braid
+stage "examples" build/braid spec/run_examples.lua build/braid
+
+export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export LSAN_OPTIONS="suppressions=$ROOT/spec/lsan.supp"
+stage "build (asan+ubsan)" build build-asan -DBRAID_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug
+stage "core tests (asan+ubsan)" ctest_in build-asan
+stage "specs (asan+ubsan)" specs_braid build-asan
+
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/spec/tsan.supp"
+stage "build (tsan)" build build-tsan -DBRAID_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
+stage "core tests (tsan)" ctest_in build-tsan
+stage "specs (tsan)" specs_braid build-tsan
+
+fuzz() {
+  local corpus
+  corpus=$(mktemp -d)
+  build/braid spec/fuzz/make_corpus.lua "$corpus" &&
+    build-fuzz/fuzz_decode -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+      -print_final_stats=1 "$corpus" 2>&1 | tail -n 5
+  local rc=${PIPESTATUS[0]}
+  rm -rf "$corpus"
+  return "$rc"
+}
+build_fuzz() { CC=clang build build-fuzz -DBRAID_SANITIZE=fuzz; }
+stage "build (fuzz)" build_fuzz
+stage "fuzz decoder (${FUZZ_SECONDS} s)" fuzz
+
+echo
+if [ "$failed" -ne 0 ]; then
+  printf "failed stages:%b\n" "$failures"
+fi
+echo "stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
