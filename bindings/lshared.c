@@ -1,0 +1,344 @@
+/* braid.shared's C half: shared tables (table-like boxes over core/shared.h)
+ * with t[k], t[k] = v, #t, pairs, shared.lock and atomic shared.update. */
+#include <string.h>
+
+#include "lbraid.h"
+#include "shared.h"
+
+/* Per-state scratch (upvalue 1 of every function): the key buffer is reused
+ * (never moved), the value buffer is encoded into / decoded from. While in
+ * use it sits on the stack as a to-be-closed value whose __close frees the
+ * value; `busy` guards against re-entry (decoding may run `require`). */
+typedef struct scratch {
+    braid_buf_t key, val;
+    int busy;
+} scratch_t;
+
+static int lshared_scratch_close(lua_State *L)
+{
+    scratch_t *s = lua_touserdata(L, 1);
+    braid_buf_free(&s->val);
+    s->busy = 0;
+    return 0;
+}
+
+static int lshared_scratch_gc(lua_State *L)
+{
+    scratch_t *s = lua_touserdata(L, 1);
+    braid_buf_free(&s->key);
+    braid_buf_free(&s->val);
+    return 0;
+}
+
+/* Pushes the scratch (or a fresh one when busy), to-be-closed. Stack: +1. */
+static scratch_t *lshared_take_scratch(lua_State *L)
+{
+    scratch_t *s = lua_touserdata(L, lua_upvalueindex(1));
+    if (s->busy) {
+        s = lua_newuserdatauv(L, sizeof *s, 0);
+        memset(s, 0, sizeof *s);
+        lua_getmetatable(L, lua_upvalueindex(1));
+        lua_setmetatable(L, -2);
+    } else {
+        lua_pushvalue(L, lua_upvalueindex(1));
+    }
+    s->busy = 1;
+    lua_toclose(L, -1);
+    return s;
+}
+
+static braid_shared_t *lshared_check(lua_State *L, int idx)
+{
+    return (braid_shared_t *)lbraid_check_object(L, idx, &braid_shared_type);
+}
+
+/* Encodes the key at idx into buf (reset first) canonically: integral
+ * floats become integers, as Lua normalises table keys. Raises on nil,
+ * NaN and on keys that have no stable identity across states. */
+static void lshared_key(lua_State *L, int idx, braid_buf_t *buf)
+{
+    braid_buf_reset(buf);
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER: {
+        lua_Integer i;
+        if (lua_isinteger(L, idx)) {
+            i = lua_tointeger(L, idx);
+        } else {
+            lua_Number n = lua_tonumber(L, idx);
+            if (n != n)
+                luaL_error(L, "shared table index is NaN");
+            if (!lua_numbertointeger(n, &i) || (lua_Number)i != n) {
+                braid_buf_put_u8(buf, BRAID_T_FLOAT);
+                braid_buf_put_f64(buf, (double)n);
+                break;
+            }
+        }
+        braid_buf_put_u8(buf, BRAID_T_INT);
+        braid_buf_put_int(buf, (int64_t)i);
+        break;
+    }
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        braid_buf_put_u8(buf, BRAID_T_STR);
+        braid_buf_put_str(buf, s, n);
+        break;
+    }
+    case LUA_TBOOLEAN:
+        braid_buf_put_u8(buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
+        break;
+    case LUA_TNIL:
+        luaL_error(L, "shared table index is nil");
+        break;
+    default: {
+        braid_object_t *obj = lbraid_to_object(L, idx);
+        if (!obj)
+            lbraid_error(L, "TypeError",
+                         "shared table keys must be numbers, strings, booleans or braid "
+                         "objects, not a %s",
+                         luaL_typename(L, idx));
+        braid_buf_put_object(buf, obj);
+    }
+    }
+    if (buf->err)
+        lbraid_core_error(L, buf->err, "shared table key");
+}
+
+/* Pushes t[k] (k at kidx), or nil. Stack: +1. */
+static void lshared_push_get(lua_State *L, braid_shared_t *t, int kidx)
+{
+    scratch_t *s = lshared_take_scratch(L);
+    lshared_key(L, kidx, &s->key);
+    braid_buf_free(&s->val);
+    int rc = braid_shared_get(t, s->key.data, s->key.len, &s->val);
+    if (rc < 0)
+        lbraid_core_error(L, rc, NULL);
+    if (rc == 1)
+        lbraid_decode(L, s->val.data, s->val.len);
+    else
+        lua_pushnil(L);
+    lua_closeslot(L, -2);
+    lua_remove(L, -2);
+}
+
+/* t[k] = v (k at kidx, v at vidx; nil deletes). */
+static void lshared_do_set(lua_State *L, braid_shared_t *t, int kidx, int vidx)
+{
+    scratch_t *s = lshared_take_scratch(L);
+    lshared_key(L, kidx, &s->key);
+    braid_buf_free(&s->val);
+    int del = lua_isnil(L, vidx);
+    if (!del)
+        lbraid_encode(L, vidx, &s->val, "value");
+    braid_buf_t key, val;
+    braid_buf_init(&val);
+    braid_buf_move(&val, &s->val);
+    int rc = braid_buf_copy(&key, &s->key);
+    lua_pop(L, 1); /* releases the scratch; key and val are ours now */
+    if (rc == 0)
+        rc = braid_shared_set(t, &key, del ? NULL : &val);
+    braid_buf_free(&key);
+    braid_buf_free(&val);
+    if (rc)
+        lbraid_core_error(L, rc, NULL);
+}
+
+/* ---- module functions ---- */
+
+/* shared.table([init]) -> a new shared table holding init's entries */
+static int lshared_table(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    braid_shared_t *t;
+    int rc = braid_shared_new(&t);
+    if (rc)
+        return lbraid_core_error(L, rc, "shared.table");
+    lbraid_push_object(L, (braid_object_t *)t);
+    braid_object_release((braid_object_t *)t);
+    int box = lua_gettop(L);
+    if (lua_istable(L, 1)) {
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            lshared_do_set(L, t, box + 1, box + 2);
+            lua_pop(L, 1);
+        }
+    }
+    return 1;
+}
+
+/* shared.lock(t) -> the table's RLock (a braid.threading RLock) */
+static int lshared_lock(lua_State *L)
+{
+    braid_shared_t *t = lshared_check(L, 1);
+    lbraid_push_object(L, (braid_object_t *)braid_shared_rlock(t));
+    return 1;
+}
+
+/* Runs under the table's lock: t, k, fn at 1..3. Returns fn's result. */
+static int lshared_update_body(lua_State *L)
+{
+    braid_shared_t *t = lshared_check(L, 1);
+    lua_pushvalue(L, 3);
+    lshared_push_get(L, t, 2);
+    lua_call(L, 1, 1);
+    lshared_do_set(L, t, 2, 4);
+    return 1;
+}
+
+/* shared.update(t, k, fn) -> new value: t[k] = fn(t[k]) atomically; fn runs
+ * in the caller's state while the table's lock is held. */
+static int lshared_update(lua_State *L)
+{
+    braid_shared_t *t = lshared_check(L, 1);
+    luaL_checkany(L, 2);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_settop(L, 3);
+    lbraid_poll(L);
+    braid_rlock_t *lock = braid_shared_rlock(t);
+    int rc = braid_rlock_acquire(lock, BRAID_FOREVER);
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushcclosure(L, lshared_update_body, 1);
+    lua_insert(L, 1);
+    int status = lua_pcall(L, 3, 1, 0);
+    braid_rlock_release(lock);
+    if (status != LUA_OK)
+        return lua_error(L);
+    return 1;
+}
+
+/* shared.totable(t) -> (+) a plain Lua table copy of a snapshot of t */
+static int lshared_totable(lua_State *L);
+
+/* ---- metamethods ---- */
+
+static int lshared_index(lua_State *L)
+{
+    lshared_push_get(L, lshared_check(L, 1), 2);
+    return 1;
+}
+
+static int lshared_newindex(lua_State *L)
+{
+    lshared_do_set(L, lshared_check(L, 1), 2, 3);
+    return 0;
+}
+
+static int lshared_len(lua_State *L)
+{
+    int64_t n = braid_shared_len(lshared_check(L, 1));
+    if (n < 0)
+        return lbraid_core_error(L, (int)n, NULL);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+/* A pairs() snapshot: freed by __gc. */
+typedef struct snap {
+    braid_shared_pair_t *pairs;
+    size_t n, i;
+} snap_t;
+
+static int lshared_snap_gc(lua_State *L)
+{
+    snap_t *s = lua_touserdata(L, 1);
+    braid_shared_pairs_free(s->pairs, s->n);
+    s->pairs = NULL;
+    s->n = s->i = 0;
+    return 0;
+}
+
+/* Pushes a snapshot of t. Stack: +1. */
+static snap_t *lshared_push_snap(lua_State *L, braid_shared_t *t)
+{
+    snap_t *s = lua_newuserdatauv(L, sizeof *s, 0);
+    s->pairs = NULL;
+    s->n = s->i = 0;
+    lua_pushvalue(L, lua_upvalueindex(2)); /* snapshot metatable */
+    lua_setmetatable(L, -2);
+    int rc = braid_shared_snapshot(t, &s->pairs, &s->n);
+    if (rc)
+        lbraid_core_error(L, rc, NULL);
+    return s;
+}
+
+static int lshared_snap_next(lua_State *L)
+{
+    snap_t *s = lua_touserdata(L, lua_upvalueindex(1));
+    if (s->i >= s->n)
+        return 0;
+    braid_shared_pair_t *p = &s->pairs[s->i++];
+    lbraid_decode(L, p->key.data, p->key.len);
+    lbraid_decode(L, p->value.data, p->value.len);
+    return 2;
+}
+
+/* pairs(t): iterates over a snapshot taken now; later changes (from any
+ * thread, including the loop body) do not affect the iteration. */
+static int lshared_pairs(lua_State *L)
+{
+    braid_shared_t *t = lshared_check(L, 1);
+    lshared_push_snap(L, t);
+    lua_pushcclosure(L, lshared_snap_next, 1);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+static int lshared_totable(lua_State *L)
+{
+    braid_shared_t *t = lshared_check(L, 1);
+    snap_t *s = lshared_push_snap(L, t);
+    lua_createtable(L, 0, (int)s->n);
+    for (size_t i = 0; i < s->n; i++) {
+        lbraid_decode(L, s->pairs[i].key.data, s->pairs[i].key.len);
+        lbraid_decode(L, s->pairs[i].value.data, s->pairs[i].value.len);
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
+static const luaL_Reg shared_funcs[] = {
+    {"table", lshared_table},
+    {"lock", lshared_lock},
+    {"update", lshared_update},
+    {"totable", lshared_totable},
+    {NULL, NULL}};
+
+static const luaL_Reg shared_meta[] = {
+    {"__index", lshared_index},
+    {"__newindex", lshared_newindex},
+    {"__len", lshared_len},
+    {"__pairs", lshared_pairs},
+    {NULL, NULL}};
+
+int lbraid_open_shared(lua_State *L)
+{
+    scratch_t *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, lshared_scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, lshared_scratch_close);
+    lua_setfield(L, -2, "__close");
+    lua_setmetatable(L, -2);
+    int scratch = lua_gettop(L);
+    lua_createtable(L, 0, 1); /* snapshot metatable */
+    lua_pushcfunction(L, lshared_snap_gc);
+    lua_setfield(L, -2, "__gc");
+    int snapmeta = lua_gettop(L);
+
+    lbraid_newmeta(L, &braid_shared_type, NULL);
+    lua_pushvalue(L, scratch);
+    lua_pushvalue(L, snapmeta);
+    luaL_setfuncs(L, shared_meta, 2);
+    lua_pop(L, 1);
+
+    luaL_newlibtable(L, shared_funcs);
+    lua_pushvalue(L, scratch);
+    lua_pushvalue(L, snapmeta);
+    luaL_setfuncs(L, shared_funcs, 2);
+    return 1;
+}
