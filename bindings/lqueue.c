@@ -22,6 +22,15 @@ static int lqueue_scratch_gc(lua_State *L)
     return 0;
 }
 
+/* __close: empties the buffer but keeps its memory for the next item. */
+static int lqueue_scratch_close(lua_State *L)
+{
+    scratch_t *s = lua_touserdata(L, 1);
+    braid_buf_reset(&s->buf);
+    s->busy = 0;
+    return 0;
+}
+
 /* Pushes the scratch buffer (or a fresh one when it is busy), marked
  * to-be-closed. Stack: +1; pop it with lua_pop to release it. */
 static scratch_t *lqueue_take_scratch(lua_State *L)
@@ -44,6 +53,16 @@ static scratch_t *lqueue_take_scratch(lua_State *L)
 /* The queue at idx, of any kind (SimpleQueue only if simple_ok). */
 static braid_queue_t *lqueue_check(lua_State *L, int idx, int simple_ok)
 {
+    /* fast path: the box's metatable is one of ours (upvalues 2..5) */
+    if (lua_getmetatable(L, idx)) {
+        int k = 0;
+        while (k < 4 && !lua_rawequal(L, -1, lua_upvalueindex(2 + k)))
+            k++;
+        lua_pop(L, 1);
+        lbraid_box_t *box = lua_touserdata(L, idx);
+        if (k < 4 && box->obj && (simple_ok || k != BRAID_QUEUE_SIMPLE))
+            return (braid_queue_t *)box->obj;
+    }
     braid_object_t *obj = lbraid_to_object(L, idx);
     int kind = braid_queue_kind_of(obj);
     if (kind < 0 || (!simple_ok && kind == BRAID_QUEUE_SIMPLE)) {
@@ -77,18 +96,88 @@ static int64_t lqueue_deadline(lua_State *L, int idx)
     return braid_clock_deadline((double)t);
 }
 
+/* Scalars (nil, booleans, numbers, strings) are by far the most common
+ * items: encode and decode them here, in codec.h's format, without setting
+ * up the general codec. Anything else goes through lbraid_encode/decode. */
+static void lqueue_encode(lua_State *L, int idx, braid_buf_t *b)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        braid_buf_put_u8(b, BRAID_T_NIL);
+        break;
+    case LUA_TBOOLEAN:
+        braid_buf_put_u8(b, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            braid_buf_put_u8(b, BRAID_T_INT);
+            braid_buf_put_int(b, (int64_t)lua_tointeger(L, idx));
+        } else {
+            braid_buf_put_u8(b, BRAID_T_FLOAT);
+            braid_buf_put_f64(b, (double)lua_tonumber(L, idx));
+        }
+        break;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        braid_buf_put_u8(b, BRAID_T_STR);
+        braid_buf_put_str(b, s, n);
+        break;
+    }
+    default:
+        lbraid_encode(L, idx, b, "item");
+        return;
+    }
+    if (b->err)
+        lbraid_core_error(L, b->err, "encode");
+}
+
+/* Pushes the value encoded in b. Stack: +1. */
+static void lqueue_decode(lua_State *L, const braid_buf_t *b)
+{
+    braid_reader_t r;
+    braid_reader_init(&r, b->data, b->len);
+    switch (braid_reader_u8(&r)) {
+    case BRAID_T_NIL:
+        lua_pushnil(L);
+        break;
+    case BRAID_T_FALSE:
+        lua_pushboolean(L, 0);
+        break;
+    case BRAID_T_TRUE:
+        lua_pushboolean(L, 1);
+        break;
+    case BRAID_T_INT:
+        lua_pushinteger(L, (lua_Integer)braid_reader_int(&r));
+        break;
+    case BRAID_T_FLOAT:
+        lua_pushnumber(L, (lua_Number)braid_reader_f64(&r));
+        break;
+    case BRAID_T_STR: {
+        size_t n;
+        const uint8_t *s = braid_reader_str(&r, &n);
+        lua_pushlstring(L, s ? (const char *)s : "", s ? n : 0);
+        break;
+    }
+    default:
+        lbraid_decode(L, b->data, b->len);
+        return;
+    }
+    if (r.err || braid_reader_left(&r) != 0) {
+        lua_pop(L, 1);
+        lbraid_decode(L, b->data, b->len); /* raises the proper error */
+    }
+}
+
 /* Stack: item at 2. Encodes, puts, raises on failure. */
 static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
 {
     lbraid_poll(L);
     scratch_t *s = lqueue_take_scratch(L);
     braid_buf_reset(&s->buf);
-    lbraid_encode(L, 2, &s->buf, "item");
-    braid_buf_t item;
-    braid_buf_move(&item, &s->buf);
-    lua_pop(L, 1);
-    int rc = braid_queue_put(q, &item, deadline);
-    braid_buf_free(&item); /* empty unless the put failed */
+    lqueue_encode(L, 2, &s->buf);
+    int rc = braid_queue_put(q, &s->buf, deadline);
+    lua_pop(L, 1); /* empties the scratch (a failed put's item too) */
     if (rc)
         return lbraid_core_error(L, rc, rc == BRAID_ETYPE ? "PriorityQueue item" : NULL);
     return 0;
@@ -97,15 +186,12 @@ static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
 static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
 {
     lbraid_poll(L);
-    braid_buf_t item;
-    braid_buf_init(&item);
-    int rc = braid_queue_get(q, &item, deadline);
+    scratch_t *s = lqueue_take_scratch(L);
+    braid_buf_reset(&s->buf);
+    int rc = braid_queue_get(q, &s->buf, deadline);
     if (rc)
         return lbraid_core_error(L, rc, NULL);
-    scratch_t *s = lqueue_take_scratch(L);
-    braid_buf_free(&s->buf);
-    braid_buf_move(&s->buf, &item);
-    lbraid_decode(L, s->buf.data, s->buf.len);
+    lqueue_decode(L, &s->buf);
     lua_closeslot(L, -2); /* frees the item now; the value stays on top */
     return 1;
 }
@@ -285,17 +371,21 @@ int lbraid_open_queue(lua_State *L)
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, lqueue_scratch_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, lqueue_scratch_gc);
+    lua_pushcfunction(L, lqueue_scratch_close);
     lua_setfield(L, -2, "__close");
     lua_setmetatable(L, -2);
     int scratch = lua_gettop(L);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 4; k++)
         lbraid_newmeta(L, &braid_queue_types[k], NULL);
-        lua_getfield(L, -1, "__index");
+    for (int k = 0; k < 4; k++) {
+        lua_getfield(L, scratch + 1 + k, "__index");
         lua_pushvalue(L, scratch);
-        luaL_setfuncs(L, k == BRAID_QUEUE_SIMPLE ? simple_methods : queue_methods, 1);
-        lua_pop(L, 2);
+        for (int m = 0; m < 4; m++)
+            lua_pushvalue(L, scratch + 1 + m);
+        luaL_setfuncs(L, k == BRAID_QUEUE_SIMPLE ? simple_methods : queue_methods, 5);
+        lua_pop(L, 1);
     }
+    lua_settop(L, scratch);
     luaL_newlib(L, queue_funcs);
     return 1;
 }

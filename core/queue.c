@@ -9,10 +9,62 @@
 #include "queue.h"
 #include "waiter.h"
 
+/* Items of up to INLINE_MAX bytes that name no objects are copied into
+ * the entry itself: no allocation per item, and the caller's buffers keep
+ * their capacity. Bigger items move their buffer in and out. */
+#define INLINE_MAX sizeof(braid_buf_t)
+
 typedef struct entry {
-    braid_buf_t buf;
     uint64_t seq; /* PRIORITY: insertion order, breaks ties first-in first-out */
+    size_t ilen;  /* inline length, or NOT_INLINE when buf is used */
+    union {
+        braid_buf_t buf;
+        uint8_t bytes[INLINE_MAX];
+    } u;
 } entry_t;
+
+#define NOT_INLINE SIZE_MAX
+
+static const uint8_t *entry_data(const entry_t *e, size_t *len)
+{
+    if (e->ilen == NOT_INLINE) {
+        *len = e->u.buf.len;
+        return e->u.buf.data;
+    }
+    *len = e->ilen;
+    return e->u.bytes;
+}
+
+static void entry_free(entry_t *e)
+{
+    if (e->ilen == NOT_INLINE)
+        braid_buf_free(&e->u.buf);
+}
+
+/* Fills e from item, leaving item empty (capacity kept when copied). */
+static void entry_fill(entry_t *e, braid_buf_t *item)
+{
+    if (item->len <= INLINE_MAX && item->nobjs == 0) {
+        memcpy(e->u.bytes, item->data, item->len);
+        e->ilen = item->len;
+        item->len = 0;
+    } else {
+        e->ilen = NOT_INLINE;
+        braid_buf_move(&e->u.buf, item);
+    }
+}
+
+/* Empties e into out, which is empty with capacity >= INLINE_MAX; a moved
+ * buffer goes to *moved instead (installed in out after the lock). */
+static void entry_take(entry_t *e, braid_buf_t *out, braid_buf_t *moved)
+{
+    if (e->ilen == NOT_INLINE) {
+        braid_buf_move(moved, &e->u.buf);
+    } else {
+        memcpy(out->data, e->u.bytes, e->ilen);
+        out->len = e->ilen;
+    }
+}
 
 /* Everything below obj is guarded by mu. Lock order: mu -> waiter mu (taken
  * inside braid_waitlist_* wake-ups); nothing else is taken under mu. */
@@ -54,7 +106,7 @@ int braid_queue_kind_of(const braid_object_t *obj)
 static void free_entries(entry_t *items, size_t cap, size_t head, size_t n, int ring)
 {
     for (size_t i = 0; i < n; i++)
-        braid_buf_free(&items[ring ? (head + i) & (cap - 1) : i].buf);
+        entry_free(&items[ring ? (head + i) & (cap - 1) : i]);
     free(items);
 }
 
@@ -143,7 +195,9 @@ static int reserve(braid_queue_t *q)
 static int heap_less(const entry_t *a, const entry_t *b)
 {
     int c;
-    if (braid_codec_compare(a->buf.data, a->buf.len, b->buf.data, b->buf.len, &c) != 0)
+    size_t alen, blen;
+    const uint8_t *ad = entry_data(a, &alen), *bd = entry_data(b, &blen);
+    if (braid_codec_compare(ad, alen, bd, blen, &c) != 0)
         c = 0;
     return c < 0 || (c == 0 && a->seq < b->seq);
 }
@@ -155,8 +209,9 @@ static int heap_push(braid_queue_t *q, braid_buf_t *item)
     size_t i = q->count;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        const braid_buf_t *pb = &q->items[p].buf;
-        int c, rc = braid_codec_compare(item->data, item->len, pb->data, pb->len, &c);
+        size_t plen;
+        const uint8_t *pd = entry_data(&q->items[p], &plen);
+        int c, rc = braid_codec_compare(item->data, item->len, pd, plen, &c);
         if (rc != 0)
             return rc == BRAID_ECORRUPT ? BRAID_ECORRUPT : BRAID_ETYPE;
         if (c >= 0)
@@ -171,15 +226,15 @@ static int heap_push(braid_queue_t *q, braid_buf_t *item)
         j = p;
     }
     q->items[i].seq = q->seq++;
-    braid_buf_move(&q->items[i].buf, item);
+    entry_fill(&q->items[i], item);
     q->count++;
     return 0;
 }
 
-static void heap_pop(braid_queue_t *q, braid_buf_t *out)
+static void heap_pop(braid_queue_t *q, braid_buf_t *out, braid_buf_t *moved)
 {
     entry_t *h = q->items;
-    braid_buf_move(out, &h[0].buf);
+    entry_take(&h[0], out, moved);
     size_t n = --q->count;
     if (n == 0)
         return;
@@ -205,25 +260,25 @@ static int store(braid_queue_t *q, braid_buf_t *item)
     case BRAID_QUEUE_PRIORITY:
         return heap_push(q, item);
     case BRAID_QUEUE_LIFO:
-        braid_buf_move(&q->items[q->count++].buf, item);
+        entry_fill(&q->items[q->count++], item);
         return 0;
     default:
-        braid_buf_move(&q->items[(q->head + q->count++) & (q->cap - 1)].buf, item);
+        entry_fill(&q->items[(q->head + q->count++) & (q->cap - 1)], item);
         return 0;
     }
 }
 
-static void take(braid_queue_t *q, braid_buf_t *out)
+static void take(braid_queue_t *q, braid_buf_t *out, braid_buf_t *moved)
 {
     switch (q->kind) {
     case BRAID_QUEUE_PRIORITY:
-        heap_pop(q, out);
+        heap_pop(q, out, moved);
         break;
     case BRAID_QUEUE_LIFO:
-        braid_buf_move(out, &q->items[--q->count].buf);
+        entry_take(&q->items[--q->count], out, moved);
         break;
     default:
-        braid_buf_move(out, &q->items[q->head].buf);
+        entry_take(&q->items[q->head], out, moved);
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
         break;
@@ -275,6 +330,16 @@ out:
 int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
 {
     int rc = 0;
+    braid_buf_t moved;
+    braid_buf_init(&moved);
+    if (out->cap < INLINE_MAX) {
+        /* room for an inline item, reserved before taking the lock */
+        static const uint8_t zeros[INLINE_MAX];
+        braid_buf_put_bytes(out, zeros, INLINE_MAX);
+        if (out->err)
+            return BRAID_ENOMEM;
+    }
+    out->len = 0;
     pthread_mutex_lock(&q->mu);
     while (q->count == 0) {
         if (q->shutdown) {
@@ -296,11 +361,15 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
             goto out;
     }
     rc = 0;
-    take(q, out);
+    take(q, out, &moved);
     if (q->putters.head)
         braid_waitlist_wake_one(&q->putters, 0);
 out:
     pthread_mutex_unlock(&q->mu);
+    if (moved.data) {
+        braid_buf_free(out);
+        braid_buf_move(out, &moved);
+    }
     return rc;
 }
 

@@ -44,8 +44,10 @@ void braid_queue_retain(braid_queue_t *q);
 void braid_queue_release(braid_queue_t *q); /* NULL is ignored */
 
 /* Puts an encoded item. On success the item's contents (bytes and object
- * references) are MOVED into the queue and *item is left empty; on failure
- * *item is untouched and still owned by the caller.
+ * references) are taken over by the queue and *item is left empty: len 0,
+ * no objects, though a small item is copied and its allocation kept for
+ * reuse, so the caller always braid_buf_free()s *item in the end. On
+ * failure *item is untouched and still owned by the caller.
  * Blocks while the queue is full until deadline. Returns 0,
  * BRAID_EFULL (full at the deadline / NOWAIT), BRAID_ESHUTDOWN,
  * BRAID_ETYPE (PRIORITY: item not comparable with the queued ones),
@@ -53,8 +55,9 @@ void braid_queue_release(braid_queue_t *q); /* NULL is ignored */
  * BRAID_ENOMEM. SIMPLE queues never block. */
 int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline);
 
-/* Takes the next item, MOVING it into *out (which must be empty: fresh,
- * freed or reset); the caller then owns it and must braid_buf_free it.
+/* Takes the next item into *out, which must hold no value (fresh, freed or
+ * reset; its capacity is reused); the caller then owns it and must
+ * braid_buf_free it. On failure *out holds no value either.
  * Blocks while empty until deadline. Returns 0, BRAID_EEMPTY,
  * BRAID_ESHUTDOWN (shut down and empty), BRAID_ECANCELLED, BRAID_ENOMEM. */
 int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline);

@@ -34,7 +34,7 @@ static int put_int(braid_queue_t *q, int64_t v, int64_t deadline)
     braid_buf_t b = enc_int(v);
     int rc = braid_queue_put(q, &b, deadline);
     if (rc == 0)
-        CHECK(b.len == 0 && b.data == NULL);
+        CHECK(b.len == 0 && b.nobjs == 0);
     braid_buf_free(&b);
     return rc;
 }
