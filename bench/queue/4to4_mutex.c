@@ -1,0 +1,8 @@
+/* Raw-C limit for queue_4to4: a mutex/condvar bounded queue (1024).
+ * Build: cc -O2 -pthread 4to4_mutex.c */
+#define BENCH 3
+#define Q mq_t
+#define QINIT(q) mq_init(q, 1024)
+#define QPUT mq_put
+#define QGET mq_get
+#include "bodies.h"
