@@ -1,5 +1,6 @@
 /* The Lua half of the codec (API.md §1): walks Lua values into the byte
  * format of core/codec.h and rebuilds them in another state. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "lbraid.h"
@@ -266,16 +267,19 @@ static void chunk_globals(lua_State *L, const char *data, size_t len)
 
 typedef struct seg {
     int kind; /* 0 string key, 1 integer key, 2 other key, 3 upvalue, 4 global, 5 metatable,
-               * 6 none (the root) */
+               * 6 none (the root), 7 the key at stack index i (resolved on error) */
     const char *s;
     size_t len;
     lua_Integer i;
 } seg_t;
 
+typedef struct seenmap seenmap_t;
+
 typedef struct enc {
     lua_State *L;
     braid_buf_t *buf;
-    int seen;   /* abs index: value -> ref index */
+    seenmap_t *seenmap;
+    int seen;   /* abs index of the seenmap userdata */
     int modmap; /* abs index */
     lua_Integer nrefs;
     int depth;
@@ -290,6 +294,27 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
     return 0;
 }
 
+/* Turns a kind-7 segment (stack index of a key) into a printable one. */
+static void enc_key_segment(lua_State *L, seg_t *s)
+{
+    int keyidx = (int)s->i;
+    switch (lua_type(L, keyidx)) {
+    case LUA_TSTRING:
+        s->kind = 0;
+        s->s = lua_tolstring(L, keyidx, &s->len);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, keyidx)) {
+            s->kind = 1;
+            s->i = lua_tointeger(L, keyidx);
+            break;
+        }
+        /* fall through */
+    default:
+        s->kind = 2;
+    }
+}
+
 /* Raises TypeError "cannot transfer <what> at <path>". */
 static int enc_fail(enc_t *e, const char *what)
 {
@@ -299,6 +324,8 @@ static int enc_fail(enc_t *e, const char *what)
     luaL_addstring(&b, e->root);
     for (int d = 0; d < e->depth; d++) {
         seg_t *s = &e->path[d];
+        if (s->kind == 7) /* a table key, still on the stack: resolve it now */
+            enc_key_segment(L, s);
         switch (s->kind) {
         case 0: {
             int ident = s->len > 0 && !(s->s[0] >= '0' && s->s[0] <= '9');
@@ -347,45 +374,99 @@ static int enc_fail(enc_t *e, const char *what)
 
 static void enc_value(enc_t *e, int idx);
 
-static void enc_push_key(enc_t *e, int keyidx)
+/* Tables, functions and strings already written, by address -> REF index
+ * (short strings are interned, so equal ones share an address). The
+ * objects are anchored in a Lua array for the whole encode, so an address
+ * cannot be reused by a new object while the map holds it. */
+typedef struct seenmap {
+    const void **keys;
+    lua_Integer *refs;
+    size_t cap, count;
+} seenmap_t;
+
+static int seenmap_gc(lua_State *L)
 {
-    seg_t *s = &e->path[e->depth];
-    switch (lua_type(e->L, keyidx)) {
-    case LUA_TSTRING:
-        s->kind = 0;
-        s->s = lua_tolstring(e->L, keyidx, &s->len);
-        break;
-    case LUA_TNUMBER:
-        if (lua_isinteger(e->L, keyidx)) {
-            s->kind = 1;
-            s->i = lua_tointeger(e->L, keyidx);
-            break;
-        }
-        /* fall through */
-    default:
-        s->kind = 2;
+    seenmap_t *m = lua_touserdata(L, 1);
+    free(m->keys);
+    free(m->refs);
+    m->keys = NULL;
+    m->refs = NULL;
+    return 0;
+}
+
+static size_t seen_slot(const void *p, size_t cap)
+{
+    uintptr_t h = (uintptr_t)p;
+    h ^= h >> 17;
+    h *= (uintptr_t)0x9e3779b97f4a7c15ULL;
+    return (size_t)(h >> 7) & (cap - 1);
+}
+
+static void seen_grow(enc_t *e)
+{
+    seenmap_t *m = e->seenmap;
+    size_t ncap = m->cap ? m->cap * 2 : 64;
+    const void **keys = calloc(ncap, sizeof *keys);
+    lua_Integer *refs = malloc(ncap * sizeof *refs);
+    if (!keys || !refs) {
+        free(keys);
+        free(refs);
+        lbraid_core_error(e->L, BRAID_ENOMEM, "encode");
     }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->keys[i])
+            continue;
+        size_t j = seen_slot(m->keys[i], ncap);
+        while (keys[j])
+            j = (j + 1) & (ncap - 1);
+        keys[j] = m->keys[i];
+        refs[j] = m->refs[i];
+    }
+    free(m->keys);
+    free(m->refs);
+    m->keys = keys;
+    m->refs = refs;
+    m->cap = ncap;
 }
 
 /* If the value at idx was seen, writes a REF and returns 1; else records it. */
 static int enc_seen(enc_t *e, int idx)
 {
     lua_State *L = e->L;
-    if (!e->seen) {
+    if (!e->seenmap) {
+        e->seenmap = lua_newuserdatauv(L, sizeof *e->seenmap, 1);
+        memset(e->seenmap, 0, sizeof *e->seenmap);
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, seenmap_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_setmetatable(L, -2);
         lua_newtable(L);
+        lua_setiuservalue(L, -2, 1);
         e->seen = lua_gettop(L);
     }
-    lua_pushvalue(L, idx);
-    if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
-        braid_buf_put_u8(e->buf, BRAID_T_REF);
-        braid_buf_put_varint(e->buf, (uint64_t)lua_tointeger(L, -1));
-        lua_pop(L, 1);
-        return 1;
+    seenmap_t *m = e->seenmap;
+    const void *p = lua_topointer(L, idx);
+    if (m->cap) {
+        for (size_t j = seen_slot(p, m->cap); m->keys[j]; j = (j + 1) & (m->cap - 1)) {
+            if (m->keys[j] == p) {
+                braid_buf_put_u8(e->buf, BRAID_T_REF);
+                braid_buf_put_varint(e->buf, (uint64_t)m->refs[j]);
+                return 1;
+            }
+        }
     }
-    lua_pop(L, 1);
+    if ((m->count + 1) * 2 > m->cap)
+        seen_grow(e);
+    size_t j = seen_slot(p, m->cap);
+    while (m->keys[j])
+        j = (j + 1) & (m->cap - 1);
+    m->keys[j] = p;
+    m->refs[j] = e->nrefs++;
+    m->count++;
+    lua_getiuservalue(L, e->seen, 1);
     lua_pushvalue(L, idx);
-    lua_pushinteger(L, e->nrefs++);
-    lua_rawset(L, e->seen);
+    lua_rawseti(L, -2, (lua_Integer)m->count);
+    lua_pop(L, 1);
     return 0;
 }
 
@@ -424,20 +505,17 @@ static void enc_table(enc_t *e, int idx)
     lua_State *L = e->L;
     if (enc_seen(e, idx) || enc_by_name(e, idx))
         return;
+    luaL_checkstack(L, 12, "value nested too deeply");
     lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
-    lua_Integer nhash = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        if (!(lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= narr))
-            nhash++;
-    }
+    uint64_t nhash = 0;
     int hasmeta = lua_getmetatable(L, idx);
     if (hasmeta)
         lua_pop(L, 1);
     braid_buf_put_u8(e->buf, BRAID_T_TABLE);
     braid_buf_put_varint(e->buf, (uint64_t)narr);
-    braid_buf_put_varint(e->buf, (uint64_t)nhash);
+    /* the hash count is patched in once known: a varint padded to 5 bytes */
+    size_t nhash_at = e->buf->len;
+    braid_buf_put_bytes(e->buf, "\x80\x80\x80\x80\x00", 5);
     braid_buf_put_u8(e->buf, (uint8_t)hasmeta);
     for (lua_Integer i = 1; i <= narr; i++) {
         lua_rawgeti(L, idx, i);
@@ -450,12 +528,19 @@ static void enc_table(enc_t *e, int idx)
     while (lua_next(L, idx)) {
         int k = lua_gettop(L) - 1;
         if (!(lua_isinteger(L, k) && lua_tointeger(L, k) >= 1 && lua_tointeger(L, k) <= narr)) {
-            enc_push_key(e, k);
+            e->path[e->depth].kind = 7;
+            e->path[e->depth].i = k;
             enc_value(e, k);
             enc_value(e, k + 1);
+            nhash++;
         }
         lua_pop(L, 1);
     }
+    if (nhash >> 35)
+        enc_fail(e, "a table with too many keys");
+    if (!e->buf->err)
+        for (int i = 0; i < 5; i++)
+            e->buf->data[nhash_at + i] = (uint8_t)(((nhash >> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
     if (hasmeta) {
         lua_getmetatable(L, idx);
         e->path[e->depth].kind = 5;
@@ -508,6 +593,7 @@ static void push_fninfo(lua_State *L, int idx)
 static void enc_function(enc_t *e, int idx)
 {
     lua_State *L = e->L;
+    luaL_checkstack(L, 12, "value nested too deeply");
     if (enc_seen(e, idx) || enc_by_name(e, idx))
         return;
     if (lua_iscfunction(L, idx))
@@ -581,7 +667,6 @@ static void enc_value(enc_t *e, int idx)
     lua_State *L = e->L;
     if (e->depth >= BRAID_CODEC_MAX_DEPTH)
         enc_fail(e, "a value nested too deeply");
-    luaL_checkstack(L, 12, "value nested too deeply");
     e->depth++;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
@@ -602,6 +687,8 @@ static void enc_value(enc_t *e, int idx)
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
+        if (n >= BRAID_CODEC_MEMO_MIN && enc_seen(e, idx))
+            break;
         braid_buf_put_u8(e->buf, BRAID_T_STR);
         braid_buf_put_str(e->buf, s, n);
         break;
@@ -637,6 +724,7 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
     e.L = L;
     e.buf = buf;
     e.seen = e.modmap = 0;
+    e.seenmap = NULL;
     e.nrefs = 0;
     e.depth = 0;
     e.root = root;
@@ -720,7 +808,8 @@ static void dec_value(dec_t *d)
     const uint8_t *s;
     if (++d->depth > BRAID_CODEC_MAX_DEPTH)
         dec_fail(d, BRAID_ETOOBIG);
-    luaL_checkstack(L, 8, "decode");
+    if (d->depth % 8 == 0)
+        luaL_checkstack(L, 40, "decode"); /* each level uses at most 5 slots */
     uint8_t tag = braid_reader_u8(r);
     if (r->err)
         dec_fail(d, r->err);
@@ -741,6 +830,8 @@ static void dec_value(dec_t *d)
     case BRAID_T_STR:
         s = braid_reader_str(r, &n);
         lua_pushlstring(L, r->err ? "" : (const char *)s, n);
+        if (n >= BRAID_CODEC_MEMO_MIN)
+            dec_ref(d);
         break;
     case BRAID_T_REF: {
         uint64_t i = braid_reader_varint(r);
@@ -764,8 +855,8 @@ static void dec_value(dec_t *d)
         for (uint64_t i = 0; i < nh; i++) {
             dec_value(d);
             dec_value(d);
-            if (lua_isnil(L, -2) || (lua_type(L, -2) == LUA_TNUMBER &&
-                                     lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+            int kt = lua_type(L, -2);
+            if (kt == LUA_TNIL || (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
                 dec_fail(d, BRAID_ECORRUPT); /* nil or NaN key */
             lua_rawset(L, t);
         }

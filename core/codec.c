@@ -276,6 +276,10 @@ static int walk(braid_reader_t *r, int depth, uint64_t *nrefs)
         braid_reader_u64(r);
         break;
     case BRAID_T_STR:
+        braid_reader_str(r, &n);
+        if (n >= BRAID_CODEC_MEMO_MIN)
+            (*nrefs)++;
+        break;
     case BRAID_T_MODULE:
         braid_reader_str(r, &n);
         break;

@@ -20,8 +20,9 @@ extern "C" {
  *   STR                   varint length, bytes
  *   TABLE                 varint narray, varint nhash, byte hasmeta,
  *                         narray values, nhash key/value pairs, [metatable]
- *   REF                   varint index of an earlier TABLE/FUNC (0-based,
- *                         in order of appearance)
+ *   REF                   varint index of an earlier TABLE, FUNC or STR of
+ *                         at least BRAID_CODEC_MEMO_MIN bytes (0-based, in
+ *                         order of appearance): repeated keys cost 2 bytes
  *   FUNC                  STR-like chunk, 8-byte MAC of the chunk, varint
  *                         nupvalues, upvalues, varint nglobals, (name, value)*
  *   MODULE                STR-like module name
@@ -43,6 +44,9 @@ enum {
     BRAID_T_OBJECT,
     BRAID_T_COUNT_
 };
+
+/* Strings this long or longer are back-reference targets. */
+#define BRAID_CODEC_MEMO_MIN 4
 
 /* Nesting limit for encoder and decoder. */
 #define BRAID_CODEC_MAX_DEPTH 200
