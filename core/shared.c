@@ -190,7 +190,7 @@ int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
         return BRAID_EINVAL;
     int del = value == NULL || value->len == 0;
     uint64_t h = hash_bytes(key->data, key->len);
-    int64_t k;
+    int64_t k = 0;
     int isint = key_int(key, &k);
     braid_buf_t old_key, old_value;
     braid_buf_init(&old_key);
