@@ -1,0 +1,619 @@
+/* The braid executable: a lua5.4-compatible stand-alone interpreter with every
+ * braid module preloaded, a libedit REPL with history, and thread joining at exit. */
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "braid.h"
+
+#ifndef BRAID_VERSION
+#define BRAID_VERSION "0.0.0"
+#endif
+
+#define PROMPT1 "> "
+#define PROMPT2 ">> "
+#define EOFMARK "<eof>"
+#define MARKLEN (sizeof(EOFMARK) - 1)
+#define IGMARK '-' /* "-l mod-v2" sets global "mod" */
+
+static lua_State *globalL = NULL;
+static const char *progname = "braid";
+
+/* ---- signals: SIGINT only sets a hook (as lua.c) ---- */
+
+static void setsignal(int sig, void (*handler)(int))
+{
+    struct sigaction sa;
+    sa.sa_handler = handler;
+    sa.sa_flags = 0;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}
+
+/* Hook set by the signal handler: stops the interpreter at the next event. */
+static void lstop(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+/* A C signal cannot touch a Lua state safely, so it only sets a hook. A second
+ * SIGINT before the hook runs terminates the process. */
+static void laction(int sig)
+{
+    int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+    setsignal(sig, SIG_DFL);
+    lua_sethook(globalL, lstop, flag, 1);
+}
+
+/* ---- messages ---- */
+
+static void print_usage(const char *badoption)
+{
+    lua_writestringerror("%s: ", progname);
+    if (badoption[1] == 'e' || badoption[1] == 'l')
+        lua_writestringerror("'%s' needs argument\n", badoption);
+    else
+        lua_writestringerror("unrecognized option '%s'\n", badoption);
+    lua_writestringerror("usage: %s [options] [script [args]]\n"
+                         "Available options are:\n"
+                         "  -e stat   execute string 'stat'\n"
+                         "  -i        enter interactive mode after executing 'script'\n"
+                         "  -l mod    require library 'mod' into global 'mod'\n"
+                         "  -l g=mod  require library 'mod' into global 'g'\n"
+                         "  -v        show version information\n"
+                         "  -E        ignore environment variables\n"
+                         "  -W        turn warnings on\n"
+                         "  --        stop handling options\n"
+                         "  -         stop handling options and execute stdin\n",
+                         progname);
+}
+
+/* Prints msg on stderr, prefixed by the program name when pname != NULL. */
+static void l_message(const char *pname, const char *msg)
+{
+    if (pname) lua_writestringerror("%s: ", pname);
+    lua_writestringerror("%s\n", msg);
+}
+
+/* If status is an error, prints and pops the message on top of the stack
+ * (a string: msghandler made it one). */
+static int report(lua_State *L, int status)
+{
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        if (msg == NULL) msg = "(error object is not a string)";
+        l_message(progname, msg);
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+/* The one message handler: turns any error object into a string and appends
+ * a traceback (also for objects with __tostring, e.g. braid.Error). */
+static int msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* lua_pcall with the message handler and the SIGINT hook. Stack: the
+ * function and narg arguments are replaced by nres results or an error string. */
+static int docall(lua_State *L, int narg, int nres)
+{
+    int status;
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    globalL = L;
+    setsignal(SIGINT, laction);
+    status = lua_pcall(L, narg, nres, base);
+    setsignal(SIGINT, SIG_DFL);
+    lua_remove(L, base);
+    return status;
+}
+
+static void print_version(void)
+{
+    static const char banner[] =
+        "braid " BRAID_VERSION " (Lua " LUA_VERSION_MAJOR "." LUA_VERSION_MINOR ")";
+    lua_writestring(banner, sizeof(banner) - 1);
+    lua_writeline();
+}
+
+/* The global 'arg': argv[script] at index 0, script arguments at positive
+ * indices, the interpreter and options at negative ones. With no script,
+ * the interpreter's name is at 0. */
+static void createargtable(lua_State *L, char **argv, int argc, int script)
+{
+    int i, narg;
+    narg = argc - (script + 1);
+    lua_createtable(L, narg > 0 ? narg : 0, script + 1);
+    for (i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+}
+
+static int dochunk(lua_State *L, int status)
+{
+    if (status == LUA_OK) status = docall(L, 0, 0);
+    return report(L, status);
+}
+
+static int dofile(lua_State *L, const char *name)
+{
+    return dochunk(L, luaL_loadfile(L, name));
+}
+
+static int dostring(lua_State *L, const char *s, const char *name)
+{
+    return dochunk(L, luaL_loadbuffer(L, s, strlen(s), name));
+}
+
+/* -l: globname = require(modname), for "mod", "g=mod" and "mod-suffix". */
+static int dolibrary(lua_State *L, char *globname)
+{
+    int status;
+    char *suffix = NULL;
+    char *modname = strchr(globname, '=');
+    if (modname == NULL) {
+        modname = globname;
+        suffix = strchr(modname, IGMARK);
+    } else {
+        *modname = '\0';
+        modname++;
+    }
+    lua_getglobal(L, "require");
+    lua_pushstring(L, modname);
+    status = docall(L, 1, 1);
+    if (status == LUA_OK) {
+        if (suffix != NULL) *suffix = '\0';
+        lua_setglobal(L, globname);
+    }
+    return report(L, status);
+}
+
+/* Pushes the script arguments arg[1..#arg]; returns how many. */
+static int pushargs(lua_State *L)
+{
+    int i, n;
+    if (lua_getglobal(L, "arg") != LUA_TTABLE) luaL_error(L, "'arg' is not a table");
+    n = (int)luaL_len(L, -1);
+    luaL_checkstack(L, n + 3, "too many arguments to script");
+    for (i = 1; i <= n; i++)
+        lua_rawgeti(L, -i, i);
+    lua_remove(L, -i);
+    return n;
+}
+
+/* Runs argv[0] (or stdin for "-" not preceded by "--") with the script
+ * arguments as '...'. luaL_loadfile skips a first '#' line. */
+static int handle_script(lua_State *L, char **argv)
+{
+    int status;
+    const char *fname = argv[0];
+    if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0) fname = NULL;
+    status = luaL_loadfile(L, fname);
+    if (status == LUA_OK) {
+        int n = pushargs(L);
+        status = docall(L, n, LUA_MULTRET);
+    }
+    return report(L, status);
+}
+
+/* ---- the REPL ---- */
+
+static char *history_path = NULL; /* NULL: no persistent history */
+static int use_readline = 0;
+
+/* History file: $BRAID_HISTORY ("" disables), else ~/.braid_history. */
+static void history_open(void)
+{
+    const char *env = getenv("BRAID_HISTORY");
+    const char *home = getenv("HOME");
+    free(history_path);
+    history_path = NULL;
+    if (env != NULL) {
+        if (env[0] != '\0') history_path = strdup(env);
+    } else if (home != NULL && home[0] != '\0') {
+        size_t n = strlen(home) + sizeof("/.braid_history");
+        history_path = malloc(n);
+        if (history_path) snprintf(history_path, n, "%s/.braid_history", home);
+    }
+    using_history();
+    stifle_history(1000);
+    if (history_path) read_history(history_path);
+}
+
+/* Adds a line to the history and rewrites the file at once, so history
+ * survives os.exit and crashes. */
+static void saveline(const char *line)
+{
+    if (!use_readline || line[0] == '\0') return;
+    add_history(line);
+    if (history_path) write_history(history_path);
+}
+
+static volatile sig_atomic_t prompt_interrupted = 0;
+
+/* SIGINT while reading a line: interrupts the read (no SA_RESTART). */
+static void prompt_action(int sig)
+{
+    (void)sig;
+    prompt_interrupted = 1;
+}
+
+#define LINE_EOF 0
+#define LINE_OK 1
+#define LINE_INTERRUPTED 2
+
+/* Reads one line after showing prompt into *line (malloc'ed, without its
+ * newline). Returns LINE_OK, LINE_EOF, or LINE_INTERRUPTED on Ctrl-C. */
+static int readline_prompt(const char *prompt, char **line)
+{
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t l;
+    if (use_readline) {
+        prompt_interrupted = 0;
+        setsignal(SIGINT, prompt_action);
+        *line = readline(prompt);
+        setsignal(SIGINT, SIG_DFL);
+        if (*line == NULL && prompt_interrupted) {
+            lua_writestring("^C", 2);
+            lua_writeline();
+            return LINE_INTERRUPTED;
+        }
+        return *line != NULL ? LINE_OK : LINE_EOF;
+    }
+    fputs(prompt, stdout);
+    fflush(stdout);
+    l = getline(&buf, &cap, stdin);
+    if (l < 0) {
+        free(buf);
+        return LINE_EOF;
+    }
+    if (l > 0 && buf[l - 1] == '\n') buf[--l] = '\0';
+    *line = buf;
+    return LINE_OK;
+}
+
+static const char *get_prompt(lua_State *L, int firstline)
+{
+    const char *p;
+    lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2");
+    p = lua_tostring(L, -1);
+    if (p == NULL) p = firstline ? PROMPT1 : PROMPT2;
+    return p;
+}
+
+/* True (and pops the message) if status is a syntax error at <eof>. */
+static int incomplete(lua_State *L, int status)
+{
+    if (status == LUA_ERRSYNTAX) {
+        size_t lmsg;
+        const char *msg = lua_tolstring(L, -1, &lmsg);
+        if (lmsg >= MARKLEN && strcmp(msg + lmsg - MARKLEN, EOFMARK) == 0) {
+            lua_pop(L, 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Prompts, reads a line and pushes it; returns LINE_EOF (nothing pushed),
+ * LINE_OK, or LINE_INTERRUPTED (pushes ""). */
+static int pushline(lua_State *L, int firstline)
+{
+    const char *prmt = get_prompt(L, firstline);
+    char *b = NULL;
+    int r = readline_prompt(prmt, &b);
+    lua_pop(L, 1); /* prompt */
+    if (r == LINE_EOF) return LINE_EOF;
+    if (r == LINE_INTERRUPTED)
+        lua_pushliteral(L, "");
+    else if (firstline && b[0] == '=') /* 5.2 compatibility: "=x" is "return x" */
+        lua_pushfstring(L, "return %s", b + 1);
+    else
+        lua_pushstring(L, b);
+    free(b);
+    return r;
+}
+
+/* Tries to compile the line on the stack as 'return <line>;'. On return the
+ * stack has the compiled chunk, or the original line if that failed. */
+static int addreturn(lua_State *L)
+{
+    const char *line = lua_tostring(L, -1);
+    const char *retline = lua_pushfstring(L, "return %s;", line);
+    int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+    if (status == LUA_OK) {
+        lua_remove(L, -2);
+        saveline(line);
+    } else {
+        lua_pop(L, 2);
+    }
+    return status;
+}
+
+/* Reads continuation lines until the chunk on the stack is complete. */
+static int multiline(lua_State *L)
+{
+    for (;;) {
+        size_t len;
+        const char *line = lua_tolstring(L, 1, &len);
+        int status = luaL_loadbuffer(L, line, len, "=stdin");
+        int r;
+        if (!incomplete(L, status) || (r = pushline(L, 0)) == LINE_EOF) {
+            saveline(line);
+            return status;
+        }
+        if (r == LINE_INTERRUPTED) { /* Ctrl-C abandons the chunk */
+            lua_settop(L, 1);
+            return luaL_loadbuffer(L, "", 0, "=stdin");
+        }
+        lua_pushliteral(L, "\n");
+        lua_insert(L, -2);
+        lua_concat(L, 3);
+    }
+}
+
+/* Reads and compiles one statement, first as an expression. Returns -1 at end
+ * of input, else the load status with the chunk or message on the stack. */
+static int loadline(lua_State *L)
+{
+    int status;
+    lua_settop(L, 0);
+    if (pushline(L, 1) == LINE_EOF) return -1;
+    if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
+    lua_remove(L, 1);
+    return status;
+}
+
+/* Prints every value on the stack with the global print (tab-separated). */
+static void l_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    if (n > 0) {
+        luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+        lua_getglobal(L, "print");
+        lua_insert(L, 1);
+        if (lua_pcall(L, n, 0, 0) != LUA_OK)
+            l_message(progname,
+                      lua_pushfstring(L, "error calling 'print' (%s)", lua_tostring(L, -1)));
+    }
+}
+
+/* Read-eval-print loop until end of input (Ctrl-D). */
+static void doREPL(lua_State *L)
+{
+    int status;
+    const char *oldprogname = progname;
+    progname = NULL;
+    use_readline = isatty(STDIN_FILENO);
+    if (use_readline) {
+        rl_catch_signals = 0; /* our handler makes readline return on Ctrl-C */
+        history_open();
+    }
+    while ((status = loadline(L)) != -1) {
+        if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
+        if (status == LUA_OK)
+            l_print(L);
+        else
+            report(L, status);
+    }
+    lua_settop(L, 0);
+    lua_writeline();
+    progname = oldprogname;
+}
+
+/* ---- options ---- */
+
+#define has_error 1
+#define has_i 2
+#define has_v 4
+#define has_e 8
+#define has_E 16
+
+/* Scans argv for options needed before running Lua code. *first is the
+ * script's index (0 if none), or the bad option's index on error. */
+static int collectargs(char **argv, int *first)
+{
+    int args = 0;
+    int i;
+    if (argv[0] == NULL) {
+        *first = 0;
+        return 0;
+    }
+    if (argv[0][0]) progname = argv[0];
+    for (i = 1; argv[i] != NULL; i++) {
+        *first = i;
+        if (argv[i][0] != '-') return args;
+        switch (argv[i][1]) {
+        case '-': /* "--" */
+            if (argv[i][2] != '\0') return has_error;
+            *first = argv[i + 1] != NULL ? i + 1 : 0;
+            return args;
+        case '\0': /* "-": script is stdin */
+            return args;
+        case 'E':
+            if (argv[i][2] != '\0') return has_error;
+            args |= has_E;
+            break;
+        case 'W':
+            if (argv[i][2] != '\0') return has_error;
+            break;
+        case 'i':
+            args |= has_i; /* -i implies -v */
+            /* fallthrough */
+        case 'v':
+            if (argv[i][2] != '\0') return has_error;
+            args |= has_v;
+            break;
+        case 'e':
+            args |= has_e;
+            /* fallthrough */
+        case 'l':
+            if (argv[i][2] == '\0') {
+                i++;
+                if (argv[i] == NULL || argv[i][0] == '-') return has_error;
+            }
+            break;
+        default:
+            return has_error;
+        }
+    }
+    *first = 0;
+    return args;
+}
+
+/* Runs -e, -l and -W in order; returns 0 if some code raised an error. */
+static int runargs(lua_State *L, char **argv, int n)
+{
+    int i;
+    for (i = 1; i < n; i++) {
+        int option = argv[i][1];
+        switch (option) {
+        case 'e':
+        case 'l': {
+            int status;
+            char *extra = argv[i] + 2;
+            if (*extra == '\0') extra = argv[++i];
+            status = option == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
+            if (status != LUA_OK) return 0;
+            break;
+        }
+        case 'W':
+            lua_warning(L, "@on", 0);
+            break;
+        default:
+            break;
+        }
+    }
+    return 1;
+}
+
+/* LUA_INIT_5_4 or LUA_INIT: "@file" runs a file, anything else a string. */
+static int handle_luainit(lua_State *L)
+{
+    const char *name = "=LUA_INIT_" LUA_VERSION_MAJOR "_" LUA_VERSION_MINOR;
+    const char *init = getenv(name + 1);
+    if (init == NULL) {
+        name = "=LUA_INIT";
+        init = getenv(name + 1);
+    }
+    if (init == NULL) return LUA_OK;
+    if (init[0] == '@') return dofile(L, init + 1);
+    return dostring(L, init, name);
+}
+
+/* os.exit in the main state: like Python's sys.exit, wait for non-daemon
+ * threads first, then call the standard os.exit (upvalue 1). */
+static int l_os_exit(lua_State *L)
+{
+    braid_shutdown(L, -1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 0);
+    return 0;
+}
+
+static void wrap_os_exit(lua_State *L)
+{
+    if (lua_getglobal(L, "os") == LUA_TTABLE) {
+        lua_getfield(L, -1, "exit");
+        lua_pushcclosure(L, l_os_exit, 1);
+        lua_setfield(L, -2, "exit");
+    }
+    lua_pop(L, 1);
+}
+
+/* The whole interpreter, run protected. Arguments: argc, argv. Returns true
+ * when everything ran without error. */
+static int pmain(lua_State *L)
+{
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = (char **)lua_touserdata(L, 2);
+    int script;
+    int args = collectargs(argv, &script);
+    int optlim = script > 0 ? script : argc;
+    luaL_checkversion(L);
+    if (args == has_error) {
+        print_usage(argv[script]);
+        return 0;
+    }
+    if (args & has_v) print_version();
+    if (args & has_E) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+    }
+    luaL_openlibs(L);
+    braid_openlibs(L);
+    lua_settop(L, 2);
+    wrap_os_exit(L);
+    createargtable(L, argv, argc, script);
+    lua_gc(L, LUA_GCRESTART);
+    lua_gc(L, LUA_GCGEN, 0, 0);
+    if (!(args & has_E) && handle_luainit(L) != LUA_OK) return 0;
+    if (!runargs(L, argv, optlim)) return 0;
+    if (script > 0 && handle_script(L, argv + script) != LUA_OK) return 0;
+    if (args & has_i) {
+        doREPL(L);
+    } else if (script < 1 && !(args & (has_e | has_v))) {
+        if (isatty(STDIN_FILENO)) {
+            print_version();
+            doREPL(L);
+        } else if (dofile(L, NULL) != LUA_OK) {
+            return 0;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    int status, result;
+    lua_State *L;
+    if (argc > 1 && strcmp(argv[1], "--worker") == 0) {
+        l_message(argv[0], "--worker: not implemented");
+        return 2;
+    }
+    L = luaL_newstate();
+    if (L == NULL) {
+        l_message(argv[0], "cannot create state: not enough memory");
+        return EXIT_FAILURE;
+    }
+    lua_gc(L, LUA_GCSTOP);
+    lua_pushcfunction(L, pmain);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    status = lua_pcall(L, 2, 1, 0);
+    result = lua_toboolean(L, -1);
+    report(L, status);
+    /* Python semantics: non-daemon threads run to completion even after an
+     * error in the main script; the exit status still reports the error. */
+    braid_shutdown(L, -1);
+    lua_close(L);
+    free(history_path);
+    return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+}
