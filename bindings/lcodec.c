@@ -777,6 +777,10 @@ static void dec_value(dec_t *d);
 /* Records the value on top as the next back-reference target. */
 static void dec_ref(dec_t *d)
 {
+    if (d->nrefs == 0) { /* first target: most values of scalars need none */
+        lua_createtable(d->L, 8, 0);
+        lua_replace(d->L, d->refs);
+    }
     lua_pushvalue(d->L, -1);
     lua_rawseti(d->L, d->refs, d->nrefs++);
 }
@@ -835,7 +839,7 @@ static void dec_value(dec_t *d)
         break;
     case BRAID_T_REF: {
         uint64_t i = braid_reader_varint(r);
-        if (r->err || !d->refs || i >= (uint64_t)d->nrefs)
+        if (r->err || i >= (uint64_t)d->nrefs)
             dec_fail(d, BRAID_ECORRUPT);
         lua_rawgeti(L, d->refs, (lua_Integer)i);
         break;
@@ -957,7 +961,7 @@ static int dec_run(lua_State *L, const void *data, size_t len, int seq)
     braid_reader_init(&d.r, data, len);
     d.nrefs = 0;
     d.depth = 0;
-    lua_newtable(L); /* back-reference targets, below the results */
+    lua_pushnil(L); /* back-reference targets, below the results (dec_ref) */
     d.refs = base + 1;
     uint64_t n = 1;
     if (seq) {
