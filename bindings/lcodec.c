@@ -745,9 +745,45 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
         lbraid_core_error(L, buf->err, "encode");
 }
 
+/* Scalars are the most common items of queues and results: write them
+ * without setting up an encoder. Returns 0 for other types. */
+static int enc_scalar(lua_State *L, int idx, braid_buf_t *buf)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        braid_buf_put_u8(buf, BRAID_T_NIL);
+        break;
+    case LUA_TBOOLEAN:
+        braid_buf_put_u8(buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            braid_buf_put_u8(buf, BRAID_T_INT);
+            braid_buf_put_int(buf, (int64_t)lua_tointeger(L, idx));
+        } else {
+            braid_buf_put_u8(buf, BRAID_T_FLOAT);
+            braid_buf_put_f64(buf, (double)lua_tonumber(L, idx));
+        }
+        break;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        braid_buf_put_u8(buf, BRAID_T_STR);
+        braid_buf_put_str(buf, s, n);
+        break;
+    }
+    default:
+        return 0;
+    }
+    if (buf->err)
+        lbraid_core_error(L, buf->err, "encode");
+    return 1;
+}
+
 void lbraid_encode(lua_State *L, int idx, braid_buf_t *buf, const char *root)
 {
-    enc_run(L, idx, 1, buf, root, 0);
+    if (!enc_scalar(L, idx, buf))
+        enc_run(L, idx, 1, buf, root, 0);
 }
 
 void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root)
@@ -978,9 +1014,60 @@ static int dec_run(lua_State *L, const void *data, size_t len, int seq)
     return (int)n;
 }
 
+/* The scalar counterpart of enc_scalar: returns 0 (pushing nothing) unless
+ * data is exactly one well-formed scalar. */
+static int dec_scalar(lua_State *L, const void *data, size_t len)
+{
+    braid_reader_t r;
+    braid_reader_init(&r, data, len);
+    uint8_t tag = braid_reader_u8(&r);
+    size_t n = 0;
+    const uint8_t *s = NULL;
+    int64_t i = 0;
+    double f = 0;
+    switch (tag) {
+    case BRAID_T_NIL:
+    case BRAID_T_FALSE:
+    case BRAID_T_TRUE:
+        break;
+    case BRAID_T_INT:
+        i = braid_reader_int(&r);
+        break;
+    case BRAID_T_FLOAT:
+        f = braid_reader_f64(&r);
+        break;
+    case BRAID_T_STR:
+        s = braid_reader_str(&r, &n);
+        break;
+    default:
+        return 0;
+    }
+    if (r.err || braid_reader_left(&r) != 0)
+        return 0; /* let the full decoder report it */
+    switch (tag) {
+    case BRAID_T_NIL:
+        lua_pushnil(L);
+        break;
+    case BRAID_T_FALSE:
+    case BRAID_T_TRUE:
+        lua_pushboolean(L, tag == BRAID_T_TRUE);
+        break;
+    case BRAID_T_INT:
+        lua_pushinteger(L, (lua_Integer)i);
+        break;
+    case BRAID_T_FLOAT:
+        lua_pushnumber(L, (lua_Number)f);
+        break;
+    default:
+        lua_pushlstring(L, (const char *)s, n);
+    }
+    return 1;
+}
+
 void lbraid_decode(lua_State *L, const void *data, size_t len)
 {
-    dec_run(L, data, len, 0);
+    if (!dec_scalar(L, data, len))
+        dec_run(L, data, len, 0);
 }
 
 int lbraid_decode_seq(lua_State *L, const void *data, size_t len)

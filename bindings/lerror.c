@@ -25,6 +25,7 @@ static int lerror_is(lua_State *L)
 /* braid.Error.new(kind, message [, cause]) -> error object (not raised) */
 static int lerror_new(lua_State *L)
 {
+    lua_settop(L, 3);
     lbraid_push_error(L, luaL_checkstring(L, 1), luaL_optstring(L, 2, ""));
     if (!lua_isnoneornil(L, 3)) {
         lua_pushvalue(L, 3);

@@ -96,86 +96,13 @@ static int64_t lqueue_deadline(lua_State *L, int idx)
     return braid_clock_deadline((double)t);
 }
 
-/* Scalars (nil, booleans, numbers, strings) are by far the most common
- * items: encode and decode them here, in codec.h's format, without setting
- * up the general codec. Anything else goes through lbraid_encode/decode. */
-static void lqueue_encode(lua_State *L, int idx, braid_buf_t *b)
-{
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-        braid_buf_put_u8(b, BRAID_T_NIL);
-        break;
-    case LUA_TBOOLEAN:
-        braid_buf_put_u8(b, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
-        break;
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
-            braid_buf_put_u8(b, BRAID_T_INT);
-            braid_buf_put_int(b, (int64_t)lua_tointeger(L, idx));
-        } else {
-            braid_buf_put_u8(b, BRAID_T_FLOAT);
-            braid_buf_put_f64(b, (double)lua_tonumber(L, idx));
-        }
-        break;
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        braid_buf_put_u8(b, BRAID_T_STR);
-        braid_buf_put_str(b, s, n);
-        break;
-    }
-    default:
-        lbraid_encode(L, idx, b, "item");
-        return;
-    }
-    if (b->err)
-        lbraid_core_error(L, b->err, "encode");
-}
-
-/* Pushes the value encoded in b. Stack: +1. */
-static void lqueue_decode(lua_State *L, const braid_buf_t *b)
-{
-    braid_reader_t r;
-    braid_reader_init(&r, b->data, b->len);
-    switch (braid_reader_u8(&r)) {
-    case BRAID_T_NIL:
-        lua_pushnil(L);
-        break;
-    case BRAID_T_FALSE:
-        lua_pushboolean(L, 0);
-        break;
-    case BRAID_T_TRUE:
-        lua_pushboolean(L, 1);
-        break;
-    case BRAID_T_INT:
-        lua_pushinteger(L, (lua_Integer)braid_reader_int(&r));
-        break;
-    case BRAID_T_FLOAT:
-        lua_pushnumber(L, (lua_Number)braid_reader_f64(&r));
-        break;
-    case BRAID_T_STR: {
-        size_t n;
-        const uint8_t *s = braid_reader_str(&r, &n);
-        lua_pushlstring(L, s ? (const char *)s : "", s ? n : 0);
-        break;
-    }
-    default:
-        lbraid_decode(L, b->data, b->len);
-        return;
-    }
-    if (r.err || braid_reader_left(&r) != 0) {
-        lua_pop(L, 1);
-        lbraid_decode(L, b->data, b->len); /* raises the proper error */
-    }
-}
-
 /* Stack: item at 2. Encodes, puts, raises on failure. */
 static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
 {
     lbraid_poll(L);
     scratch_t *s = lqueue_take_scratch(L);
     braid_buf_reset(&s->buf);
-    lqueue_encode(L, 2, &s->buf);
+    lbraid_encode(L, 2, &s->buf, "item");
     int rc = braid_queue_put(q, &s->buf, deadline);
     lua_pop(L, 1); /* empties the scratch (a failed put's item too) */
     if (rc)
@@ -191,7 +118,7 @@ static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
     int rc = braid_queue_get(q, &s->buf, deadline);
     if (rc)
         return lbraid_core_error(L, rc, NULL);
-    lqueue_decode(L, &s->buf);
+    lbraid_decode(L, s->buf.data, s->buf.len);
     lua_closeslot(L, -2); /* frees the item now; the value stays on top */
     return 1;
 }
