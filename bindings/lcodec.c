@@ -281,6 +281,8 @@ typedef struct enc {
     seenmap_t *seenmap;
     int seen;   /* abs index of the seenmap userdata */
     int modmap; /* abs index */
+    int upids_slot; /* abs index: upvalue id -> function ref * 256 + upvalue number */
+    int upids;      /* whether upids_slot holds the table yet */
     lua_Integer nrefs;
     int depth;
     const char *root;
@@ -503,7 +505,7 @@ static int enc_by_name(enc_t *e, int idx)
 static void enc_table(enc_t *e, int idx)
 {
     lua_State *L = e->L;
-    if (enc_seen(e, idx) || enc_by_name(e, idx))
+    if (enc_by_name(e, idx) || enc_seen(e, idx))
         return;
     luaL_checkstack(L, 12, "value nested too deeply");
     lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
@@ -594,10 +596,11 @@ static void enc_function(enc_t *e, int idx)
 {
     lua_State *L = e->L;
     luaL_checkstack(L, 12, "value nested too deeply");
-    if (enc_seen(e, idx) || enc_by_name(e, idx))
+    if (enc_by_name(e, idx) || enc_seen(e, idx))
         return;
     if (lua_iscfunction(L, idx))
         enc_fail(e, "a C function not reachable by module name");
+    lua_Integer myref = e->nrefs - 1; /* enc_seen just numbered it */
     push_fninfo(L, idx);
     int info = lua_gettop(L);
     size_t n;
@@ -622,6 +625,25 @@ static void enc_function(enc_t *e, int idx)
             braid_buf_put_str(e->buf, "_G", 2);
             continue; /* keep the env on the stack for the globals below */
         }
+        /* an upvalue shared with a function written earlier stays shared */
+        if (!e->upids) {
+            lua_newtable(L);
+            lua_replace(L, e->upids_slot);
+            e->upids = 1;
+        }
+        lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+        if (lua_rawget(L, e->upids_slot) == LUA_TNUMBER) {
+            lua_Integer at = lua_tointeger(L, -1);
+            braid_buf_put_u8(e->buf, BRAID_T_UPREF);
+            braid_buf_put_varint(e->buf, (uint64_t)(at >> 8));
+            braid_buf_put_varint(e->buf, (uint64_t)(at & 0xff));
+            lua_pop(L, 2);
+            continue;
+        }
+        lua_pop(L, 1);
+        lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+        lua_pushinteger(L, myref * 256 + i);
+        lua_rawset(L, e->upids_slot);
         seg_t *s = &e->path[e->depth];
         s->kind = 3;
         s->s = name && *name ? name : "?";
@@ -724,6 +746,9 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
     e.L = L;
     e.buf = buf;
     e.seen = e.modmap = 0;
+    lua_pushnil(L);
+    e.upids_slot = lua_gettop(L);
+    e.upids = 0;
     e.seenmap = NULL;
     e.nrefs = 0;
     e.depth = 0;
@@ -840,6 +865,24 @@ static void dec_module(dec_t *d, const uint8_t *s, size_t n)
     lua_remove(L, -2);
 }
 
+/* Makes upvalue n of the function at f share an upvalue of a function
+ * decoded earlier (UPREF ref upvalue). */
+static void dec_upref(dec_t *d, int f, int n)
+{
+    lua_State *L = d->L;
+    braid_reader_u8(&d->r);
+    uint64_t ref = braid_reader_varint(&d->r), m = braid_reader_varint(&d->r);
+    if (d->r.err || ref >= (uint64_t)d->nrefs || m < 1 || m > 255)
+        dec_fail(d, BRAID_ECORRUPT);
+    lua_rawgeti(L, d->refs, (lua_Integer)ref);
+    if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1) ||
+        !lua_getupvalue(L, -1, (int)m))
+        dec_fail(d, BRAID_ECORRUPT);
+    lua_pop(L, 1);
+    lua_upvaluejoin(L, f, n, -1, (int)m);
+    lua_pop(L, 1);
+}
+
 static void dec_value(dec_t *d)
 {
     lua_State *L = d->L;
@@ -924,6 +967,10 @@ static void dec_value(dec_t *d)
         if (r->err || nup != ar.nups)
             dec_fail(d, BRAID_ECORRUPT);
         for (uint64_t i = 1; i <= nup; i++) {
+            if (r->p < r->end && *r->p == BRAID_T_UPREF) {
+                dec_upref(d, f, (int)i);
+                continue;
+            }
             dec_value(d);
             lua_setupvalue(L, f, (int)i);
         }

@@ -291,6 +291,10 @@ static int walk(braid_reader_t *r, int depth, uint64_t *nrefs)
         if (braid_reader_varint(r) >= *nrefs)
             r->err = BRAID_ECORRUPT;
         break;
+    case BRAID_T_UPREF:
+        if (braid_reader_varint(r) >= *nrefs || braid_reader_varint(r) > 255)
+            r->err = BRAID_ECORRUPT;
+        break;
     case BRAID_T_TABLE: {
         (*nrefs)++;
         uint64_t na = braid_reader_count(r, 1);

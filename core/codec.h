@@ -28,6 +28,9 @@ extern "C" {
  *   MODULE                STR-like module name
  *   MODFIELD              STR-like module name, STR-like key
  *   OBJECT                8-byte object id
+ *   UPREF                 (only as a FUNC upvalue) varint ref of an earlier
+ *                         FUNC, varint upvalue number: the two closures
+ *                         share that upvalue
  */
 enum {
     BRAID_T_NIL = 0,
@@ -42,6 +45,7 @@ enum {
     BRAID_T_MODULE,
     BRAID_T_MODFIELD,
     BRAID_T_OBJECT,
+    BRAID_T_UPREF,
     BRAID_T_COUNT_
 };
 

@@ -103,6 +103,26 @@ describe("codec", function()
       assert.equal(b.monotonic, rt(b.monotonic))
     end)
 
+    it("keep closures that share an upvalue sharing it", function()
+      local count = 0
+      local function inc() count = count + 1 end
+      local function get() return count end
+      local pair = rt({inc = inc, get = get})
+      pair.inc(); pair.inc()
+      assert.equal(2, pair.get())
+      assert.equal(0, count)
+      assert.equal(3, transfer(function(p) p.inc(); p.inc(); p.inc(); return p.get() end,
+        {inc = inc, get = get}))
+    end)
+
+    it("number back-references the same way after values sent by name", function()
+      local shared = {1}
+      local u = rt({string, shared, io.write, shared, {shared}})
+      assert.equal(string, u[1])
+      assert.equal(u[2], u[4])
+      assert.equal(u[2], u[5][1])
+    end)
+
     it("keep multiple results and nils", function()
       local a, b, c, d = transfer(function(...) return ... end, 1, nil, "x", nil)
       assert.equal(1, a); assert.is_nil(b); assert.equal("x", c); assert.is_nil(d)
