@@ -1,0 +1,936 @@
+/* braid.futures' C half: Future and ThreadPoolExecutor boxes over
+ * core/future.h and core/executor.h, worker states, callback delivery. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "executor.h"
+#include "future.h"
+#include "lbraid.h"
+
+static const char INBOX_KEY = 'i'; /* registry: linbox_t userdata of this state */
+static const char CBS_KEY = 'b';   /* registry: {[id] = {fn, future box}} */
+static const char SCRATCH_KEY = 's'; /* registry: this state's scratch buffer */
+
+#define WAITSET_META "braid.futures.waitset"
+#define SCRATCH_META "braid.futures.scratch"
+/* Worker-side cache of decoded task functions, keyed by chunk MAC. */
+#define FN_CACHE_MAX 64
+
+/* ------------------------------------------------------------------ */
+/* Per-state inbox and done callbacks                                  */
+/* ------------------------------------------------------------------ */
+
+typedef struct linbox {
+    braid_inbox_t *ib;
+    lua_Integer next_id;
+} linbox_t;
+
+static int linbox_gc(lua_State *L)
+{
+    linbox_t *b = lua_touserdata(L, 1);
+    if (b->ib) {
+        braid_inbox_close(b->ib);
+        braid_inbox_release(b->ib);
+        b->ib = NULL;
+    }
+    return 0;
+}
+
+/* The state's inbox, or NULL if it never registered a callback. */
+static linbox_t *state_linbox(lua_State *L)
+{
+    linbox_t *b = NULL;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &INBOX_KEY) == LUA_TUSERDATA)
+        b = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return b && b->ib ? b : NULL;
+}
+
+static braid_inbox_t *state_inbox(lua_State *L)
+{
+    linbox_t *b = state_linbox(L);
+    return b ? b->ib : NULL;
+}
+
+/* Prints a callback's error to stderr, like Python's logger does.
+ * Stack: error value on top (popped). */
+static void report_callback_error(lua_State *L)
+{
+    lbraid_push_traceback(L, -1);
+    const char *tb = lua_tostring(L, -1);
+    const char *msg = tb ? tb : luaL_tolstring(L, -2, NULL);
+    fprintf(stderr, "exception calling callback for future:\n%s\n", msg);
+    fflush(stderr);
+    lua_settop(L, lua_gettop(L) - (tb ? 2 : 3));
+}
+
+/* Runs callback `id` (removing it). Stack: unchanged. */
+static void run_callback(lua_State *L, lua_Integer id)
+{
+    luaL_checkstack(L, 6, "callbacks");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &CBS_KEY);
+    if (lua_rawgeti(L, -1, id) != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, -3, id);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    if (lbraid_pcall(L, 1, 0) != LUA_OK)
+        report_callback_error(L);
+    lua_pop(L, 2);
+}
+
+/* The poll hook (lbraid_ctx(L)->poll): runs delivered callbacks. */
+static void lfutures_poll(lua_State *L)
+{
+    linbox_t *b = state_linbox(L);
+    if (!b)
+        return;
+    braid_future_t *f;
+    uint64_t id;
+    while (braid_inbox_take(b->ib, &f, &id)) {
+        braid_future_release(f); /* the box in the callback entry holds one */
+        run_callback(L, (lua_Integer)id);
+    }
+}
+
+static linbox_t *ensure_linbox(lua_State *L)
+{
+    linbox_t *b = state_linbox(L);
+    if (b)
+        return b;
+    b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->ib = NULL;
+    b->next_id = 0;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, linbox_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    int rc = braid_inbox_new(&b->ib);
+    if (rc)
+        lbraid_core_error(L, rc, "add_done_callback");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &INBOX_KEY);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &CBS_KEY);
+    lbraid_ctx(L)->poll = lfutures_poll;
+    return b;
+}
+
+/* ------------------------------------------------------------------ */
+/* Future                                                              */
+/* ------------------------------------------------------------------ */
+
+static braid_future_t *lfuture_check(lua_State *L, int idx)
+{
+    return (braid_future_t *)lbraid_check_object(L, idx, &braid_future_type);
+}
+
+/* futures.Future() (+): a future not tied to an executor. */
+static int lfutures_future(lua_State *L)
+{
+    braid_future_t *f;
+    int rc = braid_future_new(&f);
+    if (rc)
+        return lbraid_core_error(L, rc, "Future");
+    lbraid_push_object(L, (braid_object_t *)f);
+    braid_future_release(f);
+    return 1;
+}
+
+/* Waits until f is done. Returns 0, or BRAID_ETIMEOUT; raises Cancelled
+ * when the thread is cancelled. Runs this state's callbacks meanwhile. */
+static int lfuture_wait(lua_State *L, braid_future_t *f, int64_t deadline)
+{
+    for (;;) {
+        if (braid_future_done(f))
+            return 0;
+        braid_inbox_t *ib = state_inbox(L);
+        int rc;
+        if (!ib) {
+            rc = braid_future_wait(f, deadline);
+        } else {
+            braid_waitset_t *ws;
+            rc = braid_waitset_new(&ws, &f, 1, ib);
+            if (rc)
+                return lbraid_core_error(L, rc, "wait");
+            size_t idx;
+            rc = braid_waitset_next(ws, deadline, &idx);
+            braid_waitset_free(ws);
+            if (rc == BRAID_EAGAIN) {
+                lfutures_poll(L);
+                continue;
+            }
+        }
+        if (rc == 0 || rc == BRAID_ETIMEOUT)
+            return rc;
+        return lbraid_core_error(L, rc, NULL);
+    }
+}
+
+/* Raises the error of a done future that was cancelled or failed in the
+ * pool (BrokenExecutor); returns if it has an ordinary outcome. */
+static void raise_core_outcome(lua_State *L, int code, const char *msg)
+{
+    if (code == BRAID_ECANCELLED)
+        lbraid_error(L, "Cancelled", "the future was cancelled");
+    if (code == BRAID_EBROKEN)
+        lbraid_error(L, "BrokenExecutor", "%s", msg);
+    if (code)
+        lbraid_error(L, braid_errkind(code), "%s", msg);
+}
+
+/* f:result(timeout) -> the call's results, or raises its error. */
+static int lfuture_result(lua_State *L)
+{
+    braid_future_t *f = lfuture_check(L, 1);
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    if (lfuture_wait(L, f, deadline) == BRAID_ETIMEOUT)
+        return lbraid_error(L, "Timeout", "the future did not finish in time");
+    const braid_buf_t *out;
+    int failed, code;
+    const char *msg;
+    braid_future_outcome(f, &out, &failed, &code, &msg);
+    raise_core_outcome(L, code, msg);
+    lua_settop(L, 1);
+    return lbraid_push_outcome(L, out, failed);
+}
+
+/* f:exception(timeout) -> the error value, or nil on success. */
+static int lfuture_exception(lua_State *L)
+{
+    braid_future_t *f = lfuture_check(L, 1);
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    if (lfuture_wait(L, f, deadline) == BRAID_ETIMEOUT)
+        return lbraid_error(L, "Timeout", "the future did not finish in time");
+    const braid_buf_t *out;
+    int failed, code;
+    const char *msg;
+    braid_future_outcome(f, &out, &failed, &code, &msg);
+    if (code == BRAID_ECANCELLED)
+        raise_core_outcome(L, code, msg);
+    lua_settop(L, 1);
+    if (!failed) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (code) {
+        lbraid_push_error(L, code == BRAID_EBROKEN ? "BrokenExecutor" : braid_errkind(code), msg);
+        return 1;
+    }
+    int n = lbraid_decode_seq(L, out->data, out->len);
+    if (n >= 2 && lua_isstring(L, 3))
+        lbraid_set_traceback(L, 2, lua_tostring(L, 3));
+    lua_settop(L, 2);
+    return 1;
+}
+
+static int lfuture_cancel(lua_State *L)
+{
+    lua_pushboolean(L, braid_future_cancel(lfuture_check(L, 1)));
+    return 1;
+}
+
+static int lfuture_cancelled(lua_State *L)
+{
+    lua_pushboolean(L, braid_future_state(lfuture_check(L, 1)) == BRAID_FUTURE_CANCELLED);
+    return 1;
+}
+
+static int lfuture_running(lua_State *L)
+{
+    lua_pushboolean(L, braid_future_state(lfuture_check(L, 1)) == BRAID_FUTURE_RUNNING);
+    return 1;
+}
+
+static int lfuture_done(lua_State *L)
+{
+    lua_pushboolean(L, braid_future_done(lfuture_check(L, 1)));
+    return 1;
+}
+
+/* f:add_done_callback(fn): fn(f) runs in this state once f is done. */
+static int lfuture_add_done_callback(lua_State *L)
+{
+    braid_future_t *f = lfuture_check(L, 1);
+    luaL_checkany(L, 2);
+    if (!lua_isfunction(L, 2) && !luaL_getmetafield(L, 2, "__call"))
+        luaL_typeerror(L, 2, "callable");
+    lua_settop(L, 2);
+    linbox_t *b = ensure_linbox(L);
+    lua_Integer id = ++b->next_id;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &CBS_KEY);
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, id);
+    lua_pop(L, 1);
+    int rc = braid_future_add_callback(f, b->ib, (uint64_t)id);
+    if (rc == 1)
+        run_callback(L, id); /* already done: at once */
+    else if (rc < 0) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &CBS_KEY);
+        lua_pushnil(L);
+        lua_rawseti(L, -2, id);
+        return lbraid_core_error(L, rc, "add_done_callback");
+    }
+    return 0;
+}
+
+/* Encodes the values above `base` as a (protected) sequence into buf. */
+static int encode_seq_body(lua_State *L)
+{
+    braid_buf_t *buf = lua_touserdata(L, 1);
+    lbraid_encode_seq(L, 2, lua_gettop(L) - 1, buf, "result");
+    return 0;
+}
+
+/* f:set_result(...) (+, for code implementing executors and for tests). */
+static int lfuture_set_result(lua_State *L)
+{
+    braid_future_t *f = lfuture_check(L, 1);
+    braid_buf_t *buf = lbraid_push_buf(L);
+    lbraid_encode_seq(L, 2, lua_gettop(L) - 2, buf, "result");
+    int rc = braid_future_set_outcome(f, buf, 0);
+    if (rc)
+        return lbraid_error(L, "InvalidState", "the future is already done");
+    return 0;
+}
+
+/* f:set_exception(err) (+). */
+static int lfuture_set_exception(lua_State *L)
+{
+    braid_future_t *f = lfuture_check(L, 1);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    braid_buf_t *buf = lbraid_push_buf(L);
+    lbraid_push_traceback(L, 2);
+    lbraid_encode_seq(L, 2, 2, buf, "exception");
+    int rc = braid_future_set_outcome(f, buf, 1);
+    if (rc)
+        return lbraid_error(L, "InvalidState", "the future is already done");
+    return 0;
+}
+
+/* f:set_running_or_notify_cancel() (+). */
+static int lfuture_set_running(lua_State *L)
+{
+    int rc = braid_future_set_running(lfuture_check(L, 1));
+    if (rc < 0)
+        return lbraid_error(L, "RuntimeError", "Future in unexpected state");
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+static int lfuture_tostring(lua_State *L)
+{
+    braid_future_t *f = lfuture_check(L, 1);
+    static const char *const names[] = {"pending", "running", "cancelled", "finished"};
+    int s = braid_future_state(f);
+    const char *extra = "";
+    if (s == BRAID_FUTURE_FINISHED) {
+        int failed, code;
+        braid_future_outcome(f, NULL, &failed, &code, NULL);
+        extra = failed ? " raised" : " returned";
+    }
+    lua_pushfstring(L, "braid.Future: %p (state=%s%s)", (void *)f, names[s], extra);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Wait sets (wait, as_completed)                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct lwaitset {
+    braid_waitset_t *ws;
+} lwaitset_t;
+
+static int lwaitset_gc(lua_State *L)
+{
+    lwaitset_t *w = lua_touserdata(L, 1);
+    braid_waitset_free(w->ws);
+    w->ws = NULL;
+    return 0;
+}
+
+/* futures._waitset(list) -> waitset over the futures in list[1..n]. */
+static int lfutures_waitset(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    lwaitset_t *w = lua_newuserdatauv(L, sizeof *w, 0);
+    w->ws = NULL;
+    luaL_setmetatable(L, WAITSET_META);
+    braid_future_t **fs = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *fs, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        braid_object_t *o = lbraid_to_object(L, -1);
+        if (!o || o->type != &braid_future_type)
+            return luaL_error(L, "fs[%d] is not a braid.Future", (int)i);
+        fs[i - 1] = (braid_future_t *)o;
+        lua_pop(L, 1);
+    }
+    int rc = braid_waitset_new(&w->ws, fs, (size_t)n, state_inbox(L));
+    if (rc)
+        return lbraid_core_error(L, rc, "wait");
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* ws:next(timeout) -> index (1-based) of the next done future; nil on
+ * timeout; false when every future was reported. */
+static int lwaitset_next(lua_State *L)
+{
+    lwaitset_t *w = luaL_checkudata(L, 1, WAITSET_META);
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    if (!w->ws)
+        return luaL_error(L, "waitset is closed");
+    lbraid_poll(L);
+    for (;;) {
+        size_t idx;
+        int rc = braid_waitset_next(w->ws, deadline, &idx);
+        if (rc == BRAID_EAGAIN) {
+            lfutures_poll(L);
+            continue;
+        }
+        if (rc == 0)
+            lua_pushinteger(L, (lua_Integer)idx + 1);
+        else if (rc == BRAID_ETIMEOUT)
+            lua_pushnil(L);
+        else if (rc == BRAID_EEMPTY)
+            lua_pushboolean(L, 0);
+        else
+            return lbraid_core_error(L, rc, NULL);
+        return 1;
+    }
+}
+
+static int lwaitset_remaining(lua_State *L)
+{
+    lwaitset_t *w = luaL_checkudata(L, 1, WAITSET_META);
+    lua_pushinteger(L, w->ws ? (lua_Integer)braid_waitset_remaining(w->ws) : 0);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Workers: one long-lived Lua state per worker thread                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct exud {
+    char *path, *cpath;
+    braid_buf_t init; /* initializer, initargs... (empty: none) */
+} exud_t;
+
+typedef struct wctx {
+    lua_State *L;
+    int ncached;
+} wctx_t;
+
+static const char FNCACHE_KEY = 'k'; /* worker registry: mac -> function */
+
+static void exud_free(void *p)
+{
+    exud_t *u = p;
+    free(u->path);
+    free(u->cpath);
+    braid_buf_free(&u->init);
+    free(u);
+}
+
+static int init_body(lua_State *L)
+{
+    exud_t *u = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    int n = lbraid_decode_seq(L, u->init.data, u->init.len);
+    lua_call(L, n - 1, 0);
+    return 0;
+}
+
+static int worker_start(void *ud, int index, void **wctxp, char **errmsg)
+{
+    (void)index;
+    exud_t *u = ud;
+    lua_State *L = lbraid_newstate(NULL);
+    if (!L) {
+        *errmsg = strdup("out of memory creating a worker state");
+        return BRAID_ENOMEM;
+    }
+    wctx_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        lua_close(L);
+        return BRAID_ENOMEM;
+    }
+    w->L = L;
+    *wctxp = w;
+    lua_gc(L, LUA_GCGEN, 0, 0);
+    lbraid_ctx(L); /* binds this thread's waiter */
+    lua_getglobal(L, "package");
+    if (u->path) {
+        lua_pushstring(L, u->path);
+        lua_setfield(L, -2, "path");
+    }
+    if (u->cpath) {
+        lua_pushstring(L, u->cpath);
+        lua_setfield(L, -2, "cpath");
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &FNCACHE_KEY);
+    if (u->init.len) {
+        lua_pushcfunction(L, init_body);
+        lua_pushlightuserdata(L, u);
+        if (lbraid_pcall(L, 1, 0) != LUA_OK) {
+            lbraid_push_traceback(L, -1);
+            const char *tb = lua_tostring(L, -1);
+            fprintf(stderr, "Exception in initializer:\n%s\n",
+                    tb ? tb : luaL_tolstring(L, -2, NULL));
+            fflush(stderr);
+            lua_settop(L, 0);
+            *errmsg = strdup("A thread initializer failed, the thread pool is not usable anymore");
+            return BRAID_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Pushes the task function encoded in data[0..n). A function whose only
+ * upvalue is _ENV (or that has none) is the same in every call: it is
+ * decoded once per worker and found again by its chunk's MAC. */
+static void push_task_fn(lua_State *L, wctx_t *w, const uint8_t *data, size_t n)
+{
+    braid_reader_t r;
+    braid_reader_init(&r, data, n);
+    uint64_t mac = 0;
+    int cacheable = 0;
+    if (braid_reader_u8(&r) == BRAID_T_FUNC) {
+        size_t clen;
+        braid_reader_str(&r, &clen);
+        mac = braid_reader_u64(&r);
+        uint64_t nup = braid_reader_varint(&r);
+        if (nup == 0) {
+            cacheable = 1;
+        } else if (nup == 1 && braid_reader_u8(&r) == BRAID_T_MODULE) {
+            size_t mlen;
+            const uint8_t *m = braid_reader_str(&r, &mlen);
+            cacheable = m && mlen == 2 && memcmp(m, "_G", 2) == 0;
+        }
+        cacheable = cacheable && !r.err;
+    }
+    if (cacheable) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &FNCACHE_KEY);
+        if (lua_rawgeti(L, -1, (lua_Integer)mac) == LUA_TFUNCTION) {
+            lua_remove(L, -2);
+            return;
+        }
+        lua_pop(L, 2);
+    }
+    lbraid_decode(L, data, n);
+    if (cacheable && lua_isfunction(L, -1)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &FNCACHE_KEY);
+        if (++w->ncached > FN_CACHE_MAX) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_rawsetp(L, LUA_REGISTRYINDEX, &FNCACHE_KEY);
+            w->ncached = 1;
+        }
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, (lua_Integer)mac);
+        lua_pop(L, 1);
+    }
+}
+
+/* Runs a task: call = [function][argument sequence], aux = the length of
+ * the function part. Stack effect: the results. */
+static int run_body(lua_State *L)
+{
+    const braid_buf_t *call = lua_touserdata(L, 1);
+    size_t aux = (size_t)lua_tointeger(L, 2);
+    wctx_t *w = lua_touserdata(L, 3);
+    lua_settop(L, 0);
+    push_task_fn(L, w, call->data, aux);
+    int n = lbraid_decode_seq(L, call->data + aux, call->len - aux);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int worker_run(void *wp, const braid_buf_t *call, size_t aux, braid_buf_t *out)
+{
+    wctx_t *w = wp;
+    lua_State *L = w->L;
+    lua_settop(L, 0);
+    if (aux > call->len) {
+        lbraid_push_error(L, "ValueError", "malformed task");
+        lua_pushnil(L);
+    } else {
+        lua_pushcfunction(L, encode_seq_body); /* [1] for the results */
+        lua_pushlightuserdata(L, out);         /* [2] */
+        lua_pushcfunction(L, run_body);
+        lua_pushlightuserdata(L, (void *)call);
+        lua_pushinteger(L, (lua_Integer)aux);
+        lua_pushlightuserdata(L, w);
+        if (lbraid_pcall(L, 3, LUA_MULTRET) == LUA_OK) {
+            if (lbraid_pcall(L, lua_gettop(L) - 1, 0) == LUA_OK) {
+                lua_settop(L, 0);
+                return 0;
+            }
+            braid_buf_reset(out); /* a result cannot cross: send that error */
+        }
+        lbraid_push_traceback(L, -1);
+    }
+    /* stack: ..., error value, traceback */
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, encode_seq_body);
+    lua_pushlightuserdata(L, out);
+    lua_pushvalue(L, top - 1);
+    lua_pushvalue(L, top);
+    if (lbraid_pcall(L, 3, 0) != LUA_OK) {
+        braid_buf_reset(out);
+        const char *msg = lua_tostring(L, -1);
+        lua_pushcfunction(L, encode_seq_body);
+        lua_pushlightuserdata(L, out);
+        lbraid_push_error(L, "TypeError", msg ? msg : "error value cannot cross");
+        lua_pushnil(L);
+        if (lbraid_pcall(L, 3, 0) != LUA_OK)
+            braid_buf_reset(out);
+    }
+    lua_settop(L, 0);
+    return 1;
+}
+
+static void worker_stop(void *wp)
+{
+    wctx_t *w = wp;
+    if (!w)
+        return;
+    lua_close(w->L);
+    free(w);
+}
+
+static const braid_executor_ops_t thread_ops = {worker_start, worker_run, worker_stop, exud_free};
+
+/* ------------------------------------------------------------------ */
+/* ThreadPoolExecutor                                                  */
+/* ------------------------------------------------------------------ */
+
+static braid_executor_t *lexecutor_check(lua_State *L, int idx)
+{
+    return (braid_executor_t *)lbraid_check_object(L, idx, &braid_executor_type);
+}
+
+static char *dup_package_field(lua_State *L, const char *k)
+{
+    char *s = NULL;
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, k);
+        if (lua_isstring(L, -1))
+            s = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return s;
+}
+
+/* ThreadPoolExecutor(max_workers) or ThreadPoolExecutor{max_workers=,
+ * initializer=, initargs=, thread_name_prefix=}. */
+static int lfutures_executor(lua_State *L)
+{
+    static atomic_int counter;
+    lua_Integer max_workers = 0;
+    int have_max = 0;
+    const char *prefix = NULL;
+    lua_settop(L, 1);
+    int init = 0, initargs = 0;
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "max_workers");
+        lua_getfield(L, 1, "thread_name_prefix");
+        lua_getfield(L, 1, "initializer");
+        lua_getfield(L, 1, "initargs");
+        init = 4;
+        initargs = 5;
+        if (!lua_isnil(L, 2)) {
+            if (!lua_isinteger(L, 2))
+                return luaL_error(L, "max_workers must be an integer");
+            max_workers = lua_tointeger(L, 2);
+            have_max = 1;
+        }
+        if (!lua_isnil(L, 3))
+            prefix = luaL_checkstring(L, 3);
+    } else if (!lua_isnoneornil(L, 1)) {
+        max_workers = luaL_checkinteger(L, 1);
+        have_max = 1;
+    }
+    if (!have_max) {
+        long cpus = 1;
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "braid");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "cpu_count");
+        if (lua_isfunction(L, -1)) {
+            lua_call(L, 0, 1);
+            cpus = (long)luaL_optinteger(L, -1, 1);
+            lua_pop(L, 1);
+        } else {
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        max_workers = cpus + 4 < 32 ? cpus + 4 : 32;
+    }
+    if (max_workers <= 0)
+        return lbraid_error(L, "ValueError", "max_workers must be greater than 0");
+    if (max_workers > 100000)
+        return lbraid_error(L, "ValueError", "max_workers is too large");
+    char pbuf[64];
+    if (!prefix) {
+        snprintf(pbuf, sizeof pbuf, "ThreadPoolExecutor-%d", atomic_fetch_add(&counter, 1));
+        prefix = pbuf;
+    }
+    braid_buf_t *initbuf = lbraid_push_buf(L);
+    if (init && !lua_isnil(L, init)) {
+        if (!lua_isfunction(L, init))
+            return lbraid_error(L, "TypeError", "initializer must be a callable");
+        lua_pushvalue(L, init);
+        int n = 1;
+        if (!lua_isnil(L, initargs)) {
+            luaL_checktype(L, initargs, LUA_TTABLE);
+            lua_getfield(L, initargs, "n");
+            lua_Integer na = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : luaL_len(L, initargs);
+            lua_pop(L, 1);
+            luaL_checkstack(L, (int)na + 4, "too many initargs");
+            for (lua_Integer i = 1; i <= na; i++)
+                lua_rawgeti(L, initargs, i);
+            n += (int)na;
+        }
+        lbraid_encode_seq(L, lua_gettop(L) - n + 1, n, initbuf, "initargs");
+        lua_pop(L, n);
+    }
+    exud_t *u = calloc(1, sizeof *u);
+    if (!u)
+        return lbraid_core_error(L, BRAID_ENOMEM, NULL);
+    u->path = dup_package_field(L, "path");
+    u->cpath = dup_package_field(L, "cpath");
+    braid_buf_move(&u->init, initbuf);
+    braid_executor_t *ex;
+    int rc = braid_executor_new(&ex, (int)max_workers, prefix, &thread_ops, u);
+    if (rc)
+        return lbraid_core_error(L, rc, "ThreadPoolExecutor");
+    lbraid_push_object(L, (braid_object_t *)ex);
+    braid_executor_release(ex);
+    return 1;
+}
+
+typedef struct scratch {
+    braid_buf_t buf;
+    int busy;
+} scratch_t;
+
+static int scratch_close(lua_State *L)
+{
+    scratch_t *s = lua_touserdata(L, 1);
+    braid_buf_free(&s->buf);
+    s->busy = 0;
+    return 0;
+}
+
+/* Pushes this state's scratch buffer (a fresh one when in use), to be
+ * closed on every path. Stack: +1. */
+static scratch_t *take_scratch(lua_State *L)
+{
+    scratch_t *s = NULL;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) == LUA_TUSERDATA)
+        s = lua_touserdata(L, -1);
+    if (!s || s->busy) {
+        lua_pop(L, 1);
+        s = lua_newuserdatauv(L, sizeof *s, 0);
+        braid_buf_init(&s->buf);
+        s->busy = 0;
+        luaL_setmetatable(L, SCRATCH_META);
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) == LUA_TNIL) {
+            lua_pushvalue(L, -2);
+            lua_rawsetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
+        }
+        lua_pop(L, 1);
+    }
+    s->busy = 1;
+    lua_toclose(L, -1);
+    return s;
+}
+
+/* ex:submit(fn, ...) -> Future */
+static int lexecutor_submit(lua_State *L)
+{
+    braid_executor_t *ex = lexecutor_check(L, 1);
+    if (!lua_isfunction(L, 2) && !luaL_getmetafield(L, 2, "__call"))
+        luaL_typeerror(L, 2, "function");
+    lbraid_poll(L);
+    int n = lua_gettop(L);
+    scratch_t *s = take_scratch(L);
+    lbraid_encode(L, 2, &s->buf, "fn");
+    size_t aux = s->buf.len;
+    lbraid_encode_seq(L, 3, n - 2, &s->buf, "args");
+    if (s->buf.err)
+        return lbraid_core_error(L, s->buf.err, "submit");
+    braid_future_t *f;
+    int rc = braid_executor_submit(ex, &s->buf, aux, &f);
+    if (rc == BRAID_ESHUTDOWN)
+        return lbraid_error(L, "RuntimeError", "cannot schedule new futures after shutdown");
+    if (rc == BRAID_EBROKEN) {
+        const char *msg;
+        braid_executor_broken(ex, &msg);
+        return lbraid_error(L, "BrokenExecutor", "%s", msg);
+    }
+    if (rc)
+        return lbraid_core_error(L, rc, "submit");
+    lbraid_push_object(L, (braid_object_t *)f);
+    braid_future_release(f);
+    return 1;
+}
+
+/* ex:shutdown(wait=true, cancel_futures=false) */
+static int lexecutor_shutdown(lua_State *L)
+{
+    braid_executor_t *ex = lexecutor_check(L, 1);
+    int wait = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+    int cancel = lua_toboolean(L, 3);
+    lbraid_poll(L);
+    int rc = braid_executor_shutdown(ex, wait, cancel, BRAID_FOREVER);
+    if (rc)
+        return lbraid_core_error(L, rc, "shutdown");
+    lbraid_poll(L);
+    return 0;
+}
+
+static int lexecutor_max_workers(lua_State *L)
+{
+    lua_pushinteger(L, braid_executor_max_workers(lexecutor_check(L, 1)));
+    return 1;
+}
+
+static int lexecutor_nthreads(lua_State *L)
+{
+    lua_pushinteger(L, braid_executor_nthreads(lexecutor_check(L, 1)));
+    return 1;
+}
+
+static int lexecutor_broken(lua_State *L)
+{
+    const char *msg;
+    int b = braid_executor_broken(lexecutor_check(L, 1), &msg);
+    lua_pushboolean(L, b);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Module helpers                                                      */
+/* ------------------------------------------------------------------ */
+
+/* futures._id(x) -> a light userdata naming the braid object, or nil. */
+static int lfutures_id(lua_State *L)
+{
+    braid_object_t *o = lbraid_to_object(L, 1);
+    if (!o || o->type != &braid_future_type)
+        return 0;
+    lua_pushlightuserdata(L, o);
+    return 1;
+}
+
+/* futures._raise(err, traceback): raises err with its remote traceback. */
+static int lfutures_raise(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (lua_isstring(L, 2))
+        lbraid_set_traceback(L, 1, lua_tostring(L, 2));
+    lua_settop(L, 1);
+    return lua_error(L);
+}
+
+/* futures._state(f) -> "pending" | "running" | "cancelled" | "finished",
+ * and for finished: whether it failed (not cancelled). */
+static int lfutures_state(lua_State *L)
+{
+    braid_future_t *f = lfuture_check(L, 1);
+    static const char *const names[] = {"pending", "running", "cancelled", "finished"};
+    int s = braid_future_state(f);
+    lua_pushstring(L, names[s]);
+    if (s == BRAID_FUTURE_FINISHED) {
+        int failed;
+        braid_future_outcome(f, NULL, &failed, NULL, NULL);
+        lua_pushboolean(L, failed);
+        return 2;
+    }
+    return 1;
+}
+
+static const luaL_Reg future_methods[] = {
+    {"cancel", lfuture_cancel},
+    {"cancelled", lfuture_cancelled},
+    {"running", lfuture_running},
+    {"done", lfuture_done},
+    {"result", lfuture_result},
+    {"exception", lfuture_exception},
+    {"add_done_callback", lfuture_add_done_callback},
+    {"set_result", lfuture_set_result},
+    {"set_exception", lfuture_set_exception},
+    {"set_running_or_notify_cancel", lfuture_set_running},
+    {NULL, NULL}};
+
+static const luaL_Reg executor_methods[] = {
+    {"submit", lexecutor_submit},
+    {"shutdown", lexecutor_shutdown},
+    {"_max_workers", lexecutor_max_workers},
+    {"_threads", lexecutor_nthreads},
+    {"_broken", lexecutor_broken},
+    {NULL, NULL}};
+
+static const luaL_Reg waitset_methods[] = {
+    {"next", lwaitset_next},
+    {"remaining", lwaitset_remaining},
+    {"close", lwaitset_gc},
+    {NULL, NULL}};
+
+static const luaL_Reg futures_funcs[] = {
+    {"ThreadPoolExecutor", lfutures_executor},
+    {"Future", lfutures_future},
+    {"_waitset", lfutures_waitset},
+    {"_id", lfutures_id},
+    {"_raise", lfutures_raise},
+    {"_state", lfutures_state},
+    {NULL, NULL}};
+
+int lbraid_open_futures(lua_State *L)
+{
+    luaL_newmetatable(L, WAITSET_META);
+    luaL_newlib(L, waitset_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, lwaitset_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, lwaitset_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, SCRATCH_META);
+    lua_pushcfunction(L, scratch_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, scratch_close);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+
+    luaL_newlib(L, futures_funcs);
+    lbraid_newmeta(L, &braid_future_type, future_methods);
+    lua_pushcfunction(L, lfuture_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, "_Future_methods");
+    lua_pop(L, 1);
+    lbraid_newmeta(L, &braid_executor_type, executor_methods);
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, "_Executor_methods");
+    lua_setfield(L, -2, "_Executor_meta");
+    return 1;
+}

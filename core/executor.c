@@ -1,0 +1,442 @@
+/* Thread pools behind ThreadPoolExecutor and ThreadPool: a FIFO of calls,
+ * workers started on demand, shutdown, broken pools, exit-time joins.
+ * Lock order: pools_mu -> pool mu -> thread locks (starting a worker);
+ * futures are finished outside pool mu. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "error.h"
+#include "executor.h"
+#include "thread.h"
+
+typedef struct task {
+    struct task *next;
+    braid_future_t *f;
+    braid_buf_t call;
+    size_t aux;
+} task_t;
+
+typedef struct pool pool_t;
+
+struct pool {
+    atomic_int refs;     /* the executor object + each running worker */
+    pthread_mutex_t mu;
+    task_t *head, *tail;
+    size_t pending;
+    braid_waitlist_t idle; /* workers waiting for a task */
+    braid_thread_t **threads;
+    int nthreads, max_workers;
+    int shutdown, broken;
+    char *broken_msg;
+    char *prefix;
+    const braid_executor_ops_t *ops;
+    void *ud;
+    pool_t *reg_next, *reg_prev; /* live pools (pools_mu) */
+};
+
+struct braid_executor {
+    braid_object_t obj;
+    pool_t *pool;
+};
+
+typedef struct worker_arg {
+    pool_t *pool;
+    int index;
+} worker_arg_t;
+
+static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
+static pool_t *pools_head;
+static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
+
+static void pool_release(pool_t *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pthread_mutex_lock(&pools_mu);
+    if (p->reg_prev)
+        p->reg_prev->reg_next = p->reg_next;
+    else if (pools_head == p)
+        pools_head = p->reg_next;
+    if (p->reg_next)
+        p->reg_next->reg_prev = p->reg_prev;
+    pthread_mutex_unlock(&pools_mu);
+    while (p->head) {
+        task_t *t = p->head;
+        p->head = t->next;
+        braid_buf_free(&t->call);
+        braid_future_release(t->f);
+        free(t);
+    }
+    for (int i = 0; i < p->nthreads; i++)
+        braid_object_release((braid_object_t *)p->threads[i]);
+    free(p->threads);
+    free(p->broken_msg);
+    free(p->prefix);
+    if (p->ops->free)
+        p->ops->free(p->ud);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* Takes every queued task off the pool (with p->mu held). */
+static task_t *pool_drain_locked(pool_t *p)
+{
+    task_t *list = p->head;
+    p->head = p->tail = NULL;
+    p->pending = 0;
+    return list;
+}
+
+/* Finishes drained tasks: cancelled, or failed with code/msg. */
+static void tasks_finish(task_t *list, int code, const char *msg)
+{
+    while (list) {
+        task_t *t = list;
+        list = t->next;
+        if (code)
+            braid_future_set_error(t->f, code, msg);
+        else
+            braid_future_cancel(t->f);
+        braid_buf_free(&t->call);
+        braid_future_release(t->f);
+        free(t);
+    }
+}
+
+static void worker_main(braid_thread_t *thread, void *arg)
+{
+    (void)thread;
+    worker_arg_t *wa = arg;
+    pool_t *p = wa->pool;
+    int index = wa->index;
+    free(wa);
+    void *wctx = NULL;
+    char *errmsg = NULL;
+    int rc = p->ops->worker_start(p->ud, index, &wctx, &errmsg);
+    if (rc) {
+        const char *msg =
+            errmsg ? errmsg : "A thread initializer failed, the thread pool is not usable anymore";
+        pthread_mutex_lock(&p->mu);
+        task_t *list = NULL;
+        if (!p->broken) {
+            p->broken = 1;
+            p->broken_msg = strdup(msg);
+        }
+        list = pool_drain_locked(p);
+        braid_waitlist_wake_all(&p->idle, 0);
+        pthread_mutex_unlock(&p->mu);
+        tasks_finish(list, BRAID_EBROKEN, msg);
+        free(errmsg);
+        p->ops->worker_stop(wctx);
+        pool_release(p);
+        return;
+    }
+    braid_buf_t out;
+    braid_buf_init(&out);
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->head && !p->shutdown && !p->broken) {
+            int w = braid_waitlist_wait(&p->idle, &p->mu, BRAID_FOREVER, NULL);
+            if (w == BRAID_ECANCELLED)
+                braid_waiter_take_cancel(braid_waiter_current());
+        }
+        task_t *t = p->head;
+        if (!t)
+            break; /* shut down (or broken) and nothing left */
+        p->head = t->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->pending--;
+        pthread_mutex_unlock(&p->mu);
+        if (braid_future_set_running(t->f) == 1) {
+            int failed = p->ops->run(wctx, &t->call, t->aux, &out);
+            if (out.err) {
+                braid_buf_free(&out);
+                braid_future_set_error(t->f, BRAID_ENOMEM, NULL);
+            } else if (braid_future_set_outcome(t->f, &out, failed) != 0) {
+                braid_buf_free(&out);
+            }
+        }
+        braid_buf_free(&t->call);
+        braid_future_release(t->f);
+        free(t);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    braid_buf_free(&out);
+    p->ops->worker_stop(wctx);
+    pool_release(p);
+}
+
+static void executor_destroy(braid_object_t *o)
+{
+    braid_executor_t *ex = (braid_executor_t *)o;
+    braid_executor_shutdown(ex, 0, 0, 0);
+    pool_release(ex->pool);
+    free(ex);
+}
+
+const braid_object_type_t braid_executor_type = {"braid.ThreadPoolExecutor", "braid.futures",
+                                                 executor_destroy};
+
+static void atexit_hook(void)
+{
+    braid_executor_shutdown_all(BRAID_FOREVER);
+}
+
+static void register_atexit(void)
+{
+    atexit(atexit_hook);
+}
+
+int braid_executor_new(braid_executor_t **out, int max_workers, const char *prefix,
+                       const braid_executor_ops_t *ops, void *ud)
+{
+    if (max_workers < 1) {
+        if (ops->free)
+            ops->free(ud);
+        return BRAID_EINVAL;
+    }
+    pthread_once(&atexit_once, register_atexit);
+    pool_t *p = calloc(1, sizeof *p);
+    braid_executor_t *ex = calloc(1, sizeof *ex);
+    if (p)
+        p->prefix = strdup(prefix ? prefix : "ThreadPoolExecutor");
+    if (!p || !ex || !p->prefix || pthread_mutex_init(&p->mu, NULL) != 0) {
+        if (p)
+            free(p->prefix);
+        free(p);
+        free(ex);
+        if (ops->free)
+            ops->free(ud);
+        return BRAID_ENOMEM;
+    }
+    atomic_init(&p->refs, 1);
+    p->max_workers = max_workers;
+    p->ops = ops;
+    p->ud = ud;
+    ex->pool = p;
+    if (braid_object_init(&ex->obj, &braid_executor_type) != 0) {
+        free(ex);
+        pool_release(p);
+        return BRAID_ENOMEM;
+    }
+    pthread_mutex_lock(&pools_mu);
+    p->reg_next = pools_head;
+    if (pools_head)
+        pools_head->reg_prev = p;
+    pools_head = p;
+    pthread_mutex_unlock(&pools_mu);
+    *out = ex;
+    return 0;
+}
+
+void braid_executor_retain(braid_executor_t *ex)
+{
+    braid_object_retain(&ex->obj);
+}
+
+void braid_executor_release(braid_executor_t *ex)
+{
+    if (ex)
+        braid_object_release(&ex->obj);
+}
+
+/* Starts one more worker (p->mu held). Returns 0 or an error. */
+static int pool_spawn_locked(pool_t *p)
+{
+    if (p->nthreads % 8 == 0) {
+        braid_thread_t **t = realloc(p->threads, (size_t)(p->nthreads + 8) * sizeof *t);
+        if (!t)
+            return BRAID_ENOMEM;
+        p->threads = t;
+    }
+    char name[96];
+    snprintf(name, sizeof name, "%s_%d", p->prefix, p->nthreads);
+    braid_thread_t *t;
+    int rc = braid_thread_new(&t, name, 1);
+    if (rc)
+        return rc;
+    worker_arg_t *wa = malloc(sizeof *wa);
+    if (!wa) {
+        braid_object_release((braid_object_t *)t);
+        return BRAID_ENOMEM;
+    }
+    wa->pool = p;
+    wa->index = p->nthreads;
+    atomic_fetch_add(&p->refs, 1);
+    rc = braid_thread_start(t, worker_main, wa);
+    if (rc) {
+        atomic_fetch_sub(&p->refs, 1);
+        free(wa);
+        braid_object_release((braid_object_t *)t);
+        return rc;
+    }
+    p->threads[p->nthreads++] = t;
+    return 0;
+}
+
+int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux,
+                          braid_future_t **out)
+{
+    pool_t *p = ex->pool;
+    task_t *t = malloc(sizeof *t);
+    if (!t)
+        return BRAID_ENOMEM;
+    int rc = braid_future_new(&t->f);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->next = NULL;
+    t->aux = aux;
+    braid_buf_init(&t->call);
+    pthread_mutex_lock(&p->mu);
+    if (p->broken || p->shutdown) {
+        rc = p->broken ? BRAID_EBROKEN : BRAID_ESHUTDOWN;
+        pthread_mutex_unlock(&p->mu);
+        braid_future_release(t->f);
+        free(t);
+        return rc;
+    }
+    if (!braid_waitlist_wake_one(&p->idle, 0) && p->nthreads < p->max_workers) {
+        rc = pool_spawn_locked(p);
+        if (rc && p->nthreads == 0) {
+            pthread_mutex_unlock(&p->mu);
+            braid_future_release(t->f);
+            free(t);
+            return rc;
+        }
+    }
+    braid_buf_move(&t->call, call);
+    braid_future_retain(t->f);
+    *out = t->f;
+    if (p->tail)
+        p->tail->next = t;
+    else
+        p->head = t;
+    p->tail = t;
+    p->pending++;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+static int pool_shutdown(pool_t *p, int wait, int cancel_futures, int64_t deadline)
+{
+    pthread_mutex_lock(&p->mu);
+    p->shutdown = 1;
+    task_t *list = cancel_futures ? pool_drain_locked(p) : NULL;
+    braid_waitlist_wake_all(&p->idle, 0);
+    int n = wait ? p->nthreads : 0;
+    braid_thread_t **ts = n ? malloc((size_t)n * sizeof *ts) : NULL;
+    if (n && !ts)
+        n = 0;
+    for (int i = 0; i < n; i++) {
+        ts[i] = p->threads[i];
+        braid_object_retain((braid_object_t *)ts[i]);
+    }
+    pthread_mutex_unlock(&p->mu);
+    tasks_finish(list, 0, NULL);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (!rc) {
+            int r = braid_thread_join(ts[i], deadline);
+            if (r && r != BRAID_ESTATE) /* ESTATE: the calling worker itself */
+                rc = r;
+        }
+        braid_object_release((braid_object_t *)ts[i]);
+    }
+    free(ts);
+    return rc;
+}
+
+int braid_executor_shutdown(braid_executor_t *ex, int wait, int cancel_futures,
+                            int64_t deadline)
+{
+    return pool_shutdown(ex->pool, wait, cancel_futures, deadline);
+}
+
+int braid_executor_broken(braid_executor_t *ex, const char **msg)
+{
+    pool_t *p = ex->pool;
+    pthread_mutex_lock(&p->mu);
+    int b = p->broken;
+    if (msg)
+        *msg = p->broken_msg ? p->broken_msg : "the pool is broken";
+    pthread_mutex_unlock(&p->mu);
+    return b;
+}
+
+int braid_executor_is_shutdown(braid_executor_t *ex)
+{
+    pthread_mutex_lock(&ex->pool->mu);
+    int s = ex->pool->shutdown;
+    pthread_mutex_unlock(&ex->pool->mu);
+    return s;
+}
+
+int braid_executor_max_workers(braid_executor_t *ex)
+{
+    return ex->pool->max_workers;
+}
+
+int braid_executor_nthreads(braid_executor_t *ex)
+{
+    pthread_mutex_lock(&ex->pool->mu);
+    int n = ex->pool->nthreads;
+    pthread_mutex_unlock(&ex->pool->mu);
+    return n;
+}
+
+size_t braid_executor_pending(braid_executor_t *ex)
+{
+    pthread_mutex_lock(&ex->pool->mu);
+    size_t n = ex->pool->pending;
+    pthread_mutex_unlock(&ex->pool->mu);
+    return n;
+}
+
+int braid_executor_shutdown_all(int64_t deadline)
+{
+    for (;;) {
+        /* one pool at a time: shutting one down may free others */
+        pool_t *p = NULL;
+        pthread_mutex_lock(&pools_mu);
+        for (pool_t *q = pools_head; q; q = q->reg_next) {
+            pthread_mutex_lock(&q->mu);
+            int done = q->shutdown && q->nthreads == 0;
+            int busy = !q->shutdown || q->nthreads > 0;
+            pthread_mutex_unlock(&q->mu);
+            if (busy && !done && atomic_load(&q->refs) > 0) {
+                /* take a reference unless it is already being freed */
+                int r = atomic_load(&q->refs);
+                while (r > 0 && !atomic_compare_exchange_weak(&q->refs, &r, r + 1))
+                    ;
+                if (r > 0) {
+                    p = q;
+                    break;
+                }
+            }
+        }
+        pthread_mutex_unlock(&pools_mu);
+        if (!p)
+            return 0;
+        int rc = pool_shutdown(p, 1, 0, deadline);
+        /* mark it finished for this loop: no thread of it is left running
+         * once joined, so forget them */
+        pthread_mutex_lock(&p->mu);
+        int all_joined = !rc;
+        if (all_joined) {
+            for (int i = 0; i < p->nthreads; i++)
+                braid_object_release((braid_object_t *)p->threads[i]);
+            p->nthreads = 0;
+        }
+        pthread_mutex_unlock(&p->mu);
+        pool_release(p);
+        if (rc)
+            return rc;
+    }
+}
