@@ -24,6 +24,7 @@ static const char SCRATCH_KEY = 's'; /* registry: this state's scratch buffer */
 typedef struct linbox {
     braid_inbox_t *ib;
     lua_Integer next_id;
+    int delivering; /* callbacks run one at a time, never nested */
 } linbox_t;
 
 static int linbox_gc(lua_State *L)
@@ -47,10 +48,12 @@ static linbox_t *state_linbox(lua_State *L)
     return b && b->ib ? b : NULL;
 }
 
+/* The inbox a wait should watch: none while a callback runs (delivery
+ * does not nest, so waking for it would only spin). */
 static braid_inbox_t *state_inbox(lua_State *L)
 {
     linbox_t *b = state_linbox(L);
-    return b ? b->ib : NULL;
+    return b && !b->delivering ? b->ib : NULL;
 }
 
 /* Prints a callback's error to stderr, like Python's logger does.
@@ -87,14 +90,16 @@ static void run_callback(lua_State *L, lua_Integer id)
 static void lfutures_poll(lua_State *L)
 {
     linbox_t *b = state_linbox(L);
-    if (!b)
+    if (!b || b->delivering)
         return;
     braid_future_t *f;
     uint64_t id;
+    b->delivering = 1;
     while (braid_inbox_take(b->ib, &f, &id)) {
         braid_future_release(f); /* the box in the callback entry holds one */
         run_callback(L, (lua_Integer)id);
     }
+    b->delivering = 0;
 }
 
 static linbox_t *ensure_linbox(lua_State *L)
@@ -105,6 +110,7 @@ static linbox_t *ensure_linbox(lua_State *L)
     b = lua_newuserdatauv(L, sizeof *b, 0);
     b->ib = NULL;
     b->next_id = 0;
+    b->delivering = 0;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, linbox_gc);
     lua_setfield(L, -2, "__gc");
@@ -272,8 +278,12 @@ static int lfuture_add_done_callback(lua_State *L)
     lua_rawseti(L, -2, id);
     lua_pop(L, 1);
     int rc = braid_future_add_callback(f, b->ib, (uint64_t)id);
-    if (rc == 1)
-        run_callback(L, id); /* already done: at once */
+    if (rc == 1) { /* already done: at once, with delivery held off */
+        int was = b->delivering;
+        b->delivering = 1;
+        run_callback(L, id);
+        b->delivering = was;
+    }
     else if (rc < 0) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &CBS_KEY);
         lua_pushnil(L);
@@ -309,8 +319,8 @@ static int lfuture_set_exception(lua_State *L)
     braid_future_t *f = lfuture_check(L, 1);
     luaL_checkany(L, 2);
     lua_settop(L, 2);
-    braid_buf_t *buf = lbraid_push_buf(L);
     lbraid_push_traceback(L, 2);
+    braid_buf_t *buf = lbraid_push_buf(L);
     lbraid_encode_seq(L, 2, 2, buf, "exception");
     int rc = braid_future_set_outcome(f, buf, 1);
     if (rc)
@@ -433,6 +443,7 @@ typedef struct wctx {
 } wctx_t;
 
 static const char FNCACHE_KEY = 'k'; /* worker registry: mac -> function */
+static atomic_int fn_cache_off;      /* futures._fn_cache(false), for bench/ */
 
 static void exud_free(void *p)
 {
@@ -520,7 +531,7 @@ static void push_task_fn(lua_State *L, wctx_t *w, const uint8_t *data, size_t n)
             const uint8_t *m = braid_reader_str(&r, &mlen);
             cacheable = m && mlen == 2 && memcmp(m, "_G", 2) == 0;
         }
-        cacheable = cacheable && !r.err;
+        cacheable = cacheable && !r.err && !atomic_load(&fn_cache_off);
     }
     if (cacheable) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &FNCACHE_KEY);
@@ -831,6 +842,14 @@ static int lexecutor_broken(lua_State *L)
 /* Module helpers                                                      */
 /* ------------------------------------------------------------------ */
 
+/* futures._fn_cache(on): turns the workers' function cache on or off
+ * (process-wide; for measuring its effect). */
+static int lfutures_fn_cache(lua_State *L)
+{
+    atomic_store(&fn_cache_off, !lua_toboolean(L, 1));
+    return 0;
+}
+
 /* futures._id(x) -> a light userdata naming the braid object, or nil. */
 static int lfutures_id(lua_State *L)
 {
@@ -902,6 +921,7 @@ static const luaL_Reg futures_funcs[] = {
     {"_id", lfutures_id},
     {"_raise", lfutures_raise},
     {"_state", lfutures_state},
+    {"_fn_cache", lfutures_fn_cache},
     {NULL, NULL}};
 
 int lbraid_open_futures(lua_State *L)

@@ -1,6 +1,5 @@
-/* Futures, inboxes and wait sets. Lock order: future mu -> wait set mu;
- * inbox mu -> wait set mu. Callbacks are posted after the future's mu is
- * released, so no lock is held across two objects of the same kind. */
+/* Futures, inboxes and wait sets. Lock order: future mu -> inbox mu ->
+ * wait set mu (callbacks are posted with the future's mu held). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,10 +124,17 @@ int braid_future_done(braid_future_t *f)
 static void ws_mark(braid_waitset_t *ws, size_t index);
 static void inbox_post(braid_inbox_t *ib, braid_future_t *f, uint64_t id);
 
-/* With f->mu held and the new done state set: wakes waiters and wait
- * sets, unlocks, then posts the callbacks. */
+/* With f->mu held and the new done state set: posts the callbacks (before
+ * any waiter can see the future done, so a state that waited for it finds
+ * its callbacks queued), wakes waiters and wait sets, then unlocks. */
 static void future_complete_unlock(braid_future_t *f)
 {
+    callback_t *cbs = f->cbs;
+    size_t n = f->ncbs;
+    f->cbs = NULL;
+    f->ncbs = f->cbcap = 0;
+    for (size_t i = 0; i < n; i++)
+        inbox_post(cbs[i].inbox, f, cbs[i].id);
     braid_waitlist_wake_all(&f->waiters, 0);
     while (f->watches) {
         watch_t *w = f->watches;
@@ -139,15 +145,9 @@ static void future_complete_unlock(braid_future_t *f)
         w->linked = 0;
         ws_mark(w->ws, w->index);
     }
-    callback_t *cbs = f->cbs;
-    size_t n = f->ncbs;
-    f->cbs = NULL;
-    f->ncbs = f->cbcap = 0;
     pthread_mutex_unlock(&f->mu);
-    for (size_t i = 0; i < n; i++) {
-        inbox_post(cbs[i].inbox, f, cbs[i].id);
+    for (size_t i = 0; i < n; i++)
         braid_inbox_release(cbs[i].inbox);
-    }
     free(cbs);
 }
 

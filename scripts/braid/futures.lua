@@ -198,31 +198,46 @@ function M._run_chunk(fn, items)
   return out
 end
 
--- Submits fn over the zipped iterables (all at once, like Python) and
--- returns the list of futures plus the chunk size.
-local function submit_all(ex, fn, its, chunksize)
-  local fs = {}
-  local chunk = {}
-  local function flush()
-    if #chunk > 0 then
-      fs[#fs + 1] = ex:submit(M._run_chunk, fn, chunk)
-      chunk = {}
-    end
-  end
+-- Reads the zipped argument rows of every iterable (all at once, like
+-- Python's map, which submits everything before returning).
+local function collect_rows(its)
+  local rows = {}
   while true do
     local row = { n = #its }
     for k = 1, #its do
       local ok, v = its[k]()
-      if not ok then flush(); return fs end
+      if not ok then return rows end
       row[k] = v
     end
-    if chunksize == 1 then
-      fs[#fs + 1] = ex:submit(fn, unpack(row, 1, row.n))
-    else
-      chunk[#chunk + 1] = row
-      if #chunk >= chunksize then flush() end
-    end
+    rows[#rows + 1] = row
   end
+end
+M._collect_rows = collect_rows
+
+-- The chunk size map uses when none is given: single items for short
+-- inputs (so slow items overlap as in Python), chunks of up to 256 items
+-- when there are at least 8 per worker (transfer and wake-ups amortised).
+local function auto_chunksize(n, workers)
+  local cs = n // (8 * workers)
+  if cs < 1 then return 1 end
+  return cs > 256 and 256 or cs
+end
+M._auto_chunksize = auto_chunksize
+
+-- Submits fn over rows in chunks; returns the list of futures.
+local function submit_all(ex, fn, rows, chunksize)
+  local fs = {}
+  if chunksize == 1 then
+    for i = 1, #rows do
+      local row = rows[i]
+      fs[i] = ex:submit(fn, unpack(row, 1, row.n))
+    end
+    return fs
+  end
+  for i = 1, #rows, chunksize do
+    fs[#fs + 1] = ex:submit(M._run_chunk, fn, { unpack(rows, i, math.min(#rows, i + chunksize - 1)) })
+  end
+  return fs
 end
 M._submit_all = submit_all
 
@@ -290,9 +305,11 @@ M._check_chunksize = check_chunksize
 function Executor:map(fn, ...)
   local its, opts = map_args(...)
   if #its == 0 then error("bad argument #2 to 'map' (iterable expected)", 2) end
-  local chunksize = check_chunksize(opts.chunksize, 1)
   local deadline = deadline_of(opts.timeout)
-  local fs = submit_all(self, fn, its, chunksize)
+  local rows = collect_rows(its)
+  local chunksize = check_chunksize(opts.chunksize, nil)
+    or auto_chunksize(#rows, self:_max_workers())
+  local fs = submit_all(self, fn, rows, chunksize)
   return results_iter(fs, chunksize, deadline)
 end
 
