@@ -255,10 +255,11 @@ function ThreadPool:close()
   end
 end
 
---- pool:terminate(): drops queued tasks and stops the workers
+--- pool:terminate(): drops queued tasks; workers exit after their current
+--- task (threads cannot be killed); join() waits for that
 function ThreadPool:terminate()
   self._state = TERMINATE
-  self._ex:shutdown(true, true)
+  self._ex:shutdown(false, true)
 end
 
 --- pool:join(): waits for the workers to exit (after close or terminate)
