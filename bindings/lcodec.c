@@ -81,7 +81,10 @@ static void push_modmap(lua_State *L)
     int loaded = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, loaded)) {
-        count++;
+        /* count and identities: a module replaced by another (busted's
+         * insulation re-requires them) must rebuild the map too */
+        count = (lua_Integer)((lua_Unsigned)count * 31u + 1u +
+                              (lua_Unsigned)(uintptr_t)lua_topointer(L, -1));
         lua_pop(L, 1);
     }
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MODMAP_KEY) == LUA_TTABLE) {
