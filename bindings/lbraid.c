@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "executor.h"
 #include "lbraid.h"
+#include "thread.h"
 
 typedef struct script {
     const char *name, *src;
@@ -25,8 +27,8 @@ static const cmodule_t cmodules[] = {
     {NULL, NULL}};
 
 /* Submodules of the root, reachable as braid.<name> too. */
-static const char *const submodules[] = {"threading", "queue", "futures", "multiprocessing",
-                                         "asyncio", "shared", NULL};
+static const char *const submodules[] = {"threading", "queue", "futures", "pool",
+                                         "multiprocessing", "asyncio", "shared", NULL};
 
 static const script_t *find_script(const char *name)
 {
@@ -250,8 +252,12 @@ int braid_openlibs(lua_State *L)
 int braid_shutdown(lua_State *L, double timeout)
 {
     (void)L;
-    (void)timeout;
-    return 0;
+    /* like Python's threading._shutdown: executors finish their queued
+     * work first, then every non-daemon thread is joined */
+    int64_t deadline = braid_clock_deadline(timeout);
+    int rc = braid_executor_shutdown_all(deadline);
+    int rc2 = braid_thread_join_nondaemon(deadline);
+    return rc ? rc : rc2;
 }
 
 /* Loads `name` as require would, after installing the preloaders. */
