@@ -539,12 +539,15 @@ struct braid_barrier {
     int state;
     uint64_t gen;
     uint64_t action_by; /* braid_sync_self() of the action runner */
+    braid_buf_t action;
+    double timeout;
 };
 
 static void barrier_destroy(braid_object_t *o)
 {
     braid_barrier_t *b = (braid_barrier_t *)o;
     pthread_mutex_destroy(&b->mu);
+    braid_buf_free(&b->action);
     free(b);
 }
 
@@ -569,6 +572,8 @@ int braid_barrier_new(braid_barrier_t **out, long parties)
     b->state = B_FILLING;
     b->gen = 0;
     b->action_by = 0;
+    braid_buf_init(&b->action);
+    b->timeout = -1;
     if (braid_object_init(&b->obj, &braid_barrier_type)) {
         pthread_mutex_destroy(&b->mu);
         free(b);
@@ -659,6 +664,25 @@ void braid_barrier_reset(braid_barrier_t *b)
     b->gen++;
     braid_waitlist_wake_all(&b->enter, 0);
     pthread_mutex_unlock(&b->mu);
+}
+
+void braid_barrier_set_extra(braid_barrier_t *b, braid_buf_t *action, double timeout)
+{
+    if (action) {
+        braid_buf_free(&b->action);
+        braid_buf_move(&b->action, action);
+    }
+    b->timeout = timeout;
+}
+
+const braid_buf_t *braid_barrier_action(braid_barrier_t *b)
+{
+    return &b->action;
+}
+
+double braid_barrier_timeout(braid_barrier_t *b)
+{
+    return b->timeout;
 }
 
 long braid_barrier_parties(braid_barrier_t *b)

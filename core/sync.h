@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "codec.h"
 #include "object.h"
 
 #ifdef __cplusplus
@@ -112,6 +113,12 @@ int braid_barrier_wait(braid_barrier_t *b, int64_t deadline, long *index);
 int braid_barrier_finish(braid_barrier_t *b, int ok);
 void braid_barrier_abort(braid_barrier_t *b);
 void braid_barrier_reset(braid_barrier_t *b);
+/* The binding's payload: the encoded action (moved in; NULL for none) and
+ * the default timeout in seconds (negative: none). Set once, before the
+ * barrier is shared; read-only afterwards. */
+void braid_barrier_set_extra(braid_barrier_t *b, braid_buf_t *action, double timeout);
+const braid_buf_t *braid_barrier_action(braid_barrier_t *b);
+double braid_barrier_timeout(braid_barrier_t *b);
 long braid_barrier_parties(braid_barrier_t *b);
 long braid_barrier_n_waiting(braid_barrier_t *b);
 int braid_barrier_broken(braid_barrier_t *b);
