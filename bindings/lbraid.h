@@ -101,6 +101,11 @@ void lbraid_poll(lua_State *L);
  * a buffer being filled is not leaked when an encode raises. Move its
  * contents out (braid_buf_move) to keep them. Stack: +1. */
 braid_buf_t *lbraid_push_buf(lua_State *L);
+/* Pushes a to-be-closed box holding an empty buffer, reused per state:
+ * closing it (lua_pop/lua_closeslot, or an error unwinding) empties it and
+ * keeps its memory for the next use. Move contents out to keep them.
+ * Stack: +1. */
+braid_buf_t *lbraid_take_scratch(lua_State *L);
 /* Runs an encoded call (a sequence: fn, args...) in L, protected. On
  * success encodes the results as a sequence into out and returns 0; on
  * error encodes (error value, traceback) into out and returns 1. Never
@@ -121,6 +126,13 @@ void lbraid_check_cancel(lua_State *L);
 
 /* Opens every braid module into package.preload (braid.h: braid_openlibs). */
 void lbraid_preload(lua_State *L);
+
+/* ---- threading (lthreading.c) ---- */
+
+/* Waits for every running non-daemon braid thread (other than the caller)
+ * until the deadline: the executable's exit and braid_shutdown call it.
+ * Returns 0, BRAID_ETIMEOUT or BRAID_ECANCELLED. */
+int lbraid_threading_join_all(int64_t deadline);
 
 /* Module C halves: bindings/l<m>.c defines `int lbraid_open_<m>(lua_State *L)`
  * returning the C half's table. The exported luaopen_braid_<m> (lbraid.c)

@@ -10,10 +10,8 @@
 
 static const char INBOX_KEY = 'i'; /* registry: linbox_t userdata of this state */
 static const char CBS_KEY = 'b';   /* registry: {[id] = {fn, future box}} */
-static const char SCRATCH_KEY = 's'; /* registry: this state's scratch buffer */
 
 #define WAITSET_META "braid.futures.waitset"
-#define SCRATCH_META "braid.futures.scratch"
 /* Worker-side cache of decoded task functions, keyed by chunk MAC. */
 #define FN_CACHE_MAX 64
 
@@ -737,43 +735,6 @@ static int lfutures_executor(lua_State *L)
     return 1;
 }
 
-typedef struct scratch {
-    braid_buf_t buf;
-    int busy;
-} scratch_t;
-
-static int scratch_close(lua_State *L)
-{
-    scratch_t *s = lua_touserdata(L, 1);
-    braid_buf_free(&s->buf);
-    s->busy = 0;
-    return 0;
-}
-
-/* Pushes this state's scratch buffer (a fresh one when in use), to be
- * closed on every path. Stack: +1. */
-static scratch_t *take_scratch(lua_State *L)
-{
-    scratch_t *s = NULL;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) == LUA_TUSERDATA)
-        s = lua_touserdata(L, -1);
-    if (!s || s->busy) {
-        lua_pop(L, 1);
-        s = lua_newuserdatauv(L, sizeof *s, 0);
-        braid_buf_init(&s->buf);
-        s->busy = 0;
-        luaL_setmetatable(L, SCRATCH_META);
-        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) == LUA_TNIL) {
-            lua_pushvalue(L, -2);
-            lua_rawsetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
-        }
-        lua_pop(L, 1);
-    }
-    s->busy = 1;
-    lua_toclose(L, -1);
-    return s;
-}
-
 /* ex:submit(fn, ...) -> Future */
 static int lexecutor_submit(lua_State *L)
 {
@@ -782,14 +743,12 @@ static int lexecutor_submit(lua_State *L)
         luaL_typeerror(L, 2, "function");
     lbraid_poll(L);
     int n = lua_gettop(L);
-    scratch_t *s = take_scratch(L);
-    lbraid_encode(L, 2, &s->buf, "fn");
-    size_t aux = s->buf.len;
-    lbraid_encode_seq(L, 3, n - 2, &s->buf, "args");
-    if (s->buf.err)
-        return lbraid_core_error(L, s->buf.err, "submit");
+    braid_buf_t *call = lbraid_take_scratch(L);
+    lbraid_encode(L, 2, call, "fn");
+    size_t aux = call->len;
+    lbraid_encode_seq(L, 3, n - 2, call, "args");
     braid_future_t *f;
-    int rc = braid_executor_submit(ex, &s->buf, aux, &f);
+    int rc = braid_executor_submit(ex, call, aux, &f);
     if (rc == BRAID_ESHUTDOWN)
         return lbraid_error(L, "RuntimeError", "cannot schedule new futures after shutdown");
     if (rc == BRAID_EBROKEN) {
@@ -932,12 +891,6 @@ int lbraid_open_futures(lua_State *L)
     lua_pushcfunction(L, lwaitset_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, lwaitset_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, SCRATCH_META);
-    lua_pushcfunction(L, scratch_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, scratch_close);
     lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
 

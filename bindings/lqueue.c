@@ -3,60 +3,13 @@
 #include "lbraid.h"
 #include "queue.h"
 
-/* A per-state scratch buffer (upvalue 1 of every method): items are
- * encoded into it and moved out, and gets decode from it, so a Lua error
- * mid-encode/decode leaks nothing and the common path allocates no
- * userdata. While in use it sits on the stack as a to-be-closed value
- * whose __close frees it; `busy` guards against re-entry (decode may run
- * `require`), in which case a fresh buffer is used. */
-typedef struct scratch {
-    braid_buf_t buf;
-    int busy;
-} scratch_t;
-
-static int lqueue_scratch_gc(lua_State *L)
-{
-    scratch_t *s = lua_touserdata(L, 1);
-    braid_buf_free(&s->buf);
-    s->busy = 0;
-    return 0;
-}
-
-/* __close: empties the buffer but keeps its memory for the next item. */
-static int lqueue_scratch_close(lua_State *L)
-{
-    scratch_t *s = lua_touserdata(L, 1);
-    braid_buf_reset(&s->buf);
-    s->busy = 0;
-    return 0;
-}
-
-/* Pushes the scratch buffer (or a fresh one when it is busy), marked
- * to-be-closed. Stack: +1; pop it with lua_pop to release it. */
-static scratch_t *lqueue_take_scratch(lua_State *L)
-{
-    scratch_t *s = lua_touserdata(L, lua_upvalueindex(1));
-    if (s->busy) {
-        s = lua_newuserdatauv(L, sizeof *s, 0);
-        braid_buf_init(&s->buf);
-        s->busy = 0;
-        lua_getmetatable(L, lua_upvalueindex(1));
-        lua_setmetatable(L, -2);
-    } else {
-        lua_pushvalue(L, lua_upvalueindex(1));
-    }
-    s->busy = 1;
-    lua_toclose(L, -1);
-    return s;
-}
-
 /* The queue at idx, of any kind (SimpleQueue only if simple_ok). */
 static braid_queue_t *lqueue_check(lua_State *L, int idx, int simple_ok)
 {
-    /* fast path: the box's metatable is one of ours (upvalues 2..5) */
+    /* fast path: the box's metatable is one of ours (upvalues 1..4) */
     if (lua_getmetatable(L, idx)) {
         int k = 0;
-        while (k < 4 && !lua_rawequal(L, -1, lua_upvalueindex(2 + k)))
+        while (k < 4 && !lua_rawequal(L, -1, lua_upvalueindex(1 + k)))
             k++;
         lua_pop(L, 1);
         lbraid_box_t *box = lua_touserdata(L, idx);
@@ -100,10 +53,9 @@ static int64_t lqueue_deadline(lua_State *L, int idx)
 static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
 {
     lbraid_poll(L);
-    scratch_t *s = lqueue_take_scratch(L);
-    braid_buf_reset(&s->buf);
-    lbraid_encode(L, 2, &s->buf, "item");
-    int rc = braid_queue_put(q, &s->buf, deadline);
+    braid_buf_t *item = lbraid_take_scratch(L);
+    lbraid_encode(L, 2, item, "item");
+    int rc = braid_queue_put(q, item, deadline);
     lua_pop(L, 1); /* empties the scratch (a failed put's item too) */
     if (rc)
         return lbraid_core_error(L, rc, rc == BRAID_ETYPE ? "PriorityQueue item" : NULL);
@@ -113,12 +65,11 @@ static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
 static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
 {
     lbraid_poll(L);
-    scratch_t *s = lqueue_take_scratch(L);
-    braid_buf_reset(&s->buf);
-    int rc = braid_queue_get(q, &s->buf, deadline);
+    braid_buf_t *item = lbraid_take_scratch(L);
+    int rc = braid_queue_get(q, item, deadline);
     if (rc)
         return lbraid_core_error(L, rc, NULL);
-    lbraid_decode(L, s->buf.data, s->buf.len);
+    lbraid_decode(L, item->data, item->len);
     lua_closeslot(L, -2); /* frees the item now; the value stays on top */
     return 1;
 }
@@ -292,27 +243,17 @@ static const luaL_Reg queue_funcs[] = {
 
 int lbraid_open_queue(lua_State *L)
 {
-    scratch_t *s = lua_newuserdatauv(L, sizeof *s, 0);
-    braid_buf_init(&s->buf);
-    s->busy = 0;
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, lqueue_scratch_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, lqueue_scratch_close);
-    lua_setfield(L, -2, "__close");
-    lua_setmetatable(L, -2);
-    int scratch = lua_gettop(L);
+    int base = lua_gettop(L);
     for (int k = 0; k < 4; k++)
         lbraid_newmeta(L, &braid_queue_types[k], NULL);
     for (int k = 0; k < 4; k++) {
-        lua_getfield(L, scratch + 1 + k, "__index");
-        lua_pushvalue(L, scratch);
+        lua_getfield(L, base + 1 + k, "__index");
         for (int m = 0; m < 4; m++)
-            lua_pushvalue(L, scratch + 1 + m);
-        luaL_setfuncs(L, k == BRAID_QUEUE_SIMPLE ? simple_methods : queue_methods, 5);
+            lua_pushvalue(L, base + 1 + m);
+        luaL_setfuncs(L, k == BRAID_QUEUE_SIMPLE ? simple_methods : queue_methods, 4);
         lua_pop(L, 1);
     }
-    lua_settop(L, scratch);
+    lua_settop(L, base);
     luaL_newlib(L, queue_funcs);
     return 1;
 }

@@ -5,48 +5,6 @@
 #include "lbraid.h"
 #include "shared.h"
 
-/* Per-state scratch (upvalue 1 of every function): the key buffer is reused
- * (never moved), the value buffer is encoded into / decoded from. While in
- * use it sits on the stack as a to-be-closed value whose __close frees the
- * value; `busy` guards against re-entry (decoding may run `require`). */
-typedef struct scratch {
-    braid_buf_t key, val;
-    int busy;
-} scratch_t;
-
-static int lshared_scratch_close(lua_State *L)
-{
-    scratch_t *s = lua_touserdata(L, 1);
-    braid_buf_free(&s->val);
-    s->busy = 0;
-    return 0;
-}
-
-static int lshared_scratch_gc(lua_State *L)
-{
-    scratch_t *s = lua_touserdata(L, 1);
-    braid_buf_free(&s->key);
-    braid_buf_free(&s->val);
-    return 0;
-}
-
-/* Pushes the scratch (or a fresh one when busy), to-be-closed. Stack: +1. */
-static scratch_t *lshared_take_scratch(lua_State *L)
-{
-    scratch_t *s = lua_touserdata(L, lua_upvalueindex(1));
-    if (s->busy) {
-        s = lua_newuserdatauv(L, sizeof *s, 0);
-        memset(s, 0, sizeof *s);
-        lua_getmetatable(L, lua_upvalueindex(1));
-        lua_setmetatable(L, -2);
-    } else {
-        lua_pushvalue(L, lua_upvalueindex(1));
-    }
-    s->busy = 1;
-    lua_toclose(L, -1);
-    return s;
-}
-
 static braid_shared_t *lshared_check(lua_State *L, int idx)
 {
     return (braid_shared_t *)lbraid_check_object(L, idx, &braid_shared_type);
@@ -107,36 +65,36 @@ static void lshared_key(lua_State *L, int idx, braid_buf_t *buf)
 /* Pushes t[k] (k at kidx), or nil. Stack: +1. */
 static void lshared_push_get(lua_State *L, braid_shared_t *t, int kidx)
 {
-    scratch_t *s = lshared_take_scratch(L);
-    lshared_key(L, kidx, &s->key);
-    braid_buf_free(&s->val);
-    int rc = braid_shared_get(t, s->key.data, s->key.len, &s->val);
+    braid_buf_t *key = lbraid_take_scratch(L);
+    lshared_key(L, kidx, key);
+    braid_buf_t *val = lbraid_take_scratch(L);
+    int rc = braid_shared_get(t, key->data, key->len, val);
     if (rc < 0)
         lbraid_core_error(L, rc, NULL);
     if (rc == 1)
-        lbraid_decode(L, s->val.data, s->val.len);
+        lbraid_decode(L, val->data, val->len);
     else
         lua_pushnil(L);
-    lua_closeslot(L, -2);
+    lua_closeslot(L, -2); /* both scratch buffers go back; the value stays */
+    lua_closeslot(L, -3);
+    lua_remove(L, -2);
     lua_remove(L, -2);
 }
 
 /* t[k] = v (k at kidx, v at vidx; nil deletes). */
 static void lshared_do_set(lua_State *L, braid_shared_t *t, int kidx, int vidx)
 {
-    scratch_t *s = lshared_take_scratch(L);
-    lshared_key(L, kidx, &s->key);
-    braid_buf_free(&s->val);
+    braid_buf_t *kscratch = lbraid_take_scratch(L);
+    lshared_key(L, kidx, kscratch);
+    braid_buf_t *vscratch = lbraid_take_scratch(L);
     int del = lua_isnil(L, vidx);
     if (!del)
-        lbraid_encode(L, vidx, &s->val, "value");
+        lbraid_encode(L, vidx, vscratch, "value");
     braid_buf_t key, val;
-    braid_buf_init(&val);
-    braid_buf_move(&val, &s->val);
-    int rc = braid_buf_copy(&key, &s->key);
-    lua_pop(L, 1); /* releases the scratch; key and val are ours now */
-    if (rc == 0)
-        rc = braid_shared_set(t, &key, del ? NULL : &val);
+    braid_buf_move(&key, kscratch);
+    braid_buf_move(&val, vscratch);
+    lua_pop(L, 2); /* nothing can raise between here and the frees */
+    int rc = braid_shared_set(t, &key, del ? NULL : &val);
     braid_buf_free(&key);
     braid_buf_free(&val);
     if (rc)
@@ -199,8 +157,7 @@ static int lshared_update(lua_State *L)
     int rc = braid_rlock_acquire(lock, BRAID_FOREVER);
     if (rc)
         return lbraid_core_error(L, rc, NULL);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushcclosure(L, lshared_update_body, 1);
+    lua_pushcfunction(L, lshared_update_body);
     lua_insert(L, 1);
     int status = lua_pcall(L, 3, 1, 0);
     braid_rlock_release(lock);
@@ -256,7 +213,10 @@ static snap_t *lshared_push_snap(lua_State *L, braid_shared_t *t)
     snap_t *s = lua_newuserdatauv(L, sizeof *s, 0);
     s->pairs = NULL;
     s->n = s->i = 0;
-    lua_pushvalue(L, lua_upvalueindex(2)); /* snapshot metatable */
+    if (luaL_newmetatable(L, "braid.shared.snapshot")) {
+        lua_pushcfunction(L, lshared_snap_gc);
+        lua_setfield(L, -2, "__gc");
+    }
     lua_setmetatable(L, -2);
     int rc = braid_shared_snapshot(t, &s->pairs, &s->n);
     if (rc)
@@ -316,29 +276,9 @@ static const luaL_Reg shared_meta[] = {
 
 int lbraid_open_shared(lua_State *L)
 {
-    scratch_t *s = lua_newuserdatauv(L, sizeof *s, 0);
-    memset(s, 0, sizeof *s);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, lshared_scratch_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, lshared_scratch_close);
-    lua_setfield(L, -2, "__close");
-    lua_setmetatable(L, -2);
-    int scratch = lua_gettop(L);
-    lua_createtable(L, 0, 1); /* snapshot metatable */
-    lua_pushcfunction(L, lshared_snap_gc);
-    lua_setfield(L, -2, "__gc");
-    int snapmeta = lua_gettop(L);
-
     lbraid_newmeta(L, &braid_shared_type, NULL);
-    lua_pushvalue(L, scratch);
-    lua_pushvalue(L, snapmeta);
-    luaL_setfuncs(L, shared_meta, 2);
+    luaL_setfuncs(L, shared_meta, 0);
     lua_pop(L, 1);
-
-    luaL_newlibtable(L, shared_funcs);
-    lua_pushvalue(L, scratch);
-    lua_pushvalue(L, snapmeta);
-    luaL_setfuncs(L, shared_funcs, 2);
+    luaL_newlib(L, shared_funcs);
     return 1;
 }

@@ -220,6 +220,57 @@ braid_buf_t *lbraid_push_buf(lua_State *L)
     return b;
 }
 
+/* ---- scratch buffers, reused per state ---- */
+
+static const char SCRATCH_KEY = 's'; /* registry: array of free scratch boxes */
+#define SCRATCH_CACHE 4
+
+/* __close: empties the buffer (keeping its memory) and returns the box to
+ * this state's cache. */
+static int lstate_scratch_close(lua_State *L)
+{
+    braid_buf_reset(lua_touserdata(L, 1));
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        if (n < SCRATCH_CACHE) {
+            lua_pushvalue(L, 1);
+            lua_rawseti(L, -2, n + 1);
+        }
+    }
+    return 0;
+}
+
+braid_buf_t *lbraid_take_scratch(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, SCRATCH_CACHE, 0);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    braid_buf_t *b;
+    if (n > 0) {
+        lua_rawgeti(L, -1, n);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, n);
+        b = lua_touserdata(L, -1);
+    } else {
+        b = lua_newuserdatauv(L, sizeof *b, 0);
+        braid_buf_init(b);
+        if (luaL_newmetatable(L, "braid.scratch")) {
+            lua_pushcfunction(L, lstate_buf_gc);
+            lua_setfield(L, -2, "__gc");
+            lua_pushcfunction(L, lstate_scratch_close);
+            lua_setfield(L, -2, "__close");
+        }
+        lua_setmetatable(L, -2);
+    }
+    lua_remove(L, -2);
+    lua_toclose(L, -1);
+    return b;
+}
+
 /* ---- running an encoded call in a state ---- */
 
 /* Body of lbraid_run_call: decodes fn, args and calls; stack effect: all
