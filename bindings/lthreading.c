@@ -409,9 +409,13 @@ static braid_barrier_t *lbarrier_check(lua_State *L, int idx)
 /* Barrier(parties, action=nil, timeout=nil) */
 static int lbarrier_new(lua_State *L)
 {
+    lua_settop(L, 3);
     lua_Integer parties = luaL_checkinteger(L, 1);
-    if (!lua_isnoneornil(L, 2) && !lua_isfunction(L, 2) && !luaL_getmetafield(L, 2, "__call"))
-        return luaL_typeerror(L, 2, "callable");
+    if (!lua_isnil(L, 2) && !lua_isfunction(L, 2)) {
+        if (!luaL_getmetafield(L, 2, "__call"))
+            return luaL_typeerror(L, 2, "callable");
+        lua_pop(L, 1);
+    }
     double timeout = lua_isnoneornil(L, 3) ? -1 : (double)luaL_checknumber(L, 3);
     if (parties < 1)
         return lbraid_error(L, "ValueError", "parties must be >= 1");
@@ -771,6 +775,12 @@ static void lthread_entry(braid_thread_t *t, void *arg)
     if (failed) {
         lua_settop(L, 1);
         lthread_report(L);
+        /* braid.Error's metatable crosses by name: make sure "braid" is
+         * loaded here */
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "braid");
+        if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+            lua_pop(L, 1);
         /* outcome: (error, traceback), as lbraid_push_outcome reads it */
         lua_pushcfunction(L, lthread_encode);
         lua_pushlightuserdata(L, &out);
