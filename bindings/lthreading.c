@@ -84,7 +84,8 @@ static int llock_new(lua_State *L)
 static int llock_acquire(lua_State *L)
 {
     braid_lock_t *l = llock_check(L, 1);
-    if (lua_gettop(L) == 1 && braid_lock_acquire(l, braid_clock_now()) == 0) {
+    /* deadline 0 has passed: one CAS, no clock read */
+    if (lua_gettop(L) == 1 && braid_lock_acquire(l, 0) == 0) {
         lua_pushboolean(L, 1); /* uncontended fast path */
         return 1;
     }
@@ -130,7 +131,7 @@ static int lrlock_acquire(lua_State *L)
 {
     braid_rlock_t *l = lrlock_check(L, 1);
     int64_t deadline = lock_deadline(L, 2);
-    if (deadline != BRAID_FOREVER || braid_rlock_acquire(l, braid_clock_now()) != 0) {
+    if (deadline != BRAID_FOREVER || braid_rlock_acquire(l, 0) != 0) {
         lbraid_poll(L);
         return push_acquired(L, braid_rlock_acquire(l, deadline));
     }
