@@ -111,6 +111,10 @@ braid_buf_t *lbraid_take_scratch(lua_State *L);
  * error encodes (error value, traceback) into out and returns 1. Never
  * raises; leaves L's stack as it was. */
 int lbraid_run_call(lua_State *L, const braid_buf_t *call, braid_buf_t *out);
+/* Writes the failure outcome of lbraid_run_call into out: the error value
+ * at erridx and its traceback, or a TypeError saying what the error was if
+ * the value cannot cross. Never raises; leaves the stack as it was. */
+void lbraid_encode_failure(lua_State *L, int erridx, braid_buf_t *out);
 /* Decodes an outcome written by lbraid_run_call: pushes the results and
  * returns their count, or (failed) re-raises the error value with its
  * remote traceback recorded for braid.traceback. */
@@ -126,13 +130,6 @@ void lbraid_check_cancel(lua_State *L);
 
 /* Opens every braid module into package.preload (braid.h: braid_openlibs). */
 void lbraid_preload(lua_State *L);
-
-/* ---- threading (lthreading.c) ---- */
-
-/* Waits for every running non-daemon braid thread (other than the caller)
- * until the deadline: the executable's exit and braid_shutdown call it.
- * Returns 0, BRAID_ETIMEOUT or BRAID_ECANCELLED. */
-int lbraid_threading_join_all(int64_t deadline);
 
 /* Module C halves: bindings/l<m>.c defines `int lbraid_open_<m>(lua_State *L)`
  * returning the C half's table. The exported luaopen_braid_<m> (lbraid.c)

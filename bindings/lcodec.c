@@ -502,7 +502,20 @@ static int enc_by_name(enc_t *e, int idx)
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
-    return t == LUA_TSTRING || t == LUA_TTABLE;
+    if (t == LUA_TSTRING || t == LUA_TTABLE)
+        return 1;
+    /* braid.Error is every state's, loaded or not: errors must always cross */
+    if (!lua_istable(L, idx))
+        return 0;
+    luaL_getmetatable(L, "braid.Error");
+    int is_error_meta = lua_rawequal(L, -1, idx);
+    lua_pop(L, 1);
+    if (is_error_meta) {
+        braid_buf_put_u8(e->buf, BRAID_T_MODFIELD);
+        braid_buf_put_str(e->buf, "braid", 5);
+        braid_buf_put_str(e->buf, "Error", 5);
+    }
+    return is_error_meta;
 }
 
 static void enc_table(enc_t *e, int idx)

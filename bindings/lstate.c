@@ -311,25 +311,32 @@ int lbraid_run_call(lua_State *L, const braid_buf_t *call, braid_buf_t *out)
         }
         braid_buf_reset(out); /* a result could not cross: send that error */
     }
-    /* error value (+ its traceback) */
-    lbraid_push_traceback(L, -1);
+    lbraid_encode_failure(L, -1, out);
+    lua_settop(L, base);
+    return 1;
+}
+
+void lbraid_encode_failure(lua_State *L, int erridx, braid_buf_t *out)
+{
+    int base = lua_gettop(L);
+    erridx = lua_absindex(L, erridx);
+    braid_buf_reset(out);
     lua_pushcfunction(L, encode_results);
     lua_pushlightuserdata(L, out);
-    lua_pushvalue(L, -4);
-    lua_pushvalue(L, -4);
+    lua_pushvalue(L, erridx);
+    lbraid_push_traceback(L, erridx);
     if (lbraid_pcall(L, 3, 0) != LUA_OK) {
-        /* the error value itself cannot cross: send its description */
+        /* the error value itself cannot cross: send what it says instead */
         braid_buf_reset(out);
-        const char *msg = lua_tostring(L, -1);
+        const char *msg = luaL_tolstring(L, erridx, NULL);
         lua_pushcfunction(L, encode_results);
         lua_pushlightuserdata(L, out);
-        lbraid_push_error(L, "TypeError", msg ? msg : "error value cannot cross");
-        lua_pushnil(L);
+        lbraid_push_error(L, "TypeError", msg);
+        lbraid_push_traceback(L, erridx);
         if (lbraid_pcall(L, 3, 0) != LUA_OK)
             braid_buf_reset(out);
     }
     lua_settop(L, base);
-    return 1;
 }
 
 int lbraid_push_outcome(lua_State *L, const braid_buf_t *out, int failed)

@@ -776,27 +776,7 @@ static void lthread_entry(braid_thread_t *t, void *arg)
     if (failed) {
         lua_settop(L, 1);
         lthread_report(L);
-        /* braid.Error's metatable crosses by name: make sure "braid" is
-         * loaded here */
-        lua_getglobal(L, "require");
-        lua_pushliteral(L, "braid");
-        if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-            lua_pop(L, 1);
-        /* outcome: (error, traceback), as lbraid_push_outcome reads it */
-        lua_pushcfunction(L, lthread_encode);
-        lua_pushlightuserdata(L, &out);
-        lua_pushvalue(L, 1);
-        lbraid_push_traceback(L, 1);
-        if (lbraid_pcall(L, 3, 0) != LUA_OK) {
-            braid_buf_reset(&out);
-            const char *msg = luaL_tolstring(L, 1, NULL);
-            lua_pushcfunction(L, lthread_encode);
-            lua_pushlightuserdata(L, &out);
-            lbraid_push_error(L, "TypeError", msg);
-            lbraid_push_traceback(L, 1);
-            if (lbraid_pcall(L, 3, 0) != LUA_OK)
-                braid_buf_reset(&out);
-        }
+        lbraid_encode_failure(L, 1, &out);
     }
     braid_thread_set_result(t, &out, failed, NULL);
     braid_thread_set_cancel_hook(t, NULL, NULL);
@@ -1036,22 +1016,6 @@ static int lthread_in_thread(lua_State *L)
     return 1;
 }
 
-int lbraid_threading_join_all(int64_t deadline)
-{
-    return braid_thread_join_nondaemon(deadline);
-}
-
-/* _join_all(timeout): waits for non-daemon threads; true if all ended */
-static int lthread_join_all(lua_State *L)
-{
-    int64_t deadline = lbraid_opt_deadline(L, 1);
-    int rc = braid_thread_join_nondaemon(deadline);
-    if (rc && rc != BRAID_ETIMEOUT)
-        return lbraid_core_error(L, rc, NULL);
-    lua_pushboolean(L, rc == 0);
-    return 1;
-}
-
 static int lthread_monotonic(lua_State *L)
 {
     lua_pushnumber(L, (lua_Number)braid_clock_now() / 1e9);
@@ -1091,7 +1055,6 @@ static const luaL_Reg lthreading_funcs[] = {
     {"_main", lthread_main},
     {"_enumerate", lthread_enumerate},
     {"_in_thread", lthread_in_thread},
-    {"_join_all", lthread_join_all},
     {"_monotonic", lthread_monotonic},
     {NULL, NULL}};
 

@@ -162,6 +162,17 @@ describe("codec", function()
       assert.matches("stack traceback", braid.traceback(err))
     end)
 
+    it("cross braid.Error objects from states that never loaded braid", function()
+      local ok, err = pcall(transfer, function()
+        local t = {}
+        for k in pairs(package.loaded) do t[#t + 1] = k end
+        return t
+      end)
+      assert.is_true(ok)
+      ok, err = pcall(transfer, function(e) error(e) end, braid.Error.new("Full", "x"))
+      assert.is_true(braid.Error.is(err, "Full"))
+    end)
+
     it("cross braid.Error objects with their kind", function()
       local ok, err = pcall(transfer, function()
         local b = require "braid"
