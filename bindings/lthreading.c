@@ -58,11 +58,31 @@ static int push_acquired(lua_State *L, int rc)
     return lbraid_core_error(L, rc, NULL);
 }
 
+/* ---- boxes ---- */
+
+/* The object in the box at idx. Methods carry their type's metatable as
+ * upvalue 1 (add_meta): a box with exactly that metatable is ours, with no
+ * registry lookup; anything else takes lbraid_check_object's checks and
+ * errors. (A function without upvalues sees none here and falls back.) */
+static braid_object_t *box_check(lua_State *L, int idx, const braid_object_type_t *type)
+{
+    if (lua_getmetatable(L, idx)) {
+        int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (ours) {
+            lbraid_box_t *box = lua_touserdata(L, idx);
+            if (box->obj)
+                return box->obj;
+        }
+    }
+    return lbraid_check_object(L, idx, type);
+}
+
 /* ---- Lock ---- */
 
 static braid_lock_t *llock_check(lua_State *L, int idx)
 {
-    return (braid_lock_t *)lbraid_check_object(L, idx, &braid_lock_type);
+    return (braid_lock_t *)box_check(L, idx, &braid_lock_type);
 }
 
 static int push_new(lua_State *L, int rc, braid_object_t *obj)
@@ -83,10 +103,22 @@ static int llock_new(lua_State *L)
 
 static int llock_acquire(lua_State *L)
 {
+    /* uncontended fast path: our box (metatable is upvalue 1, left on the
+     * stack under the result), then one CAS (deadline 0 has passed: no
+     * clock read), no poll */
+    if (lua_gettop(L) == 1) {
+        if (lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1))) {
+            lbraid_box_t *box = lua_touserdata(L, 1);
+            if (box->obj && braid_lock_acquire((braid_lock_t *)box->obj, 0) == 0) {
+                lua_pushboolean(L, 1);
+                return 1;
+            }
+        }
+        lua_settop(L, 1);
+    }
     braid_lock_t *l = llock_check(L, 1);
-    /* deadline 0 has passed: one CAS, no clock read */
     if (lua_gettop(L) == 1 && braid_lock_acquire(l, 0) == 0) {
-        lua_pushboolean(L, 1); /* uncontended fast path */
+        lua_pushboolean(L, 1);
         return 1;
     }
     int64_t deadline = lock_deadline(L, 2);
@@ -96,6 +128,11 @@ static int llock_acquire(lua_State *L)
 
 static int llock_release(lua_State *L)
 {
+    if (lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1))) {
+        lbraid_box_t *box = lua_touserdata(L, 1);
+        if (box->obj && braid_lock_release((braid_lock_t *)box->obj) == 0)
+            return 0; /* fast path: our box, held */
+    }
     if (braid_lock_release(llock_check(L, 1)) != 0)
         return lbraid_error(L, "RuntimeError", "release unlocked lock");
     return 0;
@@ -117,7 +154,7 @@ static const luaL_Reg llock_methods[] = {
 
 static braid_rlock_t *lrlock_check(lua_State *L, int idx)
 {
-    return (braid_rlock_t *)lbraid_check_object(L, idx, &braid_rlock_type);
+    return (braid_rlock_t *)box_check(L, idx, &braid_rlock_type);
 }
 
 static int lrlock_new(lua_State *L)
@@ -176,7 +213,7 @@ static const luaL_Reg lrlock_methods[] = {
 
 static braid_cond_t *lcond_check(lua_State *L, int idx)
 {
-    return (braid_cond_t *)lbraid_check_object(L, idx, &braid_cond_type);
+    return (braid_cond_t *)box_check(L, idx, &braid_cond_type);
 }
 
 /* Condition(lock=RLock()) */
@@ -282,7 +319,7 @@ static const luaL_Reg lcond_methods[] = {
 
 static braid_sem_t *lsem_check(lua_State *L, int idx)
 {
-    return (braid_sem_t *)lbraid_check_object(L, idx, &braid_sem_type);
+    return (braid_sem_t *)box_check(L, idx, &braid_sem_type);
 }
 
 static int sem_new(lua_State *L, int bounded)
@@ -347,7 +384,7 @@ static const luaL_Reg lsem_methods[] = {
 
 static braid_event_t *levent_check(lua_State *L, int idx)
 {
-    return (braid_event_t *)lbraid_check_object(L, idx, &braid_event_type);
+    return (braid_event_t *)box_check(L, idx, &braid_event_type);
 }
 
 static int levent_new(lua_State *L)
@@ -1059,12 +1096,15 @@ static const luaL_Reg lthreading_funcs[] = {
     {NULL, NULL}};
 
 /* Registers a metatable and keeps its method table in methods[name]
- * (for the Lua half to add with/guard). */
+ * (for the Lua half to add with/guard). The methods get the metatable as
+ * upvalue 1, for box_check's fast path. */
 static void add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,
                      const luaL_Reg *fns)
 {
     lbraid_newmeta(L, type, fns);
     lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, fns, 1);
     lua_setfield(L, methods, key);
     lua_pop(L, 1);
 }
