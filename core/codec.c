@@ -38,24 +38,35 @@ void braid_buf_move(braid_buf_t *dst, braid_buf_t *src)
     braid_buf_init(src);
 }
 
+/* Keeps one reference to obj in b's object list. */
+static void hold_object(braid_buf_t *b, braid_object_t *obj)
+{
+    if (b->err)
+        return;
+    if (b->nobjs == b->objcap) {
+        size_t ncap = b->objcap ? b->objcap * 2 : 4;
+        braid_object_t **n = realloc(b->objs, ncap * sizeof *n);
+        if (!n) {
+            b->err = BRAID_ENOMEM;
+            return;
+        }
+        b->objs = n;
+        b->objcap = ncap;
+    }
+    braid_object_retain(obj);
+    b->objs[b->nobjs++] = obj;
+}
+
 int braid_buf_copy(braid_buf_t *dst, const braid_buf_t *src)
 {
-    braid_buf_init(dst);
+    braid_buf_reset(dst);
     braid_buf_put_bytes(dst, src->data, src->len);
-    if (src->nobjs) {
-        dst->objs = malloc(src->nobjs * sizeof *dst->objs);
-        if (!dst->objs)
-            dst->err = BRAID_ENOMEM;
-    }
+    for (size_t i = 0; i < src->nobjs; i++)
+        hold_object(dst, src->objs[i]);
     if (dst->err) {
-        braid_buf_free(dst);
+        braid_buf_reset(dst);
         return BRAID_ENOMEM;
     }
-    for (size_t i = 0; i < src->nobjs; i++) {
-        braid_object_retain(src->objs[i]);
-        dst->objs[i] = src->objs[i];
-    }
-    dst->nobjs = dst->objcap = src->nobjs;
     return 0;
 }
 
@@ -136,20 +147,7 @@ void braid_buf_put_str(braid_buf_t *b, const void *p, size_t n)
 
 void braid_buf_put_object(braid_buf_t *b, braid_object_t *obj)
 {
-    if (b->err)
-        return;
-    if (b->nobjs == b->objcap) {
-        size_t ncap = b->objcap ? b->objcap * 2 : 4;
-        braid_object_t **n = realloc(b->objs, ncap * sizeof *n);
-        if (!n) {
-            b->err = BRAID_ENOMEM;
-            return;
-        }
-        b->objs = n;
-        b->objcap = ncap;
-    }
-    braid_object_retain(obj);
-    b->objs[b->nobjs++] = obj;
+    hold_object(b, obj);
     braid_buf_put_u8(b, BRAID_T_OBJECT);
     braid_buf_put_u64(b, obj->id);
 }

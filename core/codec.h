@@ -73,7 +73,9 @@ void braid_buf_free(braid_buf_t *b);
 void braid_buf_reset(braid_buf_t *b);
 /* Moves src's contents into dst (dst must be empty or freed); src becomes empty. */
 void braid_buf_move(braid_buf_t *dst, braid_buf_t *src);
-/* Deep copy; returns 0 or BRAID_ENOMEM. */
+/* Replaces dst's contents (dst initialised; its memory is reused) with a
+ * copy of src's, taking new references; returns 0 or BRAID_ENOMEM (dst is
+ * then empty). */
 int braid_buf_copy(braid_buf_t *dst, const braid_buf_t *src);
 
 /* Writers: on allocation failure they set b->err and do nothing. */
