@@ -27,6 +27,11 @@ TIMEOUT = 120  # seconds per program
 GOALS = {
     "codec/roundtrip/table_roundtrip": ("python", 2.0),  # issue 2
     "codec/roundtrip/function_roundtrip": ("python", 2.0),  # issue 2
+    "queue/pingpong/queue_pingpong": ("python", 5.0),  # issue 4
+    "queue/1to1/queue_1to1": ("python", 5.0),  # issue 4
+    "queue/4to4/queue_4to4": ("python", 5.0),  # issue 4
+    "futures/submit_result/submit_result_4w": ("python", 5.0),  # issue 5
+    "futures/map/map_100k": ("python", 5.0),  # issue 5
 }
 
 RESULT_RE = re.compile(r"^RESULT\s+(\S+)\s+([0-9.eE+-]+)\s*$")
@@ -44,10 +49,17 @@ def discover():
                 continue
             name = f[:-4]
             impls = {}
-            for ext in ("lua", "py", "c"):
+            for ext in ("lua", "py"):
                 p = os.path.join(d, name + "." + ext)
                 if os.path.isfile(p):
                     impls[ext] = p
+            # raw-C baselines: NAME.c, or several variants NAME_<variant>.c
+            impls["c"] = {}
+            for c in sorted(os.listdir(d)):
+                if c == name + ".c":
+                    impls["c"][""] = os.path.join(d, c)
+                elif c.startswith(name + "_") and c.endswith(".c"):
+                    impls["c"][c[len(name) + 1:-2]] = os.path.join(d, c)
             found.append((module, name, impls))
     return found
 
@@ -121,7 +133,9 @@ def main():
     benches = discover()
     if args.list:
         for module, name, impls in benches:
-            print("%s/%s: %s" % (module, name, " ".join(sorted(impls))))
+            kinds = [k for k in ("lua", "py") if k in impls]
+            kinds += ["c" + (":" + v if v else "") for v in impls["c"]]
+            print("%s/%s: %s" % (module, name, " ".join(kinds)))
         return 0
 
     braid = os.path.join(os.path.abspath(args.build), "braid")
@@ -144,51 +158,57 @@ def main():
                 continue
             d = os.path.dirname(impls["lua"])
             res = {}
-            for col, ext in (("braid", "lua"), ("python", "py"), ("c", "c")):
+            for col, ext in (("braid", "lua"), ("python", "py")):
+                res[col] = {}
                 if ext not in impls:
-                    res[col] = {}
                     continue
                 sys.stderr.write("bench: %s.%s ...\n" % (prefix, ext))
-                if ext == "lua":
-                    out, err = run([braid, impls[ext]], d)
-                elif ext == "py":
-                    out, err = run([sys.executable, impls[ext]], d)
-                else:
-                    exe, err = compile_c(impls[ext], tmp)
-                    out = {}
-                    if exe:
-                        out, err = run([exe], d)
+                cmd = [braid] if ext == "lua" else [sys.executable]
+                res[col], err = run(cmd + [impls[ext]], d)
                 if err:
                     errors.append("%s.%s: %s" % (prefix, ext, err))
-                res[col] = out
+            cres = {}  # variant -> {label: ops}
+            for variant, src in impls["c"].items():
+                sys.stderr.write("bench: %s ...\n" % os.path.relpath(src, BENCH))
+                exe, err = compile_c(src, tmp)
+                cres[variant] = {}
+                if exe:
+                    cres[variant], err = run([exe], d)
+                if err:
+                    errors.append("%s: %s" % (os.path.relpath(src, BENCH), err))
             labels = []
-            for col in ("braid", "python", "c"):
-                labels += [lab for lab in res[col] if lab not in labels]
+            for out in [res["braid"], res["python"]] + list(cres.values()):
+                labels += [lab for lab in out if lab not in labels]
             for lab in labels:
                 key = "%s/%s" % (prefix, lab)
-                if wanted(key):
-                    rows.append((key, res["braid"].get(lab), res["python"].get(lab),
-                                 res["c"].get(lab)))
+                if not wanted(key):
+                    continue
+                # one row per C baseline variant (or one row without C)
+                for variant in cres or [None]:
+                    shown = key + (" [C: %s]" % variant if variant else "")
+                    c = cres[variant].get(lab) if variant is not None else None
+                    rows.append((key, shown, res["braid"].get(lab),
+                                 res["python"].get(lab), c))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     head = ("benchmark/label", "braid ops/s", "python ops/s", "C ops/s",
             "braid÷python", "braid÷C", "goal")
     table = []
-    for key, b, py, c in rows:
+    for key, shown, b, py, c in rows:
         goal = ""
         if key in GOALS:
             base, want = GOALS[key]
             ref = {"python": py, "c": c}[base]
             if b is None or ref is None:
                 goal = "≥%g× %s: not measured" % (want, base)
-                missed.append(key)
+                missed.append(shown)
             else:
                 ok = b / ref >= want
                 goal = "≥%g× %s: %s" % (want, base, "met" if ok else "MISSED")
                 if not ok:
-                    missed.append(key)
-        table.append((key, fmt_ops(b), fmt_ops(py), fmt_ops(c),
+                    missed.append(shown)
+        table.append((shown, fmt_ops(b), fmt_ops(py), fmt_ops(c),
                       fmt_ratio(b, py), fmt_ratio(b, c), goal))
     widths = [max(len(r[i]) for r in [head] + table) for i in range(len(head))]
     line = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w
