@@ -115,10 +115,10 @@ static int lbraid_sleep(lua_State *L)
     braid_waiter_prepare(w);
     for (;;) {
         int rc = braid_waiter_park(w, deadline);
-        if (rc == BRAID_ECANCELLED)
-            return lbraid_core_error(L, rc, NULL);
         if (rc == BRAID_ETIMEOUT)
             return 0;
+        if (rc)
+            return lbraid_core_error(L, rc, NULL); /* cancelled, interrupted */
         braid_waiter_prepare(w); /* a stray wake-up: keep sleeping */
     }
 }

@@ -76,6 +76,11 @@ int lbraid_error(lua_State *L, const char *kind, const char *fmt, ...)
 
 int lbraid_core_error(lua_State *L, int code, const char *what)
 {
+    if (code == BRAID_EINTR) { /* Ctrl-C in the braid executable, like lua.c */
+        braid_waiter_take_interrupt();
+        lua_sethook(L, NULL, 0, 0);
+        return luaL_error(L, "interrupted!");
+    }
     if (code == BRAID_ECANCELLED) {
         lbraid_ctx_t *ctx = lbraid_ctx(L);
         if (ctx->waiter)

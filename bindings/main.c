@@ -14,6 +14,7 @@
 #include <lualib.h>
 
 #include "braid.h"
+#include "waiter.h"
 
 #ifndef BRAID_VERSION
 #define BRAID_VERSION "0.0.0"
@@ -44,6 +45,7 @@ static void lstop(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
+    braid_waiter_take_interrupt(); /* this error is the interrupt */
     luaL_error(L, "interrupted!");
 }
 
@@ -54,6 +56,7 @@ static void laction(int sig)
     int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
     setsignal(sig, SIG_DFL);
     lua_sethook(globalL, lstop, flag, 1);
+    braid_waiter_interrupt(); /* and out of any braid wait it is blocked in */
 }
 
 /* ---- messages ---- */
@@ -568,6 +571,9 @@ static int pmain(lua_State *L)
     }
     luaL_openlibs(L);
     braid_openlibs(L);
+    braid_waiter_t *w = braid_waiter_current();
+    if (w)
+        w->interruptible = 1; /* Ctrl-C also ends a braid wait (laction) */
     lua_settop(L, 2);
     wrap_os_exit(L);
     createargtable(L, argv, argc, script);

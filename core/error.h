@@ -24,7 +24,8 @@ extern "C" {
     X(STALE, -13, "ValueError", "reference to a braid object that no longer exists") \
     X(OS, -14, "OSError", "operating system error")                            \
     X(AGAIN, -15, "RuntimeError", "would block")                              \
-    X(TYPE, -16, "TypeError", "values are not comparable")
+    X(TYPE, -16, "TypeError", "values are not comparable")                    \
+    X(INTR, -17, "RuntimeError", "interrupted!")
 
 enum {
     BRAID_OK = 0,

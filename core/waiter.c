@@ -9,6 +9,21 @@
 #include "error.h"
 #include "waiter.h"
 
+/* How often a parked interruptible waiter looks at the interrupt flag. */
+#define INTERRUPT_POLL_NS 50000000
+
+static atomic_int interrupt_pending; /* lock-free: set from signal handlers */
+
+void braid_waiter_interrupt(void)
+{
+    atomic_store(&interrupt_pending, 1);
+}
+
+int braid_waiter_take_interrupt(void)
+{
+    return atomic_exchange(&interrupt_pending, 0);
+}
+
 /* Cross-core wake-ups through the kernel cost tens of microseconds here;
  * a hand-off that arrives within the spin window costs far less. */
 #define SPIN_NS 20000
@@ -32,6 +47,7 @@ int braid_waiter_init(braid_waiter_t *w)
     w->next = w->prev = NULL;
     w->linked = 0;
     w->token = 0;
+    w->interruptible = 0;
     return 0;
 }
 
@@ -85,6 +101,8 @@ int braid_waiter_park(braid_waiter_t *w, int64_t deadline)
 {
     if (atomic_load(&w->cancelled))
         return BRAID_ECANCELLED;
+    if (w->interruptible && atomic_load(&interrupt_pending))
+        return BRAID_EINTR;
     if (atomic_load_explicit(&w->signaled, memory_order_acquire))
         return 0;
     if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
@@ -107,14 +125,22 @@ int braid_waiter_park(braid_waiter_t *w, int64_t deadline)
             rc = BRAID_ECANCELLED;
             break;
         }
-        if (deadline == BRAID_FOREVER) {
+        if (w->interruptible && atomic_load(&interrupt_pending)) {
+            rc = BRAID_EINTR;
+            break;
+        }
+        int64_t until = deadline;
+        if (w->interruptible) {
+            int64_t poll = braid_clock_now() + INTERRUPT_POLL_NS;
+            until = poll < deadline ? poll : deadline;
+        }
+        if (until == BRAID_FOREVER) {
             pthread_cond_wait(&w->cv, &w->mu);
             continue;
         }
-        struct timespec ts = {.tv_sec = deadline / 1000000000,
-                              .tv_nsec = deadline % 1000000000};
+        struct timespec ts = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
         if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT &&
-            !atomic_load(&w->signaled)) {
+            !atomic_load(&w->signaled) && until == deadline) {
             rc = BRAID_ETIMEOUT;
             break;
         }

@@ -27,6 +27,9 @@ struct braid_waiter {
     braid_waiter_t *next, *prev;
     int linked;
     intptr_t token;        /* primitive-specific: requested count, result... */
+    /* Set by the owner: park also returns BRAID_EINTR on braid_waiter_interrupt
+     * (the braid executable marks its main thread, for Ctrl-C). */
+    int interruptible;
 };
 
 typedef struct braid_waitlist {
@@ -45,7 +48,8 @@ void braid_waiter_set_current(braid_waiter_t *w);
 /* Clears the signal before the waiter goes onto a wait list. */
 void braid_waiter_prepare(braid_waiter_t *w);
 /* Spins briefly, then blocks until signaled, the deadline passes or a
- * cancellation is pending. Returns 0, BRAID_ETIMEOUT or BRAID_ECANCELLED.
+ * cancellation is pending. Returns 0, BRAID_ETIMEOUT or BRAID_ECANCELLED
+ * (or BRAID_EINTR for an interruptible waiter).
  * Contract: after park returns, the caller re-takes the primitive's lock
  * and unlinks itself if still linked (a waiter unlinked by a waker counts as
  * woken whatever park returned) — this also keeps the waiter alive until
@@ -60,6 +64,13 @@ void braid_waiter_wake(braid_waiter_t *w);
 void braid_waiter_cancel(braid_waiter_t *w);
 /* Consumes a pending cancellation: returns 1 if there was one. */
 int braid_waiter_take_cancel(braid_waiter_t *w);
+
+/* Makes the current or next park of every interruptible waiter return
+ * BRAID_EINTR. Async-signal-safe: it only stores a flag, which parked
+ * interruptible waiters poll every few tens of milliseconds. */
+void braid_waiter_interrupt(void);
+/* Consumes a pending interrupt: returns 1 if there was one. */
+int braid_waiter_take_interrupt(void);
 
 /* Wait lists (caller holds the primitive's lock). */
 void braid_waitlist_push(braid_waitlist_t *l, braid_waiter_t *w);

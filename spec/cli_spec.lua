@@ -330,6 +330,29 @@ describe("braid executable", function()
     end)
   end)
 
+  describe("Ctrl-C (SIGINT)", function()
+    -- the script asks a background shell to signal it, then blocks forever
+    local function interrupted_while(blocking)
+      return run { "-e", [[
+        os.execute("(sleep 0.2; kill -INT $PPID) &")
+      ]] .. blocking }
+    end
+
+    for what, call in pairs {
+      ["a queue get"] = "require('braid.queue').Queue():get()",
+      ["braid.sleep"] = "require('braid').sleep(60)",
+      ["an event wait"] = "require('braid.threading').Event():wait()",
+    } do
+      it("interrupts " .. what, function()
+        local t0 = os.time()
+        local _, err, code = interrupted_while(call)
+        assert.equal(1, code)
+        assert.matches("interrupted!", err)
+        assert.is_true(os.time() - t0 < 30)
+      end)
+    end
+  end)
+
   describe("non-daemon threads at exit", function()
     local has_threading = select(3, run { "-e", "require 'braid.threading'" }) == 0
     local start_thread = [[
