@@ -704,6 +704,18 @@ describe("threading", function()
       end
     end)
 
+    it("a custom hook crosses as itself, not by the module's name", function()
+      local braid = require "braid"
+      local old = threading.excepthook
+      threading.excepthook = function() return "mine" end
+      package.loaded["spec.excepthook.dummy"] = {} -- the codec rescans modules
+      local ok, got = pcall(braid.transfer_test, function(h) return h() end, threading.excepthook)
+      package.loaded["spec.excepthook.dummy"] = nil
+      threading.excepthook = old
+      assert.is_true(ok, got)
+      assert.equal("mine", got)
+    end)
+
     it("Cancelled is not reported by the default hook; __excepthook is the default", function()
       assert.equal(threading.__excepthook, threading.excepthook)
     end)

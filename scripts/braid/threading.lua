@@ -271,7 +271,22 @@ function M.enumerate()
     return list
 end
 
-M.excepthook = C.__excepthook
+-- The hook lives outside the module table: a function stored in a loaded
+-- module crosses to other states by name (docs/transfer.md), and a user's
+-- hook must cross as itself, not as the receiver's threading.excepthook.
+local excepthook = C.__excepthook
+setmetatable(M, {
+    __index = function(_, k)
+        if k == "excepthook" then return excepthook end
+    end,
+    __newindex = function(t, k, v)
+        if k == "excepthook" then
+            excepthook = v
+        else
+            rawset(t, k, v)
+        end
+    end,
+})
 
 -- ---- Timer ----
 
