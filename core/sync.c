@@ -18,6 +18,11 @@ uint64_t braid_sync_self(void)
     return self_id;
 }
 
+void braid__sync_forget_self(void)
+{
+    self_id = 0;
+}
+
 static int deadline_passed(int64_t deadline)
 {
     return deadline != BRAID_FOREVER && braid_clock_now() >= deadline;

@@ -36,6 +36,9 @@ extern const braid_object_type_t braid_barrier_type;
 /* A process-unique id for the calling OS thread (never 0, never reused):
  * the owner identity of RLocks. */
 uint64_t braid_sync_self(void);
+/* Internal (core/thread.c): the calling OS thread starts running another
+ * braid thread, which must not inherit the previous one's identity. */
+void braid__sync_forget_self(void);
 
 /* ---- Lock: not reentrant, released by any thread ---- */
 

@@ -1,7 +1,10 @@
 /* OS threads: a refcounted object per thread, a registry of running ones
- * (enumerate, joining non-daemon threads at exit), and cancellation.
- * Lock order: registry mu -> thread mu -> waiter mu. */
+ * (enumerate, joining non-daemon threads at exit), cancellation, and a pool
+ * of parked OS threads reused by later starts.
+ * Lock order: registry mu -> thread mu -> pool mu -> waiter mu. */
+#include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +12,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "sync.h"
 #include "thread.h"
 
 struct braid_thread {
@@ -16,6 +20,7 @@ struct braid_thread {
     pthread_mutex_t mu;
     braid_waitlist_t joiners;   /* also woken when ident/native_id appear */
     int state;
+    atomic_int done;            /* state == DONE, for join's lock-free spin */
     int kind;                   /* K_BRAID, K_MAIN, K_DUMMY */
     int daemon;
     int native_ready;
@@ -32,6 +37,7 @@ struct braid_thread {
     int failed;
     char *tb;
     braid_thread_t *reg_next, *reg_prev; /* registry links (reg_mu) */
+    braid_thread_t *pend_next;  /* pool_pending link (pool_mu) */
 };
 
 enum { K_BRAID, K_MAIN, K_DUMMY };
@@ -80,6 +86,7 @@ static braid_thread_t *thread_alloc(const char *name, int kind, int daemon)
     t->daemon = daemon;
     t->state = kind == K_BRAID ? BRAID_THREAD_NEW : BRAID_THREAD_RUNNING;
     atomic_init(&t->cancel_flag, 0);
+    atomic_init(&t->done, 0);
     if (braid_object_init(&t->obj, &braid_thread_type) != 0) {
         t->kind = kind;
         thread_destroy(&t->obj);
@@ -126,32 +133,176 @@ static void reg_del(braid_thread_t *t)
     t->reg_next = t->reg_prev = NULL;
 }
 
-static void *trampoline(void *p)
+/* ---- the OS threads ----
+ * A braid thread runs on an OS thread ("worker"). When its function has
+ * returned and the thread is DONE, the worker parks on the idle list for a
+ * while: a later start hands it the next thread instead of paying for
+ * pthread_create and thread exit. Nothing of the previous thread survives
+ * on the worker: its Lua state is closed by then, and the per-OS-thread
+ * identities (current thread, current waiter, RLock owner id) are reset. */
+
+#define POOL_MAX_IDLE 8
+#define POOL_IDLE_NS 2000000000LL /* an idle worker exits after 2 s */
+
+typedef struct worker {
+    braid_waiter_t waiter; /* first: parks on pool_idle */
+    braid_thread_t *job;   /* next thread to run (pool_mu once started) */
+    uint64_t ident;        /* pthread_self(), written before first parking */
+    long native_id;
+} worker_t;
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static braid_waitlist_t pool_idle;
+static int pool_nidle;
+/* Workers whose thread is about to be DONE (a joiner may already be back)
+ * take queued starts before parking: a start right after a join does not
+ * spawn a second OS thread while the first is still winding down. */
+static int pool_nfinishing, pool_npending;
+static braid_thread_t *pool_pending_head, *pool_pending_tail;
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
+/* Parked workers run code of this library after a Lua host may have
+ * unloaded braid.so (lua_close dlcloses C modules): keep it mapped. */
+static void pin_library(void)
 {
-    braid_thread_t *t = p;
+    Dl_info info;
+    if (dladdr((void *)pin_library, &info) && info.dli_fname)
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+static void run_thread(braid_thread_t *t)
+{
     tls_self = t;
     braid_waiter_set_current(&t->waiter);
     pthread_mutex_lock(&t->mu);
-    t->ident = (uint64_t)pthread_self();
-    t->native_id = (long)gettid();
-    t->native_ready = 1;
-    braid_waitlist_wake_all(&t->joiners, 0);
+    if (!t->native_ready) { /* a new worker: the starter only knew ident */
+        t->ident = (uint64_t)pthread_self();
+        t->native_id = (long)gettid();
+        t->native_ready = 1;
+        braid_waitlist_wake_all(&t->joiners, 0);
+    }
     pthread_mutex_unlock(&t->mu);
 
     t->fn(t, t->arg);
 
+    pthread_mutex_lock(&pool_mu);
+    pool_nfinishing++;
+    pthread_mutex_unlock(&pool_mu);
     pthread_mutex_lock(&reg_mu);
     reg_del(t);
     pthread_mutex_lock(&t->mu);
     t->state = BRAID_THREAD_DONE;
+    atomic_store_explicit(&t->done, 1, memory_order_release);
     t->cancel_fn = NULL;
     braid_waitlist_wake_all(&t->joiners, 0);
     pthread_mutex_unlock(&t->mu);
     pthread_mutex_unlock(&reg_mu);
     braid_waiter_set_current(NULL);
     tls_self = NULL;
+    braid__sync_forget_self();
     braid_object_release(&t->obj);
+}
+
+static void *worker_main(void *p)
+{
+    worker_t *w = p;
+    pthread_mutex_lock(&pool_mu);
+    braid_thread_t *t = w->job;
+    w->ident = (uint64_t)pthread_self();
+    w->native_id = (long)gettid();
+    pthread_mutex_unlock(&pool_mu);
+    while (t) {
+        run_thread(t);
+        pthread_mutex_lock(&pool_mu);
+        w->job = NULL;
+        pool_nfinishing--;
+        if (pool_pending_head) {
+            w->job = pool_pending_head;
+            pool_pending_head = w->job->pend_next;
+            if (!pool_pending_head)
+                pool_pending_tail = NULL;
+            pool_npending--;
+        } else if (pool_nidle < POOL_MAX_IDLE) {
+            pool_nidle++;
+            braid_waiter_set_current(&w->waiter);
+            int64_t deadline = braid_clock_now() + POOL_IDLE_NS;
+            /* a starter unlinks us, counts us out and sets job; on a
+             * timeout we unlink ourselves */
+            while (!w->job) {
+                if (braid_waitlist_wait(&pool_idle, &pool_mu, deadline, NULL) != 0 &&
+                    !w->job) {
+                    pool_nidle--;
+                    break;
+                }
+            }
+            braid_waiter_set_current(NULL);
+        }
+        t = w->job;
+        pthread_mutex_unlock(&pool_mu);
+    }
+    braid_waiter_destroy(&w->waiter);
+    free(w);
     return NULL;
+}
+
+/* Hands t to a parked worker (records its ident/native_id in t) or queues
+ * it for a finishing one (which records them when it picks it up). Called
+ * with t->mu held. Returns 1 if done. */
+static int pool_hand_over(braid_thread_t *t)
+{
+    int taken = 1;
+    pthread_mutex_lock(&pool_mu);
+    braid_waiter_t *iw = braid_waitlist_pop(&pool_idle);
+    if (iw) {
+        worker_t *w = (worker_t *)iw;
+        pool_nidle--;
+        w->job = t;
+        t->ident = w->ident;
+        t->native_id = w->native_id;
+        t->native_ready = 1;
+        braid_waiter_wake(iw);
+    } else if (pool_npending < pool_nfinishing) {
+        t->pend_next = NULL;
+        if (pool_pending_tail)
+            pool_pending_tail->pend_next = t;
+        else
+            pool_pending_head = t;
+        pool_pending_tail = t;
+        pool_npending++;
+    } else {
+        taken = 0;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    return taken;
+}
+
+/* Starts a new worker running t. Called with t->mu held. */
+static int pool_spawn(braid_thread_t *t)
+{
+    pthread_once(&pin_once, pin_library);
+    worker_t *w = malloc(sizeof *w);
+    if (!w)
+        return BRAID_ENOMEM;
+    if (braid_waiter_init(&w->waiter) != 0) {
+        free(w);
+        return BRAID_EOS;
+    }
+    w->job = t;
+    w->ident = 0;
+    w->native_id = 0;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t pt;
+    int err = pthread_create(&pt, &attr, worker_main, w);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        braid_waiter_destroy(&w->waiter);
+        free(w);
+        return BRAID_EOS;
+    }
+    t->ident = (uint64_t)pt;
+    return 0;
 }
 
 int braid_thread_start(braid_thread_t *t, braid_thread_fn fn, void *arg)
@@ -167,30 +318,46 @@ int braid_thread_start(braid_thread_t *t, braid_thread_fn fn, void *arg)
     t->arg = arg;
     t->state = BRAID_THREAD_RUNNING;
     braid_object_retain(&t->obj); /* the running thread's reference */
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t pt;
-    int err = pthread_create(&pt, &attr, trampoline, t);
-    pthread_attr_destroy(&attr);
-    if (err) {
+    int rc = pool_hand_over(t) ? 0 : pool_spawn(t);
+    if (rc) {
         t->state = BRAID_THREAD_NEW;
         pthread_mutex_unlock(&t->mu);
         pthread_mutex_unlock(&reg_mu);
         braid_object_release(&t->obj);
-        return BRAID_EOS;
+        return rc == BRAID_ENOMEM ? BRAID_ENOMEM : BRAID_EOS;
     }
-    t->ident = (uint64_t)pt;
     reg_add(t);
     pthread_mutex_unlock(&t->mu);
     pthread_mutex_unlock(&reg_mu);
     return 0;
 }
 
+/* Before parking, join watches the done flag a little longer than the
+ * waiter's own spin: a kernel wake-up costs tens of microseconds here, and
+ * short threads (a fresh Lua state alone takes ~20 us) end within this. */
+#define JOIN_SPIN_NS 100000
+
+static void join_spin(braid_thread_t *t, int64_t deadline)
+{
+    braid_waiter_t *w = braid_waiter_current();
+    int64_t end = braid_clock_now() + JOIN_SPIN_NS;
+    if (deadline < end)
+        end = deadline;
+    for (unsigned i = 1; !atomic_load_explicit(&t->done, memory_order_acquire); i++) {
+        if ((i & 63) == 0) {
+            if (braid_clock_now() >= end || (w && atomic_load(&w->cancelled)))
+                return;
+            sched_yield();
+        }
+    }
+}
+
 int braid_thread_join(braid_thread_t *t, int64_t deadline)
 {
     if (t == tls_self || t == braid_thread_current())
         return BRAID_ESTATE;
+    if (t->kind == K_BRAID)
+        join_spin(t, deadline);
     int rc = 0;
     pthread_mutex_lock(&t->mu);
     if (t->state == BRAID_THREAD_NEW) {
@@ -262,17 +429,11 @@ int braid_thread_set_daemon(braid_thread_t *t, int daemon)
     return rc;
 }
 
-uint64_t braid_thread_ident(braid_thread_t *t)
+/* Called with t->mu held: waits until a started thread's OS thread is
+ * known (a start queued for a finishing worker, or a new worker that has
+ * not run yet). */
+static void wait_os_ids(braid_thread_t *t)
 {
-    pthread_mutex_lock(&t->mu);
-    uint64_t id = t->ident;
-    pthread_mutex_unlock(&t->mu);
-    return id;
-}
-
-long braid_thread_native_id(braid_thread_t *t)
-{
-    pthread_mutex_lock(&t->mu);
     while (t->state != BRAID_THREAD_NEW && !t->native_ready) {
         /* the thread records it first thing; ignore cancellation here */
         if (braid_waitlist_wait(&t->joiners, &t->mu, braid_clock_now() + 1000000, NULL) ==
@@ -282,6 +443,21 @@ long braid_thread_native_id(braid_thread_t *t)
             pthread_mutex_lock(&t->mu);
         }
     }
+}
+
+uint64_t braid_thread_ident(braid_thread_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    wait_os_ids(t);
+    uint64_t id = t->ident;
+    pthread_mutex_unlock(&t->mu);
+    return id;
+}
+
+long braid_thread_native_id(braid_thread_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    wait_os_ids(t);
     long id = t->native_id;
     pthread_mutex_unlock(&t->mu);
     return id;
