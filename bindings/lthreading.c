@@ -970,6 +970,8 @@ static int lthread_native_id(lua_State *L)
 static int lthread_cancel(lua_State *L)
 {
     braid_thread_t *t = lthread_check(L, 1);
+    if (braid_thread_state(t) == BRAID_THREAD_NEW)
+        return lbraid_error(L, "RuntimeError", "cannot cancel a thread before it is started");
     int rc = braid_thread_cancel(t);
     lua_pushboolean(L, rc == 0);
     return 1;

@@ -821,6 +821,12 @@ describe("threading", function()
       assert.equal("Cancelled", e.kind)
     end)
 
+    it("raises RuntimeError on a thread not started yet", function()
+      local ok, err = pcall(Thread.cancel, Thread{target = print})
+      assert.is_false(ok)
+      assert.is_true(braid.Error.is(err, "RuntimeError"))
+    end)
+
     it("is a no-op (false) on a finished thread; a condition wait re-holds its lock", function()
       local t = Thread{target = function() end}
       t:start(); t:join()
