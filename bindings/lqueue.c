@@ -1,5 +1,7 @@
 /* braid.queue's C half: Queue, LifoQueue, PriorityQueue and SimpleQueue
  * boxes over core/queue.h; items are encoded outside the queue's lock. */
+#include <string.h>
+
 #include "lbraid.h"
 #include "queue.h"
 
@@ -49,10 +51,59 @@ static int64_t lqueue_deadline(lua_State *L, int idx)
     return braid_clock_deadline((double)t);
 }
 
+/* Per-state buffers behind every method (upvalue 5): put and get reuse
+ * them instead of taking a to-be-closed scratch box per call, which costs
+ * a dozen registry operations. Only a scalar is put through `put` (its
+ * encoding runs no Lua code, so nothing can re-enter); `get` marks its
+ * buffer busy while it decodes (a finalizer run by the decoder's
+ * allocations may call get again: that call takes the scratch path). */
+typedef struct lqueue_cache {
+    braid_buf_t put, get;
+    int get_busy;
+    lbraid_ctx_t *ctx; /* this state's context, looked up once */
+} lqueue_cache_t;
+
+#define LQUEUE_CACHE lua_upvalueindex(5)
+
+static int lqueue_cache_gc(lua_State *L)
+{
+    lqueue_cache_t *c = lua_touserdata(L, 1);
+    braid_buf_free(&c->put);
+    braid_buf_free(&c->get);
+    return 0;
+}
+
+static lqueue_cache_t *lqueue_cache(lua_State *L)
+{
+    return lua_touserdata(L, LQUEUE_CACHE);
+}
+
+/* lbraid_poll, with the context pointer cached. */
+static void lqueue_poll(lua_State *L, lqueue_cache_t *c)
+{
+    if (!c->ctx)
+        c->ctx = lbraid_ctx(L);
+    if (c->ctx->poll)
+        c->ctx->poll(L);
+}
+
 /* Stack: item at 2. Encodes, puts, raises on failure. */
 static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
 {
-    lbraid_poll(L);
+    lqueue_cache_t *c = lqueue_cache(L);
+    lqueue_poll(L, c);
+    int t = lua_type(L, 2);
+    if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN || t == LUA_TNIL) {
+        /* the buffer stays owned by the cache if the encode raises (OOM) */
+        braid_buf_reset(&c->put);
+        lbraid_encode(L, 2, &c->put, "item");
+        int rc = braid_queue_put(q, &c->put, deadline);
+        if (rc) {
+            braid_buf_reset(&c->put);
+            return lbraid_core_error(L, rc, rc == BRAID_ETYPE ? "PriorityQueue item" : NULL);
+        }
+        return 0;
+    }
     braid_buf_t *item = lbraid_take_scratch(L);
     lbraid_encode(L, 2, item, "item");
     int rc = braid_queue_put(q, item, deadline);
@@ -64,11 +115,35 @@ static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
 
 static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
 {
-    lbraid_poll(L);
-    braid_buf_t *item = lbraid_take_scratch(L);
-    int rc = braid_queue_get(q, item, deadline);
-    if (rc)
-        return lbraid_core_error(L, rc, NULL);
+    lqueue_cache_t *c = lqueue_cache(L);
+    lqueue_poll(L, c);
+    if (!c->get_busy) {
+        braid_buf_t *item = &c->get;
+        braid_buf_reset(item);
+        int rc = braid_queue_get(q, item, deadline);
+        if (rc)
+            return lbraid_core_error(L, rc, NULL);
+        if (item->nobjs == 0) {
+            /* an OOM raised by the decoder leaves get_busy set: later gets
+             * then take the scratch path, still correct */
+            c->get_busy = 1;
+            lbraid_decode(L, item->data, item->len);
+            item->len = 0;
+            c->get_busy = 0;
+            return 1;
+        }
+        /* object references: decoding may raise (stale objects), so the
+         * item moves to a to-be-closed box that releases them either way */
+        braid_buf_t *box = lbraid_take_scratch(L);
+        braid_buf_free(box);
+        braid_buf_move(box, item);
+    } else {
+        braid_buf_t *item = lbraid_take_scratch(L);
+        int rc = braid_queue_get(q, item, deadline);
+        if (rc)
+            return lbraid_core_error(L, rc, NULL);
+    }
+    braid_buf_t *item = lua_touserdata(L, -1);
     lbraid_decode(L, item->data, item->len);
     lua_closeslot(L, -2); /* frees the item now; the value stays on top */
     return 1;
@@ -246,11 +321,19 @@ int lbraid_open_queue(lua_State *L)
     int base = lua_gettop(L);
     for (int k = 0; k < 4; k++)
         lbraid_newmeta(L, &braid_queue_types[k], NULL);
+    lqueue_cache_t *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    braid_buf_init(&c->put);
+    braid_buf_init(&c->get);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, lqueue_cache_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
     for (int k = 0; k < 4; k++) {
         lua_getfield(L, base + 1 + k, "__index");
-        for (int m = 0; m < 4; m++)
+        for (int m = 0; m < 5; m++)
             lua_pushvalue(L, base + 1 + m);
-        luaL_setfuncs(L, k == BRAID_QUEUE_SIMPLE ? simple_methods : queue_methods, 4);
+        luaL_setfuncs(L, k == BRAID_QUEUE_SIMPLE ? simple_methods : queue_methods, 5);
         lua_pop(L, 1);
     }
     lua_settop(L, base);

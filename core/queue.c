@@ -66,20 +66,25 @@ static void entry_take(entry_t *e, braid_buf_t *out, braid_buf_t *moved)
     }
 }
 
-/* Everything below obj is guarded by mu. Lock order: mu -> waiter mu (taken
- * inside braid_waitlist_* wake-ups); nothing else is taken under mu. */
+/* Everything below maxsize is guarded by mu. Lock order: mu -> waiter mu
+ * (taken inside braid_waitlist_* wake-ups); nothing else is taken under mu.
+ * Layout: the read-only header, then the lock with what every put and get
+ * writes in one cache line of its own, then the rest, so a hand-off between
+ * two cores moves as few lines as possible. */
+#define LINE 64
+
 struct braid_queue {
     braid_object_t obj;
-    pthread_mutex_t mu;
     braid_queue_kind_t kind;
     long maxsize;          /* > 0: bounded */
-    entry_t *items;
-    size_t cap;            /* power of two (or 0 before the first put) */
+    _Alignas(LINE) pthread_mutex_t mu;
     size_t head;           /* FIFO/SIMPLE ring start */
     size_t count;
+    int shutdown;
+    _Alignas(LINE) entry_t *items;
+    size_t cap;            /* power of two (or 0 before the first put) */
     uint64_t seq;
     long unfinished;
-    int shutdown;
     braid_waitlist_t getters, putters, joiners;
 };
 
@@ -128,9 +133,10 @@ int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)
     *out = NULL;
     if ((int)kind < 0 || (int)kind > BRAID_QUEUE_SIMPLE)
         return BRAID_EINVAL;
-    braid_queue_t *q = calloc(1, sizeof *q);
+    braid_queue_t *q = aligned_alloc(LINE, sizeof *q);
     if (!q)
         return BRAID_ENOMEM;
+    memset(q, 0, sizeof *q);
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
 #ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
@@ -173,7 +179,8 @@ static int reserve(braid_queue_t *q)
     size_t ncap = q->cap ? q->cap * 2 : 16;
     if (ncap < q->cap)
         return BRAID_ENOMEM;
-    entry_t *n = malloc(ncap * sizeof *n);
+    size_t bytes = (ncap * sizeof(entry_t) + LINE - 1) & ~(size_t)(LINE - 1);
+    entry_t *n = aligned_alloc(LINE, bytes); /* an entry per line */
     if (!n)
         return BRAID_ENOMEM;
     if (is_ring(q)) {
