@@ -16,50 +16,34 @@ static braid_shared_t *lshared_check(lua_State *L, int idx)
 static void lshared_key(lua_State *L, int idx, braid_buf_t *buf)
 {
     braid_buf_reset(buf);
+    lua_Integer i;
     switch (lua_type(L, idx)) {
-    case LUA_TNUMBER: {
-        lua_Integer i;
-        if (lua_isinteger(L, idx)) {
-            i = lua_tointeger(L, idx);
-        } else {
-            lua_Number n = lua_tonumber(L, idx);
-            if (n != n)
-                luaL_error(L, "shared table index is NaN");
-            if (!lua_numbertointeger(n, &i) || (lua_Number)i != n) {
-                braid_buf_put_u8(buf, BRAID_T_FLOAT);
-                braid_buf_put_f64(buf, (double)n);
-                break;
-            }
-        }
-        braid_buf_put_u8(buf, BRAID_T_INT);
-        braid_buf_put_int(buf, (int64_t)i);
-        break;
-    }
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        braid_buf_put_u8(buf, BRAID_T_STR);
-        braid_buf_put_str(buf, s, n);
-        break;
-    }
-    case LUA_TBOOLEAN:
-        braid_buf_put_u8(buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
-        break;
     case LUA_TNIL:
         luaL_error(L, "shared table index is nil");
         break;
-    default: {
-        braid_object_t *obj = lbraid_to_object(L, idx);
-        if (!obj)
+    case LUA_TNUMBER:
+        if (lua_tonumber(L, idx) != lua_tonumber(L, idx))
+            luaL_error(L, "shared table index is NaN");
+        if (!lua_isinteger(L, idx) && lua_numbertointeger(lua_tonumber(L, idx), &i) &&
+            (lua_Number)i == lua_tonumber(L, idx)) {
+            lua_pushinteger(L, i);
+            lbraid_encode(L, -1, buf, "key");
+            lua_pop(L, 1);
+            break;
+        }
+        /* fall through */
+    case LUA_TSTRING:
+    case LUA_TBOOLEAN:
+        lbraid_encode(L, idx, buf, "key");
+        break;
+    default:
+        if (!lbraid_to_object(L, idx))
             lbraid_error(L, "TypeError",
                          "shared table keys must be numbers, strings, booleans or braid "
                          "objects, not a %s",
                          luaL_typename(L, idx));
-        braid_buf_put_object(buf, obj);
+        lbraid_encode(L, idx, buf, "key");
     }
-    }
-    if (buf->err)
-        lbraid_core_error(L, buf->err, "shared table key");
 }
 
 /* Pushes t[k] (k at kidx), or nil. Stack: +1. */
