@@ -27,6 +27,12 @@ struct pool {
     task_t *head, *tail;
     size_t pending;
     braid_waitlist_t idle; /* workers waiting for a task */
+    /* Workers between taking a task and finishing it: incremented under mu
+     * with pending--, decremented without it the moment the call returns
+     * (before its future is done), so whoever saw that future finish also
+     * sees the worker as available. nthreads - busy - pending is how many
+     * workers will be free for one more task (Python's _idle_semaphore). */
+    atomic_int busy;
     braid_thread_t **threads;
     int nthreads, max_workers;
     int shutdown, broken;
@@ -150,15 +156,20 @@ static void worker_main(braid_thread_t *thread, void *arg)
         if (!p->head)
             p->tail = NULL;
         p->pending--;
+        atomic_fetch_add_explicit(&p->busy, 1, memory_order_relaxed);
         pthread_mutex_unlock(&p->mu);
         if (braid_future_set_running(t->f) == 1) {
             int failed = p->ops->run(wctx, &t->call, t->aux, &out);
+            /* available again before anyone can see the result */
+            atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
             if (out.err) {
                 braid_buf_free(&out);
                 braid_future_set_error(t->f, BRAID_ENOMEM, NULL);
             } else if (braid_future_set_outcome(t->f, &out, failed) != 0) {
                 braid_buf_free(&out);
             }
+        } else {
+            atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
         }
         braid_buf_free(&t->call);
         braid_future_release(t->f);
@@ -215,6 +226,7 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
         return BRAID_ENOMEM;
     }
     atomic_init(&p->refs, 1);
+    atomic_init(&p->busy, 0);
     p->max_workers = max_workers;
     p->ops = ops;
     p->ud = ud;
@@ -302,7 +314,12 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux,
         free(t);
         return rc;
     }
-    if (!braid_waitlist_wake_one(&p->idle, 0) && p->nthreads < p->max_workers) {
+    /* A worker parked on the idle list takes the task; one that is starting
+     * up or between tasks looks at the queue before it parks. Spawn only
+     * when every worker is busy or already claimed by a queued task. */
+    if (!braid_waitlist_wake_one(&p->idle, 0) && p->nthreads < p->max_workers &&
+        (size_t)p->nthreads <=
+            (size_t)atomic_load_explicit(&p->busy, memory_order_acquire) + p->pending) {
         rc = pool_spawn_locked(p);
         if (rc && p->nthreads == 0) {
             pthread_mutex_unlock(&p->mu);
