@@ -83,6 +83,11 @@ void lbraid_install_print(lua_State *L);
  * print, and package.path/cpath copied from `from` (may be NULL).
  * Returns NULL when out of memory. */
 lua_State *lbraid_newstate(lua_State *from);
+/* The same for a braid thread (no package paths copied), its small blocks
+ * in a per-state arena: close it with lbraid_closestate_thread only. May
+ * be built on one OS thread and used on another. NULL when out of memory. */
+lua_State *lbraid_newstate_thread(void);
+void lbraid_closestate_thread(lua_State *L);
 /* The state's context (created on first use). */
 lbraid_ctx_t *lbraid_ctx(lua_State *L);
 /* lua_pcall with a message handler that records the traceback: on error

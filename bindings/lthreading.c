@@ -764,13 +764,27 @@ static void lthread_report(lua_State *L)
     lua_settop(L, err);
 }
 
+/* Thread states built ahead of time by core/thread.c's preparer: the
+ * standard libraries and braid preloaded, nothing else (no user code). */
+static void *lthread_prep(void)
+{
+    return lbraid_newstate_thread();
+}
+
+static void lthread_discard(void *L)
+{
+    lbraid_closestate_thread(L);
+}
+
 /* The new OS thread: its own state, the body, the outcome, the report. */
 static void lthread_entry(braid_thread_t *t, void *arg)
 {
     start_info_t *si = arg;
     braid_buf_t out;
     braid_buf_init(&out);
-    lua_State *L = lbraid_newstate(NULL);
+    lua_State *L = braid_thread_take_prepared();
+    if (!L)
+        L = lbraid_newstate_thread();
     if (!L) {
         free(si->path);
         free(si->cpath);
@@ -817,7 +831,7 @@ static void lthread_entry(braid_thread_t *t, void *arg)
     }
     braid_thread_set_result(t, &out, failed, NULL);
     braid_thread_set_cancel_hook(t, NULL, NULL);
-    lua_close(L);
+    lbraid_closestate_thread(L);
     braid_buf_free(&out);
 }
 
@@ -1133,5 +1147,6 @@ int lbraid_open_threading(lua_State *L)
     lua_setfield(L, mod, "__methods");
     lua_pushnumber(L, TIMEOUT_MAX);
     lua_setfield(L, mod, "TIMEOUT_MAX");
+    braid_thread_set_prep(lthread_prep, lthread_discard);
     return 1;
 }

@@ -82,6 +82,18 @@ void braid_thread_set_result(braid_thread_t *t, braid_buf_t *result, int failed,
 int braid_thread_result(braid_thread_t *t, const braid_buf_t **result, int *failed,
                         const char **tb);
 
+/* Prepared resources: `prep` builds what a thread needs before it can run
+ * (the binding: a fresh Lua state; it must never run user code), `discard`
+ * frees one. A helper OS thread keeps a few ready, builds the next one
+ * while threads run and, after 2 s without takers, frees them and exits.
+ * Setting the same pair again is a no-op. */
+typedef void *(*braid_thread_prep_fn)(void);
+typedef void (*braid_thread_discard_fn)(void *res);
+void braid_thread_set_prep(braid_thread_prep_fn prep, braid_thread_discard_fn discard);
+/* A prepared resource, now the caller's, or NULL if none is ready (then
+ * the caller builds its own); asks the helper for the next one. */
+void *braid_thread_take_prepared(void);
+
 /* The calling OS thread's thread object (borrowed, never NULL except on
  * OOM): the braid thread running it, the main thread, or a "Dummy-N"
  * object for a foreign thread. */
