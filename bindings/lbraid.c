@@ -149,7 +149,7 @@ static int lbraid_encode_fn(lua_State *L)
 {
     luaL_checkany(L, 1);
     lua_settop(L, 1);
-    braid_buf_t *buf = lbraid_push_buf(L);
+    braid_buf_t *buf = lbraid_take_scratch(L);
     lbraid_encode(L, 1, buf, "value");
     lua_pushlstring(L, (const char *)buf->data, buf->len);
     return 1;

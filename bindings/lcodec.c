@@ -9,8 +9,7 @@
 /* Module map: value -> how the receiver finds it by name              */
 /* ------------------------------------------------------------------ */
 
-static const char MODMAP_KEY = 'm'; /* registry: {map=, count=} */
-static const char FCACHE_KEY = 'f'; /* registry: weak func -> {chunk, mac, globals} */
+static const char FCACHE_KEY = 'f'; /* registry: weak func -> fninfo box */
 
 /* The globals every state has (luaL_openlibs): never copied, and the only
  * fields of _G that cross by name. */
@@ -71,30 +70,45 @@ static void map_module(lua_State *L, int map, int name, int mod)
     }
 }
 
-/* Pushes the module map for this state, rebuilt when package.loaded changed
- * size (modules are not expected to change their fields after loading).
+/* The encoder's state kept per Lua state between encodes, so a small
+ * encode allocates nothing: the map of tables, functions and strings
+ * already written, by address -> REF index (short strings are interned, so
+ * equal ones share an address), which also maps each upvalue id written
+ * -> -(function ref * 256 + upvalue number) - 1; and the module map with the
+ * signature of package.loaded it was built from. Every object in the map
+ * is anchored (pushed on a Lua thread) for the whole encode, so an address
+ * cannot be reused by a new object while the map holds it. A nested encode
+ * (a __gc or an __index running during one) gets a context of its own. */
+typedef struct encctx {
+    const void **keys;
+    lua_Integer *refs;
+    size_t *used; /* slots in use, in insertion order, to clear them */
+    size_t cap, count;
+    int busy;
+    int modvalid;
+    lua_Integer modsig;
+} encctx_t;
+
+/* Pushes the module map for this state (kept in the encoder context at
+ * box), rebuilt when package.loaded changed size or any module's identity
+ * (modules are not expected to change their fields after loading).
  * Stack: +1. */
-static void push_modmap(lua_State *L)
+static void push_modmap(lua_State *L, encctx_t *ctx, int box)
 {
-    lua_Integer count = 0;
+    lua_Unsigned sig = 0;
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     int loaded = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, loaded)) {
         /* count and identities: a module replaced by another (busted's
          * insulation re-requires them) must rebuild the map too */
-        count = (lua_Integer)((lua_Unsigned)count * 31u + 1u +
-                              (lua_Unsigned)(uintptr_t)lua_topointer(L, -1));
+        sig = sig * 31u + 1u + (lua_Unsigned)(uintptr_t)lua_topointer(L, -1);
         lua_pop(L, 1);
     }
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MODMAP_KEY) == LUA_TTABLE) {
-        lua_getfield(L, -1, "count");
-        if (lua_tointeger(L, -1) == count) {
-            lua_getfield(L, -2, "map");
-            lua_replace(L, loaded);
-            lua_settop(L, loaded);
-            return;
-        }
+    if (ctx->modvalid && ctx->modsig == (lua_Integer)sig &&
+        lua_getiuservalue(L, box, 2) == LUA_TTABLE) {
+        lua_replace(L, loaded);
+        return;
     }
     lua_settop(L, loaded);
     lua_newtable(L);
@@ -105,12 +119,10 @@ static void push_modmap(lua_State *L)
             map_module(L, map, lua_gettop(L) - 1, lua_gettop(L));
         lua_pop(L, 1);
     }
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, count);
-    lua_setfield(L, -2, "count");
     lua_pushvalue(L, map);
-    lua_setfield(L, -2, "map");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &MODMAP_KEY);
+    lua_setiuservalue(L, box, 2);
+    ctx->modvalid = 1;
+    ctx->modsig = (lua_Integer)sig;
     lua_replace(L, loaded);
 }
 
@@ -276,16 +288,15 @@ typedef struct seg {
     lua_Integer i;
 } seg_t;
 
-typedef struct seenmap seenmap_t;
-
 typedef struct enc {
     lua_State *L;
     braid_buf_t *buf;
-    seenmap_t *seenmap;
-    int seen;   /* abs index of the seenmap userdata */
-    int modmap; /* abs index */
-    int upids_slot; /* abs index: upvalue id -> function ref * 256 + upvalue number */
-    int upids;      /* whether upids_slot holds the table yet */
+    encctx_t *ctx;
+    int box;        /* abs index of ctx's userdata */
+    lua_State *anchor; /* every value in ctx's seen map, pushed here */
+    int nanchored;
+    int overflow;   /* abs index of a table anchoring the rest, or 0 */
+    int modmap;     /* abs index */
     lua_Integer nrefs;
     int depth;
     const char *root;
@@ -324,6 +335,7 @@ static void enc_key_segment(lua_State *L, seg_t *s)
 static int enc_fail(enc_t *e, const char *what)
 {
     lua_State *L = e->L;
+    e->ctx->busy = 0;
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, e->root);
@@ -379,24 +391,50 @@ static int enc_fail(enc_t *e, const char *what)
 
 static void enc_value(enc_t *e, int idx);
 
-/* Tables, functions and strings already written, by address -> REF index
- * (short strings are interned, so equal ones share an address). The
- * objects are anchored in a Lua array for the whole encode, so an address
- * cannot be reused by a new object while the map holds it. */
-typedef struct seenmap {
-    const void **keys;
-    lua_Integer *refs;
-    size_t cap, count;
-} seenmap_t;
 
-static int seenmap_gc(lua_State *L)
+static const char ECTX_KEY = 'e'; /* registry: the state's encctx_t box */
+#define ENC_KEEP_SLOTS 65536      /* larger maps are freed after the encode */
+
+static void encctx_free(encctx_t *c)
 {
-    seenmap_t *m = lua_touserdata(L, 1);
-    free(m->keys);
-    free(m->refs);
-    m->keys = NULL;
-    m->refs = NULL;
+    free(c->keys);
+    free(c->refs);
+    free(c->used);
+    c->keys = NULL;
+    c->refs = NULL;
+    c->used = NULL;
+    c->cap = c->count = 0;
+}
+
+static int encctx_gc(lua_State *L)
+{
+    encctx_free(lua_touserdata(L, 1));
     return 0;
+}
+
+/* Empties the map, keeping its memory unless it grew large. */
+static void encctx_clear(encctx_t *c)
+{
+    for (size_t i = 0; i < c->count; i++)
+        c->keys[c->used[i]] = NULL;
+    c->count = 0;
+    if (c->cap > ENC_KEEP_SLOTS)
+        encctx_free(c);
+}
+
+/* Pushes a new context box (uservalue 1: anchor thread, 2: module map). */
+static encctx_t *encctx_new(lua_State *L)
+{
+    encctx_t *c = lua_newuserdatauv(L, sizeof *c, 2);
+    memset(c, 0, sizeof *c);
+    if (luaL_newmetatable(L, "braid.encoder")) {
+        lua_pushcfunction(L, encctx_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_newthread(L);
+    lua_setiuservalue(L, -2, 1);
+    return c;
 }
 
 static size_t seen_slot(const void *p, size_t cap)
@@ -409,69 +447,96 @@ static size_t seen_slot(const void *p, size_t cap)
 
 static void seen_grow(enc_t *e)
 {
-    seenmap_t *m = e->seenmap;
+    encctx_t *m = e->ctx;
     size_t ncap = m->cap ? m->cap * 2 : 64;
     const void **keys = calloc(ncap, sizeof *keys);
     lua_Integer *refs = malloc(ncap * sizeof *refs);
-    if (!keys || !refs) {
+    size_t *used = malloc(ncap / 2 * sizeof *used);
+    if (!keys || !refs || !used) {
         free(keys);
         free(refs);
+        free(used);
+        m->busy = 0;
         lbraid_core_error(e->L, BRAID_ENOMEM, "encode");
     }
-    for (size_t i = 0; i < m->cap; i++) {
-        if (!m->keys[i])
-            continue;
-        size_t j = seen_slot(m->keys[i], ncap);
+    for (size_t i = 0; i < m->count; i++) {
+        size_t old = m->used[i];
+        size_t j = seen_slot(m->keys[old], ncap);
         while (keys[j])
             j = (j + 1) & (ncap - 1);
-        keys[j] = m->keys[i];
-        refs[j] = m->refs[i];
+        keys[j] = m->keys[old];
+        refs[j] = m->refs[old];
+        used[i] = j;
     }
     free(m->keys);
     free(m->refs);
+    free(m->used);
     m->keys = keys;
     m->refs = refs;
+    m->used = used;
     m->cap = ncap;
 }
 
-/* If the value at idx was seen, writes a REF and returns 1; else records it. */
-static int enc_seen(enc_t *e, int idx)
+/* The ref recorded for p, or found = 0. */
+static lua_Integer seen_find(encctx_t *m, const void *p, int *found)
 {
-    lua_State *L = e->L;
-    if (!e->seenmap) {
-        e->seenmap = lua_newuserdatauv(L, sizeof *e->seenmap, 1);
-        memset(e->seenmap, 0, sizeof *e->seenmap);
-        lua_createtable(L, 0, 1);
-        lua_pushcfunction(L, seenmap_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_setmetatable(L, -2);
-        lua_newtable(L);
-        lua_setiuservalue(L, -2, 1);
-        e->seen = lua_gettop(L);
-    }
-    seenmap_t *m = e->seenmap;
-    const void *p = lua_topointer(L, idx);
-    if (m->cap) {
+    if (m->count) {
         for (size_t j = seen_slot(p, m->cap); m->keys[j]; j = (j + 1) & (m->cap - 1)) {
             if (m->keys[j] == p) {
-                braid_buf_put_u8(e->buf, BRAID_T_REF);
-                braid_buf_put_varint(e->buf, (uint64_t)m->refs[j]);
-                return 1;
+                *found = 1;
+                return m->refs[j];
             }
         }
     }
+    *found = 0;
+    return 0;
+}
+
+/* Records p -> ref (p not yet in the map). */
+static void seen_add(enc_t *e, const void *p, lua_Integer ref)
+{
+    encctx_t *m = e->ctx;
     if ((m->count + 1) * 2 > m->cap)
         seen_grow(e);
     size_t j = seen_slot(p, m->cap);
     while (m->keys[j])
         j = (j + 1) & (m->cap - 1);
     m->keys[j] = p;
-    m->refs[j] = e->nrefs++;
-    m->count++;
-    lua_getiuservalue(L, e->seen, 1);
+    m->refs[j] = ref;
+    m->used[m->count++] = j;
+}
+
+/* Keeps the value at idx alive until the encode ends. */
+static void enc_anchor(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    if (!e->overflow && e->nanchored % 64 == 0 && !lua_checkstack(e->anchor, 64)) {
+        lua_newtable(L); /* the thread's stack is full: a table takes the rest */
+        e->overflow = lua_gettop(L);
+        if (idx < 0)
+            idx--;
+    }
     lua_pushvalue(L, idx);
-    lua_rawseti(L, -2, (lua_Integer)m->count);
-    lua_pop(L, 1);
+    if (e->overflow)
+        lua_rawseti(L, e->overflow, (lua_Integer)e->nanchored + 1);
+    else
+        lua_xmove(L, e->anchor, 1);
+    e->nanchored++;
+}
+
+/* If the value at idx was seen, writes a REF and returns 1; else records it. */
+static int enc_seen(enc_t *e, int idx)
+{
+    const void *p = lua_topointer(e->L, idx);
+    int found;
+    lua_Integer ref = seen_find(e->ctx, p, &found);
+    if (found) {
+        braid_buf_put_u8(e->buf, BRAID_T_REF);
+        braid_buf_put_varint(e->buf, (uint64_t)ref);
+        return 1;
+    }
+    seen_add(e, p, e->nrefs++);
+    enc_anchor(e, idx);
     return 0;
 }
 
@@ -480,7 +545,7 @@ static int enc_by_name(enc_t *e, int idx)
 {
     lua_State *L = e->L;
     if (!e->modmap) {
-        push_modmap(L);
+        push_modmap(L, e->ctx, e->box);
         e->modmap = lua_gettop(L);
     }
     lua_pushvalue(L, idx);
@@ -523,7 +588,8 @@ static void enc_table(enc_t *e, int idx)
     lua_State *L = e->L;
     if (enc_by_name(e, idx) || enc_seen(e, idx))
         return;
-    luaL_checkstack(L, 12, "value nested too deeply");
+    if (!lua_checkstack(L, 12))
+        enc_fail(e, "a value nested too deeply");
     lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
     uint64_t nhash = 0;
     int hasmeta = lua_getmetatable(L, idx);
@@ -567,9 +633,21 @@ static void enc_table(enc_t *e, int idx)
     }
 }
 
-/* Pushes {chunk, mac, globals} for a Lua function, cached per function. */
-static void push_fninfo(lua_State *L, int idx)
+/* What encoding a Lua function needs, cached per function (the box's
+ * uservalue 1 anchors the chunk string, 2 the names in globals). */
+typedef struct fninfo {
+    const char *chunk;
+    size_t len;
+    uint64_t mac;
+    int nups;
+    int env;      /* number of the upvalue named _ENV, or 0 */
+    int nglobals; /* globals it reads that are not the standard ones */
+} fninfo_t;
+
+/* Pushes the fninfo box of the Lua function at idx. */
+static fninfo_t *push_fninfo(enc_t *e, int idx)
 {
+    lua_State *L = e->L;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FCACHE_KEY) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -581,85 +659,96 @@ static void push_fninfo(lua_State *L, int idx)
         lua_rawsetp(L, LUA_REGISTRYINDEX, &FCACHE_KEY);
     }
     lua_pushvalue(L, idx);
-    if (lua_rawget(L, -2) == LUA_TTABLE) {
+    if (lua_rawget(L, -2) == LUA_TUSERDATA) {
         lua_remove(L, -2);
-        return;
+        return lua_touserdata(L, -1);
     }
     lua_pop(L, 1);
-    lua_createtable(L, 3, 0);
+    fninfo_t *fi = lua_newuserdatauv(L, sizeof *fi, 2);
+    memset(fi, 0, sizeof *fi);
     braid_buf_t *dump = lbraid_push_buf(L);
     lua_pushvalue(L, idx);
     lua_dump(L, writer, dump, 0);
     lua_pop(L, 1);
-    if (dump->err)
+    if (dump->err) {
+        e->ctx->busy = 0;
         lbraid_core_error(L, dump->err, "encode");
+    }
     lua_pushlstring(L, (const char *)dump->data, dump->len);
     lua_remove(L, -2);
-    size_t n;
-    const char *s = lua_tolstring(L, -1, &n);
-    lua_pushinteger(L, (lua_Integer)braid_codec_mac(s, n));
-    chunk_globals(L, s, n);
-    lua_rawseti(L, -4, 3);
-    lua_rawseti(L, -3, 2);
-    lua_rawseti(L, -2, 1);
+    fi->chunk = lua_tolstring(L, -1, &fi->len);
+    fi->mac = braid_codec_mac(fi->chunk, fi->len);
+    chunk_globals(L, fi->chunk, fi->len);
+    lua_Integer nnames = (lua_Integer)lua_rawlen(L, -1), kept = 0;
+    for (lua_Integer i = 1; i <= nnames; i++) {
+        lua_rawgeti(L, -1, i);
+        if (is_standard_global(lua_tostring(L, -1)))
+            lua_pop(L, 1);
+        else
+            lua_rawseti(L, -2, ++kept);
+    }
+    for (lua_Integer i = kept + 1; i <= nnames; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, i);
+    }
+    fi->nglobals = (int)kept;
+    lua_setiuservalue(L, -3, 2);
+    lua_setiuservalue(L, -2, 1);
+    lua_Debug ar;
+    lua_pushvalue(L, idx);
+    lua_getinfo(L, ">u", &ar);
+    fi->nups = ar.nups;
+    for (int i = 1; i <= fi->nups && !fi->env; i++) {
+        const char *name = lua_getupvalue(L, idx, i);
+        if (name && strcmp(name, "_ENV") == 0)
+            fi->env = i;
+        lua_pop(L, 1);
+    }
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
     lua_remove(L, -2);
+    return fi;
 }
 
 static void enc_function(enc_t *e, int idx)
 {
     lua_State *L = e->L;
-    luaL_checkstack(L, 12, "value nested too deeply");
+    if (!lua_checkstack(L, 12))
+        enc_fail(e, "a value nested too deeply");
     if (enc_by_name(e, idx) || enc_seen(e, idx))
         return;
     if (lua_iscfunction(L, idx))
         enc_fail(e, "a C function not reachable by module name");
     lua_Integer myref = e->nrefs - 1; /* enc_seen just numbered it */
-    push_fninfo(L, idx);
+    fninfo_t *fi = push_fninfo(e, idx);
     int info = lua_gettop(L);
-    size_t n;
-    lua_rawgeti(L, info, 1);
-    const char *chunk = lua_tolstring(L, -1, &n);
     braid_buf_put_u8(e->buf, BRAID_T_FUNC);
-    braid_buf_put_str(e->buf, chunk, n);
-    lua_pop(L, 1);
-    lua_rawgeti(L, info, 2);
-    braid_buf_put_u64(e->buf, (uint64_t)lua_tointeger(L, -1));
-    lua_pop(L, 1);
-    lua_Debug ar;
-    lua_pushvalue(L, idx);
-    lua_getinfo(L, ">u", &ar);
-    braid_buf_put_varint(e->buf, ar.nups);
-    int env = 0; /* upvalue index of _ENV, whose value becomes the receiver's globals */
-    for (int i = 1; i <= ar.nups; i++) {
+    braid_buf_put_str(e->buf, fi->chunk, fi->len);
+    braid_buf_put_u64(e->buf, fi->mac);
+    braid_buf_put_varint(e->buf, (uint64_t)fi->nups);
+    int env = 0; /* stack index of _ENV's value, which becomes the receiver's globals */
+    for (int i = 1; i <= fi->nups; i++) {
         const char *name = lua_getupvalue(L, idx, i);
-        if (name && strcmp(name, "_ENV") == 0 && lua_istable(L, -1)) {
+        if (i == fi->env && lua_istable(L, -1)) {
             env = lua_gettop(L);
             braid_buf_put_u8(e->buf, BRAID_T_MODULE);
             braid_buf_put_str(e->buf, "_G", 2);
             continue; /* keep the env on the stack for the globals below */
         }
         /* an upvalue shared with a function written earlier stays shared */
-        if (!e->upids) {
-            lua_newtable(L);
-            lua_replace(L, e->upids_slot);
-            e->upids = 1;
-        }
-        lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
-        if (lua_rawget(L, e->upids_slot) == LUA_TNUMBER) {
-            lua_Integer at = lua_tointeger(L, -1);
+        const void *id = lua_upvalueid(L, idx, i);
+        int found;
+        lua_Integer at = seen_find(e->ctx, id, &found);
+        if (found) {
+            at = -at - 1;
             braid_buf_put_u8(e->buf, BRAID_T_UPREF);
             braid_buf_put_varint(e->buf, (uint64_t)(at >> 8));
             braid_buf_put_varint(e->buf, (uint64_t)(at & 0xff));
-            lua_pop(L, 2);
+            lua_pop(L, 1);
             continue;
         }
-        lua_pop(L, 1);
-        lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
-        lua_pushinteger(L, myref * 256 + i);
-        lua_rawset(L, e->upids_slot);
+        seen_add(e, id, -(myref * 256 + i) - 1);
         seg_t *s = &e->path[e->depth];
         s->kind = 3;
         s->s = name && *name ? name : "?";
@@ -668,18 +757,22 @@ static void enc_function(enc_t *e, int idx)
         lua_pop(L, 1);
     }
     /* globals it reads that are not the standard ones every state has */
-    lua_rawgeti(L, info, 3);
+    if (!fi->nglobals) {
+        braid_buf_put_u8(e->buf, 0);
+        lua_settop(L, info - 1);
+        return;
+    }
+    lua_getiuservalue(L, info, 2);
     int names = lua_gettop(L);
-    lua_Integer nnames = (lua_Integer)lua_rawlen(L, names), count = 0;
+    lua_Integer nnames = fi->nglobals, count = 0;
     if (!env)
         lua_pushglobaltable(L), env = lua_gettop(L);
     lua_newtable(L);
     int keep = lua_gettop(L);
     for (lua_Integer i = 1; i <= nnames; i++) {
         lua_rawgeti(L, names, i);
-        const char *name = lua_tostring(L, -1);
-        lua_getfield(L, env, name);
-        if (lua_isnil(L, -1) || is_standard_global(name)) {
+        lua_pushvalue(L, -1);
+        if (lua_gettable(L, env) == LUA_TNIL) {
             lua_pop(L, 2);
             continue;
         }
@@ -761,11 +854,27 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
     idx = lua_absindex(L, idx);
     e.L = L;
     e.buf = buf;
-    e.seen = e.modmap = 0;
-    lua_pushnil(L);
-    e.upids_slot = lua_gettop(L);
-    e.upids = 0;
-    e.seenmap = NULL;
+    e.modmap = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ECTX_KEY) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        encctx_new(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &ECTX_KEY);
+    }
+    e.ctx = lua_touserdata(L, -1);
+    if (e.ctx->busy) { /* an encode running inside another one */
+        lua_pop(L, 1);
+        e.ctx = encctx_new(L);
+    }
+    e.box = lua_gettop(L);
+    e.ctx->busy = 1;
+    encctx_clear(e.ctx); /* after an error, the last encode could not */
+    lua_getiuservalue(L, e.box, 1);
+    e.anchor = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_settop(e.anchor, 0);
+    e.nanchored = 0;
+    e.overflow = 0;
     e.nrefs = 0;
     e.depth = 0;
     e.root = root;
@@ -781,6 +890,9 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
         e.path[0].kind = 6;
         enc_value(&e, idx);
     }
+    encctx_clear(e.ctx);
+    lua_settop(e.anchor, 0);
+    e.ctx->busy = 0;
     lua_settop(L, top);
     if (buf->err)
         lbraid_core_error(L, buf->err, "encode");
@@ -859,7 +971,7 @@ static void dec_ref(dec_t *d)
         lua_replace(d->L, d->refs);
     }
     lua_pushvalue(d->L, -1);
-    lua_rawseti(d->L, d->refs, d->nrefs++);
+    lua_rawseti(d->L, d->refs, ++d->nrefs); /* ref i is at i + 1 */
 }
 
 /* Pushes package.loaded[name], requiring it when absent. */
@@ -890,13 +1002,202 @@ static void dec_upref(dec_t *d, int f, int n)
     uint64_t ref = braid_reader_varint(&d->r), m = braid_reader_varint(&d->r);
     if (d->r.err || ref >= (uint64_t)d->nrefs || m < 1 || m > 255)
         dec_fail(d, BRAID_ECORRUPT);
-    lua_rawgeti(L, d->refs, (lua_Integer)ref);
+    lua_rawgeti(L, d->refs, (lua_Integer)ref + 1);
     if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1) ||
         !lua_getupvalue(L, -1, (int)m))
         dec_fail(d, BRAID_ECORRUPT);
     lua_pop(L, 1);
     lua_upvaluejoin(L, f, n, -1, (int)m);
     lua_pop(L, 1);
+}
+
+/* ---- loading function chunks ----
+ *
+ * lua_load parses a chunk and allocates its prototypes on every call, and
+ * the chunk's MAC must be checked before it: together most of a function's
+ * decode. So each state keeps the chunks it verified recently, each with a
+ * "maker": a loaded function whose only job is to return a new closure of
+ * the chunk's function with fresh upvalues:
+ *
+ *     local u1, ..., un; return function(...) <the chunk's code> end
+ *
+ * built by splicing the chunk's function, as it stands in the dump, into a
+ * tiny dumped main function (Lua 5.4 dump format, as the globals scan above
+ * reads it; opcodes from lopcodes.h). A chunk byte-identical to one seen
+ * before is then one memcmp and one call. Bytes whose MAC was not verified
+ * are never loaded: only verified chunks enter the cache. */
+
+#define FN_CACHE_SLOTS 64 /* direct-mapped by MAC */
+#define OP_LOADNIL 8      /* R[A], ..., R[A+B] := nil */
+#define OP_RETURN 70      /* return R[A], ..., R[A+B-2]; k: close upvalues */
+#define OP_CLOSURE 79     /* R[A] := closure(KPROTO[Bx]) */
+#define DUMP_HEADER 31    /* signature .. LUAC_NUM, then 1 byte: main's nups */
+
+static const char DCACHE_KEY = 'd'; /* registry: the state's fncache_t box */
+
+typedef struct fncache {
+    struct {
+        uint64_t mac;
+        const char *chunk; /* bytes of the string anchored in the uservalue */
+        size_t len;
+        int nups;
+    } slot[FN_CACHE_SLOTS];
+} fncache_t;
+
+/* Pushes the state's cache box (uservalue 1: {[2i+1]=chunk, [2i+2]=maker}). */
+static fncache_t *push_fncache(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DCACHE_KEY) == LUA_TUSERDATA)
+        return lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    fncache_t *c = lua_newuserdatauv(L, sizeof *c, 1);
+    memset(c, 0, sizeof *c);
+    lua_createtable(L, 2 * FN_CACHE_SLOTS, 0);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &DCACHE_KEY);
+    return c;
+}
+
+static void put_dump_size(braid_buf_t *b, size_t x)
+{
+    uint8_t tmp[10];
+    int n = 0;
+    do {
+        tmp[n++] = (uint8_t)(x & 0x7f);
+        x >>= 7;
+    } while (x);
+    tmp[0] |= 0x80; /* ldump.c: most significant group first, last marked */
+    while (n > 0)
+        braid_buf_put_u8(b, tmp[--n]);
+}
+
+static void put_instruction(braid_buf_t *b, uint32_t ins)
+{
+    for (int i = 0; i < 4; i++)
+        braid_buf_put_u8(b, (uint8_t)(ins >> (8 * i)));
+}
+
+/* Writes into b the maker chunk for the dumped function in data (already
+ * authenticated). Returns its number of upvalues, or -1 when the chunk is
+ * not laid out as expected (then the caller loads it directly). */
+static int build_maker(braid_buf_t *b, const uint8_t *data, size_t len)
+{
+    if (len < DUMP_HEADER + 1 || data[12] != 4 || data[13] != 8 || data[14] != 8)
+        return -1;
+    chunk_t c = {data + DUMP_HEADER + 1, data + len, 0};
+    size_t slen;
+    ck_string(&c, &slen); /* source */
+    ck_size(&c);          /* linedefined */
+    ck_size(&c);          /* lastlinedefined */
+    ck_skip(&c, 3);       /* numparams, is_vararg, maxstacksize */
+    ck_skip(&c, ck_size(&c) * 4);
+    size_t nk = ck_size(&c);
+    for (size_t i = 0; i < nk && !c.err; i++) {
+        const unsigned char *tt = ck_skip(&c, 1);
+        if (!tt)
+            break;
+        switch (*tt) {
+        case 0x00: /* nil */
+        case 0x01: /* false */
+        case 0x11: /* true */
+            break;
+        case 0x03: /* LUA_VNUMINT */
+        case 0x13: /* LUA_VNUMFLT */
+            ck_skip(&c, 8);
+            break;
+        case 0x04: /* LUA_VSHRSTR */
+        case 0x14: /* LUA_VLNGSTR */
+            ck_string(&c, &slen);
+            break;
+        default:
+            c.err = 1;
+        }
+    }
+    size_t nups = ck_size(&c);
+    const unsigned char *ups = ck_skip(&c, nups * 3);
+    if (c.err || nups > 250)
+        return -1;
+    /* header, main closure with no upvalues */
+    braid_buf_put_bytes(b, data, DUMP_HEADER);
+    braid_buf_put_u8(b, 0);
+    put_dump_size(b, 3); /* source "=?" */
+    braid_buf_put_bytes(b, "=?", 2);
+    put_dump_size(b, 0); /* linedefined */
+    put_dump_size(b, 0); /* lastlinedefined */
+    braid_buf_put_u8(b, 0); /* numparams */
+    braid_buf_put_u8(b, 0); /* is_vararg */
+    braid_buf_put_u8(b, (uint8_t)(nups + 2)); /* maxstacksize */
+    put_dump_size(b, nups ? 3 : 2);
+    if (nups) /* LOADNIL 0 nups-1 */
+        put_instruction(b, OP_LOADNIL | (uint32_t)(nups - 1) << 16);
+    /* CLOSURE nups 0; RETURN nups 2 0 k */
+    put_instruction(b, OP_CLOSURE | (uint32_t)nups << 7);
+    put_instruction(b, OP_RETURN | (uint32_t)nups << 7 | 1u << 15 | 2u << 16);
+    put_dump_size(b, 0); /* constants */
+    put_dump_size(b, 0); /* upvalues */
+    put_dump_size(b, 1); /* protos: the chunk's function, upvalue i := local i */
+    size_t at = (size_t)(ups - data);
+    braid_buf_put_bytes(b, data + DUMP_HEADER + 1, at - DUMP_HEADER - 1);
+    for (size_t i = 0; i < nups; i++) {
+        braid_buf_put_u8(b, 1); /* instack */
+        braid_buf_put_u8(b, (uint8_t)i);
+        braid_buf_put_u8(b, 0); /* VDKREG */
+    }
+    braid_buf_put_bytes(b, data + at + 3 * nups, len - at - 3 * nups);
+    for (int i = 0; i < 4; i++) /* lineinfo, abslineinfo, locvars, upvalue names */
+        put_dump_size(b, 0);
+    return (int)nups;
+}
+
+/* Pushes a new closure of the function chunk s (whose claimed MAC is mac)
+ * with fresh upvalues; returns its number of upvalues. Raises on a bad MAC. */
+static int dec_load_function(dec_t *d, const uint8_t *s, size_t n, uint64_t mac)
+{
+    lua_State *L = d->L;
+    fncache_t *c = push_fncache(L);
+    int slot = (int)(mac % FN_CACHE_SLOTS);
+    lua_getiuservalue(L, -1, 1);
+    lua_remove(L, -2);
+    if (c->slot[slot].mac == mac && c->slot[slot].len == n && c->slot[slot].chunk &&
+        memcmp(c->slot[slot].chunk, s, n) == 0) {
+        int nups = c->slot[slot].nups;
+        lua_rawgeti(L, -1, 2 * slot + 2);
+        lua_remove(L, -2);
+        lua_call(L, 0, 1);
+        return nups;
+    }
+    if (braid_codec_mac(s, n) != mac)
+        dec_fail(d, BRAID_ECORRUPT);
+    braid_buf_t *b = lbraid_push_buf(L);
+    int nups = build_maker(b, s, n);
+    if (b->err)
+        lbraid_core_error(L, b->err, "decode");
+    if (nups < 0 || luaL_loadbufferx(L, (const char *)b->data, b->len, "=?", "b") != LUA_OK) {
+        /* not a layout the maker can take: load it as it is, uncached */
+        lua_settop(L, lua_gettop(L) - (nups < 0 ? 2 : 3));
+        if (luaL_loadbufferx(L, (const char *)s, n, "=?", "b") != LUA_OK)
+            lua_error(L);
+        lua_Debug ar;
+        lua_pushvalue(L, -1);
+        lua_getinfo(L, ">u", &ar);
+        return ar.nups;
+    }
+    /* cache: [2i+1] = chunk (anchors the bytes), [2i+2] = maker */
+    c->slot[slot].chunk = NULL; /* (the array part is presized: no raising below) */
+    lua_pushlstring(L, (const char *)s, n);
+    const char *anchored = lua_tostring(L, -1);
+    lua_rawseti(L, -4, 2 * slot + 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, 2 * slot + 2);
+    c->slot[slot].chunk = anchored;
+    c->slot[slot].len = n;
+    c->slot[slot].mac = mac;
+    c->slot[slot].nups = nups;
+    lua_call(L, 0, 1);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return nups;
 }
 
 static void dec_value(dec_t *d)
@@ -936,7 +1237,7 @@ static void dec_value(dec_t *d)
         uint64_t i = braid_reader_varint(r);
         if (r->err || i >= (uint64_t)d->nrefs)
             dec_fail(d, BRAID_ECORRUPT);
-        lua_rawgeti(L, d->refs, (lua_Integer)i);
+        lua_rawgeti(L, d->refs, (lua_Integer)i + 1);
         break;
     }
     case BRAID_T_TABLE: {
@@ -970,17 +1271,13 @@ static void dec_value(dec_t *d)
     case BRAID_T_FUNC: {
         s = braid_reader_str(r, &n);
         uint64_t mac = braid_reader_u64(r);
-        if (r->err || braid_codec_mac(s, n) != mac)
+        if (r->err)
             dec_fail(d, BRAID_ECORRUPT);
-        if (luaL_loadbufferx(L, (const char *)s, n, "=?", "b") != LUA_OK)
-            lua_error(L);
+        int nups = dec_load_function(d, s, n, mac);
         dec_ref(d);
         int f = lua_gettop(L);
         uint64_t nup = braid_reader_count(r, 1);
-        lua_Debug ar;
-        lua_pushvalue(L, f);
-        lua_getinfo(L, ">u", &ar);
-        if (r->err || nup != ar.nups)
+        if (r->err || nup != (uint64_t)nups)
             dec_fail(d, BRAID_ECORRUPT);
         for (uint64_t i = 1; i <= nup; i++) {
             if (r->p < r->end && *r->p == BRAID_T_UPREF) {
