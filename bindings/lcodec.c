@@ -297,11 +297,52 @@ typedef struct enc {
     int nanchored;
     int overflow;   /* abs index of a table anchoring the rest, or 0 */
     int modmap;     /* abs index */
+    const void *errmeta; /* braid.Error's metatable, once looked up */
+    int errmeta_known;
     lua_Integer nrefs;
     int depth;
     const char *root;
     seg_t path[BRAID_CODEC_MAX_DEPTH + 2];
 } enc_t;
+
+/* The encoder's hot writes, inline when the buffer has room (after a write
+ * error the bytes no longer matter: the encode raises at the end). */
+static inline void put_tag_varint(braid_buf_t *b, uint8_t tag, uint64_t v)
+{
+    if (b->cap - b->len < 11) {
+        braid_buf_put_u8(b, tag);
+        braid_buf_put_varint(b, v);
+        return;
+    }
+    uint8_t *p = b->data + b->len;
+    *p++ = tag;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    b->len = (size_t)(p - b->data);
+}
+
+static inline void put_tag(braid_buf_t *b, uint8_t tag)
+{
+    if (b->len < b->cap)
+        b->data[b->len++] = tag;
+    else
+        braid_buf_put_u8(b, tag);
+}
+
+static inline void put_tag_str(braid_buf_t *b, uint8_t tag, const char *s, size_t n)
+{
+    if (b->cap - b->len < 11 || b->cap - b->len - 11 < n) {
+        braid_buf_put_u8(b, tag);
+        braid_buf_put_str(b, s, n);
+        return;
+    }
+    put_tag_varint(b, tag, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
 
 static int writer(lua_State *L, const void *p, size_t sz, void *ud)
 {
@@ -531,8 +572,7 @@ static int enc_seen(enc_t *e, int idx)
     int found;
     lua_Integer ref = seen_find(e->ctx, p, &found);
     if (found) {
-        braid_buf_put_u8(e->buf, BRAID_T_REF);
-        braid_buf_put_varint(e->buf, (uint64_t)ref);
+        put_tag_varint(e->buf, BRAID_T_REF, (uint64_t)ref);
         return 1;
     }
     seen_add(e, p, e->nrefs++);
@@ -572,9 +612,13 @@ static int enc_by_name(enc_t *e, int idx)
     /* braid.Error is every state's, loaded or not: errors must always cross */
     if (!lua_istable(L, idx))
         return 0;
-    luaL_getmetatable(L, "braid.Error");
-    int is_error_meta = lua_rawequal(L, -1, idx);
-    lua_pop(L, 1);
+    if (!e->errmeta_known) {
+        luaL_getmetatable(L, "braid.Error");
+        e->errmeta = lua_topointer(L, -1); /* anchored by the registry */
+        e->errmeta_known = 1;
+        lua_pop(L, 1);
+    }
+    int is_error_meta = e->errmeta && lua_topointer(L, idx) == e->errmeta;
     if (is_error_meta) {
         braid_buf_put_u8(e->buf, BRAID_T_MODFIELD);
         braid_buf_put_str(e->buf, "braid", 5);
@@ -595,8 +639,7 @@ static void enc_table(enc_t *e, int idx)
     int hasmeta = lua_getmetatable(L, idx);
     if (hasmeta)
         lua_pop(L, 1);
-    braid_buf_put_u8(e->buf, BRAID_T_TABLE);
-    braid_buf_put_varint(e->buf, (uint64_t)narr);
+    put_tag_varint(e->buf, BRAID_T_TABLE, (uint64_t)narr);
     /* the hash count is patched in once known: a varint padded to 5 bytes */
     size_t nhash_at = e->buf->len;
     braid_buf_put_bytes(e->buf, "\x80\x80\x80\x80\x00", 5);
@@ -801,27 +844,27 @@ static void enc_value(enc_t *e, int idx)
     e->depth++;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        braid_buf_put_u8(e->buf, BRAID_T_NIL);
+        put_tag(e->buf, BRAID_T_NIL);
         break;
     case LUA_TBOOLEAN:
-        braid_buf_put_u8(e->buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
+        put_tag(e->buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
         break;
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
-            braid_buf_put_u8(e->buf, BRAID_T_INT);
-            braid_buf_put_int(e->buf, (int64_t)lua_tointeger(L, idx));
+    case LUA_TNUMBER: {
+        if (lua_isinteger(L, idx)) { /* (tointegerx would take 3.0 too) */
+            int64_t v = (int64_t)lua_tointeger(L, idx);
+            put_tag_varint(e->buf, BRAID_T_INT, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
         } else {
             braid_buf_put_u8(e->buf, BRAID_T_FLOAT);
             braid_buf_put_f64(e->buf, (double)lua_tonumber(L, idx));
         }
         break;
+    }
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
         if (n >= BRAID_CODEC_MEMO_MIN && enc_seen(e, idx))
             break;
-        braid_buf_put_u8(e->buf, BRAID_T_STR);
-        braid_buf_put_str(e->buf, s, n);
+        put_tag_str(e->buf, BRAID_T_STR, s, n);
         break;
     }
     case LUA_TTABLE:
@@ -855,6 +898,8 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
     e.L = L;
     e.buf = buf;
     e.modmap = 0;
+    e.errmeta = NULL;
+    e.errmeta_known = 0;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ECTX_KEY) != LUA_TUSERDATA) {
         lua_pop(L, 1);
         encctx_new(L);
@@ -1200,6 +1245,15 @@ static int dec_load_function(dec_t *d, const uint8_t *s, size_t n, uint64_t mac)
     return nups;
 }
 
+/* Inline fast path of braid_reader_varint: one-byte varints (the core's
+ * reader handles the rest and every error). */
+static inline uint64_t rd_varint(braid_reader_t *r)
+{
+    if (r->p < r->end && *r->p < 0x80)
+        return *r->p++;
+    return braid_reader_varint(r);
+}
+
 static void dec_value(dec_t *d)
 {
     lua_State *L = d->L;
@@ -1210,9 +1264,9 @@ static void dec_value(dec_t *d)
         dec_fail(d, BRAID_ETOOBIG);
     if (d->depth % 8 == 0)
         luaL_checkstack(L, 40, "decode"); /* each level uses at most 5 slots */
-    uint8_t tag = braid_reader_u8(r);
-    if (r->err)
-        dec_fail(d, r->err);
+    if (r->err || r->p >= r->end)
+        dec_fail(d, BRAID_ECORRUPT);
+    uint8_t tag = *r->p++;
     switch (tag) {
     case BRAID_T_NIL:
         lua_pushnil(L);
@@ -1221,20 +1275,25 @@ static void dec_value(dec_t *d)
     case BRAID_T_TRUE:
         lua_pushboolean(L, tag == BRAID_T_TRUE);
         break;
-    case BRAID_T_INT:
-        lua_pushinteger(L, (lua_Integer)braid_reader_int(r));
+    case BRAID_T_INT: {
+        uint64_t u = rd_varint(r);
+        lua_pushinteger(L, (lua_Integer)((int64_t)(u >> 1) ^ -(int64_t)(u & 1)));
         break;
+    }
     case BRAID_T_FLOAT:
         lua_pushnumber(L, (lua_Number)braid_reader_f64(r));
         break;
     case BRAID_T_STR:
-        s = braid_reader_str(r, &n);
-        lua_pushlstring(L, r->err ? "" : (const char *)s, n);
+        n = (size_t)rd_varint(r);
+        if (r->err || n > (size_t)(r->end - r->p))
+            dec_fail(d, BRAID_ECORRUPT);
+        lua_pushlstring(L, (const char *)r->p, n);
+        r->p += n;
         if (n >= BRAID_CODEC_MEMO_MIN)
             dec_ref(d);
         break;
     case BRAID_T_REF: {
-        uint64_t i = braid_reader_varint(r);
+        uint64_t i = rd_varint(r);
         if (r->err || i >= (uint64_t)d->nrefs)
             dec_fail(d, BRAID_ECORRUPT);
         lua_rawgeti(L, d->refs, (lua_Integer)i + 1);

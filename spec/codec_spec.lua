@@ -123,6 +123,78 @@ describe("codec", function()
       assert.equal(u[2], u[5][1])
     end)
 
+    it("keep integer/float subtypes inside tables and upvalues", function()
+      local f3, i3 = 3.0, 3
+      local t = rt({3.0, 3, x = -0.0, y = 2^53, f = function() return f3, i3 end})
+      assert.equal("float", math.type(t[1]))
+      assert.equal("integer", math.type(t[2]))
+      assert.equal("float", math.type(t.x))
+      assert.equal("float", math.type(t.y))
+      local a, b = t.f()
+      assert.equal("float", math.type(a))
+      assert.equal("integer", math.type(b))
+    end)
+
+    it("give each decode of the same bytes its own closure and upvalues", function()
+      local n, label = 0, "counter"
+      local s = braid.encode(function() n = n + 1; return label, n end)
+      local f, g = braid.decode(s), braid.decode(s)
+      assert.are_not.equal(f, g)
+      f(); f()
+      assert.same({"counter", 3}, {f()})
+      assert.same({"counter", 1}, {g()})
+      assert.equal(0, n)
+      assert.same({"counter", 1}, {braid.decode(s)()})
+    end)
+
+    it("keep code without upvalues, with many, varargs and nested closures", function()
+      local function none(...) return select("#", ...), ... end
+      assert.same({2, "a", "b"}, {rt(none)("a", "b")})
+      local u = {}
+      for i = 1, 60 do u[i] = i end
+      local src = {"local u = ...; local "}
+      for i = 1, 60 do src[#src + 1] = (i > 1 and ", " or "") .. "v" .. i end
+      src[#src + 1] = " = table.unpack(u); return function() return v1 + v30 + v60 end"
+      local many = assert(load(table.concat(src)))(u)
+      assert.equal(91, rt(many)())
+      local base = 10
+      local function maker(k) return function(x) return x * k + base end end
+      assert.equal(25, rt(maker)(3)(5))
+      assert.equal(25, transfer(function(m) return m(3)(5) end, maker))
+    end)
+
+    it("keep the function's source and lines for tracebacks", function()
+      local function f() error("here") end
+      local g = rt(f)
+      local a, b = debug.getinfo(f, "S"), debug.getinfo(g, "S")
+      assert.equal(a.short_src, b.short_src)
+      assert.equal(a.linedefined, b.linedefined)
+      local _, err = pcall(g)
+      assert.matches("codec_spec.lua:%d+: here", err)
+    end)
+
+    it("encode inside an encode (a global read through __index)", function()
+      local env = setmetatable({}, {__index = function(_, k)
+        local inner = braid.decode(braid.encode({k, {k}, k .. "!"}))
+        return inner[3]
+      end})
+      local f = load("return answer", "=env", "t", env)
+      local shared = {1}
+      local t = rt({f, shared, "a long string", shared})
+      assert.equal(t[2], t[4])
+      assert.equal("answer!", transfer(function(g) return g() end, f))
+    end)
+
+    it("keep working after an encode raised", function()
+      for _ = 1, 3 do
+        local shared = {"s"}
+        assert.is_false(pcall(braid.encode, {shared, shared, coroutine.create(print)}))
+        local t = rt({shared, shared, "abcd", "abcd"})
+        assert.equal(t[1], t[2])
+        assert.equal("abcd", t[4])
+      end
+    end)
+
     it("keep multiple results and nils", function()
       local a, b, c, d = transfer(function(...) return ... end, 1, nil, "x", nil)
       assert.equal(1, a); assert.is_nil(b); assert.equal("x", c); assert.is_nil(d)
@@ -222,6 +294,15 @@ describe("codec", function()
       local i = 10
       local forged = s:sub(1, i - 1) .. string.char((s:byte(i) + 1) % 256) .. s:sub(i + 1)
       bad(forged)
+    end)
+
+    it("refuses a changed chunk even after decoding the original", function()
+      local s = braid.encode(function() return 1 end)
+      assert.equal(1, braid.decode(s)())
+      for _, i in ipairs({10, 20, #s - 12}) do
+        bad(s:sub(1, i - 1) .. string.char((s:byte(i) + 1) % 256) .. s:sub(i + 1))
+      end
+      assert.equal(1, braid.decode(s)())
     end)
   end)
 
