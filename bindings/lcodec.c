@@ -996,7 +996,8 @@ void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const cha
 typedef struct dec {
     lua_State *L;
     braid_reader_t r;
-    int refs; /* abs index: ref index -> value */
+    int refs; /* abs index: the first DEC_STACK_REFS targets, one slot each;
+               * then the table holding the rest (ref i at i - DEC_STACK_REFS + 1) */
     lua_Integer nrefs;
     int depth;
 } dec_t;
@@ -1008,15 +1009,33 @@ static int dec_fail(dec_t *d, int code)
 
 static void dec_value(dec_t *d);
 
+#define DEC_STACK_REFS 8 /* back-reference targets kept in stack slots */
+
 /* Records the value on top as the next back-reference target. */
 static void dec_ref(dec_t *d)
 {
-    if (d->nrefs == 0) { /* first target: most values of scalars need none */
-        lua_createtable(d->L, 8, 0);
-        lua_replace(d->L, d->refs);
+    lua_State *L = d->L;
+    lua_Integer i = d->nrefs++;
+    if (i < DEC_STACK_REFS) {
+        lua_copy(L, -1, d->refs + (int)i);
+        return;
     }
-    lua_pushvalue(d->L, -1);
-    lua_rawseti(d->L, d->refs, ++d->nrefs); /* ref i is at i + 1 */
+    int t = d->refs + DEC_STACK_REFS;
+    if (i == DEC_STACK_REFS) {
+        lua_createtable(L, 16, 0);
+        lua_replace(L, t);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, t, i - DEC_STACK_REFS + 1);
+}
+
+/* Pushes back-reference target i (< d->nrefs). */
+static void dec_push_ref(dec_t *d, lua_Integer i)
+{
+    if (i < DEC_STACK_REFS)
+        lua_pushvalue(d->L, d->refs + (int)i);
+    else
+        lua_rawgeti(d->L, d->refs + DEC_STACK_REFS, i - DEC_STACK_REFS + 1);
 }
 
 /* Pushes package.loaded[name], requiring it when absent. */
@@ -1047,7 +1066,7 @@ static void dec_upref(dec_t *d, int f, int n)
     uint64_t ref = braid_reader_varint(&d->r), m = braid_reader_varint(&d->r);
     if (d->r.err || ref >= (uint64_t)d->nrefs || m < 1 || m > 255)
         dec_fail(d, BRAID_ECORRUPT);
-    lua_rawgeti(L, d->refs, (lua_Integer)ref + 1);
+    dec_push_ref(d, (lua_Integer)ref);
     if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1) ||
         !lua_getupvalue(L, -1, (int)m))
         dec_fail(d, BRAID_ECORRUPT);
@@ -1296,7 +1315,7 @@ static void dec_value(dec_t *d)
         uint64_t i = rd_varint(r);
         if (r->err || i >= (uint64_t)d->nrefs)
             dec_fail(d, BRAID_ECORRUPT);
-        lua_rawgeti(L, d->refs, (lua_Integer)i + 1);
+        dec_push_ref(d, (lua_Integer)i);
         break;
     }
     case BRAID_T_TABLE: {
@@ -1416,7 +1435,10 @@ static int dec_run(lua_State *L, const void *data, size_t len, int seq)
     braid_reader_init(&d.r, data, len);
     d.nrefs = 0;
     d.depth = 0;
-    lua_pushnil(L); /* back-reference targets, below the results (dec_ref) */
+    if (!lua_checkstack(L, DEC_STACK_REFS + 8))
+        dec_fail(&d, BRAID_ENOMEM);
+    /* back-reference targets, below the results (dec_ref) */
+    lua_settop(L, base + DEC_STACK_REFS + 1);
     d.refs = base + 1;
     uint64_t n = 1;
     if (seq) {
@@ -1429,7 +1451,8 @@ static int dec_run(lua_State *L, const void *data, size_t len, int seq)
         dec_value(&d);
     if (braid_reader_left(&d.r) != 0)
         dec_fail(&d, BRAID_ECORRUPT);
-    lua_remove(L, d.refs);
+    lua_rotate(L, d.refs, -(DEC_STACK_REFS + 1));
+    lua_settop(L, -(DEC_STACK_REFS + 2));
     return (int)n;
 }
 
