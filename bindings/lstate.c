@@ -105,7 +105,7 @@ lua_State *lbraid_newstate(lua_State *from)
 
 #ifndef ARENA_OFF
 
-#define ARENA_BYTES (48 * 1024)
+#define ARENA_BYTES (96 * 1024)
 #define ARENA_MAX_BLOCK 256
 #define ARENA_CLASSES (ARENA_MAX_BLOCK / 16)
 
