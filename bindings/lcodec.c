@@ -654,7 +654,8 @@ static void enc_table(enc_t *e, int idx)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int k = lua_gettop(L) - 1;
-        if (!(lua_isinteger(L, k) && lua_tointeger(L, k) >= 1 && lua_tointeger(L, k) <= narr)) {
+        lua_Integer ik;
+        if (narr == 0 || !lua_isinteger(L, k) || (ik = lua_tointeger(L, k)) < 1 || ik > narr) {
             e->path[e->depth].kind = 7;
             e->path[e->depth].i = k;
             enc_value(e, k);
@@ -1021,8 +1022,9 @@ static void dec_ref(dec_t *d)
         return;
     }
     int t = d->refs + DEC_STACK_REFS;
-    if (i == DEC_STACK_REFS) {
-        lua_createtable(L, 16, 0);
+    if (i == DEC_STACK_REFS) { /* sized for what the input could hold */
+        size_t guess = braid_reader_left(&d->r) / 16;
+        lua_createtable(L, guess > 4096 ? 4096 : (int)guess + 8, 0);
         lua_replace(L, t);
     }
     lua_pushvalue(L, -1);
@@ -1147,7 +1149,11 @@ static void put_instruction(braid_buf_t *b, uint32_t ins)
  * not laid out as expected (then the caller loads it directly). */
 static int build_maker(braid_buf_t *b, const uint8_t *data, size_t len)
 {
-    if (len < DUMP_HEADER + 1 || data[12] != 4 || data[13] != 8 || data[14] != 8)
+#if LUA_VERSION_NUM != 504
+    return -1; /* the opcodes and layout below are Lua 5.4's */
+#endif
+    if (len < DUMP_HEADER + 1 || data[4] != 0x54 || data[5] != 0 || data[12] != 4 ||
+        data[13] != 8 || data[14] != 8)
         return -1;
     chunk_t c = {data + DUMP_HEADER + 1, data + len, 0};
     size_t slen;
