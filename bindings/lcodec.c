@@ -295,7 +295,7 @@ typedef struct enc {
     int box;        /* abs index of ctx's userdata */
     lua_State *anchor; /* every value in ctx's seen map, pushed here */
     int nanchored;
-    int overflow;   /* abs index of a table anchoring the rest, or 0 */
+    int overflow;   /* whether the box's uservalue 3 anchors the rest */
     int modmap;     /* abs index */
     const void *errmeta; /* braid.Error's metatable, once looked up */
     int errmeta_known;
@@ -463,10 +463,11 @@ static void encctx_clear(encctx_t *c)
         encctx_free(c);
 }
 
-/* Pushes a new context box (uservalue 1: anchor thread, 2: module map). */
+/* Pushes a new context box (uservalue 1: anchor thread, 2: module map,
+ * 3: overflow anchors). */
 static encctx_t *encctx_new(lua_State *L)
 {
-    encctx_t *c = lua_newuserdatauv(L, sizeof *c, 2);
+    encctx_t *c = lua_newuserdatauv(L, sizeof *c, 3);
     memset(c, 0, sizeof *c);
     if (luaL_newmetatable(L, "braid.encoder")) {
         lua_pushcfunction(L, encctx_gc);
@@ -553,15 +554,18 @@ static void enc_anchor(enc_t *e, int idx)
     lua_State *L = e->L;
     if (!e->overflow && e->nanchored % 64 == 0 && !lua_checkstack(e->anchor, 64)) {
         lua_newtable(L); /* the thread's stack is full: a table takes the rest */
-        e->overflow = lua_gettop(L);
-        if (idx < 0)
-            idx--;
+        lua_setiuservalue(L, e->box, 3);
+        e->overflow = 1;
     }
-    lua_pushvalue(L, idx);
-    if (e->overflow)
-        lua_rawseti(L, e->overflow, (lua_Integer)e->nanchored + 1);
-    else
+    if (e->overflow) {
+        lua_getiuservalue(L, e->box, 3);
+        lua_pushvalue(L, idx);
+        lua_rawseti(L, -2, (lua_Integer)e->nanchored + 1);
+        lua_pop(L, 1);
+    } else {
+        lua_pushvalue(L, idx);
         lua_xmove(L, e->anchor, 1);
+    }
     e->nanchored++;
 }
 
@@ -938,6 +942,10 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
     }
     encctx_clear(e.ctx);
     lua_settop(e.anchor, 0);
+    if (e.overflow) {
+        lua_pushnil(L);
+        lua_setiuservalue(L, e.box, 3);
+    }
     e.ctx->busy = 0;
     lua_settop(L, top);
     if (buf->err)
