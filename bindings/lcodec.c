@@ -1102,6 +1102,7 @@ static void dec_upref(dec_t *d, int f, int n)
  * are never loaded: only verified chunks enter the cache. */
 
 #define FN_CACHE_SLOTS 64 /* direct-mapped by MAC */
+#define FN_CACHE_MAX 32768 /* larger chunks are loaded every time */
 #define OP_LOADNIL 8      /* R[A], ..., R[A+B] := nil */
 #define OP_RETURN 70      /* return R[A], ..., R[A+B-2]; k: close upvalues */
 #define OP_CLOSURE 79     /* R[A] := closure(KPROTO[Bx]) */
@@ -1248,7 +1249,7 @@ static int dec_load_function(dec_t *d, const uint8_t *s, size_t n, uint64_t mac)
     if (braid_codec_mac(s, n) != mac)
         dec_fail(d, BRAID_ECORRUPT);
     braid_buf_t *b = lbraid_push_buf(L);
-    int nups = build_maker(b, s, n);
+    int nups = n <= FN_CACHE_MAX ? build_maker(b, s, n) : -1;
     if (b->err)
         lbraid_core_error(L, b->err, "decode");
     if (nups < 0 || luaL_loadbufferx(L, (const char *)b->data, b->len, "=?", "b") != LUA_OK) {

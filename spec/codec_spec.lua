@@ -163,6 +163,16 @@ describe("codec", function()
       assert.equal(25, transfer(function(m) return m(3)(5) end, maker))
     end)
 
+    it("copy functions too large for the decoded-chunk cache", function()
+      local src = {"local a, b = ... return function(x) local t = {} "}
+      for i = 1, 1000 do src[#src + 1] = ("t[%d] = x + %d "):format(i, i) end
+      src[#src + 1] = "return t[1000] + a + b end"
+      local s = braid.encode(assert(load(table.concat(src)))(1, 2))
+      assert.is_true(#s > 32768)
+      assert.equal(1013, braid.decode(s)(10))
+      assert.equal(1023, braid.decode(s)(20))
+    end)
+
     it("keep the function's source and lines for tracebacks", function()
       local function f() error("here") end
       local g = rt(f)
