@@ -2,6 +2,8 @@
  * error, never a crash, a leak or an unbounded allocation. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "lbraid.h"
 
@@ -14,7 +16,33 @@ static int decode_body(lua_State *L)
     return 0;
 }
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Seeds are written by this process (before libFuzzer reads the corpus),
+ * so function chunks carry this process's MAC and the function decoder is
+ * reached too: BRAID_FUZZ_SEEDS=DIR runs spec/fuzz/make_corpus.lua DIR. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *dir = getenv("BRAID_FUZZ_SEEDS");
+    if (!dir)
+        return 0;
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    lbraid_preload(L);
+    lua_createtable(L, 1, 0);
+    lua_pushstring(L, dir);
+    lua_rawseti(L, -2, 1);
+    lua_setglobal(L, "arg");
+    if (luaL_dofile(L, "spec/fuzz/make_corpus.lua") != LUA_OK) {
+        fprintf(stderr, "fuzz_decode: seeds: %s\n", lua_tostring(L, -1));
+        exit(1);
+    }
+    lua_close(L);
+    return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,11 +1,17 @@
--- Writes seed inputs for fuzz_decode: encodings of typical values.
+-- Writes seed inputs for fuzz_decode: encodings of typical values. The fuzz
+-- target runs it itself (BRAID_FUZZ_SEEDS), so the function chunks carry
+-- the fuzzing process's MAC key.
 local braid = require "braid"
 local dir = assert(arg[1], "usage: make_corpus.lua DIR")
 local t = {1, 2.5, "s", true, {x = {y = "z"}}, [false] = 0}
 t.self = t
+local up = {1, 2}
+local function counter() up[1] = up[1] + 1; return up[1] end
+local function reader() return up[1], string.upper("x") end
 local seeds = {nil, true, 42, -7, 1.5, "hello\0world", {}, {1, 2, 3}, t,
-  setmetatable({a = 1}, {__index = {b = 2}}), string, string.upper, {string, io.write}}
-for i = 1, 13 do
+  setmetatable({a = 1}, {__index = {b = 2}}), string, string.upper, {string, io.write},
+  counter, {counter, reader}, function(...) return select("#", ...) end}
+for i = 1, 16 do
   local f = assert(io.open(("%s/seed%02d"):format(dir, i), "wb"))
   f:write(braid.encode(seeds[i]))
   f:close()
