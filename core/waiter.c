@@ -1,9 +1,10 @@
-/* Waiters park OS threads with a short spin, then a condvar with a
+/* Waiters park OS threads with a short adaptive spin, then a condvar with a
  * monotonic deadline. Lock order: primitive lock -> waiter mu. */
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "error.h"
@@ -24,9 +25,56 @@ int braid_waiter_take_interrupt(void)
     return atomic_exchange(&interrupt_pending, 0);
 }
 
-/* Cross-core wake-ups through the kernel cost tens of microseconds here;
- * a hand-off that arrives within the spin window costs far less. */
-#define SPIN_NS 20000
+/* The spin policy. Cross-core wake-ups through the kernel cost tens of
+ * microseconds; a hand-off seen while spinning costs far less, but a spin
+ * burns a core that another runnable thread may need.
+ * - Normally a waiter spins for SPIN_MAX_NS on a relaxed load, calling
+ *   sched_yield every SPIN_CHECK rounds: that hands the core to a thread of
+ *   ours that a wake-up put on this core (or to one of our many threads
+ *   when there are more than cores), and costs nothing on a quiet machine.
+ * - On a busy machine a sched_yield gives the core to another process for
+ *   its whole time slice and the hand-off goes unseen for milliseconds. A
+ *   yield that took YIELD_BAD_NS or more while no more of our threads were
+ *   running than there are cores (so someone else's thread ran) turns
+ *   yielding off in the whole process for YIELD_OFF_NS.
+ * - With yields off a waiter spins without yielding, for a window of its
+ *   own between SPIN_MIN_NS and SPIN_MAX_NS: a spin that ran out halves it,
+ *   one that saw the signal late in the window doubles it, and every
+ *   SPIN_PROBE-th wait at the minimum tries the full window again. It does
+ *   not spin at all while more of our threads are running (not parked)
+ *   than there are cores, and it parks at once when it finds it was
+ *   descheduled (a gap of YIELD_BAD_NS between two looks at the clock): a
+ *   parked thread gets the scheduler's wake-up preference, a spinning one
+ *   waits for its next turn. */
+#define SPIN_MIN_NS 1000
+#define SPIN_MAX_NS 20000
+#define SPIN_PROBE 16
+#define SPIN_CHECK 64
+#define YIELD_BAD_NS 50000
+#define YIELD_OFF_NS 100000000
+
+static atomic_llong yield_off_until; /* monotonic ns */
+/* Threads with a current waiter that are not parked in the condvar. */
+static atomic_int running;
+static int ncpu; /* online cores, set once */
+static pthread_once_t ncpu_once = PTHREAD_ONCE_INIT;
+static _Thread_local int counted;   /* this thread is in `running` */
+static _Thread_local int spin_ns = SPIN_MAX_NS;
+static _Thread_local unsigned spin_probe;
+
+static void read_ncpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    ncpu = n > 0 && n < 1 << 20 ? (int)n : 1;
+}
+
+static void count_thread(int on)
+{
+    if (on == counted)
+        return;
+    counted = on;
+    atomic_fetch_add_explicit(&running, on ? 1 : -1, memory_order_relaxed);
+}
 
 int braid_waiter_init(braid_waiter_t *w)
 {
@@ -63,6 +111,10 @@ static pthread_once_t owned_once = PTHREAD_ONCE_INIT;
 
 static void free_owned(void *p)
 {
+    if (current == p) {
+        current = NULL;
+        count_thread(0);
+    }
     braid_waiter_destroy(p);
     free(p);
 }
@@ -84,18 +136,22 @@ braid_waiter_t *braid_waiter_current(void)
     }
     pthread_setspecific(owned_key, w);
     current = w;
+    count_thread(1);
     return w;
 }
 
 void braid_waiter_set_current(braid_waiter_t *w)
 {
     current = w;
+    count_thread(w != NULL);
 }
 
 void braid_waiter_prepare(braid_waiter_t *w)
 {
     atomic_store_explicit(&w->signaled, 0, memory_order_relaxed);
 }
+
+static int park_blocking(braid_waiter_t *w, int64_t deadline);
 
 int braid_waiter_park(braid_waiter_t *w, int64_t deadline)
 {
@@ -107,18 +163,55 @@ int braid_waiter_park(braid_waiter_t *w, int64_t deadline)
         return 0;
     if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
         return BRAID_ETIMEOUT;
-    int64_t spin_end = braid_clock_now() + SPIN_NS;
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&w->signaled, memory_order_acquire))
-            return 0;
-        if ((i & 63) == 0) {
-            int64_t now = braid_clock_now();
-            if (now >= spin_end || now >= deadline)
-                break;
-            sched_yield();
-        }
+    pthread_once(&ncpu_once, read_ncpu);
+    int64_t start = braid_clock_now(), now = start;
+    int may_yield = start >= atomic_load_explicit(&yield_off_until, memory_order_relaxed);
+    int window = SPIN_MAX_NS;
+    if (!may_yield) {
+        window = spin_ns;
+        if (window == SPIN_MIN_NS && ++spin_probe % SPIN_PROBE == 0)
+            window = SPIN_MAX_NS;
+        if (atomic_load_explicit(&running, memory_order_relaxed) > ncpu)
+            window = 0;
     }
+    int64_t spin_end = start + window;
+    for (unsigned i = 1; window; i++) {
+        if (atomic_load_explicit(&w->signaled, memory_order_acquire)) {
+            if (!may_yield && 2 * (now - start) >= spin_ns)
+                spin_ns = spin_ns * 2 < SPIN_MAX_NS ? spin_ns * 2 : SPIN_MAX_NS;
+            return 0;
+        }
+        if (i % SPIN_CHECK != 0)
+            continue;
+        int64_t t = braid_clock_now();
+        if (t - now >= YIELD_BAD_NS) { /* descheduled, or a yield ran long */
+            if (!may_yield)
+                break;
+            if (atomic_load_explicit(&running, memory_order_relaxed) <= ncpu) {
+                atomic_store_explicit(&yield_off_until, t + YIELD_OFF_NS,
+                                      memory_order_relaxed);
+                break;
+            }
+        }
+        now = t;
+        if (now >= spin_end || now >= deadline) {
+            if (!may_yield)
+                spin_ns = spin_ns / 2 > SPIN_MIN_NS ? spin_ns / 2 : SPIN_MIN_NS;
+            break;
+        }
+        if (may_yield)
+            sched_yield();
+    }
+    return park_blocking(w, deadline);
+}
+
+/* The condvar half of park. */
+static int park_blocking(braid_waiter_t *w, int64_t deadline)
+{
     int rc = 0;
+    int c = counted;
+    if (c)
+        atomic_fetch_sub_explicit(&running, 1, memory_order_relaxed);
     pthread_mutex_lock(&w->mu);
     while (!atomic_load(&w->signaled)) {
         if (atomic_load(&w->cancelled)) {
@@ -146,6 +239,8 @@ int braid_waiter_park(braid_waiter_t *w, int64_t deadline)
         }
     }
     pthread_mutex_unlock(&w->mu);
+    if (c)
+        atomic_fetch_add_explicit(&running, 1, memory_order_relaxed);
     return rc;
 }
 
