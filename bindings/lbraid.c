@@ -24,11 +24,12 @@ static const cmodule_t cmodules[] = {
 #define BRAID_MODULE(m) {"braid." #m, lbraid_open_##m},
 #include "braid_modules.h"
 #undef BRAID_MODULE
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* Submodules of the root, reachable as braid.<name> too. */
-static const char *const submodules[] = {"threading", "queue", "futures", "pool",
-                                         "multiprocessing", "asyncio", "shared", NULL};
+static const char *const submodules[] = {
+    "threading", "queue", "futures", "pool", "multiprocessing", "asyncio", "shared", NULL};
 
 static const script_t *find_script(const char *name)
 {
@@ -119,7 +120,7 @@ static int lbraid_sleep(lua_State *L)
             return 0;
         if (rc)
             return lbraid_core_error(L, rc, NULL); /* cancelled, interrupted */
-        braid_waiter_prepare(w); /* a stray wake-up: keep sleeping */
+        braid_waiter_prepare(w);                   /* a stray wake-up: keep sleeping */
     }
 }
 
@@ -207,7 +208,8 @@ static const luaL_Reg root_funcs[] = {
     {"transfer_test", lbraid_transfer_test},
     {"traceback", lbraid_traceback_fn},
     {"shutdown", lbraid_shutdown_fn},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* braid.<submodule> loads on first access. */
 static int root_index(lua_State *L)

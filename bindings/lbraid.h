@@ -69,9 +69,9 @@ int lbraid_decode_seq(lua_State *L, const void *data, size_t len);
 
 /* Per-state context, stored in the registry. */
 typedef struct lbraid_ctx {
-    braid_waiter_t *waiter;   /* the OS thread's waiter (cancellation) */
-    braid_object_t *thread;   /* the braid thread running this state, or NULL */
-    int main;                 /* the state of the main thread/host */
+    braid_waiter_t *waiter; /* the OS thread's waiter (cancellation) */
+    braid_object_t *thread; /* the braid thread running this state, or NULL */
+    int main;               /* the state of the main thread/host */
     /* Runs callbacks queued for this state; set by the module that queues
      * them (futures). NULL when there is nothing to deliver. */
     void (*poll)(lua_State *L);

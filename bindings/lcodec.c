@@ -16,11 +16,14 @@ static const char FCACHE_KEY = 'f'; /* registry: weak func -> fninfo box */
 static int is_standard_global(const char *name)
 {
     static const char *const names[] = {
-        "_G", "_VERSION", "assert", "collectgarbage", "coroutine", "debug", "dofile",
-        "error", "getmetatable", "io", "ipairs", "load", "loadfile", "math", "next",
-        "os", "package", "pairs", "pcall", "print", "rawequal", "rawget", "rawlen",
-        "rawset", "require", "select", "setmetatable", "string", "table", "tonumber",
-        "tostring", "type", "utf8", "warn", "xpcall", NULL};
+        "_G",       "_VERSION",     "assert",   "collectgarbage", "coroutine",
+        "debug",    "dofile",       "error",    "getmetatable",   "io",
+        "ipairs",   "load",         "loadfile", "math",           "next",
+        "os",       "package",      "pairs",    "pcall",          "print",
+        "rawequal", "rawget",       "rawlen",   "rawset",         "require",
+        "select",   "setmetatable", "string",   "table",          "tonumber",
+        "tostring", "type",         "utf8",     "warn",           "xpcall",
+        NULL};
     for (int i = 0; names[i]; i++)
         if (strcmp(names[i], name) == 0)
             return 1;
@@ -199,7 +202,7 @@ static void ck_function(lua_State *L, chunk_t *c, int names)
             ck_skip(c, 8);
             lua_pushboolean(L, 0);
             break;
-        case 0x04: /* LUA_VSHRSTR */
+        case 0x04:   /* LUA_VSHRSTR */
         case 0x14: { /* LUA_VLNGSTR */
             const char *s = ck_string(c, &len);
             if (s)
@@ -292,11 +295,11 @@ typedef struct enc {
     lua_State *L;
     braid_buf_t *buf;
     encctx_t *ctx;
-    int box;        /* abs index of ctx's userdata */
+    int box;           /* abs index of ctx's userdata */
     lua_State *anchor; /* every value in ctx's seen map, pushed here */
     int nanchored;
-    int overflow;   /* whether the box's uservalue 3 anchors the rest */
-    int modmap;     /* abs index */
+    int overflow;        /* whether the box's uservalue 3 anchors the rest */
+    int modmap;          /* abs index */
     const void *errmeta; /* braid.Error's metatable, once looked up */
     int errmeta_known;
     lua_Integer nrefs;
@@ -431,7 +434,6 @@ static int enc_fail(enc_t *e, const char *what)
 }
 
 static void enc_value(enc_t *e, int idx);
-
 
 static const char ECTX_KEY = 'e'; /* registry: the state's encctx_t box */
 #define ENC_KEEP_SLOTS 65536      /* larger maps are freed after the encode */
@@ -672,7 +674,8 @@ static void enc_table(enc_t *e, int idx)
         enc_fail(e, "a table with too many keys");
     if (!e->buf->err)
         for (int i = 0; i < 5; i++)
-            e->buf->data[nhash_at + i] = (uint8_t)(((nhash >> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
+            e->buf->data[nhash_at + i] =
+                (uint8_t)(((nhash >> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
     if (hasmeta) {
         lua_getmetatable(L, idx);
         e->path[e->depth].kind = 5;
@@ -1101,12 +1104,12 @@ static void dec_upref(dec_t *d, int f, int n)
  * before is then one memcmp and one call. Bytes whose MAC was not verified
  * are never loaded: only verified chunks enter the cache. */
 
-#define FN_CACHE_SLOTS 64 /* direct-mapped by MAC */
+#define FN_CACHE_SLOTS 64  /* direct-mapped by MAC */
 #define FN_CACHE_MAX 32768 /* larger chunks are loaded every time */
-#define OP_LOADNIL 8      /* R[A], ..., R[A+B] := nil */
-#define OP_RETURN 70      /* return R[A], ..., R[A+B-2]; k: close upvalues */
-#define OP_CLOSURE 79     /* R[A] := closure(KPROTO[Bx]) */
-#define DUMP_HEADER 31    /* signature .. LUAC_NUM, then 1 byte: main's nups */
+#define OP_LOADNIL 8       /* R[A], ..., R[A+B] := nil */
+#define OP_RETURN 70       /* return R[A], ..., R[A+B-2]; k: close upvalues */
+#define OP_CLOSURE 79      /* R[A] := closure(KPROTO[Bx]) */
+#define DUMP_HEADER 31     /* signature .. LUAC_NUM, then 1 byte: main's nups */
 
 static const char DCACHE_KEY = 'd'; /* registry: the state's fncache_t box */
 
@@ -1202,10 +1205,10 @@ static int build_maker(braid_buf_t *b, const uint8_t *data, size_t len)
     braid_buf_put_u8(b, 0);
     put_dump_size(b, 3); /* source "=?" */
     braid_buf_put_bytes(b, "=?", 2);
-    put_dump_size(b, 0); /* linedefined */
-    put_dump_size(b, 0); /* lastlinedefined */
-    braid_buf_put_u8(b, 0); /* numparams */
-    braid_buf_put_u8(b, 0); /* is_vararg */
+    put_dump_size(b, 0);                      /* linedefined */
+    put_dump_size(b, 0);                      /* lastlinedefined */
+    braid_buf_put_u8(b, 0);                   /* numparams */
+    braid_buf_put_u8(b, 0);                   /* is_vararg */
     braid_buf_put_u8(b, (uint8_t)(nups + 2)); /* maxstacksize */
     put_dump_size(b, nups ? 3 : 2);
     if (nups) /* LOADNIL 0 nups-1 */
@@ -1416,7 +1419,9 @@ static void dec_value(dec_t *d)
             dec_fail(d, r->err);
         dec_module(d, s, n);
         if (!lua_istable(L, -1))
-            lbraid_error(L, "ValueError", "decode: module '%s' is not a table",
+            lbraid_error(L,
+                         "ValueError",
+                         "decode: module '%s' is not a table",
                          lua_pushlstring(L, (const char *)s, n));
         lua_pushlstring(L, (const char *)k, kn);
         lua_rawget(L, -2);

@@ -281,8 +281,7 @@ static int lfuture_add_done_callback(lua_State *L)
         b->delivering = 1;
         run_callback(L, id);
         b->delivering = was;
-    }
-    else if (rc < 0) {
+    } else if (rc < 0) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &CBS_KEY);
         lua_pushnil(L);
         lua_rawseti(L, -2, id);
@@ -497,8 +496,8 @@ static int worker_start(void *ud, int index, void **wctxp, char **errmsg)
         if (lbraid_pcall(L, 1, 0) != LUA_OK) {
             lbraid_push_traceback(L, -1);
             const char *tb = lua_tostring(L, -1);
-            fprintf(stderr, "Exception in initializer:\n%s\n",
-                    tb ? tb : luaL_tolstring(L, -2, NULL));
+            fprintf(
+                stderr, "Exception in initializer:\n%s\n", tb ? tb : luaL_tolstring(L, -2, NULL));
             fflush(stderr);
             lua_settop(L, 0);
             *errmsg = strdup("A thread initializer failed, the thread pool is not usable anymore");
@@ -857,7 +856,8 @@ static const luaL_Reg future_methods[] = {
     {"set_result", lfuture_set_result},
     {"set_exception", lfuture_set_exception},
     {"set_running_or_notify_cancel", lfuture_set_running},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 static const luaL_Reg executor_methods[] = {
     {"submit", lexecutor_submit},
@@ -865,13 +865,15 @@ static const luaL_Reg executor_methods[] = {
     {"_max_workers", lexecutor_max_workers},
     {"_threads", lexecutor_nthreads},
     {"_broken", lexecutor_broken},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 static const luaL_Reg waitset_methods[] = {
     {"next", lwaitset_next},
     {"remaining", lwaitset_remaining},
     {"close", lwaitset_gc},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 static const luaL_Reg futures_funcs[] = {
     {"ThreadPoolExecutor", lfutures_executor},
@@ -881,7 +883,8 @@ static const luaL_Reg futures_funcs[] = {
     {"_raise", lfutures_raise},
     {"_state", lfutures_state},
     {"_fn_cache", lfutures_fn_cache},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 int lbraid_open_futures(lua_State *L)
 {

@@ -75,8 +75,7 @@ void lbraid_push_object(lua_State *L, braid_object_t *obj)
         lua_pushstring(L, obj->type->module);
         lua_call(L, 1, 0);
         if (luaL_getmetatable(L, obj->type->name) == LUA_TNIL)
-            luaL_error(L, "module '%s' did not register '%s'", obj->type->module,
-                       obj->type->name);
+            luaL_error(L, "module '%s' did not register '%s'", obj->type->module, obj->type->name);
     }
     lbraid_box_t *box = lua_newuserdatauv(L, sizeof *box, 1);
     box->obj = NULL; /* inert until the metatable is on */

@@ -298,7 +298,8 @@ static const luaL_Reg queue_methods[] = {
     {"join", lqueue_join},
     {"shutdown", lqueue_shutdown},
     {"is_shutdown", lqueue_is_shutdown},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 static const luaL_Reg simple_methods[] = {
     {"put", lqueue_put},
@@ -307,14 +308,16 @@ static const luaL_Reg simple_methods[] = {
     {"get_nowait", lqueue_get_nowait},
     {"qsize", lqueue_qsize},
     {"empty", lqueue_empty},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 static const luaL_Reg queue_funcs[] = {
     {"Queue", lqueue_queue},
     {"LifoQueue", lqueue_lifo},
     {"PriorityQueue", lqueue_priority},
     {"SimpleQueue", lqueue_simple},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 int lbraid_open_queue(lua_State *L)
 {

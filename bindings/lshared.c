@@ -38,7 +38,8 @@ static void lshared_key(lua_State *L, int idx, braid_buf_t *buf)
         break;
     default:
         if (!lbraid_to_object(L, idx))
-            lbraid_error(L, "TypeError",
+            lbraid_error(L,
+                         "TypeError",
                          "shared table keys must be numbers, strings, booleans or braid "
                          "objects, not a %s",
                          luaL_typename(L, idx));
@@ -249,14 +250,16 @@ static const luaL_Reg shared_funcs[] = {
     {"lock", lshared_lock},
     {"update", lshared_update},
     {"totable", lshared_totable},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 static const luaL_Reg shared_meta[] = {
     {"__index", lshared_index},
     {"__newindex", lshared_newindex},
     {"__len", lshared_len},
     {"__pairs", lshared_pairs},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 int lbraid_open_shared(lua_State *L)
 {

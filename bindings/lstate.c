@@ -110,8 +110,8 @@ lua_State *lbraid_newstate(lua_State *from)
 #define ARENA_CLASSES (ARENA_MAX_BLOCK / 16)
 
 typedef struct arena {
-    char *lo, *cur, *hi;         /* the region; cur: first never-used byte */
-    void *free[ARENA_CLASSES];   /* freed blocks by size class */
+    char *lo, *cur, *hi;       /* the region; cur: first never-used byte */
+    void *free[ARENA_CLASSES]; /* freed blocks by size class */
 } arena_t;
 
 static void *arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)

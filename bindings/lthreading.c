@@ -148,7 +148,8 @@ static const luaL_Reg llock_methods[] = {
     {"acquire", llock_acquire},
     {"release", llock_release},
     {"locked", llock_locked},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* ---- RLock ---- */
 
@@ -207,7 +208,8 @@ static const luaL_Reg lrlock_methods[] = {
     {"locked", lrlock_locked},
     {"_is_owned", lrlock_is_owned},
     {"_recursion_count", lrlock_count},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* ---- Condition ---- */
 
@@ -313,7 +315,8 @@ static const luaL_Reg lcond_methods[] = {
     {"notify_all", lcond_notify_all},
     {"_is_owned", lcond_is_owned},
     {"_lock", lcond_lock},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* ---- Semaphore / BoundedSemaphore ---- */
 
@@ -378,7 +381,8 @@ static const luaL_Reg lsem_methods[] = {
     {"release", lsem_release},
     {"_value", lsem_value},
     {"_bounded", lsem_bounded},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* ---- Event ---- */
 
@@ -433,7 +437,8 @@ static const luaL_Reg levent_methods[] = {
     {"clear", levent_clear},
     {"is_set", levent_is_set},
     {"wait", levent_wait},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* ---- Barrier ----
  * The action is encoded in the barrier (it runs in whichever thread
@@ -539,7 +544,8 @@ static const luaL_Reg lbarrier_methods[] = {
     {"wait", lbarrier_wait},
     {"abort", lbarrier_abort},
     {"reset", lbarrier_reset},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* __index: methods, then the attributes parties, n_waiting, broken. */
 static int lbarrier_index(lua_State *L)
@@ -842,8 +848,8 @@ static int lthread_start(lua_State *L)
     lua_settop(L, 5);
     if (braid_thread_state(t) != BRAID_THREAD_NEW)
         return lbraid_error(L, "RuntimeError", "threads can only be started once");
-    braid_buf_t *self = lbraid_push_buf(L);   /* 6 */
-    braid_buf_t *args = lbraid_push_buf(L);   /* 7 */
+    braid_buf_t *self = lbraid_push_buf(L); /* 6 */
+    braid_buf_t *args = lbraid_push_buf(L); /* 7 */
     if (!lua_isnil(L, 2) || !lua_isnil(L, 3))
         lbraid_encode_seq(L, 2, 2, self, "thread");
     /* args..., target: the args keep their own paths (args[i]) */
@@ -1109,7 +1115,8 @@ static const luaL_Reg lthreading_funcs[] = {
     {"_enumerate", lthread_enumerate},
     {"_in_thread", lthread_in_thread},
     {"_monotonic", lthread_monotonic},
-    {NULL, NULL}};
+    {NULL, NULL},
+};
 
 /* Registers a metatable and keeps its method table in methods[name]
  * (for the Lua half to add with/guard). The methods get the metatable as

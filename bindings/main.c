@@ -85,7 +85,8 @@ static void print_usage(const char *badoption)
 /* Prints msg on stderr, prefixed by the program name when pname != NULL. */
 static void l_message(const char *pname, const char *msg)
 {
-    if (pname) lua_writestringerror("%s: ", pname);
+    if (pname)
+        lua_writestringerror("%s: ", pname);
     lua_writestringerror("%s\n", msg);
 }
 
@@ -95,7 +96,8 @@ static int report(lua_State *L, int status)
 {
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        if (msg == NULL) msg = "(error object is not a string)";
+        if (msg == NULL)
+            msg = "(error object is not a string)";
         l_message(progname, msg);
         lua_pop(L, 1);
     }
@@ -158,7 +160,8 @@ static void createargtable(lua_State *L, char **argv, int argc, int script)
 
 static int dochunk(lua_State *L, int status)
 {
-    if (status == LUA_OK) status = docall(L, 0, 0);
+    if (status == LUA_OK)
+        status = docall(L, 0, 0);
     return report(L, status);
 }
 
@@ -189,7 +192,8 @@ static int dolibrary(lua_State *L, char *globname)
     lua_pushstring(L, modname);
     status = docall(L, 1, 1);
     if (status == LUA_OK) {
-        if (suffix != NULL) *suffix = '\0';
+        if (suffix != NULL)
+            *suffix = '\0';
         lua_setglobal(L, globname);
     }
     return report(L, status);
@@ -199,7 +203,8 @@ static int dolibrary(lua_State *L, char *globname)
 static int pushargs(lua_State *L)
 {
     int i, n;
-    if (lua_getglobal(L, "arg") != LUA_TTABLE) luaL_error(L, "'arg' is not a table");
+    if (lua_getglobal(L, "arg") != LUA_TTABLE)
+        luaL_error(L, "'arg' is not a table");
     n = (int)luaL_len(L, -1);
     luaL_checkstack(L, n + 3, "too many arguments to script");
     for (i = 1; i <= n; i++)
@@ -214,7 +219,8 @@ static int handle_script(lua_State *L, char **argv)
 {
     int status;
     const char *fname = argv[0];
-    if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0) fname = NULL;
+    if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0)
+        fname = NULL;
     status = luaL_loadfile(L, fname);
     if (status == LUA_OK) {
         int n = pushargs(L);
@@ -236,24 +242,29 @@ static void history_open(void)
     free(history_path);
     history_path = NULL;
     if (env != NULL) {
-        if (env[0] != '\0') history_path = strdup(env);
+        if (env[0] != '\0')
+            history_path = strdup(env);
     } else if (home != NULL && home[0] != '\0') {
         size_t n = strlen(home) + sizeof("/.braid_history");
         history_path = malloc(n);
-        if (history_path) snprintf(history_path, n, "%s/.braid_history", home);
+        if (history_path)
+            snprintf(history_path, n, "%s/.braid_history", home);
     }
     using_history();
     stifle_history(1000);
-    if (history_path) read_history(history_path);
+    if (history_path)
+        read_history(history_path);
 }
 
 /* Adds a line to the history and rewrites the file at once, so history
  * survives os.exit and crashes. */
 static void saveline(const char *line)
 {
-    if (!use_readline || line[0] == '\0') return;
+    if (!use_readline || line[0] == '\0')
+        return;
     add_history(line);
-    if (history_path) write_history(history_path);
+    if (history_path)
+        write_history(history_path);
 }
 
 static volatile sig_atomic_t prompt_interrupted = 0;
@@ -295,7 +306,8 @@ static int readline_prompt(const char *prompt, char **line)
         free(buf);
         return LINE_EOF;
     }
-    if (l > 0 && buf[l - 1] == '\n') buf[--l] = '\0';
+    if (l > 0 && buf[l - 1] == '\n')
+        buf[--l] = '\0';
     *line = buf;
     return LINE_OK;
 }
@@ -305,7 +317,8 @@ static const char *get_prompt(lua_State *L, int firstline)
     const char *p;
     lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2");
     p = lua_tostring(L, -1);
-    if (p == NULL) p = firstline ? PROMPT1 : PROMPT2;
+    if (p == NULL)
+        p = firstline ? PROMPT1 : PROMPT2;
     return p;
 }
 
@@ -331,7 +344,8 @@ static int pushline(lua_State *L, int firstline)
     char *b = NULL;
     int r = readline_prompt(prmt, &b);
     lua_pop(L, 1); /* prompt */
-    if (r == LINE_EOF) return LINE_EOF;
+    if (r == LINE_EOF)
+        return LINE_EOF;
     if (r == LINE_INTERRUPTED)
         lua_pushliteral(L, "");
     else if (firstline && b[0] == '=') /* 5.2 compatibility: "=x" is "return x" */
@@ -386,8 +400,10 @@ static int loadline(lua_State *L)
 {
     int status;
     lua_settop(L, 0);
-    if (pushline(L, 1) == LINE_EOF) return -1;
-    if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
+    if (pushline(L, 1) == LINE_EOF)
+        return -1;
+    if ((status = addreturn(L)) != LUA_OK)
+        status = multiline(L);
     lua_remove(L, 1);
     return status;
 }
@@ -418,7 +434,8 @@ static void doREPL(lua_State *L)
         history_open();
     }
     while ((status = loadline(L)) != -1) {
-        if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
+        if (status == LUA_OK)
+            status = docall(L, 0, LUA_MULTRET);
         if (status == LUA_OK)
             l_print(L);
         else
@@ -447,29 +464,35 @@ static int collectargs(char **argv, int *first)
         *first = 0;
         return 0;
     }
-    if (argv[0][0]) progname = argv[0];
+    if (argv[0][0])
+        progname = argv[0];
     for (i = 1; argv[i] != NULL; i++) {
         *first = i;
-        if (argv[i][0] != '-') return args;
+        if (argv[i][0] != '-')
+            return args;
         switch (argv[i][1]) {
         case '-': /* "--" */
-            if (argv[i][2] != '\0') return has_error;
+            if (argv[i][2] != '\0')
+                return has_error;
             *first = argv[i + 1] != NULL ? i + 1 : 0;
             return args;
         case '\0': /* "-": script is stdin */
             return args;
         case 'E':
-            if (argv[i][2] != '\0') return has_error;
+            if (argv[i][2] != '\0')
+                return has_error;
             args |= has_E;
             break;
         case 'W':
-            if (argv[i][2] != '\0') return has_error;
+            if (argv[i][2] != '\0')
+                return has_error;
             break;
         case 'i':
             args |= has_i; /* -i implies -v */
             /* fallthrough */
         case 'v':
-            if (argv[i][2] != '\0') return has_error;
+            if (argv[i][2] != '\0')
+                return has_error;
             args |= has_v;
             break;
         case 'e':
@@ -478,7 +501,8 @@ static int collectargs(char **argv, int *first)
         case 'l':
             if (argv[i][2] == '\0') {
                 i++;
-                if (argv[i] == NULL || argv[i][0] == '-') return has_error;
+                if (argv[i] == NULL || argv[i][0] == '-')
+                    return has_error;
             }
             break;
         default:
@@ -500,9 +524,11 @@ static int runargs(lua_State *L, char **argv, int n)
         case 'l': {
             int status;
             char *extra = argv[i] + 2;
-            if (*extra == '\0') extra = argv[++i];
+            if (*extra == '\0')
+                extra = argv[++i];
             status = option == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
-            if (status != LUA_OK) return 0;
+            if (status != LUA_OK)
+                return 0;
             break;
         }
         case 'W':
@@ -524,8 +550,10 @@ static int handle_luainit(lua_State *L)
         name = "=LUA_INIT";
         init = getenv(name + 1);
     }
-    if (init == NULL) return LUA_OK;
-    if (init[0] == '@') return dofile(L, init + 1);
+    if (init == NULL)
+        return LUA_OK;
+    if (init[0] == '@')
+        return dofile(L, init + 1);
     return dostring(L, init, name);
 }
 
@@ -564,7 +592,8 @@ static int pmain(lua_State *L)
         print_usage(argv[script]);
         return 0;
     }
-    if (args & has_v) print_version();
+    if (args & has_v)
+        print_version();
     if (args & has_E) {
         lua_pushboolean(L, 1);
         lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
@@ -579,9 +608,12 @@ static int pmain(lua_State *L)
     createargtable(L, argv, argc, script);
     lua_gc(L, LUA_GCRESTART);
     lua_gc(L, LUA_GCGEN, 0, 0);
-    if (!(args & has_E) && handle_luainit(L) != LUA_OK) return 0;
-    if (!runargs(L, argv, optlim)) return 0;
-    if (script > 0 && handle_script(L, argv + script) != LUA_OK) return 0;
+    if (!(args & has_E) && handle_luainit(L) != LUA_OK)
+        return 0;
+    if (!runargs(L, argv, optlim))
+        return 0;
+    if (script > 0 && handle_script(L, argv + script) != LUA_OK)
+        return 0;
     if (args & has_i) {
         doREPL(L);
     } else if (script < 1 && !(args & (has_e | has_v))) {

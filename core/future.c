@@ -54,7 +54,7 @@ struct braid_waitset {
     braid_future_t **fs;
     watch_t *watches; /* one per future, plus [n] for the inbox */
     size_t n;
-    size_t *ready;    /* ring of done indices, in completion order */
+    size_t *ready; /* ring of done indices, in completion order */
     size_t rhead, rcount;
     size_t reported;
     int inbox_ready;
@@ -242,9 +242,8 @@ int braid_future_outcome(braid_future_t *f, const braid_buf_t **out, int *failed
     if (code)
         *code = f->code;
     if (msg)
-        *msg = f->code && f->code != BRAID_ECANCELLED
-                   ? (f->msg ? f->msg : braid_strerror(f->code))
-                   : NULL;
+        *msg = f->code && f->code != BRAID_ECANCELLED ? (f->msg ? f->msg : braid_strerror(f->code))
+                                                      : NULL;
     return 0;
 }
 

@@ -13,8 +13,8 @@ extern "C" {
 typedef struct braid_object braid_object_t;
 
 typedef struct braid_object_type {
-    const char *name;   /* metatable name in Lua, e.g. "braid.Lock" */
-    const char *module; /* Lua module that registers the metatable */
+    const char *name;                     /* metatable name in Lua, e.g. "braid.Lock" */
+    const char *module;                   /* Lua module that registers the metatable */
     void (*destroy)(braid_object_t *obj); /* frees the object; refs are 0 */
 } braid_object_type_t;
 

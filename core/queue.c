@@ -76,13 +76,13 @@ static void entry_take(entry_t *e, braid_buf_t *out, braid_buf_t *moved)
 struct braid_queue {
     braid_object_t obj;
     braid_queue_kind_t kind;
-    long maxsize;          /* > 0: bounded */
+    long maxsize; /* > 0: bounded */
     _Alignas(LINE) pthread_mutex_t mu;
-    size_t head;           /* FIFO/SIMPLE ring start */
+    size_t head; /* FIFO/SIMPLE ring start */
     size_t count;
     int shutdown;
     _Alignas(LINE) entry_t *items;
-    size_t cap;            /* power of two (or 0 before the first put) */
+    size_t cap; /* power of two (or 0 before the first put) */
     uint64_t seq;
     long unfinished;
     braid_waitlist_t getters, putters, joiners;

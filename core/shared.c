@@ -36,8 +36,7 @@ static void shared_destroy(braid_object_t *obj)
     free(t);
 }
 
-const braid_object_type_t braid_shared_type = {"braid.SharedTable", "braid.shared",
-                                               shared_destroy};
+const braid_object_type_t braid_shared_type = {"braid.SharedTable", "braid.shared", shared_destroy};
 
 int braid_shared_new(braid_shared_t **out)
 {

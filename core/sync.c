@@ -556,8 +556,8 @@ static void barrier_destroy(braid_object_t *o)
     free(b);
 }
 
-const braid_object_type_t braid_barrier_type = {"braid.Barrier", "braid.threading",
-                                                barrier_destroy};
+const braid_object_type_t braid_barrier_type = {
+    "braid.Barrier", "braid.threading", barrier_destroy};
 
 int braid_barrier_new(braid_barrier_t **out, long parties)
 {

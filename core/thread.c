@@ -18,17 +18,17 @@
 struct braid_thread {
     braid_object_t obj;
     pthread_mutex_t mu;
-    braid_waitlist_t joiners;   /* also woken when ident/native_id appear */
+    braid_waitlist_t joiners; /* also woken when ident/native_id appear */
     int state;
-    atomic_int done;            /* state == DONE, for join's lock-free spin */
-    int kind;                   /* K_BRAID, K_MAIN, K_DUMMY */
+    atomic_int done; /* state == DONE, for join's lock-free spin */
+    int kind;        /* K_BRAID, K_MAIN, K_DUMMY */
     int daemon;
     int native_ready;
     atomic_int cancel_flag;
     char *name;
     uint64_t ident;
     long native_id;
-    braid_waiter_t waiter;      /* K_BRAID: the thread's own waiter */
+    braid_waiter_t waiter; /* K_BRAID: the thread's own waiter */
     braid_thread_fn fn;
     void *arg;
     braid_thread_cancel_fn cancel_fn;
@@ -37,7 +37,7 @@ struct braid_thread {
     int failed;
     char *tb;
     braid_thread_t *reg_next, *reg_prev; /* registry links (reg_mu) */
-    braid_thread_t *pend_next;  /* pool_pending link (pool_mu) */
+    braid_thread_t *pend_next;           /* pool_pending link (pool_mu) */
 };
 
 enum { K_BRAID, K_MAIN, K_DUMMY };
@@ -62,8 +62,8 @@ static void thread_destroy(braid_object_t *o)
     free(t);
 }
 
-const braid_object_type_t braid_thread_type = {"braid.ThreadHandle", "braid.threading",
-                                               thread_destroy};
+const braid_object_type_t braid_thread_type = {
+    "braid.ThreadHandle", "braid.threading", thread_destroy};
 
 static braid_thread_t *thread_alloc(const char *name, int kind, int daemon)
 {
@@ -229,8 +229,7 @@ static void *worker_main(void *p)
             /* a starter unlinks us, counts us out and sets job; on a
              * timeout we unlink ourselves */
             while (!w->job) {
-                if (braid_waitlist_wait(&pool_idle, &pool_mu, deadline, NULL) != 0 &&
-                    !w->job) {
+                if (braid_waitlist_wait(&pool_idle, &pool_mu, deadline, NULL) != 0 && !w->job) {
                     pool_nidle--;
                     break;
                 }
@@ -319,7 +318,7 @@ static braid_thread_prep_fn prep_fn;
 static braid_thread_discard_fn prep_discard;
 static void *prep_stock[PREP_MAX];
 static int prep_nstock;
-static int prep_running;          /* the preparer exists (pool_mu) */
+static int prep_running;           /* the preparer exists (pool_mu) */
 static braid_waitlist_t prep_idle; /* the parked preparer */
 
 void braid_thread_set_prep(braid_thread_prep_fn prep, braid_thread_discard_fn discard)
@@ -630,8 +629,7 @@ void braid_thread_set_result(braid_thread_t *t, braid_buf_t *result, int failed,
     pthread_mutex_unlock(&t->mu);
 }
 
-int braid_thread_result(braid_thread_t *t, const braid_buf_t **result, int *failed,
-                        const char **tb)
+int braid_thread_result(braid_thread_t *t, const braid_buf_t **result, int *failed, const char **tb)
 {
     int rc = 0;
     pthread_mutex_lock(&t->mu);

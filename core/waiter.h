@@ -15,18 +15,18 @@ typedef struct braid_waiter braid_waiter_t;
 
 struct braid_waiter {
     pthread_mutex_t mu;
-    pthread_cond_t cv;     /* on CLOCK_MONOTONIC */
-    atomic_int signaled;   /* set by braid_waiter_wake, cleared by prepare */
-    atomic_int cancelled;  /* a pending cancellation request */
+    pthread_cond_t cv;    /* on CLOCK_MONOTONIC */
+    atomic_int signaled;  /* set by braid_waiter_wake, cleared by prepare */
+    atomic_int cancelled; /* a pending cancellation request */
     /* Non-NULL: this waiter is not an OS thread (e.g. an asyncio task);
      * wake calls notify(w) instead of signalling the condvar. */
     void (*notify)(braid_waiter_t *w);
-    void *data;            /* owner's payload (e.g. the task) */
+    void *data; /* owner's payload (e.g. the task) */
     /* Wait-list links and payload: guarded by the lock of the primitive
      * whose list the waiter is on. */
     braid_waiter_t *next, *prev;
     int linked;
-    intptr_t token;        /* primitive-specific: requested count, result... */
+    intptr_t token; /* primitive-specific: requested count, result... */
     /* Set by the owner: park also returns BRAID_EINTR on braid_waiter_interrupt
      * (the braid executable marks its main thread, for Ctrl-C). */
     int interruptible;

@@ -30,8 +30,8 @@ int main(int argc, char **argv)
     fprintf(out, "const struct { const char *name, *src; size_t len; } braid_scripts[] = {\n");
     for (int i = 2; i < argc; i++) {
         char *eq = strchr(argv[i], '=');
-        fprintf(out, "  {\"%.*s\", src%d, sizeof src%d - 1},\n", (int)(eq - argv[i]), argv[i], i,
-                i);
+        fprintf(
+            out, "  {\"%.*s\", src%d, sizeof src%d - 1},\n", (int)(eq - argv[i]), argv[i], i, i);
     }
     fprintf(out, "  {NULL, NULL, 0}};\n");
     return fclose(out) == 0 ? 0 : 1;
