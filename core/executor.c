@@ -22,7 +22,7 @@ typedef struct task {
 typedef struct pool pool_t;
 
 struct pool {
-    atomic_int refs;     /* the executor object + each running worker */
+    atomic_int refs; /* the executor object + each running worker */
     pthread_mutex_t mu;
     task_t *head, *tail;
     size_t pending;
@@ -190,8 +190,8 @@ static void executor_destroy(braid_object_t *o)
     free(ex);
 }
 
-const braid_object_type_t braid_executor_type = {"braid.ThreadPoolExecutor", "braid.futures",
-                                                 executor_destroy};
+const braid_object_type_t braid_executor_type = {
+    "braid.ThreadPoolExecutor", "braid.futures", executor_destroy};
 
 static void atexit_hook(void)
 {
@@ -291,8 +291,7 @@ static int pool_spawn_locked(pool_t *p)
     return 0;
 }
 
-int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux,
-                          braid_future_t **out)
+int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, braid_future_t **out)
 {
     pool_t *p = ex->pool;
     task_t *t = malloc(sizeof *t);
@@ -370,8 +369,7 @@ static int pool_shutdown(pool_t *p, int wait, int cancel_futures, int64_t deadli
     return rc;
 }
 
-int braid_executor_shutdown(braid_executor_t *ex, int wait, int cancel_futures,
-                            int64_t deadline)
+int braid_executor_shutdown(braid_executor_t *ex, int wait, int cancel_futures, int64_t deadline)
 {
     return pool_shutdown(ex->pool, wait, cancel_futures, deadline);
 }

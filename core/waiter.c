@@ -58,7 +58,7 @@ static atomic_llong yield_off_until; /* monotonic ns */
 static atomic_int running;
 static int ncpu; /* online cores, set once */
 static pthread_once_t ncpu_once = PTHREAD_ONCE_INIT;
-static _Thread_local int counted;   /* this thread is in `running` */
+static _Thread_local int counted; /* this thread is in `running` */
 static _Thread_local int spin_ns = SPIN_MAX_NS;
 static _Thread_local unsigned spin_probe;
 
@@ -81,8 +81,7 @@ int braid_waiter_init(braid_waiter_t *w)
     pthread_condattr_t ca;
     if (pthread_mutex_init(&w->mu, NULL) != 0)
         return BRAID_EOS;
-    if (pthread_condattr_init(&ca) != 0 ||
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+    if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
         pthread_cond_init(&w->cv, &ca) != 0) {
         pthread_mutex_destroy(&w->mu);
         return BRAID_EOS;
@@ -188,8 +187,7 @@ int braid_waiter_park(braid_waiter_t *w, int64_t deadline)
             if (!may_yield)
                 break;
             if (atomic_load_explicit(&running, memory_order_relaxed) <= ncpu) {
-                atomic_store_explicit(&yield_off_until, t + YIELD_OFF_NS,
-                                      memory_order_relaxed);
+                atomic_store_explicit(&yield_off_until, t + YIELD_OFF_NS, memory_order_relaxed);
                 break;
             }
         }

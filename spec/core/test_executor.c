@@ -17,7 +17,7 @@
  * the gate future is done, then echo. */
 typedef struct tctx {
     atomic_int starts, stops, runs;
-    int fail_start;     /* worker_start fails for this index (or -1) */
+    int fail_start; /* worker_start fails for this index (or -1) */
     braid_future_t *gate;
     atomic_int freed;
 } tctx_t;
