@@ -59,8 +59,7 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux,
  * wakes idle workers so they exit once the queue is empty. With wait,
  * joins the workers (not the calling one) until deadline: returns 0,
  * BRAID_ETIMEOUT or BRAID_ECANCELLED. Callable any number of times. */
-int braid_executor_shutdown(braid_executor_t *ex, int wait, int cancel_futures,
-                            int64_t deadline);
+int braid_executor_shutdown(braid_executor_t *ex, int wait, int cancel_futures, int64_t deadline);
 /* Whether the pool is broken; *msg (may be NULL) gets the reason, valid
  * while ex is referenced. */
 int braid_executor_broken(braid_executor_t *ex, const char **msg);

@@ -128,12 +128,16 @@ braid_waiter_t *braid_waiter_current(void)
     if (current)
         return current;
     pthread_once(&owned_once, make_key);
-    braid_waiter_t *w = malloc(sizeof *w);
-    if (!w || braid_waiter_init(w) != 0) {
-        free(w);
-        return NULL;
+    /* the thread's own waiter, made once (set_current(NULL) returns here) */
+    braid_waiter_t *w = pthread_getspecific(owned_key);
+    if (!w) {
+        w = malloc(sizeof *w);
+        if (!w || braid_waiter_init(w) != 0) {
+            free(w);
+            return NULL;
+        }
+        pthread_setspecific(owned_key, w);
     }
-    pthread_setspecific(owned_key, w);
     current = w;
     count_thread(1);
     return w;

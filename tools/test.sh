@@ -46,6 +46,12 @@ specs_stock() {
 
 ctest_in() { (cd "$1" && ctest --output-on-failure -j"$JOBS"); }
 
+# the C sources follow .clang-format (STYLE.md); Debian 12's clang-format 14
+format_check() {
+  git ls-files 'core/*.[ch]' 'bindings/*.[ch]' 'spec/*.[ch]' 'tools/*.c' |
+    xargs clang-format --dry-run --Werror
+}
+stage "format (clang-format)" format_check
 stage "build" build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 stage "core tests" ctest_in build
 stage "specs (braid)" specs_braid build
