@@ -45,6 +45,9 @@ void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Re
 /* Pushes a new box holding a new reference to obj (retains). Loads
  * type->module first if its metatable is not registered yet. Stack: +1. */
 void lbraid_push_object(lua_State *L, braid_object_t *obj);
+/* Pushes the registry table stored under key, creating it with the weak
+ * mode ("k", "v" or "kv") on first use. Stack: +1. */
+void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode);
 /* The object in the box at idx, checked against type; raises an argument
  * error otherwise (and a ValueError if the box was closed). */
 braid_object_t *lbraid_check_object(lua_State *L, int idx, const braid_object_type_t *type);

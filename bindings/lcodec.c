@@ -699,16 +699,7 @@ typedef struct fninfo {
 static fninfo_t *push_fninfo(enc_t *e, int idx)
 {
     lua_State *L = e->L;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FCACHE_KEY) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &FCACHE_KEY);
-    }
+    lbraid_push_weak_table(L, &FCACHE_KEY, "k");
     lua_pushvalue(L, idx);
     if (lua_rawget(L, -2) == LUA_TUSERDATA) {
         lua_remove(L, -2);

@@ -43,19 +43,24 @@ void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Re
     lua_setfield(L, -2, "__braid");
 }
 
-/* Pushes the weak id -> box cache. Stack: +1. */
-static void push_boxes(lua_State *L)
+void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode)
 {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BOXES_KEY) != LUA_TNIL)
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE)
         return;
     lua_pop(L, 1);
     lua_newtable(L);
     lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
+    lua_pushstring(L, mode);
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &BOXES_KEY);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/* Pushes the weak id -> box cache. Stack: +1. */
+static void push_boxes(lua_State *L)
+{
+    lbraid_push_weak_table(L, &BOXES_KEY, "v");
 }
 
 void lbraid_push_object(lua_State *L, braid_object_t *obj)

@@ -255,16 +255,7 @@ void lbraid_set_traceback(lua_State *L, int idx, const char *tb)
     }
     if (lua_isnil(L, idx))
         return;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TB_KEY) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &TB_KEY);
-    }
+    lbraid_push_weak_table(L, &TB_KEY, "k");
     /* strings and numbers are never collected from a weak table: bound it */
     lua_getfield(L, -1, "\1count");
     lua_Integer count = lua_tointeger(L, -1) + 1;
