@@ -186,18 +186,26 @@ static void raise_core_outcome(lua_State *L, int code, const char *msg)
         lbraid_error(L, braid_errkind(code), "%s", msg);
 }
 
-/* f:result(timeout) -> the call's results, or raises its error. */
-static int lfuture_result(lua_State *L)
+/* Waits (timeout at 2) for the future at 1 to finish, raising Timeout, and
+ * reads its outcome. */
+static void lfuture_finished(lua_State *L, const braid_buf_t **out, int *failed, int *code,
+                             const char **msg)
 {
     braid_future_t *f = lfuture_check(L, 1);
     int64_t deadline = lbraid_opt_deadline(L, 2);
     lbraid_poll(L);
     if (lfuture_wait(L, f, deadline) == BRAID_ETIMEOUT)
-        return lbraid_error(L, "Timeout", "the future did not finish in time");
+        lbraid_error(L, "Timeout", "the future did not finish in time");
+    braid_future_outcome(f, out, failed, code, msg);
+}
+
+/* f:result(timeout) -> the call's results, or raises its error. */
+static int lfuture_result(lua_State *L)
+{
     const braid_buf_t *out;
     int failed, code;
     const char *msg;
-    braid_future_outcome(f, &out, &failed, &code, &msg);
+    lfuture_finished(L, &out, &failed, &code, &msg);
     raise_core_outcome(L, code, msg);
     lua_settop(L, 1);
     return lbraid_push_outcome(L, out, failed);
@@ -206,15 +214,10 @@ static int lfuture_result(lua_State *L)
 /* f:exception(timeout) -> the error value, or nil on success. */
 static int lfuture_exception(lua_State *L)
 {
-    braid_future_t *f = lfuture_check(L, 1);
-    int64_t deadline = lbraid_opt_deadline(L, 2);
-    lbraid_poll(L);
-    if (lfuture_wait(L, f, deadline) == BRAID_ETIMEOUT)
-        return lbraid_error(L, "Timeout", "the future did not finish in time");
     const braid_buf_t *out;
     int failed, code;
     const char *msg;
-    braid_future_outcome(f, &out, &failed, &code, &msg);
+    lfuture_finished(L, &out, &failed, &code, &msg);
     if (code == BRAID_ECANCELLED)
         raise_core_outcome(L, code, msg);
     lua_settop(L, 1);
