@@ -1282,6 +1282,46 @@ static inline uint64_t rd_varint(braid_reader_t *r)
     return braid_reader_varint(r);
 }
 
+/* Pushes the scalar (nil, boolean, number, string) that follows a tag read
+ * from r. Returns 1, 0 when tag is not a scalar's (nothing read), or -1 on
+ * malformed input (nothing pushed). */
+static inline int dec_scalar_value(lua_State *L, uint8_t tag, braid_reader_t *r)
+{
+    switch (tag) {
+    case BRAID_T_NIL:
+        lua_pushnil(L);
+        return 1;
+    case BRAID_T_FALSE:
+    case BRAID_T_TRUE:
+        lua_pushboolean(L, tag == BRAID_T_TRUE);
+        return 1;
+    case BRAID_T_INT: {
+        uint64_t u = rd_varint(r);
+        if (r->err)
+            return -1;
+        lua_pushinteger(L, (lua_Integer)((int64_t)(u >> 1) ^ -(int64_t)(u & 1)));
+        return 1;
+    }
+    case BRAID_T_FLOAT: {
+        double f = braid_reader_f64(r);
+        if (r->err)
+            return -1;
+        lua_pushnumber(L, (lua_Number)f);
+        return 1;
+    }
+    case BRAID_T_STR: {
+        size_t n = (size_t)rd_varint(r);
+        if (r->err || n > (size_t)(r->end - r->p))
+            return -1;
+        lua_pushlstring(L, (const char *)r->p, n);
+        r->p += n;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
 static void dec_value(dec_t *d)
 {
     lua_State *L = d->L;
@@ -1295,31 +1335,16 @@ static void dec_value(dec_t *d)
     if (r->err || r->p >= r->end)
         dec_fail(d, BRAID_ECORRUPT);
     uint8_t tag = *r->p++;
-    switch (tag) {
-    case BRAID_T_NIL:
-        lua_pushnil(L);
-        break;
-    case BRAID_T_FALSE:
-    case BRAID_T_TRUE:
-        lua_pushboolean(L, tag == BRAID_T_TRUE);
-        break;
-    case BRAID_T_INT: {
-        uint64_t u = rd_varint(r);
-        lua_pushinteger(L, (lua_Integer)((int64_t)(u >> 1) ^ -(int64_t)(u & 1)));
-        break;
-    }
-    case BRAID_T_FLOAT:
-        lua_pushnumber(L, (lua_Number)braid_reader_f64(r));
-        break;
-    case BRAID_T_STR:
-        n = (size_t)rd_varint(r);
-        if (r->err || n > (size_t)(r->end - r->p))
-            dec_fail(d, BRAID_ECORRUPT);
-        lua_pushlstring(L, (const char *)r->p, n);
-        r->p += n;
-        if (n >= BRAID_CODEC_MEMO_MIN)
+    int scalar = dec_scalar_value(L, tag, r);
+    if (scalar < 0)
+        dec_fail(d, BRAID_ECORRUPT);
+    if (scalar) {
+        if (tag == BRAID_T_STR && lua_rawlen(L, -1) >= BRAID_CODEC_MEMO_MIN)
             dec_ref(d);
-        break;
+        d->depth--;
+        return;
+    }
+    switch (tag) {
     case BRAID_T_REF: {
         uint64_t i = rd_varint(r);
         if (r->err || i >= (uint64_t)d->nrefs)
@@ -1473,46 +1498,11 @@ static int dec_scalar(lua_State *L, const void *data, size_t len)
 {
     braid_reader_t r;
     braid_reader_init(&r, data, len);
-    uint8_t tag = braid_reader_u8(&r);
-    size_t n = 0;
-    const uint8_t *s = NULL;
-    int64_t i = 0;
-    double f = 0;
-    switch (tag) {
-    case BRAID_T_NIL:
-    case BRAID_T_FALSE:
-    case BRAID_T_TRUE:
-        break;
-    case BRAID_T_INT:
-        i = braid_reader_int(&r);
-        break;
-    case BRAID_T_FLOAT:
-        f = braid_reader_f64(&r);
-        break;
-    case BRAID_T_STR:
-        s = braid_reader_str(&r, &n);
-        break;
-    default:
+    if (len == 0 || dec_scalar_value(L, *r.p++, &r) != 1)
         return 0;
-    }
-    if (r.err || braid_reader_left(&r) != 0)
-        return 0; /* let the full decoder report it */
-    switch (tag) {
-    case BRAID_T_NIL:
-        lua_pushnil(L);
-        break;
-    case BRAID_T_FALSE:
-    case BRAID_T_TRUE:
-        lua_pushboolean(L, tag == BRAID_T_TRUE);
-        break;
-    case BRAID_T_INT:
-        lua_pushinteger(L, (lua_Integer)i);
-        break;
-    case BRAID_T_FLOAT:
-        lua_pushnumber(L, (lua_Number)f);
-        break;
-    default:
-        lua_pushlstring(L, (const char *)s, n);
+    if (r.p != r.end) { /* trailing bytes: let the full decoder report it */
+        lua_pop(L, 1);
+        return 0;
     }
     return 1;
 }
