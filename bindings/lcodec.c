@@ -835,37 +835,53 @@ static void enc_function(enc_t *e, int idx)
     lua_settop(L, info - 1);
 }
 
+/* Writes a nil, boolean, number or string (of Lua type `type`) at idx as
+ * itself; returns 0, writing nothing, for other types. */
+static inline int put_scalar(lua_State *L, int idx, int type, braid_buf_t *buf)
+{
+    switch (type) {
+    case LUA_TNIL:
+        put_tag(buf, BRAID_T_NIL);
+        return 1;
+    case LUA_TBOOLEAN:
+        put_tag(buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
+        return 1;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) { /* (tointegerx would take 3.0 too) */
+            int64_t v = (int64_t)lua_tointeger(L, idx);
+            put_tag_varint(buf, BRAID_T_INT, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+        } else {
+            braid_buf_put_u8(buf, BRAID_T_FLOAT);
+            braid_buf_put_f64(buf, (double)lua_tonumber(L, idx));
+        }
+        return 1;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        put_tag_str(buf, BRAID_T_STR, s, n);
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
 static void enc_value(enc_t *e, int idx)
 {
     lua_State *L = e->L;
     if (e->depth >= BRAID_CODEC_MAX_DEPTH)
         enc_fail(e, "a value nested too deeply");
     e->depth++;
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-        put_tag(e->buf, BRAID_T_NIL);
-        break;
-    case LUA_TBOOLEAN:
-        put_tag(e->buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
-        break;
-    case LUA_TNUMBER: {
-        if (lua_isinteger(L, idx)) { /* (tointegerx would take 3.0 too) */
-            int64_t v = (int64_t)lua_tointeger(L, idx);
-            put_tag_varint(e->buf, BRAID_T_INT, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
-        } else {
-            braid_buf_put_u8(e->buf, BRAID_T_FLOAT);
-            braid_buf_put_f64(e->buf, (double)lua_tonumber(L, idx));
-        }
-        break;
+    int type = lua_type(L, idx);
+    if (type == LUA_TSTRING && lua_rawlen(L, idx) >= BRAID_CODEC_MEMO_MIN && enc_seen(e, idx)) {
+        e->depth--; /* a repeated string: written as a back-reference */
+        return;
     }
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        if (n >= BRAID_CODEC_MEMO_MIN && enc_seen(e, idx))
-            break;
-        put_tag_str(e->buf, BRAID_T_STR, s, n);
-        break;
+    if (put_scalar(L, idx, type, e->buf)) {
+        e->depth--;
+        return;
     }
+    switch (type) {
     case LUA_TTABLE:
         enc_table(e, idx);
         break;
@@ -950,32 +966,8 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
  * without setting up an encoder. Returns 0 for other types. */
 static int enc_scalar(lua_State *L, int idx, braid_buf_t *buf)
 {
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-        braid_buf_put_u8(buf, BRAID_T_NIL);
-        break;
-    case LUA_TBOOLEAN:
-        braid_buf_put_u8(buf, lua_toboolean(L, idx) ? BRAID_T_TRUE : BRAID_T_FALSE);
-        break;
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
-            braid_buf_put_u8(buf, BRAID_T_INT);
-            braid_buf_put_int(buf, (int64_t)lua_tointeger(L, idx));
-        } else {
-            braid_buf_put_u8(buf, BRAID_T_FLOAT);
-            braid_buf_put_f64(buf, (double)lua_tonumber(L, idx));
-        }
-        break;
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        braid_buf_put_u8(buf, BRAID_T_STR);
-        braid_buf_put_str(buf, s, n);
-        break;
-    }
-    default:
+    if (!put_scalar(L, idx, lua_type(L, idx), buf))
         return 0;
-    }
     if (buf->err)
         lbraid_core_error(L, buf->err, "encode");
     return 1;
