@@ -5,29 +5,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "values.h"
 #include "clock.h"
 #include "codec.h"
 #include "error.h"
 #include "future.h"
 #include "waiter.h"
-
-static braid_buf_t enc_int(int64_t v)
-{
-    braid_buf_t b;
-    braid_buf_init(&b);
-    braid_buf_put_u8(&b, BRAID_T_INT);
-    braid_buf_put_int(&b, v);
-    return b;
-}
-
-static int64_t dec_int(const braid_buf_t *b)
-{
-    braid_reader_t r;
-    braid_reader_init(&r, b->data, b->len);
-    if (braid_reader_u8(&r) != BRAID_T_INT)
-        return -999999;
-    return braid_reader_int(&r);
-}
 
 static int64_t ms(int n)
 {

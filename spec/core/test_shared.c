@@ -5,28 +5,11 @@
 #include <string.h>
 
 #include "check.h"
+#include "values.h"
 #include "clock.h"
 #include "codec.h"
 #include "error.h"
 #include "shared.h"
-
-static braid_buf_t enc_int(int64_t v)
-{
-    braid_buf_t b;
-    braid_buf_init(&b);
-    braid_buf_put_u8(&b, BRAID_T_INT);
-    braid_buf_put_int(&b, v);
-    return b;
-}
-
-static braid_buf_t enc_str(const char *s)
-{
-    braid_buf_t b;
-    braid_buf_init(&b);
-    braid_buf_put_u8(&b, BRAID_T_STR);
-    braid_buf_put_str(&b, s, strlen(s));
-    return b;
-}
 
 static void set_ii(braid_shared_t *t, int64_t k, int64_t v, int del)
 {
