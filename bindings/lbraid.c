@@ -101,21 +101,53 @@ void lbraid_preload(lua_State *L)
 
 /* ---- root functions ---- */
 
+/* braid.sleep inside an asyncio task suspends the task until the deadline
+ * (at 1). Outside one, lbraid_wait runs this once: the deadline has passed
+ * only for a zero sleep, so sleep's own loop handles the rest. */
+static int lbraid_sleep_op(lua_State *L)
+{
+    braid_waiter_t *w = braid_waiter_peek_current();
+    int64_t deadline = (int64_t)lua_tointeger(L, 1);
+    if (w && atomic_load(&w->cancelled))
+        return BRAID_ECANCELLED;
+    if (!w || !w->notify || braid_clock_now() >= deadline)
+        return 0;
+    w->deadline = deadline; /* nothing linked: only the timer wakes it */
+    return BRAID_ESUSPEND;
+}
+
+static int lbraid_sleep_park(lua_State *L, int rc);
+
+static const lbraid_waitop_t lbraid_sleep_wait = {lbraid_sleep_op, lbraid_sleep_park};
+
 static int lbraid_sleep(lua_State *L)
 {
     lua_Number secs = luaL_checknumber(L, 1);
     if (secs != secs || secs < 0)
         return lbraid_error(L, "ValueError", "sleep length must be a non-negative number");
     lbraid_poll(L);
-    braid_waiter_t *w = lbraid_ctx(L)->waiter;
     int64_t deadline = braid_clock_deadline((double)secs);
+    lua_settop(L, 0);
+    lua_pushinteger(L, (lua_Integer)deadline);
+    if (lbraid_ctx(L)->loop_running)
+        return lbraid_wait(L, &lbraid_sleep_wait);
+    return lbraid_sleep_park(L, 0);
+}
+
+/* Blocks the OS thread until the deadline at 1 (cancellable). */
+static int lbraid_sleep_park(lua_State *L, int rc)
+{
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    int64_t deadline = (int64_t)lua_tointeger(L, 1);
+    braid_waiter_t *w = lbraid_ctx(L)->waiter;
     if (!w) {
         braid_clock_sleep_until(deadline);
         return 0;
     }
     braid_waiter_prepare(w);
     for (;;) {
-        int rc = braid_waiter_park(w, deadline);
+        rc = braid_waiter_park(w, deadline);
         if (rc == BRAID_ETIMEOUT)
             return 0;
         if (rc)

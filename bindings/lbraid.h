@@ -78,6 +78,9 @@ typedef struct lbraid_ctx {
     /* Runs callbacks queued for this state; set by the module that queues
      * them (futures). NULL when there is nothing to deliver. */
     void (*poll)(lua_State *L);
+    /* An asyncio loop is running in this state: blocking calls check
+     * whether they run inside a task (lbraid_wait). */
+    int loop_running;
 } lbraid_ctx_t;
 
 /* Replaces the global print with one that writes each line whole. */
@@ -127,6 +130,37 @@ void lbraid_encode_failure(lua_State *L, int erridx, braid_buf_t *out);
  * returns their count, or (failed) re-raises the error value with its
  * remote traceback recorded for braid.traceback. */
 int lbraid_push_outcome(lua_State *L, const braid_buf_t *out, int failed);
+
+/* ---- blocking calls inside asyncio tasks (lwait.c) ---- */
+
+/* A blocking call in two halves: op performs the core wait (reading its
+ * arguments from fixed stack slots) and returns the core code; done turns
+ * the code into the call's results (pushing them, returning how many) or
+ * raises. Both may be called more than once per call (op) and must use
+ * absolute stack indices: extra values may sit above the arguments. */
+typedef struct lbraid_waitop {
+    int (*op)(lua_State *L);
+    int (*done)(lua_State *L, int rc);
+} lbraid_waitop_t;
+/* Runs wo: outside a task, op blocks the OS thread as usual; inside an
+ * asyncio task (L is a task's coroutine), op's waits use the task's waiter
+ * and a wait that would block yields the coroutine to its loop, which
+ * resumes it when the wait can be completed, and op is repeated. Returns
+ * as a lua_CFunction does (a yield, or done's count). */
+int lbraid_wait(lua_State *L, const lbraid_waitop_t *wo);
+/* The running task's waiter when L is the coroutine of the task its loop
+ * is running now, else NULL. */
+braid_waiter_t *lbraid_task_waiter(lua_State *L);
+/* Installs the function at idx as the task hook: called with a coroutine,
+ * it returns the task waiter userdata (a braid_waiter_t first) or nil. */
+void lbraid_set_task_hook(lua_State *L, int idx);
+/* Light userdata markers exchanged with the loop: a task yields
+ * (THREAD_WAIT, deadline in seconds or nil) while its waiter is pending and
+ * (DEFER_CANCEL, err) to hand a cancellation back; the loop resumes a
+ * suspended call with (CANCEL, err) to cancel it. */
+void *lbraid_marker_thread_wait(void);
+void *lbraid_marker_cancel(void);
+void *lbraid_marker_defer_cancel(void);
 
 /* ---- arguments ---- */
 

@@ -186,38 +186,75 @@ static void raise_core_outcome(lua_State *L, int code, const char *msg)
         lbraid_error(L, braid_errkind(code), "%s", msg);
 }
 
-/* Waits (timeout at 2) for the future at 1 to finish, raising Timeout, and
- * reads its outcome. */
-static void lfuture_finished(lua_State *L, const braid_buf_t **out, int *failed, int *code,
+/* Reads the outcome of the done future at 1; rc is its wait's code
+ * (BRAID_ETIMEOUT raises Timeout). */
+static void lfuture_finished(lua_State *L, int rc, const braid_buf_t **out, int *failed, int *code,
                              const char **msg)
 {
-    braid_future_t *f = lfuture_check(L, 1);
-    int64_t deadline = lbraid_opt_deadline(L, 2);
-    lbraid_poll(L);
-    if (lfuture_wait(L, f, deadline) == BRAID_ETIMEOUT)
+    if (rc == BRAID_ETIMEOUT)
         lbraid_error(L, "Timeout", "the future did not finish in time");
+    if (rc)
+        lbraid_core_error(L, rc, NULL);
+    braid_future_t *f = (braid_future_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
     braid_future_outcome(f, out, failed, code, msg);
 }
 
-/* f:result(timeout) -> the call's results, or raises its error. */
-static int lfuture_result(lua_State *L)
+static int lfuture_result_done(lua_State *L, int rc)
 {
     const braid_buf_t *out;
     int failed, code;
     const char *msg;
-    lfuture_finished(L, &out, &failed, &code, &msg);
+    lfuture_finished(L, rc, &out, &failed, &code, &msg);
     raise_core_outcome(L, code, msg);
     lua_settop(L, 1);
     return lbraid_push_outcome(L, out, failed);
 }
 
+static int lfuture_exception_done(lua_State *L, int rc);
+
+/* Inside an asyncio task the wait suspends only the task. Stack: 1 the
+ * future's box, 2 the deadline. */
+static int lfuture_wait_op(lua_State *L)
+{
+    braid_future_t *f = (braid_future_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+    return braid_future_wait(f, (int64_t)lua_tointeger(L, 2));
+}
+
+static const lbraid_waitop_t lfuture_result_wait = {lfuture_wait_op, lfuture_result_done};
+static const lbraid_waitop_t lfuture_exception_wait = {lfuture_wait_op, lfuture_exception_done};
+
+/* Waits (timeout at 2) for the future at 1 to finish, then wo->done. */
+static int lfuture_await(lua_State *L, const lbraid_waitop_t *wo)
+{
+    braid_future_t *f = lfuture_check(L, 1);
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    if (!braid_future_done(f) && lbraid_ctx(L)->loop_running) {
+        lua_settop(L, 1);
+        lua_pushinteger(L, (lua_Integer)deadline);
+        return lbraid_wait(L, wo);
+    }
+    return wo->done(L, lfuture_wait(L, f, deadline));
+}
+
+/* f:result(timeout) -> the call's results, or raises its error. */
+static int lfuture_result(lua_State *L)
+{
+    return lfuture_await(L, &lfuture_result_wait);
+}
+
 /* f:exception(timeout) -> the error value, or nil on success. */
 static int lfuture_exception(lua_State *L)
+{
+    return lfuture_await(L, &lfuture_exception_wait);
+}
+
+static int lfuture_exception_done(lua_State *L, int rc)
 {
     const braid_buf_t *out;
     int failed, code;
     const char *msg;
-    lfuture_finished(L, &out, &failed, &code, &msg);
+    lfuture_finished(L, rc, &out, &failed, &code, &msg);
     if (code == BRAID_ECANCELLED)
         raise_core_outcome(L, code, msg);
     lua_settop(L, 1);

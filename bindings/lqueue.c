@@ -149,6 +149,65 @@ static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
     return 1;
 }
 
+/* ---- inside asyncio tasks: waits suspend the task (lbraid_wait) ----
+ * Stack: 1 queue, 2 item (put only), 3..4 block/timeout, 5 deadline,
+ * 6 the item's buffer (a braid.buffer userdata, kept across the wait). */
+
+static braid_queue_t *lqueue_at1(lua_State *L)
+{
+    return (braid_queue_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+}
+
+static int lqueue_get_op(lua_State *L)
+{
+    return braid_queue_get(lqueue_at1(L), lua_touserdata(L, 6), lua_tointeger(L, 5));
+}
+
+static int lqueue_get_done(lua_State *L, int rc)
+{
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    braid_buf_t *item = lua_touserdata(L, 6);
+    lbraid_decode(L, item->data, item->len);
+    braid_buf_reset(item);
+    return 1;
+}
+
+static int lqueue_put_op(lua_State *L)
+{
+    return braid_queue_put(lqueue_at1(L), lua_touserdata(L, 6), lua_tointeger(L, 5));
+}
+
+static int lqueue_put_done(lua_State *L, int rc)
+{
+    if (rc)
+        return lbraid_core_error(L, rc, rc == BRAID_ETYPE ? "PriorityQueue item" : NULL);
+    return 0;
+}
+
+static const lbraid_waitop_t lqueue_get_wait = {lqueue_get_op, lqueue_get_done};
+static const lbraid_waitop_t lqueue_put_wait = {lqueue_put_op, lqueue_put_done};
+
+/* A blocking get/put while this state runs an asyncio loop. */
+static int lqueue_wait(lua_State *L, int64_t deadline, int put)
+{
+    lua_settop(L, 4);
+    lua_pushinteger(L, deadline);
+    braid_buf_t *buf = lbraid_push_buf(L);
+    if (put)
+        lbraid_encode(L, 2, buf, "item");
+    return lbraid_wait(L, put ? &lqueue_put_wait : &lqueue_get_wait);
+}
+
+/* Whether a blocking call must go through lqueue_wait. */
+static int lqueue_in_loop(lua_State *L)
+{
+    lqueue_cache_t *c = lqueue_cache(L);
+    if (!c->ctx)
+        c->ctx = lbraid_ctx(L);
+    return c->ctx->loop_running;
+}
+
 /* ---- constructors ---- */
 
 static int lqueue_new(lua_State *L, braid_queue_kind_t kind)
@@ -200,6 +259,8 @@ static int lqueue_put(lua_State *L)
     int64_t deadline = braid_queue_kind_of((braid_object_t *)q) == BRAID_QUEUE_SIMPLE
                            ? BRAID_QUEUE_NOWAIT
                            : lqueue_deadline(L, 3);
+    if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L))
+        return lqueue_wait(L, deadline, 1);
     return lqueue_do_put(L, q, deadline);
 }
 
@@ -215,7 +276,14 @@ static int lqueue_put_nowait(lua_State *L)
 static int lqueue_get(lua_State *L)
 {
     braid_queue_t *q = lqueue_check(L, 1, 1);
-    return lqueue_do_get(L, q, lqueue_deadline(L, 2));
+    int64_t deadline = lqueue_deadline(L, 2);
+    if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L)) {
+        lua_settop(L, 3);
+        lua_pushnil(L); /* get has no item: the slots of put */
+        lua_insert(L, 2);
+        return lqueue_wait(L, deadline, 0);
+    }
+    return lqueue_do_get(L, q, deadline);
 }
 
 /* q:get_nowait() -> item */

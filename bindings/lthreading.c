@@ -58,6 +58,33 @@ static int push_acquired(lua_State *L, int rc)
     return lbraid_core_error(L, rc, NULL);
 }
 
+/* ---- inside asyncio tasks ----
+ * A state running an asyncio loop sends its blocking waits through
+ * lbraid_wait, so a wait inside a task suspends only the task. Stack while
+ * waiting: 1 the object's box, 2 the deadline. */
+
+static void *box_at1(lua_State *L)
+{
+    return ((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+}
+
+static int64_t deadline_at2(lua_State *L)
+{
+    return (int64_t)lua_tointeger(L, 2);
+}
+
+static int in_loop(lua_State *L)
+{
+    return lbraid_ctx(L)->loop_running;
+}
+
+static int wait_in_loop(lua_State *L, int64_t deadline, const lbraid_waitop_t *wo)
+{
+    lua_settop(L, 1);
+    lua_pushinteger(L, (lua_Integer)deadline);
+    return lbraid_wait(L, wo);
+}
+
 /* ---- boxes ---- */
 
 /* The object in the box at idx. Methods carry their type's metatable as
@@ -101,6 +128,13 @@ static int llock_new(lua_State *L)
     return push_new(L, rc, (braid_object_t *)l);
 }
 
+static int llock_acquire_op(lua_State *L)
+{
+    return braid_lock_acquire(box_at1(L), deadline_at2(L));
+}
+
+static const lbraid_waitop_t llock_wait = {llock_acquire_op, push_acquired};
+
 static int llock_acquire(lua_State *L)
 {
     /* uncontended fast path: our box (metatable is upvalue 1, left on the
@@ -123,6 +157,8 @@ static int llock_acquire(lua_State *L)
     }
     int64_t deadline = lock_deadline(L, 2);
     lbraid_poll(L);
+    if (in_loop(L))
+        return wait_in_loop(L, deadline, &llock_wait);
     return push_acquired(L, braid_lock_acquire(l, deadline));
 }
 
@@ -165,12 +201,21 @@ static int lrlock_new(lua_State *L)
     return push_new(L, rc, (braid_object_t *)l);
 }
 
+static int lrlock_acquire_op(lua_State *L)
+{
+    return braid_rlock_acquire(box_at1(L), deadline_at2(L));
+}
+
+static const lbraid_waitop_t lrlock_wait = {lrlock_acquire_op, push_acquired};
+
 static int lrlock_acquire(lua_State *L)
 {
     braid_rlock_t *l = lrlock_check(L, 1);
     int64_t deadline = lock_deadline(L, 2);
     if (deadline != BRAID_FOREVER || braid_rlock_acquire(l, 0) != 0) {
         lbraid_poll(L);
+        if (in_loop(L))
+            return wait_in_loop(L, deadline, &lrlock_wait);
         return push_acquired(L, braid_rlock_acquire(l, deadline));
     }
     lua_pushboolean(L, 1);
@@ -345,11 +390,20 @@ static int lsem_new_bounded(lua_State *L)
     return sem_new(L, 1);
 }
 
+static int lsem_acquire_op(lua_State *L)
+{
+    return braid_sem_acquire(box_at1(L), deadline_at2(L));
+}
+
+static const lbraid_waitop_t lsem_wait = {lsem_acquire_op, push_acquired};
+
 static int lsem_acquire(lua_State *L)
 {
     braid_sem_t *s = lsem_check(L, 1);
     int64_t deadline = sem_deadline(L, 2);
     lbraid_poll(L);
+    if (in_loop(L))
+        return wait_in_loop(L, deadline, &lsem_wait);
     return push_acquired(L, braid_sem_acquire(s, deadline));
 }
 
@@ -416,6 +470,21 @@ static int levent_is_set(lua_State *L)
     return 1;
 }
 
+static int levent_wait_done(lua_State *L, int rc)
+{
+    if (rc < 0)
+        return lbraid_core_error(L, rc, NULL);
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+static int levent_wait_core(lua_State *L)
+{
+    return braid_event_wait(box_at1(L), deadline_at2(L));
+}
+
+static const lbraid_waitop_t levent_wait_op = {levent_wait_core, levent_wait_done};
+
 static int levent_wait(lua_State *L)
 {
     braid_event_t *e = levent_check(L, 1);
@@ -425,11 +494,9 @@ static int levent_wait(lua_State *L)
     }
     int64_t deadline = lbraid_opt_deadline(L, 2);
     lbraid_poll(L);
-    int rc = braid_event_wait(e, deadline);
-    if (rc < 0)
-        return lbraid_core_error(L, rc, NULL);
-    lua_pushboolean(L, rc);
-    return 1;
+    if (in_loop(L))
+        return wait_in_loop(L, deadline, &levent_wait_op);
+    return levent_wait_done(L, braid_event_wait(e, deadline));
 }
 
 static const luaL_Reg levent_methods[] = {
@@ -891,8 +958,25 @@ static int lthread_start(lua_State *L)
     return 0;
 }
 
-/* _join(handle, timeout) */
-static int lthread_join(lua_State *L)
+static int lthread_join_op(lua_State *L)
+{
+    return braid_thread_join(box_at1(L), deadline_at2(L));
+}
+
+static int lthread_join_done(lua_State *L, int rc)
+{
+    if (rc && rc != BRAID_ETIMEOUT)
+        return lbraid_core_error(L, rc, NULL);
+    return 0;
+}
+
+static int lthread_result_done(lua_State *L, int rc);
+
+static const lbraid_waitop_t lthread_join_wait = {lthread_join_op, lthread_join_done};
+static const lbraid_waitop_t lthread_result_wait = {lthread_join_op, lthread_result_done};
+
+/* Checks a join of the thread at 1 (timeout at 2) and runs it with wo. */
+static int lthread_do_join(lua_State *L, const lbraid_waitop_t *wo)
 {
     braid_thread_t *t = lthread_check(L, 1);
     int64_t deadline = lbraid_opt_deadline(L, 2);
@@ -901,17 +985,27 @@ static int lthread_join(lua_State *L)
     if (braid_thread_state(t) == BRAID_THREAD_NEW)
         return lbraid_error(L, "RuntimeError", "cannot join thread before it is started");
     lbraid_poll(L);
-    int rc = braid_thread_join(t, deadline);
-    if (rc && rc != BRAID_ETIMEOUT)
-        return lbraid_core_error(L, rc, NULL);
-    return 0;
+    if (in_loop(L))
+        return wait_in_loop(L, deadline, wo);
+    return wo->done(L, braid_thread_join(t, deadline));
+}
+
+/* _join(handle, timeout) */
+static int lthread_join(lua_State *L)
+{
+    return lthread_do_join(L, &lthread_join_wait);
 }
 
 /* _result(handle, timeout): the target's results, or its error re-raised */
 static int lthread_result(lua_State *L)
 {
-    braid_thread_t *t = lthread_check(L, 1);
-    lthread_join(L);
+    return lthread_do_join(L, &lthread_result_wait);
+}
+
+static int lthread_result_done(lua_State *L, int rc)
+{
+    lthread_join_done(L, rc);
+    braid_thread_t *t = box_at1(L);
     const braid_buf_t *out;
     int failed;
     const char *tb;

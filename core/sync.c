@@ -66,6 +66,11 @@ static int core_acquire_slow(lockcore_t *c, int64_t deadline)
             break;
         }
         rc = braid_waitlist_wait(&c->wl, &c->mu, deadline, NULL);
+        if (rc == BRAID_ESUSPEND) { /* a task: nwait counts it until it settles */
+            braid_waiter_peek_current()->settle_count = &c->nwait;
+            pthread_mutex_unlock(&c->mu);
+            return rc;
+        }
         if (rc) {
             if (rc == BRAID_ETIMEOUT && core_try(c))
                 rc = 0;
@@ -410,7 +415,11 @@ int braid_sem_acquire(braid_sem_t *s, int64_t deadline)
 {
     pthread_mutex_lock(&s->mu);
     int rc = 0;
-    if (s->value > 0)
+    /* a task repeating its call after a release handed it a permit goes
+     * straight to the wait, which reports the hand-off */
+    if (braid_waiter_resumed_woken(braid_waiter_peek_current()))
+        rc = braid_waitlist_wait(&s->wl, &s->mu, deadline, NULL);
+    else if (s->value > 0)
         s->value--;
     else if (deadline_passed(deadline))
         rc = BRAID_ETIMEOUT;
@@ -514,7 +523,7 @@ int braid_event_wait(braid_event_t *e, int64_t deadline)
     pthread_mutex_lock(&e->mu);
     int rc = 1;
     if (!atomic_load(&e->flag)) {
-        if (deadline_passed(deadline)) {
+        if (deadline_passed(deadline) && !braid_waiter_resumed_woken(braid_waiter_peek_current())) {
             rc = 0;
         } else {
             rc = braid_waitlist_wait(&e->wl, &e->mu, deadline, NULL);

@@ -446,7 +446,8 @@ int braid_thread_join(braid_thread_t *t, int64_t deadline)
 {
     if (t == tls_self || t == braid_thread_current())
         return BRAID_ESTATE;
-    if (t->kind == K_BRAID)
+    braid_waiter_t *cur = braid_waiter_peek_current();
+    if (t->kind == K_BRAID && !(cur && cur->notify)) /* a task never spins */
         join_spin(t, deadline);
     int rc = 0;
     pthread_mutex_lock(&t->mu);

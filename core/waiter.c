@@ -95,6 +95,12 @@ int braid_waiter_init(braid_waiter_t *w)
     w->linked = 0;
     w->token = 0;
     w->interruptible = 0;
+    w->async_state = BRAID_WAIT_IDLE;
+    w->woken = 0;
+    w->list = NULL;
+    w->list_mu = NULL;
+    w->deadline = 0;
+    w->settle_count = NULL;
     return 0;
 }
 
@@ -147,6 +153,18 @@ void braid_waiter_set_current(braid_waiter_t *w)
 {
     current = w;
     count_thread(w != NULL);
+}
+
+braid_waiter_t *braid_waiter_swap_current(braid_waiter_t *w)
+{
+    braid_waiter_t *prev = current;
+    current = w;
+    return prev;
+}
+
+braid_waiter_t *braid_waiter_peek_current(void)
+{
+    return current;
 }
 
 void braid_waiter_prepare(braid_waiter_t *w)
@@ -311,12 +329,58 @@ braid_waiter_t *braid_waitlist_pop(braid_waitlist_t *l)
     return w;
 }
 
+void braid_waiter_settle(braid_waiter_t *w)
+{
+    if (w->async_state != BRAID_WAIT_PENDING)
+        return;
+    pthread_mutex_lock(w->list_mu);
+    w->woken = !w->linked;
+    if (w->linked)
+        braid_waitlist_remove(w->list, w);
+    pthread_mutex_unlock(w->list_mu);
+    if (w->settle_count) {
+        atomic_fetch_sub(w->settle_count, 1);
+        w->settle_count = NULL;
+    }
+    w->async_state = BRAID_WAIT_RESUMED;
+}
+
+/* braid_waitlist_wait for a task waiter: never parks. */
+static int wait_async(braid_waitlist_t *l, pthread_mutex_t *mu, int64_t deadline,
+                      intptr_t *token_io, braid_waiter_t *w)
+{
+    if (w->async_state == BRAID_WAIT_RESUMED) {
+        w->async_state = BRAID_WAIT_IDLE;
+        if (w->woken) {
+            if (token_io)
+                *token_io = w->token;
+            return 0;
+        }
+        if (atomic_load(&w->cancelled))
+            return BRAID_ECANCELLED;
+        if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
+            return BRAID_ETIMEOUT;
+    } else if (atomic_load(&w->cancelled)) {
+        return BRAID_ECANCELLED;
+    }
+    braid_waiter_prepare(w);
+    w->token = token_io ? *token_io : 0;
+    braid_waitlist_push(l, w);
+    w->list = l;
+    w->list_mu = mu;
+    w->deadline = deadline;
+    w->async_state = BRAID_WAIT_PENDING;
+    return BRAID_ESUSPEND;
+}
+
 int braid_waitlist_wait(braid_waitlist_t *l, pthread_mutex_t *mu, int64_t deadline,
                         intptr_t *token_io)
 {
     braid_waiter_t *w = braid_waiter_current();
     if (!w)
         return BRAID_ENOMEM;
+    if (w->notify)
+        return wait_async(l, mu, deadline, token_io, w);
     if (atomic_load(&w->cancelled))
         return BRAID_ECANCELLED;
     braid_waiter_prepare(w);

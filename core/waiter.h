@@ -12,6 +12,7 @@ extern "C" {
 #endif
 
 typedef struct braid_waiter braid_waiter_t;
+typedef struct braid_waitlist braid_waitlist_t;
 
 struct braid_waiter {
     pthread_mutex_t mu;
@@ -30,11 +31,27 @@ struct braid_waiter {
     /* Set by the owner: park also returns BRAID_EINTR on braid_waiter_interrupt
      * (the braid executable marks its main thread, for Ctrl-C). */
     int interruptible;
+    /* Task waiters (notify set) never park: a wait that would block links
+     * the waiter, records where, and returns BRAID_ESUSPEND; the task
+     * suspends until notify, its deadline or a cancellation, then calls
+     * braid_waiter_settle and repeats the same call, which picks up the
+     * outcome. Touched only by the owning loop's thread (and, for list and
+     * woken, under *list_mu). */
+    int async_state; /* BRAID_WAIT_IDLE / _PENDING / _RESUMED */
+    int woken;       /* after settle: a waker unlinked us (and set token) */
+    braid_waitlist_t *list;
+    pthread_mutex_t *list_mu;
+    int64_t deadline; /* of the pending wait */
+    /* A count the primitive keeps while the waiter is linked (a lock's
+     * waiter count): settle decrements it, as the call returning would. */
+    atomic_int *settle_count;
 };
 
-typedef struct braid_waitlist {
+enum { BRAID_WAIT_IDLE, BRAID_WAIT_PENDING, BRAID_WAIT_RESUMED };
+
+struct braid_waitlist {
     braid_waiter_t *head, *tail;
-} braid_waitlist_t;
+};
 
 /* Initialise/destroy a waiter. init returns 0 or BRAID_EOS. */
 int braid_waiter_init(braid_waiter_t *w);
@@ -44,6 +61,12 @@ void braid_waiter_destroy(braid_waiter_t *w);
  * one created on first use and freed at thread exit. NULL only on OOM. */
 braid_waiter_t *braid_waiter_current(void);
 void braid_waiter_set_current(braid_waiter_t *w);
+/* Installs w (a task waiter, or the previous value) as the current waiter
+ * for the calls a task makes, without the running-thread accounting of
+ * set_current; returns the previous one (possibly NULL). */
+braid_waiter_t *braid_waiter_swap_current(braid_waiter_t *w);
+/* The current waiter if there is one, else NULL (never creates one). */
+braid_waiter_t *braid_waiter_peek_current(void);
 
 /* Clears the signal before the waiter goes onto a wait list. */
 void braid_waiter_prepare(braid_waiter_t *w);
@@ -72,6 +95,20 @@ void braid_waiter_interrupt(void);
 /* Consumes a pending interrupt: returns 1 if there was one. */
 int braid_waiter_take_interrupt(void);
 
+/* A task waiter whose wait returned BRAID_ESUSPEND, once notified (or
+ * its deadline passed, or it was cancelled): takes the primitive's lock,
+ * unlinks it if still linked, and marks it resumed, so the repeated call's
+ * wait returns 0 (woken: whatever the waker handed over is ours) or
+ * BRAID_ETIMEOUT/BRAID_ECANCELLED, or links it again (a stray wake-up).
+ * No-op unless pending. Call with no primitive lock held. */
+void braid_waiter_settle(braid_waiter_t *w);
+/* Whether the current call is a task's repeat after a woken settle: the
+ * primitive must not take its fast path (it may already own a hand-off). */
+static inline int braid_waiter_resumed_woken(const braid_waiter_t *w)
+{
+    return w && w->async_state == BRAID_WAIT_RESUMED && w->woken;
+}
+
 /* Wait lists (caller holds the primitive's lock). */
 void braid_waitlist_push(braid_waitlist_t *l, braid_waiter_t *w);
 void braid_waitlist_remove(braid_waitlist_t *l, braid_waiter_t *w);
@@ -80,7 +117,9 @@ braid_waiter_t *braid_waitlist_pop(braid_waitlist_t *l);
 
 /* Waits on a wait list guarded by mu (held on entry and on return): links
  * the current thread's waiter, parks until woken/deadline/cancel, unlinks.
- * Returns 0 when woken by a waker, else BRAID_ETIMEOUT/BRAID_ECANCELLED.
+ * Returns 0 when woken by a waker, else BRAID_ETIMEOUT/BRAID_ECANCELLED,
+ * or BRAID_ESUSPEND for a task waiter (linked; mu still held): the caller
+ * returns it at once, changing nothing else.
  * *token_io is stored in the waiter before parking and read back after. */
 int braid_waitlist_wait(braid_waitlist_t *l, pthread_mutex_t *mu, int64_t deadline,
                         intptr_t *token_io);

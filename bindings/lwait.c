@@ -1,0 +1,119 @@
+/* Blocking braid calls inside asyncio tasks: a core wait that would block
+ * suspends only the task (the coroutine yields to its loop), never the OS
+ * thread; the loop resumes it when the waiter is woken, times out or the
+ * task is cancelled, and the call is repeated to pick up the outcome. */
+#include "lbraid.h"
+
+static const char HOOK_KEY = 'k'; /* registry: fn(co) -> task waiter userdata or nil */
+static const char THREAD_WAIT = 'w';
+static const char CANCEL = 'c';
+static const char DEFER_CANCEL = 'd';
+
+void *lbraid_marker_thread_wait(void)
+{
+    return (void *)&THREAD_WAIT;
+}
+
+void *lbraid_marker_cancel(void)
+{
+    return (void *)&CANCEL;
+}
+
+void *lbraid_marker_defer_cancel(void)
+{
+    return (void *)&DEFER_CANCEL;
+}
+
+void lbraid_set_task_hook(lua_State *L, int idx)
+{
+    lua_pushvalue(L, idx);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &HOOK_KEY);
+}
+
+braid_waiter_t *lbraid_task_waiter(lua_State *L)
+{
+    if (!lbraid_ctx(L)->loop_running)
+        return NULL;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &HOOK_KEY) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (!lua_pushthread(L)) {
+        lua_call(L, 1, 1);
+    } else { /* the main coroutine is never a task */
+        lua_pop(L, 2);
+        return NULL;
+    }
+    braid_waiter_t *w = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return w;
+}
+
+/* Stack while suspended: [call's own slots..., wo, tw | resume values].
+ * ctx is the index of tw. */
+static int defer_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    int n = (int)lua_tointeger(L, -1); /* resumed with no values */
+    lua_pop(L, 1);
+    return n;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx)
+{
+    int base = (int)ctx;
+    const lbraid_waitop_t *wo = lua_touserdata(L, base - 1);
+    braid_waiter_t *tw = lua_touserdata(L, base);
+    int cancel = 0;
+    if (status == LUA_YIELD) {
+        if (lua_gettop(L) > base && lua_touserdata(L, base + 1) == &CANCEL) {
+            cancel = 1;
+            atomic_store(&tw->cancelled, 1);
+            lua_pushvalue(L, base + 2); /* the Cancelled error to raise */
+            lua_replace(L, base - 1);
+        }
+        lua_settop(L, base);
+        braid_waiter_settle(tw);
+    }
+    braid_waiter_t *prev = braid_waiter_swap_current(tw);
+    int rc = wo->op(L);
+    braid_waiter_swap_current(prev);
+    if (rc == BRAID_ESUSPEND) {
+        lua_pushlightuserdata(L, (void *)&THREAD_WAIT);
+        if (tw->deadline == BRAID_FOREVER)
+            lua_pushnil(L);
+        else
+            lua_pushnumber(L, (lua_Number)tw->deadline / 1e9);
+        return lua_yieldk(L, 2, ctx, wait_k);
+    }
+    tw->async_state = BRAID_WAIT_IDLE;
+    braid_waiter_take_cancel(tw);
+    if (!cancel)
+        return wo->done(L, rc);
+    if (rc != 0) { /* cancelled (or failed meanwhile): raise the cancellation */
+        lua_pushvalue(L, base - 1);
+        return lua_error(L);
+    }
+    /* the wait succeeded before the cancellation could stop it: keep what
+     * it got, and have the loop deliver the cancellation at the task's
+     * next suspension */
+    lua_pushvalue(L, base - 1);
+    int errslot = lua_gettop(L);
+    int n = wo->done(L, rc);
+    lua_pushinteger(L, n);
+    lua_pushlightuserdata(L, (void *)&DEFER_CANCEL);
+    lua_pushvalue(L, errslot);
+    return lua_yieldk(L, 2, 0, defer_k);
+}
+
+int lbraid_wait(lua_State *L, const lbraid_waitop_t *wo)
+{
+    braid_waiter_t *tw = lbraid_task_waiter(L);
+    if (!tw)
+        return wo->done(L, wo->op(L));
+    luaL_checkstack(L, 8, "wait");
+    lua_pushlightuserdata(L, (void *)wo);
+    lua_pushlightuserdata(L, tw);
+    return wait_k(L, LUA_OK, lua_gettop(L));
+}

@@ -1,0 +1,182 @@
+/* The asyncio loop's C half: a uv loop with a wake-up handle and a timer,
+ * and the woken list that task waiters are queued on from any thread. */
+#include <stdlib.h>
+
+#include "error.h"
+#include "loop.h"
+
+struct braid_loop {
+    uv_loop_t uv;
+    uv_async_t async; /* woken by task waiters and braid_loop_wakeup */
+    uv_timer_t timer; /* bounds one run_once */
+    pthread_mutex_t mu; /* guards the woken list; taken after a primitive's */
+    braid_task_waiter_t *head, *tail;
+    int refs; /* the owner's and each task waiter's (all on the loop's thread) */
+};
+
+static void loop_unref(braid_loop_t *loop);
+
+static void on_async(uv_async_t *h)
+{
+    (void)h; /* the woken list is read after uv_run returns */
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    (void)h;
+}
+
+int braid_loop_new(braid_loop_t **out)
+{
+    braid_loop_t *loop = calloc(1, sizeof *loop);
+    if (!loop)
+        return BRAID_ENOMEM;
+    if (pthread_mutex_init(&loop->mu, NULL) != 0) {
+        free(loop);
+        return BRAID_EOS;
+    }
+    if (uv_loop_init(&loop->uv) != 0) {
+        pthread_mutex_destroy(&loop->mu);
+        free(loop);
+        return BRAID_EOS;
+    }
+    if (uv_async_init(&loop->uv, &loop->async, on_async) != 0 ||
+        uv_timer_init(&loop->uv, &loop->timer) != 0) {
+        loop->refs = 1;
+        loop_unref(loop);
+        return BRAID_EOS;
+    }
+    uv_unref((uv_handle_t *)&loop->async);
+    uv_unref((uv_handle_t *)&loop->timer);
+    loop->refs = 1;
+    *out = loop;
+    return 0;
+}
+
+static void loop_unref(braid_loop_t *loop)
+{
+    if (--loop->refs > 0)
+        return;
+    if (!uv_is_closing((uv_handle_t *)&loop->async) && loop->async.loop)
+        uv_close((uv_handle_t *)&loop->async, NULL);
+    if (!uv_is_closing((uv_handle_t *)&loop->timer) && loop->timer.loop)
+        uv_close((uv_handle_t *)&loop->timer, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT); /* close callbacks */
+    uv_loop_close(&loop->uv);
+    pthread_mutex_destroy(&loop->mu);
+    free(loop);
+}
+
+void braid_loop_free(braid_loop_t *loop)
+{
+    if (loop)
+        loop_unref(loop);
+}
+
+uv_loop_t *braid_loop_uv(braid_loop_t *loop)
+{
+    return &loop->uv;
+}
+
+int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns)
+{
+    if (timeout_ns == 0) {
+        uv_run(&loop->uv, UV_RUN_NOWAIT);
+        return 0;
+    }
+    /* a pass with nothing active returns at once: keep the wake-up handle
+     * (and the timer, when bounded) referenced while we block */
+    uv_ref((uv_handle_t *)&loop->async);
+    if (timeout_ns > 0) {
+        uint64_t ms = (uint64_t)((timeout_ns + 999999) / 1000000);
+        if (uv_timer_start(&loop->timer, on_timer, ms, 0) != 0) {
+            uv_unref((uv_handle_t *)&loop->async);
+            return BRAID_EOS;
+        }
+        uv_update_time(&loop->uv);
+    }
+    uv_run(&loop->uv, UV_RUN_ONCE);
+    uv_timer_stop(&loop->timer);
+    uv_unref((uv_handle_t *)&loop->async);
+    return 0;
+}
+
+void braid_loop_wakeup(braid_loop_t *loop)
+{
+    uv_async_send(&loop->async);
+}
+
+size_t braid_loop_take_woken(braid_loop_t *loop, int64_t *ids, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&loop->mu);
+    while (n < max && loop->head) {
+        braid_task_waiter_t *tw = loop->head;
+        loop->head = tw->next;
+        if (loop->head)
+            loop->head->prev = NULL;
+        else
+            loop->tail = NULL;
+        tw->next = tw->prev = NULL;
+        tw->queued = 0;
+        ids[n++] = tw->id;
+    }
+    pthread_mutex_unlock(&loop->mu);
+    return n;
+}
+
+/* braid_waiter_t.notify of task waiters: called by a waker (under the
+ * primitive's lock) or by a cancel. */
+static void task_notify(braid_waiter_t *w)
+{
+    braid_task_waiter_t *tw = (braid_task_waiter_t *)w;
+    braid_loop_t *loop = tw->loop;
+    pthread_mutex_lock(&loop->mu);
+    if (!tw->queued) {
+        tw->queued = 1;
+        tw->prev = loop->tail;
+        tw->next = NULL;
+        if (loop->tail)
+            loop->tail->next = tw;
+        else
+            loop->head = tw;
+        loop->tail = tw;
+    }
+    pthread_mutex_unlock(&loop->mu);
+    uv_async_send(&loop->async);
+}
+
+int braid_task_waiter_init(braid_task_waiter_t *tw, braid_loop_t *loop, int64_t id)
+{
+    if (braid_waiter_init(&tw->w) != 0)
+        return BRAID_EOS;
+    tw->w.notify = task_notify;
+    tw->w.data = tw;
+    tw->loop = loop;
+    loop->refs++;
+    tw->id = id;
+    tw->queued = 0;
+    tw->prev = tw->next = NULL;
+    return 0;
+}
+
+void braid_task_waiter_destroy(braid_task_waiter_t *tw)
+{
+    braid_waiter_settle(&tw->w);
+    braid_loop_t *loop = tw->loop;
+    pthread_mutex_lock(&loop->mu);
+    if (tw->queued) {
+        if (tw->prev)
+            tw->prev->next = tw->next;
+        else
+            loop->head = tw->next;
+        if (tw->next)
+            tw->next->prev = tw->prev;
+        else
+            loop->tail = tw->prev;
+        tw->queued = 0;
+    }
+    pthread_mutex_unlock(&loop->mu);
+    braid_waiter_destroy(&tw->w);
+    loop_unref(loop);
+}
