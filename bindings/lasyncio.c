@@ -147,6 +147,13 @@ static int lasyncio_set_running(lua_State *L)
     return 0;
 }
 
+/* _live_loops() -> how many event loops exist in the process (tests). */
+static int lasyncio_live_loops(lua_State *L)
+{
+    lua_pushinteger(L, braid_loop_count());
+    return 1;
+}
+
 static int lasyncio_set_task_hook(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -175,6 +182,7 @@ static const luaL_Reg lasyncio_funcs[] = {
     {"_set_task_hook", lasyncio_set_task_hook},
     {"_set_traceback", lasyncio_set_traceback},
     {"_set_running", lasyncio_set_running},
+    {"_live_loops", lasyncio_live_loops},
     {NULL, NULL},
 };
 

@@ -51,12 +51,13 @@ braid_waiter_t *lbraid_task_waiter(lua_State *L)
 
 /* Stack while suspended: [call's own slots..., wo, tw | resume values].
  * ctx is the index of tw. */
+/* ctx: the slot holding the count of the results below it (the loop
+ * resumes with values of its own above it). */
 static int defer_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
-    (void)ctx;
-    int n = (int)lua_tointeger(L, -1); /* resumed with no values */
-    lua_pop(L, 1);
+    int n = (int)lua_tointeger(L, (int)ctx);
+    lua_settop(L, (int)ctx - 1);
     return n;
 }
 
@@ -102,9 +103,10 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
     int errslot = lua_gettop(L);
     int n = wo->done(L, rc);
     lua_pushinteger(L, n);
+    int nslot = lua_gettop(L);
     lua_pushlightuserdata(L, (void *)&DEFER_CANCEL);
     lua_pushvalue(L, errslot);
-    return lua_yieldk(L, 2, 0, defer_k);
+    return lua_yieldk(L, 2, nslot, defer_k);
 }
 
 int lbraid_wait(lua_State *L, const lbraid_waitop_t *wo)

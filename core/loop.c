@@ -1,5 +1,6 @@
 /* The asyncio loop's C half: a uv loop with a wake-up handle and a timer,
  * and the woken list that task waiters are queued on from any thread. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "error.h"
@@ -7,23 +8,33 @@
 
 struct braid_loop {
     uv_loop_t uv;
-    uv_async_t async; /* woken by task waiters and braid_loop_wakeup */
-    uv_timer_t timer; /* bounds one run_once */
+    uv_async_t async;   /* woken by task waiters and braid_loop_wakeup */
+    uv_timer_t timer;   /* bounds one run_once */
     pthread_mutex_t mu; /* guards the woken list; taken after a primitive's */
     braid_task_waiter_t *head, *tail;
     int refs; /* the owner's and each task waiter's (all on the loop's thread) */
 };
 
 static void loop_unref(braid_loop_t *loop);
+static atomic_int live_loops;
 
+int braid_loop_count(void)
+{
+    return atomic_load(&live_loops);
+}
+
+/* Both end the pass at once: uv_stop makes the poll not block, so a
+ * timer that fired before the poll (run_once's timer, when the loop's
+ * clock moved on) cannot leave it waiting forever. The woken list is read
+ * after uv_run returns. */
 static void on_async(uv_async_t *h)
 {
-    (void)h; /* the woken list is read after uv_run returns */
+    uv_stop(h->loop);
 }
 
 static void on_timer(uv_timer_t *h)
 {
-    (void)h;
+    uv_stop(h->loop);
 }
 
 int braid_loop_new(braid_loop_t **out)
@@ -49,6 +60,7 @@ int braid_loop_new(braid_loop_t **out)
     uv_unref((uv_handle_t *)&loop->async);
     uv_unref((uv_handle_t *)&loop->timer);
     loop->refs = 1;
+    atomic_fetch_add(&live_loops, 1);
     *out = loop;
     return 0;
 }
@@ -63,6 +75,7 @@ static void loop_unref(braid_loop_t *loop)
         uv_close((uv_handle_t *)&loop->timer, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT); /* close callbacks */
     uv_loop_close(&loop->uv);
+    atomic_fetch_sub(&live_loops, 1);
     pthread_mutex_destroy(&loop->mu);
     free(loop);
 }
@@ -89,11 +102,11 @@ int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns)
     uv_ref((uv_handle_t *)&loop->async);
     if (timeout_ns > 0) {
         uint64_t ms = (uint64_t)((timeout_ns + 999999) / 1000000);
+        uv_update_time(&loop->uv);
         if (uv_timer_start(&loop->timer, on_timer, ms, 0) != 0) {
             uv_unref((uv_handle_t *)&loop->async);
             return BRAID_EOS;
         }
-        uv_update_time(&loop->uv);
     }
     uv_run(&loop->uv, UV_RUN_ONCE);
     uv_timer_stop(&loop->timer);

@@ -20,8 +20,8 @@ typedef struct braid_loop braid_loop_t;
 typedef struct braid_task_waiter {
     braid_waiter_t w; /* first: a braid_waiter_t * converts back by a cast */
     braid_loop_t *loop;
-    int64_t id;    /* the task's id in its loop, reported by take_woken */
-    int queued;    /* on the loop's woken list (under the loop's lock) */
+    int64_t id; /* the task's id in its loop, reported by take_woken */
+    int queued; /* on the loop's woken list (under the loop's lock) */
     struct braid_task_waiter *prev, *next;
 } braid_task_waiter_t;
 
@@ -39,6 +39,9 @@ uv_loop_t *braid_loop_uv(braid_loop_t *loop);
  * wakes it, 0 does not block, otherwise waits at most that long. Returns 0
  * or BRAID_EOS. */
 int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns);
+/* How many loops exist in the process (for leak checks). */
+int braid_loop_count(void);
+
 /* Wakes a blocked run_once from any thread. */
 void braid_loop_wakeup(braid_loop_t *loop);
 /* Moves up to max woken task ids into ids (oldest first); returns how many. */

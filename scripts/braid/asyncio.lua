@@ -144,6 +144,7 @@ end
 local function wake_parked(task, a1, a2)
   if task._wait ~= PARK then return false end
   wake(task, a1, a2)
+  task._handoff = true -- a cancellation must not replace what it hands over
   return true
 end
 
@@ -291,14 +292,14 @@ local function add_waiter(fut, task)
 end
 
 function Future:__tostring()
-  return ("<%s %s>"):format(self.is_task and "Task" or "Future", self._state:lower())
+  return ("<%s %s>"):format(self._is_task and "Task" or "Future", self._state:lower())
 end
 
 -- ---- Task ----
 
 local Task = setmetatable({__name = "braid.asyncio.Task"}, {__index = Future})
 Task.__index = Task
-Task.is_task = true
+Task._is_task = true
 Task.__tostring = Future.__tostring
 
 local function nres(n, ...)
@@ -331,7 +332,7 @@ end
 
 function M.create_task(fn, ...)
   local loop = get_loop("create_task")
-  if type(fn) == "table" and fn.is_task then return fn end
+  if type(fn) == "table" and fn._is_task then return fn end
   return new_task(loop, fn, nil, select("#", ...), ...)
 end
 
@@ -431,6 +432,18 @@ end
 local function step(loop, task)
   local a1, a2 = task._a1, task._a2
   task._a1, task._a2 = nil, nil
+  local mc = task._must_cancel
+  if mc ~= nil then
+    if task._fn then -- cancelled before it started: it never runs
+      task._fn, task._args, task._must_cancel = nil, nil, nil
+      return task_failed(loop, task, mc)
+    end
+    if not task._handoff and a1 ~= CANCEL then
+      task._must_cancel = nil
+      a1, a2 = CANCEL, mc
+    end
+  end
+  task._handoff = nil
   local prev = current
   current = task
   local ok, r1, r2, r3
@@ -453,7 +466,7 @@ local function step(loop, task)
     task_finished(loop, task)
     return set_outcome(task, FINISHED, r2, r3, nil)
   end
-  local mc = task._must_cancel
+  mc = task._must_cancel
   if mc ~= nil and r1 ~= DEFER_CANCEL then
     task._must_cancel = nil
     task._a1, task._a2 = CANCEL, mc -- its suspension point abandons that wait
@@ -472,6 +485,7 @@ local function step(loop, task)
     task._timer = add_timer(loop, r2, wake_timer, task, task._gen)
   elseif r1 == DEFER_CANCEL then
     task._must_cancel = r2
+    task._handoff = true -- resumed plainly: it returns what its wait got
     push(loop, task)
   elseif is_future(r1) and r1._state == PENDING then
     task._wait = r1
@@ -808,7 +822,11 @@ function M.gather(...)
         res[i] = c._err
       else
         c._retrieved = true
-        res[i] = c._n >= 1 and (c._n == 1 and c._v or c._v[1]) or nil
+        if c._n == 1 then
+          res[i] = c._v
+        elseif c._n > 1 then
+          res[i] = c._v[1]
+        end
       end
     end
     if outer._cancel_requested then
@@ -1161,7 +1179,7 @@ function M.format_call_graph(fut)
   local lines = {}
   local function walk(g, indent)
     local f = g.future
-    lines[#lines + 1] = ("%s* %s"):format(indent, f.is_task and ("Task(name='%s', id=%d)"):format(f:get_name(), f.id) or tostring(f))
+    lines[#lines + 1] = ("%s* %s"):format(indent, f._is_task and ("Task(name='%s', id=%d)"):format(f:get_name(), f.id) or tostring(f))
     if g.call_stack then
       for line in g.call_stack:gmatch("[^\n]+") do
         if not line:match("^stack traceback") then lines[#lines + 1] = indent .. "  |" .. line end
@@ -1181,6 +1199,7 @@ function M.print_call_graph(fut)
   print(M.format_call_graph(fut or current))
 end
 
+M._live_loops = C._live_loops
 M.Task = Task
 M.Handle = Handle
 M.Loop = Loop

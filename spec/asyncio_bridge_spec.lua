@@ -1,0 +1,252 @@
+-- braid.asyncio with thread-level objects: inside a task, a blocking call on
+-- a braid Queue, Event, Lock, Semaphore, Future, Thread or braid.sleep
+-- suspends only the task; loops in many threads at once.
+local asyncio = require "braid.asyncio"
+local braid = require "braid"
+local threading = require "braid.threading"
+local queue = require "braid.queue"
+local futures = require "braid.futures"
+
+local run = asyncio.run
+
+local function raises(kind, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected a " .. kind .. " error")
+  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
+  return err
+end
+
+-- a task that counts loop turns until stopped: proves the loop kept going
+local function ticker()
+  local t = {n = 0}
+  t.task = asyncio.create_task(function()
+    while true do
+      asyncio.sleep(0.001)
+      t.n = t.n + 1
+    end
+  end)
+  return t
+end
+
+describe("asyncio bridge", function()
+  after_each(function()
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(0, asyncio._live_loops())
+  end)
+
+  it("a thread producer feeds a task consumer through one braid Queue while other tasks tick", function()
+    for _ = 1, 3 do
+      local q = queue.Queue(16)
+      local n = 20000
+      local producer = threading.Thread{target = function(q, n)
+        for i = 1, n do q:put(i) end
+        q:put(false)
+      end, args = {q, n}}
+      local sum, count, ticks = run(function()
+        local tk = ticker()
+        producer:start()
+        local s, c = 0, 0
+        while true do
+          local v = q:get()
+          if v == false then break end
+          s, c = s + v, c + 1
+          if c % 5000 == 0 then asyncio.sleep(0.003) end
+        end
+        tk.task:cancel()
+        return s, c, tk.n
+      end)
+      producer:join()
+      assert.are.equal(n, count)
+      assert.are.equal(n * (n + 1) // 2, sum)
+      assert.is_true(ticks > 0)
+    end
+  end)
+
+  it("a task puts into a bounded braid Queue that a thread drains", function()
+    local q = queue.Queue(2)
+    local out = queue.Queue()
+    local consumer = threading.Thread{target = function(q, out)
+      local s = 0
+      while true do
+        local v = q:get()
+        if v == nil then break end
+        s = s + v
+      end
+      out:put(s)
+    end, args = {q, out}}
+    consumer:start()
+    run(function()
+      local tk = ticker()
+      for i = 1, 2000 do q:put(i) end
+      q:put(nil)
+      tk.task:cancel()
+    end)
+    consumer:join()
+    assert.are.equal(2000 * 2001 // 2, out:get())
+  end)
+
+  it("a task waits on a ThreadPoolExecutor future; other tasks keep running", function()
+    local ex <close> = futures.ThreadPoolExecutor(2)
+    local gate = threading.Event()
+    run(function()
+      local f = ex:submit(function(gate) gate:wait() return "from the pool", 2 end, gate)
+      local tk = ticker()
+      local waiter = asyncio.create_task(function() return f:result() end)
+      asyncio.sleep(0.02)
+      assert.is_false(waiter:done())
+      gate:set()
+      local a, b = asyncio.await(waiter)
+      assert.are.same({"from the pool", 2}, {a, b})
+      assert.are.same({"from the pool", 2}, {asyncio.await(f)})
+      assert.is_true(tk.n > 0)
+      tk.task:cancel()
+      -- a failing job re-raises in the task
+      local g = ex:submit(function() error("pool error", 0) end)
+      local ok, err = pcall(g.result, g)
+      assert.is_false(ok)
+      assert.are.equal("pool error", err)
+    end)
+  end)
+
+  it("Event, Lock, Semaphore, Thread:join and braid.sleep suspend only the task", function()
+    run(function()
+      local ev, lock, sem = threading.Event(), threading.Lock(), threading.Semaphore(0)
+      lock:acquire()
+      local log = {}
+      local ts = {
+        asyncio.create_task(function() ev:wait(); log[#log + 1] = "event" end),
+        asyncio.create_task(function() lock:acquire(); log[#log + 1] = "lock"; lock:release() end),
+        asyncio.create_task(function() sem:acquire(); log[#log + 1] = "sem" end),
+        asyncio.create_task(function() braid.sleep(0.01); log[#log + 1] = "sleep" end),
+      }
+      local th = threading.Thread{target = function(ev, lock, sem)
+        ev:wait()
+        lock:release()
+        sem:release()
+      end, args = {ev, lock, sem}}
+      th:start()
+      local joiner = asyncio.create_task(function() th:join(); log[#log + 1] = "join" end)
+      asyncio.sleep(0.02)
+      assert.are.same({"sleep"}, log)
+      ev:set()
+      asyncio.gather(table.unpack(ts))
+      asyncio.await(joiner)
+      table.sort(log)
+      assert.are.same({"event", "join", "lock", "sem", "sleep"}, log)
+    end)
+  end)
+
+  it("Thread:result inside a task returns the thread's results", function()
+    run(function()
+      local th = threading.Thread{target = function(x) braid.sleep(0.01) return x * 3 end, args = {14}}
+      th:start()
+      assert.are.equal(42, th:result())
+    end)
+  end)
+
+  it("timeouts work on thread-level waits inside tasks", function()
+    run(function()
+      local tk = ticker()
+      local t0 = braid.monotonic()
+      assert.is_false(threading.Event():wait(0.05))
+      assert.is_false(threading.Semaphore(0):acquire(true, 0.02))
+      local l = threading.Lock()
+      l:acquire()
+      assert.is_false(l:acquire(true, 0.02))
+      raises("Empty", queue.Queue().get, queue.Queue(), true, 0.02)
+      local f = futures.Future()
+      raises("Timeout", f.result, f, 0.02)
+      local dt = braid.monotonic() - t0
+      assert.is_true(dt >= 0.1 and dt < 2, tostring(dt))
+      assert.is_true(tk.n > 0)
+      tk.task:cancel()
+    end)
+  end)
+
+  it("cancelling a task blocked on a braid Queue loses no item", function()
+    for _ = 1, 20 do
+      local q = queue.Queue()
+      run(function()
+        local t = asyncio.create_task(function() return q:get() end)
+        asyncio.sleep(0)
+        local th = threading.Thread{target = function(q) q:put("item") end, args = {q}}
+        th:start()
+        t:cancel()
+        local ok, v = pcall(asyncio.await, t)
+        th:join()
+        if ok then
+          assert.are.equal("item", v) -- got it before the cancellation landed
+        else
+          assert.is_true(t:cancelled())
+          local v2 = q:get(false)
+          assert.are.equal("item", v2)
+        end
+      end)
+    end
+  end)
+
+  it("a cancelled thread-lock wait never takes the lock", function()
+    run(function()
+      local l = threading.Lock()
+      l:acquire()
+      local t = asyncio.create_task(function() l:acquire() return "got" end)
+      asyncio.sleep(0.01)
+      t:cancel()
+      raises("Cancelled", asyncio.await, t)
+      l:release()
+      assert.is_false(l:locked())
+    end)
+  end)
+
+  it("wait_for bounds a thread-level wait", function()
+    run(function()
+      local q = queue.Queue()
+      raises("Timeout", asyncio.wait_for, function() return q:get() end, 0.03)
+      q:put(1)
+      assert.are.equal(1, q:get())
+    end)
+  end)
+
+  it("8 threads each run their own asyncio.run at once", function()
+    local threads = {}
+    for i = 1, 8 do
+      threads[i] = threading.Thread{target = function(i)
+        local asyncio = require "braid.asyncio"
+        return asyncio.run(function()
+          local r = asyncio.gather(function() asyncio.sleep(0.01) return i end,
+            function() asyncio.sleep(0) return i * 10 end)
+          return r[1] + r[2]
+        end)
+      end, args = {i}}
+      threads[i]:start()
+    end
+    for i = 1, 8 do assert.are.equal(i * 11, threads[i]:result()) end
+  end)
+
+  it("asyncio.run works inside a pool worker", function()
+    local ex <close> = futures.ThreadPoolExecutor(2)
+    local fs = {}
+    for i = 1, 4 do
+      fs[i] = ex:submit(function(i)
+        local asyncio = require "braid.asyncio"
+        return asyncio.run(function() asyncio.sleep(0) return i + 100 end)
+      end, i)
+    end
+    for i = 1, 4 do assert.are.equal(i + 100, fs[i]:result()) end
+  end)
+
+  it("an asyncio primitive cannot cross to a thread once bound to a loop", function()
+    local l = asyncio.Lock()
+    run(function()
+      l:acquire()
+      l:release()
+      local ok, err = pcall(threading.Thread, {target = function(l) return l end, args = {l}})
+      if ok then
+        ok, err = pcall(function() err:start() end)
+      end
+      assert.is_false(ok)
+      assert.are.equal("TypeError", err.kind)
+    end)
+  end)
+end)
