@@ -324,12 +324,8 @@ static int lqueue_task_done(lua_State *L)
 }
 
 /* q:join([timeout]) -> true, or false when the (+) timeout expires */
-static int lqueue_join(lua_State *L)
+static int lqueue_join_done(lua_State *L, int rc)
 {
-    braid_queue_t *q = lqueue_check(L, 1, 0);
-    int64_t deadline = lbraid_opt_deadline(L, 2);
-    lbraid_poll(L);
-    int rc = braid_queue_join(q, deadline == BRAID_QUEUE_NOWAIT ? 1 : deadline);
     if (rc == BRAID_ETIMEOUT) {
         lua_pushboolean(L, 0);
         return 1;
@@ -338,6 +334,29 @@ static int lqueue_join(lua_State *L)
         return lbraid_core_error(L, rc, NULL);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* Stack in a task: 1 queue, 2 deadline. */
+static int lqueue_join_op(lua_State *L)
+{
+    return braid_queue_join(lqueue_at1(L), lua_tointeger(L, 2));
+}
+
+static const lbraid_waitop_t lqueue_join_wait = {lqueue_join_op, lqueue_join_done};
+
+static int lqueue_join(lua_State *L)
+{
+    braid_queue_t *q = lqueue_check(L, 1, 0);
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    if (deadline == BRAID_QUEUE_NOWAIT)
+        deadline = 1;
+    lbraid_poll(L);
+    if (lqueue_in_loop(L)) {
+        lua_settop(L, 1);
+        lua_pushinteger(L, deadline);
+        return lbraid_wait(L, &lqueue_join_wait);
+    }
+    return lqueue_join_done(L, braid_queue_join(q, deadline));
 }
 
 /* q:shutdown(immediate) */

@@ -292,6 +292,12 @@ static int lcond_acquire(lua_State *L)
     braid_object_t *lock = braid_cond_lock(lcond_check(L, 1));
     int64_t deadline = lock_deadline(L, 2);
     lbraid_poll(L);
+    if (in_loop(L)) { /* the lock's own wait, with its box at 1 */
+        lua_settop(L, 0);
+        lbraid_push_object(L, lock);
+        return wait_in_loop(
+            L, deadline, lock->type == &braid_rlock_type ? &lrlock_wait : &llock_wait);
+    }
     if (lock->type == &braid_rlock_type)
         return push_acquired(L, braid_rlock_acquire((braid_rlock_t *)lock, deadline));
     return push_acquired(L, braid_lock_acquire((braid_lock_t *)lock, deadline));
@@ -309,18 +315,78 @@ static int lcond_release(lua_State *L)
     return 0;
 }
 
-static int lcond_wait(lua_State *L)
+static int lcond_wait_done(lua_State *L, int rc)
 {
-    braid_cond_t *c = lcond_check(L, 1);
-    int64_t deadline = lbraid_opt_deadline(L, 2);
-    lbraid_poll(L);
-    int rc = braid_cond_wait(c, deadline);
     if (rc == BRAID_ENOTOWNER)
         return lbraid_error(L, "RuntimeError", "cannot wait on un-acquired lock");
     if (rc < 0)
         return lbraid_core_error(L, rc, NULL);
     lua_pushboolean(L, rc);
     return 1;
+}
+
+/* In a task, a state machine over the halves of braid_cond_wait. Stack:
+ * 1 box, 2 deadline, 3 phase (0 start, 1 waiting, 2 re-acquiring),
+ * 4 the RLock count saved, 5 the wait's outcome, 6 a cancellation that
+ * arrived while re-acquiring (re-raised once the lock is held). */
+static int lcond_wait_op(lua_State *L)
+{
+    braid_cond_t *c = box_at1(L);
+    int64_t deadline = deadline_at2(L);
+    int phase = (int)lua_tointeger(L, 3);
+    int rc;
+    if (phase < 2) {
+        long saved = (long)lua_tointeger(L, 4);
+        rc = phase == 0 ? braid_cond_release_and_wait(c, deadline, &saved)
+                        : braid_cond_wait_again(c, deadline);
+        if (phase == 0) {
+            if (saved < 0)
+                return rc; /* not owned or cancelled: nothing released */
+            lua_pushinteger(L, saved);
+            lua_replace(L, 4);
+        }
+        if (rc == BRAID_ESUSPEND) {
+            lua_pushinteger(L, 1);
+            lua_replace(L, 3);
+            return rc;
+        }
+        lua_pushinteger(L, rc == 0 ? 1 : rc == BRAID_ETIMEOUT ? 0 : rc);
+        lua_replace(L, 5);
+        lua_pushinteger(L, 2);
+        lua_replace(L, 3);
+    }
+    for (;;) {
+        rc = braid_cond_reacquire(c, (long)lua_tointeger(L, 4));
+        if (rc != BRAID_ECANCELLED)
+            break;
+        braid_waiter_take_cancel(braid_waiter_peek_current());
+        lua_pushboolean(L, 1);
+        lua_replace(L, 6);
+    }
+    if (rc)
+        return rc; /* suspended: the lock is re-acquired on a later call */
+    if (lua_toboolean(L, 6))
+        return BRAID_ECANCELLED;
+    return (int)lua_tointeger(L, 5);
+}
+
+static const lbraid_waitop_t lcond_wait_op_t = {lcond_wait_op, lcond_wait_done};
+
+static int lcond_wait(lua_State *L)
+{
+    braid_cond_t *c = lcond_check(L, 1);
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    if (in_loop(L)) {
+        lua_settop(L, 1);
+        lua_pushinteger(L, (lua_Integer)deadline);
+        lua_pushinteger(L, 0);
+        lua_pushinteger(L, 0);
+        lua_pushinteger(L, 0);
+        lua_pushboolean(L, 0);
+        return lbraid_wait(L, &lcond_wait_op_t);
+    }
+    return lcond_wait_done(L, braid_cond_wait(c, deadline));
 }
 
 static int lcond_notify(lua_State *L)

@@ -306,8 +306,17 @@ int braid_cond_is_owned(braid_cond_t *c)
     return braid_lock_locked((braid_lock_t *)c->lock);
 }
 
-int braid_cond_wait(braid_cond_t *c, int64_t deadline)
+/* Condition wait in halves, so an asyncio task can suspend between them
+ * (a thread runs them back to back in braid_cond_wait).
+ * release_and_wait: checks ownership, releases the lock (an RLock's count
+ * saved in *saved) and waits; the lock stays released whatever it returns
+ * except BRAID_ENOTOWNER. wait_again: a task's repeat of the wait after it
+ * was resumed. reacquire: takes the lock back (a task waiter may get
+ * BRAID_ESUSPEND: call again) and restores the count; a thread ignores
+ * cancellation here, which is re-posted afterwards. */
+int braid_cond_release_and_wait(braid_cond_t *c, int64_t deadline, long *saved)
 {
+    *saved = -1; /* nothing released */
     if (!braid_cond_is_owned(c))
         return BRAID_ENOTOWNER;
     braid_waiter_t *w = braid_waiter_current();
@@ -315,30 +324,59 @@ int braid_cond_wait(braid_cond_t *c, int64_t deadline)
         return BRAID_ENOMEM;
     if (atomic_load(&w->cancelled))
         return BRAID_ECANCELLED;
-    int is_r = c->lock->type == &braid_rlock_type;
-    braid_rlock_t *rl = (braid_rlock_t *)c->lock;
-    braid_lock_t *pl = (braid_lock_t *)c->lock;
-    long saved = 0;
+    *saved = 0;
     /* Take mu before releasing the lock: a notifier needs the lock and
      * then mu, so it cannot notify before we are on the list. */
     pthread_mutex_lock(&c->mu);
-    if (is_r) {
-        saved = rl->count;
+    if (c->lock->type == &braid_rlock_type) {
+        braid_rlock_t *rl = (braid_rlock_t *)c->lock;
+        *saved = rl->count;
         rl->count = 0;
         atomic_store_explicit(&rl->owner, 0, memory_order_relaxed);
         core_release(&rl->core);
     } else {
-        core_release(&pl->core);
+        core_release(&((braid_lock_t *)c->lock)->core);
     }
     int rc = braid_waitlist_wait(&c->wl, &c->mu, deadline, NULL);
     pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int braid_cond_wait_again(braid_cond_t *c, int64_t deadline)
+{
+    pthread_mutex_lock(&c->mu);
+    int rc = braid_waitlist_wait(&c->wl, &c->mu, deadline, NULL);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int braid_cond_reacquire(braid_cond_t *c, long saved)
+{
+    int is_r = c->lock->type == &braid_rlock_type;
+    lockcore_t *core = is_r ? &((braid_rlock_t *)c->lock)->core : &((braid_lock_t *)c->lock)->core;
+    braid_waiter_t *w = braid_waiter_peek_current();
+    if (w && w->notify) {
+        int rc = core_acquire(core, BRAID_FOREVER);
+        if (rc)
+            return rc; /* BRAID_ESUSPEND, or BRAID_ECANCELLED: the caller retries */
+    } else {
+        core_acquire_uncancellable(core);
+    }
     if (is_r) {
-        core_acquire_uncancellable(&rl->core);
+        braid_rlock_t *rl = (braid_rlock_t *)c->lock;
         atomic_store_explicit(&rl->owner, braid_sync_self(), memory_order_relaxed);
         rl->count = saved;
-    } else {
-        core_acquire_uncancellable(&pl->core);
     }
+    return 0;
+}
+
+int braid_cond_wait(braid_cond_t *c, int64_t deadline)
+{
+    long saved;
+    int rc = braid_cond_release_and_wait(c, deadline, &saved);
+    if (saved < 0)
+        return rc; /* nothing was released */
+    braid_cond_reacquire(c, saved);
     if (rc == 0)
         return 1;
     if (rc == BRAID_ETIMEOUT)

@@ -75,6 +75,16 @@ int braid_cond_is_owned(braid_cond_t *c);
  * the lock is not owned (nothing done) or BRAID_ECANCELLED (lock re-held). */
 int braid_cond_wait(braid_cond_t *c, int64_t deadline);
 /* Wakes up to n waiters, oldest first; returns how many or BRAID_ENOTOWNER. */
+/* braid_cond_wait in halves, for waiters that suspend in between (asyncio
+ * tasks): release_and_wait returns BRAID_ENOTOWNER (nothing done) or the
+ * wait's code (0 notified, BRAID_ETIMEOUT, BRAID_ECANCELLED, BRAID_ESUSPEND)
+ * with the lock released and an RLock's count in *saved (-1 when nothing
+ * was released: not owned, or already cancelled); wait_again repeats
+ * a suspended wait; reacquire takes the lock back (a task may get
+ * BRAID_ESUSPEND or BRAID_ECANCELLED: call again) and restores the count. */
+int braid_cond_release_and_wait(braid_cond_t *c, int64_t deadline, long *saved);
+int braid_cond_wait_again(braid_cond_t *c, int64_t deadline);
+int braid_cond_reacquire(braid_cond_t *c, long saved);
 int braid_cond_notify(braid_cond_t *c, long n);
 int braid_cond_notify_all(braid_cond_t *c);
 
