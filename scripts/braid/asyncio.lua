@@ -139,7 +139,7 @@ local function wake(task, a1, a2)
   push(task.loop, task)
 end
 
--- Wakes a task parked by _park (a primitive's waiter); false when it is
+-- Wakes a task that yielded PARK (a primitive's waiter); false when it is
 -- no longer parked there (cancelled meanwhile): hand nothing to it.
 local function wake_parked(task, a1, a2)
   if task._wait ~= PARK then return false end
@@ -174,6 +174,12 @@ function M.Future()
   return new_future(get_loop("Future"))
 end
 
+-- Internal done-callbacks (gather, wait, TaskGroup...) run at once when the
+-- future completes, with no Handle and no pcall; user callbacks go through
+-- the loop as Python's do.
+local Hook = {__name = "braid.asyncio.hook"}
+local function hook(fn) return setmetatable({fn = fn}, Hook) end
+
 local function schedule_callbacks(fut)
   local cbs = fut._cbs
   if not cbs then return end
@@ -181,8 +187,12 @@ local function schedule_callbacks(fut)
   local loop = fut.loop
   for i = 1, #cbs do
     local cb = cbs[i]
-    if type(cb) == "table" and cb.co then
-      if cb._wait == fut then wake(cb) end -- a task awaiting fut
+    if type(cb) == "table" then
+      if cb.co then
+        if cb._wait == fut then wake(cb) end -- a task awaiting fut
+      else
+        cb.fn(fut)
+      end
     else
       push(loop, setmetatable({fn = cb, a = fut, n = 1}, Handle))
     end
@@ -282,6 +292,7 @@ function Future:remove_done_callback(fn)
   return n
 end
 
+-- Adds a task awaiting fut, or a hook.
 local function add_waiter(fut, task)
   local cbs = fut._cbs
   if not cbs then
@@ -297,7 +308,12 @@ end
 
 -- ---- Task ----
 
-local Task = setmetatable({__name = "braid.asyncio.Task"}, {__index = Future})
+-- Task's methods are Future's plus its own, in one flat table: a field a
+-- task lacks then costs one metatable lookup, not a chain.
+local Task = {__name = "braid.asyncio.Task"}
+for k, v in pairs(Future) do
+  if k ~= "__index" and k ~= "__name" then Task[k] = v end
+end
 Task.__index = Task
 Task._is_task = true
 Task.__tostring = Future.__tostring
@@ -708,11 +724,6 @@ function M.sleep(delay, result)
   return result
 end
 
--- Suspends the running task until wake(task, ...) (primitives use this);
--- returns wake's values, or (CANCEL, err) when cancelled meanwhile.
-function M._park()
-  return co_yield(PARK)
-end
 M._CANCEL = CANCEL
 function M._current() return current end
 M._this_task = this_task
@@ -836,11 +847,12 @@ function M.gather(...)
     end
     set_outcome(outer, FINISHED, 1, res, nil)
   end
+  local h = hook(on_done)
   for _, c in ipairs(children) do
     if c._state ~= PENDING then
       on_done(c)
     else
-      c:add_done_callback(on_done)
+      add_waiter(c, h)
     end
   end
   return await_future(outer)
@@ -888,13 +900,14 @@ function M.wait(aws, opts)
     local function on_done()
       if waiter._state == PENDING and finished() then waiter:set_result() end
     end
-    for _, f in ipairs(fs) do f:add_done_callback(on_done) end
+    local hk = hook(on_done)
+    for _, f in ipairs(fs) do add_waiter(f, hk) end
     local h = timeout and timeout >= 0 and loop:call_later(timeout, function()
       if waiter._state == PENDING then waiter:set_result() end
     end)
     local ok, err = pcall(await_future, waiter)
     if h then h:cancel() end
-    for _, f in ipairs(fs) do f:remove_done_callback(on_done) end
+    for _, f in ipairs(fs) do f:remove_done_callback(hk) end
     if not ok then error(err, 0) end
   end
   local done, pending = {}, {}
@@ -1092,6 +1105,8 @@ function TaskGroup:create_task(fn, ...)
   local t = new_task(self._loop, fn, nil, select("#", ...), ...)
   self._tasks[t] = true
   self._n = self._n + 1
+  -- a scheduled callback, as in Python: siblings already ready run (and
+  -- may fail too) before the first failure aborts the group
   t:add_done_callback(function(task) tg_on_done(self, task) end)
   return t
 end
@@ -1204,6 +1219,7 @@ M.Task = Task
 M.Handle = Handle
 M.Loop = Loop
 M._wake_parked = wake_parked
+M._PARK = PARK
 
 -- primitives and queues (scripts/braid/asyncio_locks.lua)
 require("braid.asyncio_locks")(M)

@@ -5,7 +5,8 @@
 return function(A)
   local braid = require "braid"
   local Error = braid.Error
-  local CANCEL, park, wake_parked, this_task = A._CANCEL, A._park, A._wake_parked, A._this_task
+  local CANCEL, PARK, wake_parked, this_task = A._CANCEL, A._PARK, A._wake_parked, A._this_task
+  local co_yield = coroutine.yield
   local setmetatable, type, error, pcall, select = setmetatable, type, error, pcall, select
   local threading_guard = require("braid.threading")._guard_mt
 
@@ -39,7 +40,7 @@ return function(A)
   -- takes t off the list and raises.
   local function wait_on(list, t)
     list[#list + 1] = t
-    local v, e = park()
+    local v, e = co_yield(PARK) -- until wake_parked
     if v == CANCEL then
       remove(list, t)
       error(e, 0)
