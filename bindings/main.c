@@ -61,6 +61,23 @@ static void laction(int sig)
 
 /* ---- messages ---- */
 
+static const char usage_text[] =
+    "usage: %s [options] [script [args]]\n"
+    "Available options are:\n"
+    "  -e stat   execute string 'stat'\n"
+    "  -i        enter interactive mode after executing 'script'\n"
+    "  -l mod    require library 'mod' into global 'mod'\n"
+    "  -l g=mod  require library 'mod' into global 'g'\n"
+    "  -v        show version information\n"
+    "  -E        ignore environment variables\n"
+    "  -W        turn warnings on\n"
+    "  -h, --help  show this help and exit\n"
+    "  --        stop handling options\n"
+    "  -         stop handling options and execute stdin\n"
+    "With no script, reads a script from stdin, or starts the REPL on a terminal.\n"
+    "Environment: LUA_INIT_5_4 / LUA_INIT (run first), LUA_PATH, LUA_CPATH,\n"
+    "BRAID_HISTORY (REPL history file; empty: none). See braid(1).\n";
+
 static void print_usage(const char *badoption)
 {
     lua_writestringerror("%s: ", progname);
@@ -68,18 +85,7 @@ static void print_usage(const char *badoption)
         lua_writestringerror("'%s' needs argument\n", badoption);
     else
         lua_writestringerror("unrecognized option '%s'\n", badoption);
-    lua_writestringerror("usage: %s [options] [script [args]]\n"
-                         "Available options are:\n"
-                         "  -e stat   execute string 'stat'\n"
-                         "  -i        enter interactive mode after executing 'script'\n"
-                         "  -l mod    require library 'mod' into global 'mod'\n"
-                         "  -l g=mod  require library 'mod' into global 'g'\n"
-                         "  -v        show version information\n"
-                         "  -E        ignore environment variables\n"
-                         "  -W        turn warnings on\n"
-                         "  --        stop handling options\n"
-                         "  -         stop handling options and execute stdin\n",
-                         progname);
+    lua_writestringerror(usage_text, progname);
 }
 
 /* Prints msg on stderr, prefixed by the program name when pname != NULL. */
@@ -632,6 +638,10 @@ int main(int argc, char **argv)
 {
     int status, result;
     lua_State *L;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf(usage_text, argv[0]);
+        return EXIT_SUCCESS;
+    }
     if (argc > 1 && strcmp(argv[1], "--worker") == 0) {
         l_message(argv[0], "--worker: not implemented");
         return 2;
