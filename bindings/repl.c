@@ -223,7 +223,7 @@ static void candidates_free(void)
 }
 
 /* Adds prefix..key for every string key of the table at the top that
- * starts with part. */
+ * starts with part (keys starting with '_' only when part does). */
 static void add_keys(lua_State *L, const char *prefix, size_t plen, const char *part)
 {
     size_t partlen = strlen(part);
@@ -232,7 +232,8 @@ static void add_keys(lua_State *L, const char *prefix, size_t plen, const char *
         if (lua_type(L, -2) == LUA_TSTRING) {
             size_t klen;
             const char *k = lua_tolstring(L, -2, &klen);
-            if (klen >= partlen && strncmp(k, part, partlen) == 0 && klen == strlen(k)) {
+            int hidden = k[0] == '_' && part[0] != '_'; /* private unless asked */
+            if (!hidden && klen >= partlen && strncmp(k, part, partlen) == 0 && klen == strlen(k)) {
                 char **grown = realloc(candidates, (ncandidates + 1) * sizeof *candidates);
                 char *c = malloc(plen + klen + 1);
                 if (grown)
