@@ -176,7 +176,14 @@ static void test_shutdown_result(void)
     CHECK(braid_host_queue_put(q, &v, 0) == 0);
     CHECK(braid_shutdown(L, 10) == 1);
     braid_host_release(q);
+    /* braid.h's codes are core/error.h's */
     CHECK(strcmp(braid_host_strerror(BRAID_ETIMEOUT), "timed out") == 0);
+    CHECK(strcmp(braid_host_strerror(BRAID_EEMPTY), "empty") == 0);
+    CHECK(strcmp(braid_host_strerror(BRAID_EFULL), "full") == 0);
+    CHECK(strcmp(braid_host_strerror(BRAID_ESHUTDOWN), "shut down") == 0);
+    CHECK(strcmp(braid_host_strerror(BRAID_ECORRUPT), "malformed encoded value") == 0);
+    CHECK(strcmp(braid_host_strerror(BRAID_ETYPE), "values are not comparable") == 0);
+    CHECK(strcmp(braid_host_strerror(BRAID_EINTR), "interrupted!") == 0);
 }
 
 int main(void)
