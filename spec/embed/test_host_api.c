@@ -164,6 +164,25 @@ static void test_state_init_hook(void)
     CHECK(lua_tointeger(L, -1) == 42);
 }
 
+/* A thread's uncaught error reaches the hook the host installed, not
+ * exit() or abort(). */
+static void test_excepthook_replaceable(void)
+{
+    CHECK(dostr("local threading = require 'braid.threading'\n"
+                "caught = require('braid.queue').Queue()\n"
+                "threading.excepthook = function(a) caught:put(a.thread.name .. ': ' .. "
+                "tostring(a.exc_value)) end\n"
+                "local t = threading.Thread{name = 'w', target = function() error('boom', 0) end}\n"
+                "t:start(); t:join()\n"
+                "return caught"));
+    braid_queue_t *q = braid_host_toqueue(L, -1);
+    braid_scalar_t msg;
+    CHECK(q && braid_host_queue_get(q, &msg, 10) == 0 && msg.type == BRAID_STRING &&
+          strcmp(msg.v.string.ptr, "w: boom") == 0);
+    braid_scalar_free(&msg);
+    braid_host_release(q);
+}
+
 static void test_shutdown_result(void)
 {
     CHECK(dostr("blocker = require('braid.queue').Queue()\n"
@@ -197,6 +216,7 @@ int main(void)
     RUN(test_queue_full_and_encoded);
     RUN(test_future_and_event_from_a_thread);
     RUN(test_state_init_hook);
+    RUN(test_excepthook_replaceable);
     RUN(test_shutdown_result);
     CHECK(braid_shutdown(L, 10) == 1);
     lua_close(L);
