@@ -69,6 +69,7 @@ static const char usage_text[] =
     "  -h, --help  show this help and exit\n"
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n"
+    "  --worker  (internal) run as a process pool's worker\n"
     "With no script, reads a script from stdin, or starts the REPL on a terminal.\n"
     "Environment: LUA_INIT_5_4 / LUA_INIT (run first), LUA_PATH, LUA_CPATH,\n"
     "BRAID_HISTORY (REPL history file; empty: none). See braid(1).\n";

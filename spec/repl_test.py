@@ -401,6 +401,20 @@ def test_tab_completion():
     r.quit()
 
 
+def test_asyncio_hook():
+    """The contract braid.asyncio implements for asyncio at the prompt: when
+    it is loaded and has __repl_run, each line's chunk runs through it."""
+    r = start()
+    r.expect(r"> $")
+    r.line("package.loaded['braid.asyncio'] = {__repl_run = function(chunk) return 'hooked', chunk() end}")
+    r.expect(r"\n> $")
+    r.line("20 + 22")
+    r.expect(r"\nhooked\t42\n")
+    r.line("error('inside')")            # errors still reach the REPL's report
+    r.expect(r"stdin:1: inside")
+    r.quit()
+
+
 def test_ctrl_d_waits_for_threads():
     r = start()
     r.expect(r"> $")
