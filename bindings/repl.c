@@ -476,16 +476,18 @@ static void l_print(lua_State *L)
 
 /* braid as a global, and the submodules bound on first use through an
  * __index on _G (REPL only; a script's _G is left alone). A module this
- * build lacks reads as nil, like any unset global. */
+ * build lacks reads as nil, like any unset global; an error while loading
+ * one (a Ctrl-C) is raised. */
 static const char repl_setup[] =
     "braid = require 'braid'\n"
     "if getmetatable(_G) == nil then\n"
     "  local lazy = {threading = true, queue = true, futures = true, pool = true,\n"
     "                multiprocessing = true, asyncio = true, shared = true}\n"
     "  setmetatable(_G, {__braid_lazy = lazy, __index = function(g, k)\n"
-    "    if lazy[k] then\n"
-    "      local ok, m = pcall(require, 'braid.' .. k)\n"
-    "      if ok then rawset(g, k, m); return m end\n"
+    "    if lazy[k] and package.preload['braid.' .. k] then\n"
+    "      local m = require('braid.' .. k)\n"
+    "      rawset(g, k, m)\n"
+    "      return m\n"
     "    end\n"
     "  end})\n"
     "end\n";
