@@ -119,7 +119,9 @@ BRAID_EXPORT braid_queue_t *braid_host_queue_new(long maxsize);
  * A scalar is what C can say without Lua: nil, a boolean, an integer, a
  * float, or a string (bytes, any content). Richer values (tables, ...)
  * travel as encoded bytes: what `braid.encode(v)` returns in a script,
- * which `braid.decode(s)` turns back into a value. */
+ * which `braid.decode(s)` turns back into a value. Braid objects inside
+ * encoded bytes are named by id and not kept alive by the bytes: decoding
+ * after the last reference went away raises a ValueError. */
 typedef enum braid_scalar_type {
     BRAID_NIL = 0,
     BRAID_BOOLEAN,
@@ -145,7 +147,8 @@ typedef struct braid_scalar {
 BRAID_EXPORT void braid_scalar_free(braid_scalar_t *s);
 
 /* Timeouts are in seconds: negative waits forever, 0 does not block.
- * Every call below is thread-safe and touches no lua_State; called from a
+ * Handles must be live (not NULL, not released). Every call below is
+ * thread-safe and touches no lua_State; called from a
  * braid thread, a cancellation of that thread ends the wait
  * (BRAID_ECANCELLED). */
 
