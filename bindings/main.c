@@ -12,7 +12,10 @@
 #include <lualib.h>
 
 #include "braid.h"
+#include "clock.h"
+#include "executor.h"
 #include "repl.h"
+#include "thread.h"
 #include "waiter.h"
 
 #ifndef BRAID_VERSION
@@ -344,11 +347,21 @@ static int handle_luainit(lua_State *L)
     return dostring(L, init, name);
 }
 
+/* The program's end, like Python's: every executor finishes its queued
+ * work, then every non-daemon thread is joined. The whole process, not
+ * just this thread's group (braid_shutdown): a thread started from a
+ * foreign OS thread (a libuv worker, say) is waited for too. */
+static void shutdown_process(void)
+{
+    braid_executor_shutdown_all(BRAID_FOREVER);
+    braid_thread_join_nondaemon(BRAID_FOREVER);
+}
+
 /* os.exit in the main state: like Python's sys.exit, wait for non-daemon
  * threads first, then call the standard os.exit (upvalue 1). */
 static int l_os_exit(lua_State *L)
 {
-    braid_shutdown(L, -1);
+    shutdown_process();
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 0);
@@ -441,7 +454,7 @@ int main(int argc, char **argv)
     main_report(L, status);
     /* Python semantics: non-daemon threads run to completion even after an
      * error in the main script; the exit status still reports the error. */
-    braid_shutdown(L, -1);
+    shutdown_process();
     lua_close(L);
     return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }
