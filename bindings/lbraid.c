@@ -225,8 +225,7 @@ static int lbraid_traceback_fn(lua_State *L)
 
 static int lbraid_shutdown_fn(lua_State *L)
 {
-    int rc = braid_shutdown(L, luaL_optnumber(L, 1, -1));
-    lua_pushboolean(L, rc == 0);
+    lua_pushboolean(L, braid_shutdown(L, luaL_optnumber(L, 1, -1)));
     return 1;
 }
 
@@ -287,11 +286,13 @@ int braid_shutdown(lua_State *L, double timeout)
 {
     (void)L;
     /* like Python's threading._shutdown: executors finish their queued
-     * work first, then every non-daemon thread is joined */
+     * work first, then every non-daemon thread is joined; only the calling
+     * host thread's (braid_thread_group), so host states stay independent */
+    uint64_t group = braid_thread_group();
     int64_t deadline = braid_clock_deadline(timeout);
-    int rc = braid_executor_shutdown_all(deadline);
-    int rc2 = braid_thread_join_nondaemon(deadline);
-    return rc ? rc : rc2;
+    int rc = braid_executor_shutdown_group(group, deadline);
+    int rc2 = braid_thread_join_nondaemon_group(group, deadline);
+    return rc == 0 && rc2 == 0;
 }
 
 /* Loads `name` as require would, after installing the preloaders. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "braid.h"
 #include "lbraid.h"
 
 static const char CTX_KEY = 'c'; /* registry: full userdata lbraid_ctx_t */
@@ -62,6 +63,38 @@ void lbraid_install_print(lua_State *L)
     lua_setglobal(L, "print");
 }
 
+/* ---- the host's state hook (braid.h: braid_set_state_init) ---- */
+
+static braid_state_init_fn init_fn;
+static void *init_ud;
+
+void braid_set_state_init(braid_state_init_fn fn, void *ud)
+{
+    init_fn = fn;
+    init_ud = ud;
+}
+
+static int init_call(lua_State *L)
+{
+    init_fn(L, lua_touserdata(L, 1));
+    return 0;
+}
+
+/* Runs the host's hook in a new state, protected; an error is reported. */
+static void run_state_init(lua_State *L)
+{
+    if (!init_fn)
+        return;
+    lua_pushcfunction(L, init_call);
+    lua_pushlightuserdata(L, init_ud);
+    if (lbraid_pcall(L, 1, 0) != LUA_OK) {
+        fprintf(
+            stderr, "braid: the host's state init hook failed: %s\n", luaL_tolstring(L, -1, NULL));
+        fflush(stderr);
+    }
+    lua_settop(L, 0);
+}
+
 lua_State *lbraid_newstate(lua_State *from)
 {
     lua_State *L = luaL_newstate();
@@ -84,6 +117,7 @@ lua_State *lbraid_newstate(lua_State *from)
             lua_pop(from, 2);
         }
     }
+    run_state_init(L);
     return L;
 }
 
@@ -225,6 +259,7 @@ lua_State *lbraid_newstate_thread(void)
 #endif
     luaL_openlibs(L);
     lbraid_preload(L);
+    run_state_init(L);
     return L;
 }
 

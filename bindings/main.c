@@ -1,5 +1,5 @@
 /* The braid executable: a lua5.4-compatible stand-alone interpreter with every
- * braid module preloaded, a libedit REPL with history, and thread joining at exit. */
+ * braid module preloaded, the REPL (repl.c), and thread joining at exit. */
 
 #include <signal.h>
 #include <stdio.h>
@@ -7,23 +7,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
-
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
 #include "braid.h"
+#include "clock.h"
+#include "executor.h"
+#include "repl.h"
+#include "thread.h"
 #include "waiter.h"
 
 #ifndef BRAID_VERSION
 #define BRAID_VERSION "0.0.0"
 #endif
 
-#define PROMPT1 "> "
-#define PROMPT2 ">> "
-#define EOFMARK "<eof>"
-#define MARKLEN (sizeof(EOFMARK) - 1)
 #define IGMARK '-' /* "-l mod-v2" sets global "mod" */
 
 static lua_State *globalL = NULL;
@@ -31,7 +29,7 @@ static const char *progname = "braid";
 
 /* ---- signals: SIGINT only sets a hook (as lua.c) ---- */
 
-static void setsignal(int sig, void (*handler)(int))
+void main_setsignal(int sig, void (*handler)(int))
 {
     struct sigaction sa;
     sa.sa_handler = handler;
@@ -54,12 +52,30 @@ static void lstop(lua_State *L, lua_Debug *ar)
 static void laction(int sig)
 {
     int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-    setsignal(sig, SIG_DFL);
+    main_setsignal(sig, SIG_DFL);
     lua_sethook(globalL, lstop, flag, 1);
     braid_waiter_interrupt(); /* and out of any braid wait it is blocked in */
 }
 
 /* ---- messages ---- */
+
+static const char usage_text[] =
+    "usage: %s [options] [script [args]]\n"
+    "Available options are:\n"
+    "  -e stat   execute string 'stat'\n"
+    "  -i        enter interactive mode after executing 'script'\n"
+    "  -l mod    require library 'mod' into global 'mod'\n"
+    "  -l g=mod  require library 'mod' into global 'g'\n"
+    "  -v        show version information\n"
+    "  -E        ignore environment variables\n"
+    "  -W        turn warnings on\n"
+    "  -h, --help  show this help and exit\n"
+    "  --        stop handling options\n"
+    "  -         stop handling options and execute stdin\n"
+    "  --worker  (internal) run as a process pool's worker\n"
+    "With no script, reads a script from stdin, or starts the REPL on a terminal.\n"
+    "Environment: LUA_INIT_5_4 / LUA_INIT (run first), LUA_PATH, LUA_CPATH,\n"
+    "BRAID_HISTORY (REPL history file; empty: none). See braid(1).\n";
 
 static void print_usage(const char *badoption)
 {
@@ -68,18 +84,7 @@ static void print_usage(const char *badoption)
         lua_writestringerror("'%s' needs argument\n", badoption);
     else
         lua_writestringerror("unrecognized option '%s'\n", badoption);
-    lua_writestringerror("usage: %s [options] [script [args]]\n"
-                         "Available options are:\n"
-                         "  -e stat   execute string 'stat'\n"
-                         "  -i        enter interactive mode after executing 'script'\n"
-                         "  -l mod    require library 'mod' into global 'mod'\n"
-                         "  -l g=mod  require library 'mod' into global 'g'\n"
-                         "  -v        show version information\n"
-                         "  -E        ignore environment variables\n"
-                         "  -W        turn warnings on\n"
-                         "  --        stop handling options\n"
-                         "  -         stop handling options and execute stdin\n",
-                         progname);
+    lua_writestringerror(usage_text, progname);
 }
 
 /* Prints msg on stderr, prefixed by the program name when pname != NULL. */
@@ -92,7 +97,7 @@ static void l_message(const char *pname, const char *msg)
 
 /* If status is an error, prints and pops the message on top of the stack
  * (a string: msghandler made it one). */
-static int report(lua_State *L, int status)
+int main_report(lua_State *L, int status)
 {
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
@@ -121,16 +126,18 @@ static int msghandler(lua_State *L)
 
 /* lua_pcall with the message handler and the SIGINT hook. Stack: the
  * function and narg arguments are replaced by nres results or an error string. */
-static int docall(lua_State *L, int narg, int nres)
+int main_docall(lua_State *L, int narg, int nres)
 {
     int status;
     int base = lua_gettop(L) - narg;
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
+    struct sigaction old; /* the REPL's between lines, else SIG_DFL */
+    sigaction(SIGINT, NULL, &old);
     globalL = L;
-    setsignal(SIGINT, laction);
+    main_setsignal(SIGINT, laction);
     status = lua_pcall(L, narg, nres, base);
-    setsignal(SIGINT, SIG_DFL);
+    sigaction(SIGINT, &old, NULL);
     lua_remove(L, base);
     return status;
 }
@@ -161,8 +168,8 @@ static void createargtable(lua_State *L, char **argv, int argc, int script)
 static int dochunk(lua_State *L, int status)
 {
     if (status == LUA_OK)
-        status = docall(L, 0, 0);
-    return report(L, status);
+        status = main_docall(L, 0, 0);
+    return main_report(L, status);
 }
 
 static int dofile(lua_State *L, const char *name)
@@ -190,13 +197,13 @@ static int dolibrary(lua_State *L, char *globname)
     }
     lua_getglobal(L, "require");
     lua_pushstring(L, modname);
-    status = docall(L, 1, 1);
+    status = main_docall(L, 1, 1);
     if (status == LUA_OK) {
         if (suffix != NULL)
             *suffix = '\0';
         lua_setglobal(L, globname);
     }
-    return report(L, status);
+    return main_report(L, status);
 }
 
 /* Pushes the script arguments arg[1..#arg]; returns how many. */
@@ -224,226 +231,9 @@ static int handle_script(lua_State *L, char **argv)
     status = luaL_loadfile(L, fname);
     if (status == LUA_OK) {
         int n = pushargs(L);
-        status = docall(L, n, LUA_MULTRET);
+        status = main_docall(L, n, LUA_MULTRET);
     }
-    return report(L, status);
-}
-
-/* ---- the REPL ---- */
-
-static char *history_path = NULL; /* NULL: no persistent history */
-static int use_readline = 0;
-
-/* History file: $BRAID_HISTORY ("" disables), else ~/.braid_history. */
-static void history_open(void)
-{
-    const char *env = getenv("BRAID_HISTORY");
-    const char *home = getenv("HOME");
-    free(history_path);
-    history_path = NULL;
-    if (env != NULL) {
-        if (env[0] != '\0')
-            history_path = strdup(env);
-    } else if (home != NULL && home[0] != '\0') {
-        size_t n = strlen(home) + sizeof("/.braid_history");
-        history_path = malloc(n);
-        if (history_path)
-            snprintf(history_path, n, "%s/.braid_history", home);
-    }
-    using_history();
-    stifle_history(1000);
-    if (history_path)
-        read_history(history_path);
-}
-
-/* Adds a line to the history and rewrites the file at once, so history
- * survives os.exit and crashes. */
-static void saveline(const char *line)
-{
-    if (!use_readline || line[0] == '\0')
-        return;
-    add_history(line);
-    if (history_path)
-        write_history(history_path);
-}
-
-static volatile sig_atomic_t prompt_interrupted = 0;
-
-/* SIGINT while reading a line: interrupts the read (no SA_RESTART). */
-static void prompt_action(int sig)
-{
-    (void)sig;
-    prompt_interrupted = 1;
-}
-
-#define LINE_EOF 0
-#define LINE_OK 1
-#define LINE_INTERRUPTED 2
-
-/* Reads one line after showing prompt into *line (malloc'ed, without its
- * newline). Returns LINE_OK, LINE_EOF, or LINE_INTERRUPTED on Ctrl-C. */
-static int readline_prompt(const char *prompt, char **line)
-{
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t l;
-    if (use_readline) {
-        prompt_interrupted = 0;
-        setsignal(SIGINT, prompt_action);
-        *line = readline(prompt);
-        setsignal(SIGINT, SIG_DFL);
-        if (*line == NULL && prompt_interrupted) {
-            lua_writestring("^C", 2);
-            lua_writeline();
-            return LINE_INTERRUPTED;
-        }
-        return *line != NULL ? LINE_OK : LINE_EOF;
-    }
-    fputs(prompt, stdout);
-    fflush(stdout);
-    l = getline(&buf, &cap, stdin);
-    if (l < 0) {
-        free(buf);
-        return LINE_EOF;
-    }
-    if (l > 0 && buf[l - 1] == '\n')
-        buf[--l] = '\0';
-    *line = buf;
-    return LINE_OK;
-}
-
-static const char *get_prompt(lua_State *L, int firstline)
-{
-    const char *p;
-    lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2");
-    p = lua_tostring(L, -1);
-    if (p == NULL)
-        p = firstline ? PROMPT1 : PROMPT2;
-    return p;
-}
-
-/* True (and pops the message) if status is a syntax error at <eof>. */
-static int incomplete(lua_State *L, int status)
-{
-    if (status == LUA_ERRSYNTAX) {
-        size_t lmsg;
-        const char *msg = lua_tolstring(L, -1, &lmsg);
-        if (lmsg >= MARKLEN && strcmp(msg + lmsg - MARKLEN, EOFMARK) == 0) {
-            lua_pop(L, 1);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Prompts, reads a line and pushes it; returns LINE_EOF (nothing pushed),
- * LINE_OK, or LINE_INTERRUPTED (pushes ""). */
-static int pushline(lua_State *L, int firstline)
-{
-    const char *prmt = get_prompt(L, firstline);
-    char *b = NULL;
-    int r = readline_prompt(prmt, &b);
-    lua_pop(L, 1); /* prompt */
-    if (r == LINE_EOF)
-        return LINE_EOF;
-    if (r == LINE_INTERRUPTED)
-        lua_pushliteral(L, "");
-    else if (firstline && b[0] == '=') /* 5.2 compatibility: "=x" is "return x" */
-        lua_pushfstring(L, "return %s", b + 1);
-    else
-        lua_pushstring(L, b);
-    free(b);
-    return r;
-}
-
-/* Tries to compile the line on the stack as 'return <line>;'. On return the
- * stack has the compiled chunk, or the original line if that failed. */
-static int addreturn(lua_State *L)
-{
-    const char *line = lua_tostring(L, -1);
-    const char *retline = lua_pushfstring(L, "return %s;", line);
-    int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
-    if (status == LUA_OK) {
-        lua_remove(L, -2);
-        saveline(line);
-    } else {
-        lua_pop(L, 2);
-    }
-    return status;
-}
-
-/* Reads continuation lines until the chunk on the stack is complete. */
-static int multiline(lua_State *L)
-{
-    for (;;) {
-        size_t len;
-        const char *line = lua_tolstring(L, 1, &len);
-        int status = luaL_loadbuffer(L, line, len, "=stdin");
-        int r;
-        if (!incomplete(L, status) || (r = pushline(L, 0)) == LINE_EOF) {
-            saveline(line);
-            return status;
-        }
-        if (r == LINE_INTERRUPTED) { /* Ctrl-C abandons the chunk */
-            lua_settop(L, 1);
-            return luaL_loadbuffer(L, "", 0, "=stdin");
-        }
-        lua_pushliteral(L, "\n");
-        lua_insert(L, -2);
-        lua_concat(L, 3);
-    }
-}
-
-/* Reads and compiles one statement, first as an expression. Returns -1 at end
- * of input, else the load status with the chunk or message on the stack. */
-static int loadline(lua_State *L)
-{
-    int status;
-    lua_settop(L, 0);
-    if (pushline(L, 1) == LINE_EOF)
-        return -1;
-    if ((status = addreturn(L)) != LUA_OK)
-        status = multiline(L);
-    lua_remove(L, 1);
-    return status;
-}
-
-/* Prints every value on the stack with the global print (tab-separated). */
-static void l_print(lua_State *L)
-{
-    int n = lua_gettop(L);
-    if (n > 0) {
-        luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-        lua_getglobal(L, "print");
-        lua_insert(L, 1);
-        if (lua_pcall(L, n, 0, 0) != LUA_OK)
-            l_message(progname,
-                      lua_pushfstring(L, "error calling 'print' (%s)", lua_tostring(L, -1)));
-    }
-}
-
-/* Read-eval-print loop until end of input (Ctrl-D). */
-static void doREPL(lua_State *L)
-{
-    int status;
-    const char *oldprogname = progname;
-    progname = NULL;
-    use_readline = isatty(STDIN_FILENO);
-    if (use_readline) {
-        rl_catch_signals = 0; /* our handler makes readline return on Ctrl-C */
-        history_open();
-    }
-    while ((status = loadline(L)) != -1) {
-        if (status == LUA_OK)
-            status = docall(L, 0, LUA_MULTRET);
-        if (status == LUA_OK)
-            l_print(L);
-        else
-            report(L, status);
-    }
-    lua_settop(L, 0);
-    lua_writeline();
-    progname = oldprogname;
+    return main_report(L, status);
 }
 
 /* ---- options ---- */
@@ -557,11 +347,21 @@ static int handle_luainit(lua_State *L)
     return dostring(L, init, name);
 }
 
+/* The program's end, like Python's: every executor finishes its queued
+ * work, then every non-daemon thread is joined. The whole process, not
+ * just this thread's group (braid_shutdown): a thread started from a
+ * foreign OS thread (a libuv worker, say) is waited for too. */
+static void shutdown_process(void)
+{
+    braid_executor_shutdown_all(BRAID_FOREVER);
+    braid_thread_join_nondaemon(BRAID_FOREVER);
+}
+
 /* os.exit in the main state: like Python's sys.exit, wait for non-daemon
  * threads first, then call the standard os.exit (upvalue 1). */
 static int l_os_exit(lua_State *L)
 {
-    braid_shutdown(L, -1);
+    shutdown_process();
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 0);
@@ -615,11 +415,11 @@ static int pmain(lua_State *L)
     if (script > 0 && handle_script(L, argv + script) != LUA_OK)
         return 0;
     if (args & has_i) {
-        doREPL(L);
+        repl_run(L, &progname);
     } else if (script < 1 && !(args & (has_e | has_v))) {
         if (isatty(STDIN_FILENO)) {
             print_version();
-            doREPL(L);
+            repl_run(L, &progname);
         } else if (dofile(L, NULL) != LUA_OK) {
             return 0;
         }
@@ -632,6 +432,10 @@ int main(int argc, char **argv)
 {
     int status, result;
     lua_State *L;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf(usage_text, argv[0]);
+        return EXIT_SUCCESS;
+    }
     if (argc > 1 && strcmp(argv[1], "--worker") == 0) {
         l_message(argv[0], "--worker: not implemented");
         return 2;
@@ -647,11 +451,10 @@ int main(int argc, char **argv)
     lua_pushlightuserdata(L, argv);
     status = lua_pcall(L, 2, 1, 0);
     result = lua_toboolean(L, -1);
-    report(L, status);
+    main_report(L, status);
     /* Python semantics: non-daemon threads run to completion even after an
      * error in the main script; the exit status still reports the error. */
-    braid_shutdown(L, -1);
+    shutdown_process();
     lua_close(L);
-    free(history_path);
     return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

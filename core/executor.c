@@ -41,6 +41,7 @@ struct pool {
     const braid_executor_ops_t *ops;
     void *ud;
     pool_t *reg_next, *reg_prev; /* live pools (pools_mu) */
+    uint64_t group;              /* braid_thread_group of its creator */
 };
 
 struct braid_executor {
@@ -230,6 +231,7 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
     p->max_workers = max_workers;
     p->ops = ops;
     p->ud = ud;
+    p->group = braid_thread_group();
     ex->pool = p;
     if (braid_object_init(&ex->obj, &braid_executor_type) != 0) {
         free(ex);
@@ -416,6 +418,11 @@ size_t braid_executor_pending(braid_executor_t *ex)
 
 int braid_executor_shutdown_all(int64_t deadline)
 {
+    return braid_executor_shutdown_group(0, deadline);
+}
+
+int braid_executor_shutdown_group(uint64_t group, int64_t deadline)
+{
     for (;;) {
         /* one pool at a time: shutting one down may free others */
         pool_t *p = NULL;
@@ -425,7 +432,7 @@ int braid_executor_shutdown_all(int64_t deadline)
             int done = q->shutdown && q->nthreads == 0;
             int busy = !q->shutdown || q->nthreads > 0;
             pthread_mutex_unlock(&q->mu);
-            if (busy && !done && atomic_load(&q->refs) > 0) {
+            if (busy && !done && (!group || q->group == group) && atomic_load(&q->refs) > 0) {
                 /* take a reference unless it is already being freed */
                 int r = atomic_load(&q->refs);
                 while (r > 0 && !atomic_compare_exchange_weak(&q->refs, &r, r + 1))

@@ -75,6 +75,8 @@ size_t braid_executor_pending(braid_executor_t *ex);
  * threading._register_atexit hook. Returns 0, BRAID_ETIMEOUT or
  * BRAID_ECANCELLED. Also runs from an atexit handler. */
 int braid_executor_shutdown_all(int64_t deadline);
+/* The same for the executors created in one braid_thread_group (0: all). */
+int braid_executor_shutdown_group(uint64_t group, int64_t deadline);
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,7 @@ struct braid_thread {
     char *tb;
     braid_thread_t *reg_next, *reg_prev; /* registry links (reg_mu) */
     braid_thread_t *pend_next;           /* pool_pending link (pool_mu) */
+    uint64_t group;                      /* its starter's braid_thread_group */
 };
 
 enum { K_BRAID, K_MAIN, K_DUMMY };
@@ -47,6 +48,8 @@ static braid_thread_t *reg_head, *reg_tail;
 static atomic_long thread_counter, dummy_counter;
 static braid_thread_t *main_thread;
 static _Thread_local braid_thread_t *tls_self;
+static _Thread_local uint64_t tls_group; /* a thread not started by braid */
+static atomic_ullong group_counter;
 
 static void thread_destroy(braid_object_t *o)
 {
@@ -105,6 +108,7 @@ int braid_thread_new(braid_thread_t **out, const char *name, int daemon)
     braid_thread_t *t = thread_alloc(name, K_BRAID, daemon);
     if (!t)
         return BRAID_ENOMEM;
+    t->group = braid_thread_group();
     *out = t;
     return 0;
 }
@@ -749,14 +753,28 @@ long braid_thread_active_count(void)
     return n;
 }
 
+uint64_t braid_thread_group(void)
+{
+    if (tls_self && tls_self->kind == K_BRAID)
+        return tls_self->group;
+    if (!tls_group)
+        tls_group = atomic_fetch_add(&group_counter, 1) + 1;
+    return tls_group;
+}
+
 int braid_thread_join_nondaemon(int64_t deadline)
+{
+    return braid_thread_join_nondaemon_group(0, deadline);
+}
+
+int braid_thread_join_nondaemon_group(uint64_t group, int64_t deadline)
 {
     braid_thread_t *self = braid_thread_current();
     for (;;) {
         braid_thread_t *next = NULL;
         pthread_mutex_lock(&reg_mu);
         for (braid_thread_t *t = reg_head; t; t = t->reg_next) {
-            if (t != self && !t->daemon) {
+            if (t != self && !t->daemon && (!group || t->group == group)) {
                 next = t;
                 braid_object_retain(&t->obj);
                 break;

@@ -109,6 +109,12 @@ long braid_thread_active_count(void);
 /* Joins every running non-daemon thread (other than the caller), including
  * ones started meanwhile. Returns 0, BRAID_ETIMEOUT or BRAID_ECANCELLED. */
 int braid_thread_join_nondaemon(int64_t deadline);
+/* The calling OS thread's group: a braid thread's is the group of the
+ * thread that created it; any other OS thread (the main thread, a host's
+ * thread) is a group of its own. Embedders shut down one group at a time. */
+uint64_t braid_thread_group(void);
+/* braid_thread_join_nondaemon for the threads of one group (0: all). */
+int braid_thread_join_nondaemon_group(uint64_t group, int64_t deadline);
 
 #ifdef __cplusplus
 }

@@ -208,6 +208,25 @@ describe("braid executable", function()
     end)
   end)
 
+  describe("--help", function()
+    it("lists every option on stdout and exits 0", function()
+      for _, flag in ipairs { "--help", "-h" } do
+        local out, err, code = run { flag }
+        assert.equal(0, code)
+        assert.equal("", err)
+        for _, opt in ipairs { "-e stat", "-i", "-l mod", "-l g=mod", "-v", "-E", "-W", "-h, --help", "--  ", "-   " } do
+          assert.truthy(out:find("\n  " .. opt, 1, true), opt)
+        end
+      end
+    end)
+
+    it("is a script argument after the script", function()
+      local out, _, code = run { script("print(...)"), "--help" }
+      assert.equal(0, code)
+      assert.equal("--help\n", out)
+    end)
+  end)
+
   describe("scripts", function()
     it("gets its arguments as ... and in arg", function()
       local s = script("print(select('#', ...), ...)\nprint(#arg, arg[1], arg[2], arg[3])\n")

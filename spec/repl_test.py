@@ -86,6 +86,16 @@ class Repl:
             if self._read(0.01) is None:
                 raise AssertionError("braid exited; output:\n%r" % self.text()[self.pos:])
 
+    def running(self, timeout=STEP_TIMEOUT):
+        """Waits until libedit has given the terminal back (ICANON on): the
+        line was accepted and runs."""
+        deadline = time.monotonic() + timeout
+        while not termios.tcgetattr(self.fd)[3] & termios.ICANON:
+            if time.monotonic() > deadline:
+                raise AssertionError("terminal never went back to canonical mode")
+            if self._read(0.01) is None:
+                raise AssertionError("braid exited; output:\n%r" % self.text()[self.pos:])
+
     def send(self, s, wait_editing=True):
         if wait_editing:
             self.editing()
@@ -325,6 +335,95 @@ def test_ctrl_c_at_prompt():
     r.line("f")
     r.expect(r"\nnil\n")
     r.quit()
+
+
+def test_braid_modules_are_globals():
+    r = start()
+    r.expect(r"> $")
+    r.line("braid.version")
+    r.expect(r"\n\d+\.\d+\.\d+\n")
+    r.line("rawget(_G, 'queue')")       # not bound yet...
+    r.expect(r"\nnil\n")
+    r.line("queue.Queue ~= nil, rawget(_G, 'queue') == queue")  # ...bound on first use
+    r.expect(r"\ntrue\ttrue\n")
+    r.line("threading.current_thread().name")
+    r.expect(r"\nMainThread\n")
+    r.line("nosuchmodule")
+    r.expect(r"\nnil\n")
+    r.quit()
+
+
+def test_thread_output_above_prompt():
+    r = start()
+    r.expect(r"> $")
+    r.line("threading.Thread{target = function() braid.sleep(1.0) print('tick') end}:start()")
+    r.expect(r"\n> $")
+    r.send("12")                        # a line being edited when the thread prints
+    r.expect(r"tick\n> 12$", timeout=STEP_TIMEOUT)  # printed above, line redrawn
+    r.send("3\r")
+    r.expect(r"\n123\n")
+    r.quit()
+
+
+def test_ctrl_c_interrupts_blocked_wait():
+    r = start()
+    r.expect(r"> $")
+    r.line("queue.Queue():get()")
+    r.running()                         # a Ctrl-C typed at the prompt would discard the line
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while True:
+        r.send(CTRL_C, wait_editing=False)
+        try:
+            r.expect(r"interrupted!", timeout=1.0)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+    r.expect(r"> $")
+    r.line("2+3")
+    r.expect(r"\n5\n")
+    r.quit()
+
+
+def test_tab_completion():
+    r = start()
+    r.expect(r"> $")
+    r.send("collectg\t")
+    r.send("('count') > 0\r")
+    r.expect(r"collectgarbage\('count'\) > 0.*\ntrue\n")
+    r.send("threading.current_t\t")    # a lazily bound module's fields
+    r.send("().name\r")
+    r.expect(r"threading\.current_thread\(\)\.name.*\nMainThread\n")
+    r.line("q = queue.Queue()")
+    r.send("q:put_n\t")                # methods through the metatable
+    r.send("(1) or q:qsize()\r")
+    r.expect(r"q:put_nowait\(1\) or q:qsize\(\).*\n1\n")
+    r.quit()
+
+
+def test_asyncio_hook():
+    """The contract braid.asyncio implements for asyncio at the prompt: when
+    it is loaded and has __repl_run, each line's chunk runs through it."""
+    r = start()
+    r.expect(r"> $")
+    r.line("package.loaded['braid.asyncio'] = {__repl_run = function(chunk) return 'hooked', chunk() end}")
+    r.expect(r"\n> $")
+    r.line("20 + 22")
+    r.expect(r"\nhooked\t42\n")
+    r.line("error('inside')")            # errors still reach the REPL's report
+    r.expect(r"stdin:1: inside")
+    r.quit()
+
+
+def test_ctrl_d_waits_for_threads():
+    r = start()
+    r.expect(r"> $")
+    r.line("threading.Thread{target = function() braid.sleep(1.0) print('worker done') end}:start()")
+    r.expect(r"\n> $")
+    r.send(CTRL_D)
+    r.expect(r"waiting for 1 non-daemon thread to finish")
+    r.expect(r"worker done\n")
+    assert r.wait() == 0
 
 
 def main():

@@ -48,7 +48,7 @@ ctest_in() { (cd "$1" && ctest --output-on-failure -j"$JOBS"); }
 
 # the C sources follow .clang-format (STYLE.md); Debian 12's clang-format 14
 format_check() {
-  git ls-files 'core/*.[ch]' 'bindings/*.[ch]' 'spec/*.[ch]' 'tools/*.c' |
+  git ls-files 'core/*.[ch]' 'bindings/*.[ch]' 'spec/*.[ch]' 'tools/*.c' 'examples/*.[ch]' |
     xargs clang-format --dry-run --Werror
 }
 stage "format (clang-format)" format_check
@@ -58,6 +58,7 @@ stage "specs (braid)" specs_braid build
 stage "specs (lua5.4 + braid.so)" specs_stock
 stage "repl (pty)" python3 spec/repl_test.py build/braid
 stage "examples" build/braid spec/run_examples.lua build/braid
+stage "install, pkg-config host, luarocks" bash tools/install_check.sh build
 
 # memcheck on the plain build: any invalid access or definite leak fails.
 # (Idle pooled OS threads still parked at exit show as "possibly lost".)
