@@ -39,6 +39,14 @@ GOALS = {
     "threading/lock/lock_acquire_release": ("python", 2.0),  # issue 3
     "threading/cpu2/cpu_two_threads_speedup": ("value", 1.8),  # issue 3
     "threading/event_pingpong/event_round_trip": ("python", 3.0),  # issue 3
+    "asyncio/gather_sleep0/gather_sleep0": ("python", 10.0),  # issue 8
+    "asyncio/async_tree/async_tree": ("python", 5.0),  # issue 8
+    # issue 8: <= 1.2 KB (1200 B) per parked task, printed as 1e6 / bytes
+    "asyncio/park_memory/park_tasks_per_mb": ("value", 1e6 / 1200),
+    "asyncio/sleep_10k/sleep_10k": ("value", 5.0),  # issue 8: <= 0.2 s, printed as 1 / s
+    "asyncio/thread_task_handoff/handoff_thread_task": ("python", 5.0),  # issue 8
+    # issue 8: thread -> task round trip within 2x of thread -> thread
+    "asyncio/thread_task_handoff/handoff_task_vs_thread": ("value", 0.5),
 }
 
 RESULT_RE = re.compile(r"^RESULT\s+(\S+)\s+([0-9.eE+-]+)\s*$")

@@ -55,6 +55,7 @@ enum {
     BRAID_EAGAIN = -15,
     BRAID_ETYPE = -16, /* a value of the wrong type (get_scalar: not a scalar) */
     BRAID_EINTR = -17,
+    BRAID_ESUSPEND = -18, /* internal: a wait inside an asyncio task suspends it */
 };
 const char *braid_strerror(int err);
 const char *braid_errkind(int err);

@@ -154,6 +154,15 @@ static int lasyncio_live_loops(lua_State *L)
     return 1;
 }
 
+/* _take_interrupt() -> whether a Ctrl-C is pending for this (interruptible)
+ * thread, consuming it: the REPL's line tasks poll it from a count hook. */
+static int lasyncio_take_interrupt(lua_State *L)
+{
+    braid_waiter_t *w = lbraid_ctx(L)->waiter;
+    lua_pushboolean(L, w && w->interruptible && braid_waiter_take_interrupt());
+    return 1;
+}
+
 static int lasyncio_set_task_hook(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -183,6 +192,7 @@ static const luaL_Reg lasyncio_funcs[] = {
     {"_set_traceback", lasyncio_set_traceback},
     {"_set_running", lasyncio_set_running},
     {"_live_loops", lasyncio_live_loops},
+    {"_take_interrupt", lasyncio_take_interrupt},
     {NULL, NULL},
 };
 

@@ -170,8 +170,28 @@ static void prompt_action(int sig)
     prompt_interrupted = 1;
 }
 
+/* asyncio at the prompt: runs a pass of the REPL's event loop (tasks
+ * started on earlier lines); returns how long to wait for a key before the
+ * next pass, or -1 when there is nothing to run. */
+static double asyncio_idle(void)
+{
+    lua_State *L = replL;
+    if (!L)
+        return -1;
+    int top = lua_gettop(L);
+    double wait = -1;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, "braid.asyncio") == LUA_TTABLE &&
+        lua_getfield(L, -1, "__repl_idle") == LUA_TFUNCTION && lua_pcall(L, 0, 1, 0) == LUA_OK &&
+        lua_isnumber(L, -1))
+        wait = lua_tonumber(L, -1);
+    lua_settop(L, top);
+    return wait;
+}
+
 /* libedit's source of keys: waits for one while relaying other threads'
- * output. Ctrl-C ends the line (Enter), flagged as interrupted. */
+ * output and running asyncio tasks. Ctrl-C ends the line (Enter), flagged
+ * as interrupted. */
 static int repl_getc(FILE *in)
 {
     int fd = fileno(in);
@@ -189,7 +209,11 @@ static int repl_getc(FILE *in)
             if (out_pipe[0] > maxfd)
                 maxfd = out_pipe[0];
         }
-        int n = select(maxfd + 1, &rd, NULL, NULL, NULL);
+        double wait = asyncio_idle();
+        struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (double)(time_t)wait) * 1e6)};
+        int n = select(maxfd + 1, &rd, NULL, NULL, wait >= 0 ? &tv : NULL);
+        if (n == 0)
+            continue;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -500,6 +524,12 @@ static const char repl_setup[] =
 static int run_chunk(lua_State *L)
 {
     int base = lua_gettop(L);
+    /* loaded up front: a line may name `asyncio` (bound on first use) only
+     * once it already runs */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "braid.asyncio");
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     if (lua_getfield(L, -1, "braid.asyncio") == LUA_TTABLE &&
         lua_getfield(L, -1, "__repl_run") == LUA_TFUNCTION) {

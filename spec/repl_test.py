@@ -415,6 +415,35 @@ def test_asyncio_hook():
     r.quit()
 
 
+def test_asyncio_at_the_prompt():
+    """Lines run as tasks on one loop that persists: a line may suspend, and a
+    task started on one line keeps running while the next is typed."""
+    r = start()
+    r.expect(r"> $")
+    r.line("asyncio.sleep(0.01, 'slept')")
+    r.expect(r"\nslept\n")
+    r.line("t = asyncio.create_task(function() for i = 1, 3 do asyncio.sleep(0.05) print('tick', i) end return 'ticked' end)")
+    r.expect(r"tick\t3\n")                 # printed while the prompt waits for keys
+    r.line("asyncio.await(t)")
+    r.expect(r"\nticked\n")
+    r.line("asyncio.run(function() return 6 * 7 end)")
+    r.expect(r"\n42\n")
+    r.line("asyncio.sleep(10)")
+    r.running()
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while True:
+        r.send(CTRL_C, wait_editing=False)
+        try:
+            r.expect(r"interrupted!", timeout=1.0)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+    r.line("1 + 1")
+    r.expect(r"\n2\n")
+    r.quit()
+
+
 def test_ctrl_d_waits_for_threads():
     r = start()
     r.expect(r"> $")

@@ -560,9 +560,9 @@ local function run_ready(loop)
 end
 
 -- One pass: I/O and wake-ups from other threads, then due timers.
-local function poll(loop)
+local function poll(loop, nowait)
   local timeout
-  if loop.qn > 0 then
+  if loop.qn > 0 or nowait then
     timeout = 0
   elseif loop.hn > 0 then
     timeout = loop.heap[1].when_ - monotonic()
@@ -628,6 +628,9 @@ local function close_loop(loop)
 end
 
 function M.run(fn, ...)
+  if running_loop and running_loop.repl and current == running_loop.main then
+    return fn(...) -- at the REPL prompt the line already runs as a task
+  end
   if running_loop then
     raise("RuntimeError", "asyncio.run() cannot be called from a running event loop", 2)
   end
@@ -651,6 +654,69 @@ function M.run(fn, ...)
   if loop.interrupt == "cancel" then raise("Cancelled", "thread cancelled", 2) end
   main._retrieved = true
   return main:result()
+end
+
+-- ---- asyncio at the REPL prompt (bindings/repl.c) ----
+-- Each line runs as a task on one loop that persists between lines; while
+-- the prompt waits for keys the REPL calls __repl_idle, so tasks started on
+-- one line keep running while the next is typed.
+local repl_loop
+
+local function enter(loop)
+  running_loop = loop
+  C._set_running(true)
+end
+
+local function leave()
+  running_loop = nil
+  current = nil
+  C._set_running(false)
+end
+
+function M.__repl_run(chunk)
+  if running_loop then return chunk() end
+  if not repl_loop then
+    repl_loop = new_loop()
+    repl_loop.repl = true
+  end
+  local loop = repl_loop
+  enter(loop)
+  local t = new_task(loop, chunk, nil, 0)
+  -- Ctrl-C stops the line's own Lua code too (the interpreter's hook only
+  -- reaches the main coroutine)
+  debug.sethook(t.co, function()
+    if C._take_interrupt() then error("interrupted!") end
+  end, "", 1000)
+  loop.main, loop.interrupt = t, nil
+  local ok, err = pcall(run_until, loop, t)
+  loop.main = nil
+  leave()
+  if not ok then
+    t:cancel() -- the line unwinds on the next passes
+    error(err, 0)
+  end
+  t._retrieved = true
+  if loop.interrupt == "interrupt" and t._state == CANCELLED then error("interrupted!", 0) end
+  return t:result()
+end
+
+-- One pass of the REPL's loop; returns how long the REPL may wait for a
+-- key before calling again (nil: no task left to run).
+function M.__repl_idle()
+  local loop = repl_loop
+  if not loop or running_loop or loop.ntasks == 0 then return nil end
+  enter(loop)
+  local ok, err = pcall(function()
+    run_ready(loop)
+    poll(loop, true)
+    run_ready(loop)
+  end)
+  leave()
+  if not ok then io.stderr:write(err_string(err), "\n") end
+  if loop.qn > 0 then return 0 end
+  local wait = 0.05 -- wake-ups from other threads are looked at this often
+  if loop.hn > 0 then wait = math.min(wait, math.max(0, loop.heap[1].when_ - monotonic())) end
+  return wait
 end
 
 function M.get_running_loop()
