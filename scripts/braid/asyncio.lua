@@ -568,8 +568,8 @@ local function poll(loop, nowait)
     timeout = loop.heap[1].when_ - monotonic()
   end
   local woken = loop.woken
-  local n, why = C._run_once(loop.c, timeout, woken)
   local waiting = loop.waiting
+  local n, why = C._run_once(loop.c, timeout, woken, next(waiting) ~= nil)
   for i = 1, n do
     local t = waiting[woken[i]]
     if t and t._wait == THREAD_WAIT then wake(t) end
