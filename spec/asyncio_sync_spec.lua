@@ -44,6 +44,26 @@ describe("asyncio.Lock", function()
     assert.are.same({1, 2, 3, 4, 5}, order)
   end)
 
+  it("5,000 waiters, every third cancelled, get the lock in arrival order", function()
+    local order = {}
+    run(function()
+      local l = asyncio.Lock()
+      l:acquire()
+      local ts = {}
+      for i = 1, 5000 do
+        ts[i] = asyncio.create_task(function() l:acquire(); order[#order + 1] = i; l:release() end)
+      end
+      asyncio.sleep(0)
+      for i = 3, 5000, 3 do ts[i]:cancel() end
+      asyncio.sleep(0)
+      l:release()
+      for i = 1, 5000 do pcall(asyncio.await, ts[i]) end
+    end)
+    local expect = {}
+    for i = 1, 5000 do if i % 3 ~= 0 then expect[#expect + 1] = i end end
+    assert.are.same(expect, order)
+  end)
+
   it("a cancelled waiter never gets nor loses the lock", function()
     run(function()
       local l = asyncio.Lock()
