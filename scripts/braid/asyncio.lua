@@ -128,7 +128,6 @@ end
 local function wake(task, a1, a2)
   local w = task._wait
   task._wait = nil
-  task._gen = task._gen + 1
   if w == THREAD_WAIT then task.loop.waiting[task.id] = nil end
   local h = task._timer
   if h then
@@ -148,8 +147,10 @@ local function wake_parked(task, a1, a2)
   return true
 end
 
-local function wake_timer(task, gen)
-  if task._gen == gen then
+-- A task's timer h (sleep, thread-wait deadline) fired: wake it unless it
+-- was woken otherwise meanwhile (which dropped or replaced task._timer).
+local function wake_timer(task, h)
+  if task._timer == h then
     task._timer = nil
     wake(task)
   end
@@ -200,7 +201,8 @@ local function schedule_callbacks(fut)
 end
 
 local function set_outcome(fut, state, n, v, err)
-  fut._state, fut._n, fut._v, fut._err = state, n, v, err
+  fut._state, fut._v, fut._err = state, v, err
+  if n ~= 0 then fut._n = n end -- absent means none: one field less per task
   schedule_callbacks(fut)
 end
 
@@ -239,7 +241,7 @@ end
 
 local function values(fut)
   local n = fut._n
-  if n == 0 then return end
+  if not n then return end
   if n == 1 then return fut._v end
   return unpack(fut._v, 1, n)
 end
@@ -338,7 +340,8 @@ local function new_task(loop, fn, name, n, ...)
   local id = task_counter + 1
   task_counter = id
   local t = setmetatable({loop = loop, _state = PENDING, co = co_create(task_body), id = id,
-    _gen = 0, _fn = fn, _name = name}, Task)
+    _fn = fn}, Task)
+  if name then t._name = name end
   if n > 0 then t._args = pack(...) end
   loop.tasks[t] = true
   loop.ntasks = loop.ntasks + 1
@@ -495,10 +498,10 @@ local function step(loop, task)
   elseif r1 == THREAD_WAIT then
     task._wait = THREAD_WAIT
     loop.waiting[task.id] = task
-    if r2 then task._timer = add_timer(loop, r2, wake_timer, task, task._gen) end
+    if r2 then task._timer = add_timer(loop, r2, wake_timer, task) end
   elseif r1 == SLEEP then
     task._wait = SLEEP
-    task._timer = add_timer(loop, r2, wake_timer, task, task._gen)
+    task._timer = add_timer(loop, r2, wake_timer, task)
   elseif r1 == DEFER_CANCEL then
     task._must_cancel = r2
     task._handoff = true -- resumed plainly: it returns what its wait got
@@ -585,7 +588,7 @@ local function poll(loop, nowait)
       local h = heap_pop(loop)
       if not h.cancelled then
         if h.fn == wake_timer then
-          wake_timer(h.a, h.b)
+          wake_timer(h.a, h)
         else
           push(loop, h)
         end
@@ -899,9 +902,10 @@ function M.gather(...)
         res[i] = c._err
       else
         c._retrieved = true
-        if c._n == 1 then
+        local cn = c._n
+        if cn == 1 then
           res[i] = c._v
-        elseif c._n > 1 then
+        elseif cn then
           res[i] = c._v[1]
         end
       end
@@ -1113,8 +1117,7 @@ function M.shield(aw, ...)
       f._retrieved = true
       outer:set_exception(f._err)
     else
-      outer._n, outer._v = f._n, f._v
-      set_outcome(outer, FINISHED, f._n, f._v, nil)
+      set_outcome(outer, FINISHED, f._n or 0, f._v, nil)
     end
   end)
   return await_future(outer)
