@@ -563,6 +563,29 @@ describe("asyncio.shield and timeout", function()
     end)
   end)
 
+  it("timeout passes its Timeout: when, reschedule and expired", function()
+    run(function()
+      local loop = asyncio.get_running_loop()
+      local seen
+      raises("Timeout", asyncio.timeout, 10, function(cm, x)
+        assert.are.equal("arg", x)
+        assert.is_true(cm:when() > loop:time() + 5)
+        assert.is_false(cm:expired())
+        cm:reschedule(loop:time() + 0.02)
+        seen = cm
+        asyncio.sleep(10)
+      end, "arg")
+      assert.is_true(seen:expired())
+      raises("RuntimeError", seen.reschedule, seen, 1)
+      -- rescheduled to never: runs to the end
+      assert.are.equal("done", asyncio.timeout(0.01, function(cm)
+        cm:reschedule(nil)
+        asyncio.sleep(0.03)
+        return "done"
+      end))
+    end)
+  end)
+
   it("nested timeouts with the same deadline: only the outermost raises Timeout", function()
     run(function()
       local inner_err

@@ -987,21 +987,44 @@ function M.wait(aws, opts)
   return done, pending
 end
 
--- timeout(delay, fn, ...): runs fn; past the delay the task is cancelled
+-- timeout(delay, fn, ...): runs fn(cm, ...) with cm the Timeout (Python's
+-- `async with timeout() as cm`); past the deadline the task is cancelled
 -- and the cancellation leaves as a Timeout error.
+local Timeout = {__name = "braid.asyncio.Timeout"}
+Timeout.__index = Timeout
+
+function Timeout:when() return self._when end
+function Timeout:expired() return self._expired end
+
+local function timeout_fire(cm)
+  cm._expired = true
+  cm._handle = nil
+  cm._task:cancel()
+end
+
+function Timeout:reschedule(when)
+  if self._done then raise("RuntimeError", "Timeout has already exited", 2) end
+  if when ~= nil and type(when) ~= "number" then
+    error(("bad argument #1 to 'reschedule' (number expected, got %s)"):format(type(when)), 2)
+  end
+  if self._handle then self._handle.cancelled = true end
+  self._handle, self._when = nil, when
+  if when and not self._expired then
+    local h = add_timer(self._task.loop, when, timeout_fire)
+    h.a = {self, n = 1}
+    self._handle = h
+  end
+end
+
 local function run_with_timeout(when, fn, ...)
   local t = this_task("timeout")
-  local loop = t.loop
-  local state = {expired = false}
+  local cm = setmetatable({_task = t, _expired = false}, Timeout)
   local entry = t._ncancel or 0
-  local h = when and add_timer(loop, when, function()
-    state.expired = true
-    t:cancel()
-  end)
-  if h then h.a = {n = 0} end
-  local res = pack(pcall(fn, ...))
-  if h then h.cancelled = true end
-  if state.expired then
+  cm:reschedule(when)
+  local res = pack(pcall(fn, cm, ...))
+  cm._done = true
+  if cm._handle then cm._handle.cancelled = true end
+  if cm._expired then
     local left = t:uncancel()
     if not res[1] and is_cancel(res[2]) and left <= entry then
       raise("Timeout", "timed out", 3)
@@ -1051,7 +1074,7 @@ function M.wait_for(aw, timeout, ...)
     if fut._state == CANCELLED then raise("Timeout", "timed out", 2) end
     return fut:result()
   end
-  return run_with_timeout(monotonic() + timeout, await_future, fut)
+  return run_with_timeout(monotonic() + timeout, function(_, f) return await_future(f) end, fut)
 end
 
 -- as_completed(aws, timeout) -> iterator over the tasks as they finish
