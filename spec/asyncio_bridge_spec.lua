@@ -8,25 +8,10 @@ local queue = require "braid.queue"
 local futures = require "braid.futures"
 
 local run = asyncio.run
+local support = require "spec.support.asyncio"
+local raises, ticker, settle = support.raises, support.ticker, support.settle
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error")
-  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
-  return err
-end
 
--- a task that counts loop turns until stopped: proves the loop kept going
-local function ticker()
-  local t = {n = 0}
-  t.task = asyncio.create_task(function()
-    while true do
-      asyncio.sleep(0.001)
-      t.n = t.n + 1
-    end
-  end)
-  return t
-end
 
 describe("asyncio bridge", function()
   after_each(function()

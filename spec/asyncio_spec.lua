@@ -6,18 +6,13 @@ local braid = require "braid"
 local Error = braid.Error
 
 local run = asyncio.run
+local support = require "spec.support.asyncio"
+local raises, ticker, settle = support.raises, support.ticker, support.settle
 
 local function kind_of(err)
   return type(err) == "table" and err.kind or tostring(err)
 end
 
--- asserts fn raises a braid.Error of kind; returns the error
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error")
-  assert.are.equal(kind, kind_of(err))
-  return err
-end
 
 -- runs fn in its own loop, capturing stderr lines written meanwhile
 local function capture_stderr(fn)

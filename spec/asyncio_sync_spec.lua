@@ -3,18 +3,10 @@
 local asyncio = require "braid.asyncio"
 
 local run = asyncio.run
+local support = require "spec.support.asyncio"
+local raises, ticker, settle = support.raises, support.ticker, support.settle
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error")
-  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
-  return err
-end
 
--- lets every ready task run a few steps
-local function settle()
-  for _ = 1, 5 do asyncio.sleep(0) end
-end
 
 describe("asyncio.Lock", function()
   it("acquire/release/locked; release unlocked raises RuntimeError", function()

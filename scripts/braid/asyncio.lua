@@ -75,13 +75,18 @@ function Handle:cancel() self.cancelled = true end
 function Handle:when() return self.when_ end
 function Handle:get_loop() return self.loop end
 
+-- Timer order: by time, then by creation (seq) among equal times.
+local function before(a, b)
+  return a.when_ < b.when_ or (a.when_ == b.when_ and a.seq < b.seq)
+end
+
 local function heap_push(loop, h)
   local heap, i = loop.heap, loop.hn + 1
   loop.hn = i
   while i > 1 do
     local p = i // 2
     local ph = heap[p]
-    if ph.when_ < h.when_ or (ph.when_ == h.when_ and ph.seq < h.seq) then break end
+    if before(ph, h) then break end
     heap[i] = ph
     i = p
   end
@@ -102,11 +107,9 @@ local function heap_pop(loop)
       local ch = heap[c]
       if c < n then
         local r = heap[c + 1]
-        if r.when_ < ch.when_ or (r.when_ == ch.when_ and r.seq < ch.seq) then
-          c, ch = c + 1, r
-        end
+        if before(r, ch) then c, ch = c + 1, r end
       end
-      if last.when_ < ch.when_ or (last.when_ == ch.when_ and last.seq < ch.seq) then break end
+      if before(last, ch) then break end
       heap[i] = ch
       i = c
     end

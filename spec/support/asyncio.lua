@@ -1,0 +1,33 @@
+-- Helpers shared by the braid.asyncio specs.
+local asyncio = require "braid.asyncio"
+local assert = require "luassert"
+
+local M = {}
+
+-- Asserts that fn(...) raises a braid.Error of kind; returns the error.
+function M.raises(kind, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected a " .. kind .. " error")
+  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
+  return err
+end
+
+-- A task that counts loop turns until cancelled: proves the loop kept
+-- running while another task waited. Returns {n = count, task = task}.
+function M.ticker()
+  local t = {n = 0}
+  t.task = asyncio.create_task(function()
+    while true do
+      asyncio.sleep(0.001)
+      t.n = t.n + 1
+    end
+  end)
+  return t
+end
+
+-- Lets every ready task run a few steps.
+function M.settle()
+  for _ = 1, 5 do asyncio.sleep(0) end
+end
+
+return M
