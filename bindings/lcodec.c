@@ -90,7 +90,53 @@ typedef struct encctx {
     int busy;
     int modvalid;
     lua_Integer modsig;
+    /* addresses of the module map's keys (open addressing, NULL = empty),
+     * so most tables and functions are ruled out without a map lookup */
+    const void **modkeys;
+    size_t modcap;
 } encctx_t;
+
+static size_t seen_slot(const void *p, size_t cap);
+
+/* Rebuilds ctx->modkeys from the map at `map`; on allocation failure the
+ * set is left empty, which only turns every probe into a map lookup. */
+static void modkeys_build(lua_State *L, encctx_t *ctx, int map)
+{
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, map)) {
+        n++;
+        lua_pop(L, 1);
+    }
+    size_t cap = 16;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    free(ctx->modkeys);
+    ctx->modkeys = calloc(cap, sizeof *ctx->modkeys);
+    ctx->modcap = ctx->modkeys ? cap : 0;
+    if (!ctx->modkeys)
+        return;
+    lua_pushnil(L);
+    while (lua_next(L, map)) {
+        const void *p = lua_topointer(L, -2);
+        size_t j = seen_slot(p, cap);
+        while (ctx->modkeys[j] && ctx->modkeys[j] != p)
+            j = (j + 1) & (cap - 1);
+        ctx->modkeys[j] = p;
+        lua_pop(L, 1);
+    }
+}
+
+/* False when p is surely not a key of the module map. */
+static inline int modkeys_may_have(const encctx_t *ctx, const void *p)
+{
+    if (!ctx->modkeys)
+        return 1;
+    for (size_t j = seen_slot(p, ctx->modcap); ctx->modkeys[j]; j = (j + 1) & (ctx->modcap - 1))
+        if (ctx->modkeys[j] == p)
+            return 1;
+    return 0;
+}
 
 /* Pushes the module map for this state (kept in the encoder context at
  * box), rebuilt when package.loaded changed size or any module's identity
@@ -124,6 +170,7 @@ static void push_modmap(lua_State *L, encctx_t *ctx, int box)
     }
     lua_pushvalue(L, map);
     lua_setiuservalue(L, box, 2);
+    modkeys_build(L, ctx, map);
     ctx->modvalid = 1;
     ctx->modsig = (lua_Integer)sig;
     lua_replace(L, loaded);
@@ -451,7 +498,10 @@ static void encctx_free(encctx_t *c)
 
 static int encctx_gc(lua_State *L)
 {
-    encctx_free(lua_touserdata(L, 1));
+    encctx_t *c = lua_touserdata(L, 1);
+    encctx_free(c);
+    free(c->modkeys);
+    c->modkeys = NULL;
     return 0;
 }
 
@@ -594,8 +644,13 @@ static int enc_by_name(enc_t *e, int idx)
         push_modmap(L, e->ctx, e->box);
         e->modmap = lua_gettop(L);
     }
-    lua_pushvalue(L, idx);
-    int t = lua_rawget(L, e->modmap);
+    int t = LUA_TNIL;
+    if (modkeys_may_have(e->ctx, lua_topointer(L, idx))) {
+        lua_pushvalue(L, idx);
+        t = lua_rawget(L, e->modmap);
+    } else {
+        lua_pushnil(L);
+    }
     size_t n;
     const char *s;
     if (t == LUA_TSTRING) {
@@ -991,8 +1046,11 @@ void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const cha
 typedef struct dec {
     lua_State *L;
     braid_reader_t r;
-    int refs; /* abs index: the first DEC_STACK_REFS targets, one slot each;
-               * then the table holding the rest (ref i at i - DEC_STACK_REFS + 1) */
+    int refs;        /* abs index: the first DEC_STACK_REFS targets, one slot each;
+                      * then a Lua thread whose stack holds the next DEC_THREAD_REFS
+                      * (ref i at stack index i - DEC_STACK_REFS + 1); then the table
+                      * holding the rest (ref i at i - DEC_STACK_REFS - DEC_THREAD_REFS + 1) */
+    lua_State *more; /* that thread, once there are more than DEC_STACK_REFS */
     lua_Integer nrefs;
     int depth;
 } dec_t;
@@ -1004,7 +1062,40 @@ static int dec_fail(dec_t *d, int code)
 
 static void dec_value(dec_t *d);
 
-#define DEC_STACK_REFS 8 /* back-reference targets kept in stack slots */
+#define DEC_STACK_REFS 8       /* back-reference targets kept in stack slots */
+#define DEC_THREAD_REFS 500000 /* then on a thread's stack (< LUAI_MAXSTACK) */
+#define DEC_REF_SLOTS (DEC_STACK_REFS + 2)
+
+/* Each state keeps one thread for the refs of large decodes, so a decode
+ * allocates no table of refs (the thread's stack keeps its size). A decode
+ * takes it out of the registry and puts it back emptied when it ends: a
+ * nested decode, or one after an error, gets a new one. */
+static const char DREFS_KEY = 'r';
+
+/* Takes the state's refs thread (or makes one) into slot d->refs + DEC_STACK_REFS. */
+static void dec_take_more(dec_t *d)
+{
+    lua_State *L = d->L;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DREFS_KEY) == LUA_TTHREAD) {
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &DREFS_KEY);
+    } else {
+        lua_pop(L, 1);
+        lua_newthread(L);
+    }
+    d->more = lua_tothread(L, -1);
+    lua_replace(L, d->refs + DEC_STACK_REFS);
+}
+
+/* Empties the refs thread and gives it back to the state. */
+static void dec_give_more(dec_t *d)
+{
+    if (!d->more)
+        return;
+    lua_settop(d->more, 0);
+    lua_pushvalue(d->L, d->refs + DEC_STACK_REFS);
+    lua_rawsetp(d->L, LUA_REGISTRYINDEX, &DREFS_KEY);
+}
 
 /* Records the value on top as the next back-reference target. */
 static void dec_ref(dec_t *d)
@@ -1015,23 +1106,42 @@ static void dec_ref(dec_t *d)
         lua_copy(L, -1, d->refs + (int)i);
         return;
     }
-    int t = d->refs + DEC_STACK_REFS;
-    if (i == DEC_STACK_REFS) { /* sized for what the input could hold */
-        size_t guess = braid_reader_left(&d->r) / 16;
-        lua_createtable(L, guess > 4096 ? 4096 : (int)guess + 8, 0);
+    i -= DEC_STACK_REFS;
+    if (i < DEC_THREAD_REFS) {
+        if (i % 256 == 0) {
+            if (i == 0)
+                dec_take_more(d);
+            if (!lua_checkstack(d->more, 256))
+                dec_fail(d, BRAID_ENOMEM);
+        }
+        lua_pushvalue(L, -1);
+        lua_xmove(L, d->more, 1);
+        return;
+    }
+    int t = d->refs + DEC_STACK_REFS + 1;
+    i -= DEC_THREAD_REFS;
+    if (i == 0) {
+        lua_newtable(L);
         lua_replace(L, t);
     }
     lua_pushvalue(L, -1);
-    lua_rawseti(L, t, i - DEC_STACK_REFS + 1);
+    lua_rawseti(L, t, i + 1);
 }
 
 /* Pushes back-reference target i (< d->nrefs). */
 static void dec_push_ref(dec_t *d, lua_Integer i)
 {
-    if (i < DEC_STACK_REFS)
+    if (i < DEC_STACK_REFS) {
         lua_pushvalue(d->L, d->refs + (int)i);
-    else
-        lua_rawgeti(d->L, d->refs + DEC_STACK_REFS, i - DEC_STACK_REFS + 1);
+        return;
+    }
+    i -= DEC_STACK_REFS;
+    if (i < DEC_THREAD_REFS) {
+        lua_pushvalue(d->more, (int)i + 1);
+        lua_xmove(d->more, d->L, 1);
+    } else {
+        lua_rawgeti(d->L, d->refs + DEC_STACK_REFS + 1, i - DEC_THREAD_REFS + 1);
+    }
 }
 
 /* Pushes package.loaded[name], requiring it when absent. */
@@ -1463,10 +1573,11 @@ static int dec_run(lua_State *L, const void *data, size_t len, int seq)
     braid_reader_init(&d.r, data, len);
     d.nrefs = 0;
     d.depth = 0;
-    if (!lua_checkstack(L, DEC_STACK_REFS + 8))
+    d.more = NULL;
+    if (!lua_checkstack(L, DEC_REF_SLOTS + 8))
         dec_fail(&d, BRAID_ENOMEM);
     /* back-reference targets, below the results (dec_ref) */
-    lua_settop(L, base + DEC_STACK_REFS + 1);
+    lua_settop(L, base + DEC_REF_SLOTS);
     d.refs = base + 1;
     uint64_t n = 1;
     if (seq) {
@@ -1479,8 +1590,9 @@ static int dec_run(lua_State *L, const void *data, size_t len, int seq)
         dec_value(&d);
     if (braid_reader_left(&d.r) != 0)
         dec_fail(&d, BRAID_ECORRUPT);
-    lua_rotate(L, d.refs, -(DEC_STACK_REFS + 1));
-    lua_settop(L, -(DEC_STACK_REFS + 2));
+    dec_give_more(&d);
+    lua_rotate(L, d.refs, -DEC_REF_SLOTS);
+    lua_settop(L, -(DEC_REF_SLOTS + 1));
     return (int)n;
 }
 

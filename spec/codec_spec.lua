@@ -65,6 +65,32 @@ describe("codec", function()
       assert.equal(25, p:len2())
     end)
 
+    it("keeps shared references however many there are", function()
+      -- the decoder keeps its first back-references in stack slots, the
+      -- next 500,000 on a thread's stack and the rest in a table
+      for _, n in ipairs({5, 300, 2000, 510000}) do
+        local shared, t = {}, {}
+        for i = 1, n do shared[i] = {i} end
+        for i = 1, n do t[i] = shared[i]; t[n + i] = shared[n + 1 - i] end
+        local u = rt(t)
+        for _, i in ipairs({1, 2, n // 2 + 1, n}) do
+          assert.equal(i, u[i][1])
+          assert.equal(u[i], u[2 * n + 1 - i])
+        end
+      end
+    end)
+
+    it("keeps references right in a decode after one that failed", function()
+      local shared, t = {}, {}
+      for i = 1, 100 do shared[i] = {i} end
+      for i = 1, 100 do t[i] = shared[i]; t[100 + i] = shared[i] end
+      local good = braid.encode(t)
+      assert.is_false(pcall(braid.decode, good:sub(1, -2)))
+      local u = braid.decode(good)
+      assert.equal(u[100], u[200])
+      assert.equal(100, u[200][1])
+    end)
+
     it("keeps a table with holes", function()
       local u = rt({1, nil, 3, n = 3})
       assert.equal(1, u[1]); assert.is_nil(u[2]); assert.equal(3, u[3]); assert.equal(3, u.n)
