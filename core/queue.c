@@ -9,27 +9,33 @@
 #include "queue.h"
 #include "waiter.h"
 
-/* Items of up to INLINE_MAX bytes that name no objects are copied into
- * the entry itself: no allocation per item, and the caller's buffers keep
- * their capacity. Bigger items move their buffer in and out. */
-#define INLINE_MAX sizeof(braid_buf_t)
+/* Items of up to INLINE_MAX bytes that name no objects (every integer,
+ * float, boolean and string of up to 13 bytes) are copied into the entry
+ * itself: no allocation per item, 24 bytes per queued item, and the
+ * caller's buffers keep their capacity. Bigger items are moved into a
+ * buffer of their own, allocated before the lock is taken. */
+#define INLINE_MAX 15
+#define NOT_INLINE 0xff
 
 typedef struct entry {
     uint64_t seq; /* PRIORITY: insertion order, breaks ties first-in first-out */
-    size_t ilen;  /* inline length, or NOT_INLINE when buf is used */
     union {
-        braid_buf_t buf;
         uint8_t bytes[INLINE_MAX];
+        braid_buf_t *buf; /* when ilen == NOT_INLINE */
     } u;
+    uint8_t ilen; /* inline length, or NOT_INLINE */
 } entry_t;
 
-#define NOT_INLINE SIZE_MAX
+static int fits_inline(const braid_buf_t *item)
+{
+    return item->len <= INLINE_MAX && item->nobjs == 0;
+}
 
 static const uint8_t *entry_data(const entry_t *e, size_t *len)
 {
     if (e->ilen == NOT_INLINE) {
-        *len = e->u.buf.len;
-        return e->u.buf.data;
+        *len = e->u.buf->len;
+        return e->u.buf->data;
     }
     *len = e->ilen;
     return e->u.bytes;
@@ -37,29 +43,34 @@ static const uint8_t *entry_data(const entry_t *e, size_t *len)
 
 static void entry_free(entry_t *e)
 {
-    if (e->ilen == NOT_INLINE)
-        braid_buf_free(&e->u.buf);
-}
-
-/* Fills e from item, leaving item empty (capacity kept when copied). */
-static void entry_fill(entry_t *e, braid_buf_t *item)
-{
-    if (item->len <= INLINE_MAX && item->nobjs == 0) {
-        memcpy(e->u.bytes, item->data, item->len);
-        e->ilen = item->len;
-        item->len = 0;
-    } else {
-        e->ilen = NOT_INLINE;
-        braid_buf_move(&e->u.buf, item);
+    if (e->ilen == NOT_INLINE) {
+        braid_buf_free(e->u.buf);
+        free(e->u.buf);
     }
 }
 
-/* Empties e into out, which is empty with capacity >= INLINE_MAX; a moved
- * buffer goes to *moved instead (installed in out after the lock). */
-static void entry_take(entry_t *e, braid_buf_t *out, braid_buf_t *moved)
+/* Fills e from item, leaving item empty (capacity kept when copied); an
+ * item that does not fit inline is already in *big, whose ownership moves
+ * to the entry. */
+static void entry_fill(entry_t *e, braid_buf_t *item, braid_buf_t **big)
+{
+    if (*big) {
+        e->ilen = NOT_INLINE;
+        e->u.buf = *big;
+        *big = NULL;
+    } else {
+        memcpy(e->u.bytes, item->data, item->len);
+        e->ilen = (uint8_t)item->len;
+        item->len = 0;
+    }
+}
+
+/* Empties e into out, which is empty with capacity >= INLINE_MAX; a big
+ * item's buffer goes to *moved instead (installed in out after the lock). */
+static void entry_take(entry_t *e, braid_buf_t *out, braid_buf_t **moved)
 {
     if (e->ilen == NOT_INLINE) {
-        braid_buf_move(moved, &e->u.buf);
+        *moved = e->u.buf;
     } else {
         memcpy(out->data, e->u.bytes, e->ilen);
         out->len = e->ilen;
@@ -211,14 +222,15 @@ static int heap_less(const entry_t *a, const entry_t *b)
 
 /* Inserts into the heap: finds the slot first (comparisons can fail with
  * BRAID_ETYPE, leaving the heap untouched), then shifts. Room reserved. */
-static int heap_push(braid_queue_t *q, braid_buf_t *item)
+static int heap_push(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
 {
+    const braid_buf_t *v = *big ? *big : item; /* where the item's bytes are */
     size_t i = q->count;
     while (i > 0) {
         size_t p = (i - 1) / 2;
         size_t plen;
         const uint8_t *pd = entry_data(&q->items[p], &plen);
-        int c, rc = braid_codec_compare(item->data, item->len, pd, plen, &c);
+        int c, rc = braid_codec_compare(v->data, v->len, pd, plen, &c);
         if (rc != 0)
             return rc == BRAID_ECORRUPT ? BRAID_ECORRUPT : BRAID_ETYPE;
         if (c >= 0)
@@ -233,12 +245,12 @@ static int heap_push(braid_queue_t *q, braid_buf_t *item)
         j = p;
     }
     q->items[i].seq = q->seq++;
-    entry_fill(&q->items[i], item);
+    entry_fill(&q->items[i], item, big);
     q->count++;
     return 0;
 }
 
-static void heap_pop(braid_queue_t *q, braid_buf_t *out, braid_buf_t *moved)
+static void heap_pop(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
 {
     entry_t *h = q->items;
     entry_take(&h[0], out, moved);
@@ -261,21 +273,21 @@ static void heap_pop(braid_queue_t *q, braid_buf_t *out, braid_buf_t *moved)
 }
 
 /* Stores the item (room reserved). Returns 0 or BRAID_ETYPE/ECORRUPT. */
-static int store(braid_queue_t *q, braid_buf_t *item)
+static int store(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
 {
     switch (q->kind) {
     case BRAID_QUEUE_PRIORITY:
-        return heap_push(q, item);
+        return heap_push(q, item, big);
     case BRAID_QUEUE_LIFO:
-        entry_fill(&q->items[q->count++], item);
+        entry_fill(&q->items[q->count++], item, big);
         return 0;
     default:
-        entry_fill(&q->items[(q->head + q->count++) & (q->cap - 1)], item);
+        entry_fill(&q->items[(q->head + q->count++) & (q->cap - 1)], item, big);
         return 0;
     }
 }
 
-static void take(braid_queue_t *q, braid_buf_t *out, braid_buf_t *moved)
+static void take(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
 {
     switch (q->kind) {
     case BRAID_QUEUE_PRIORITY:
@@ -300,6 +312,13 @@ static int is_full(const braid_queue_t *q)
 int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
 {
     int rc = 0;
+    braid_buf_t *big = NULL; /* the item, when it does not fit in an entry */
+    if (!fits_inline(item)) {
+        if (!(big = malloc(sizeof *big)))
+            return BRAID_ENOMEM;
+        braid_buf_init(big);
+        braid_buf_move(big, item);
+    }
     pthread_mutex_lock(&q->mu);
     if (q->shutdown) {
         rc = BRAID_ESHUTDOWN;
@@ -323,7 +342,7 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
             goto out;
         }
     }
-    if ((rc = reserve(q)) != 0 || (rc = store(q, item)) != 0)
+    if ((rc = reserve(q)) != 0 || (rc = store(q, item, &big)) != 0)
         goto out;
     if (q->kind != BRAID_QUEUE_SIMPLE)
         q->unfinished++;
@@ -331,14 +350,17 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
         braid_waitlist_wake_one(&q->getters, 0);
 out:
     pthread_mutex_unlock(&q->mu);
+    if (big) { /* not stored: the caller keeps its item */
+        braid_buf_move(item, big);
+        free(big);
+    }
     return rc;
 }
 
 int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
 {
     int rc = 0;
-    braid_buf_t moved;
-    braid_buf_init(&moved);
+    braid_buf_t *moved = NULL;
     if (out->cap < INLINE_MAX) {
         /* room for an inline item, reserved before taking the lock */
         static const uint8_t zeros[INLINE_MAX];
@@ -373,9 +395,10 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
         braid_waitlist_wake_one(&q->putters, 0);
 out:
     pthread_mutex_unlock(&q->mu);
-    if (moved.data) {
+    if (moved) {
         braid_buf_free(out);
-        braid_buf_move(out, &moved);
+        braid_buf_move(out, moved);
+        free(moved);
     }
     return rc;
 }
