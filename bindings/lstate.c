@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "lbraid.h"
+#include "lpreload.h"
+#include "lstate.h"
 
 static const char CTX_KEY = 'c'; /* registry: full userdata lbraid_ctx_t */
 static const char TB_KEY = 't';  /* registry: error value -> traceback */
@@ -69,6 +71,7 @@ lua_State *lbraid_newstate(lua_State *from)
         return NULL;
     luaL_openlibs(L);
     lbraid_preload(L);
+    lbraid_install_print(L);
     if (from) {
         static const char *const keys[] = {"path", "cpath"};
         for (int i = 0; i < 2; i++) {
@@ -225,6 +228,7 @@ lua_State *lbraid_newstate_thread(void)
 #endif
     luaL_openlibs(L);
     lbraid_preload(L);
+    lbraid_install_print(L);
     return L;
 }
 
