@@ -45,6 +45,10 @@ void braid_waiter_destroy(braid_waiter_t *w);
 braid_waiter_t *braid_waiter_current(void);
 void braid_waiter_set_current(braid_waiter_t *w);
 
+/* Whether a thread may spin a few microseconds on a condition of its own
+ * (before waiting on a list): there is more than one core and no more of
+ * our threads are running than there are cores. */
+int braid_waiter_may_spin(void);
 /* Clears the signal before the waiter goes onto a wait list. */
 void braid_waiter_prepare(braid_waiter_t *w);
 /* Spins briefly, then blocks until signaled, the deadline passes or a
