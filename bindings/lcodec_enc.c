@@ -76,7 +76,75 @@ typedef struct encctx {
      * so most tables and functions are ruled out without a map lookup */
     const void **modkeys;
     size_t modcap;
+    lua_Integer modgen;   /* the loaded hook's count when the map was built */
+    const void *hookmeta; /* the hook's metatable, once found (the registry anchors it) */
+    struct loaded_gen *hookgen;
 } encctx_t;
+
+/* Knowing that package.loaded did not change since the map was built
+ * would take a walk over it at every encode, which costs more than the
+ * rest of encoding a small function. So when package.loaded has no
+ * metatable the encoder gives it one whose __newindex counts the modules
+ * added (require adds a module with a plain assignment to an absent key):
+ * while that metatable is in place and the count is the same, the map is
+ * current. What the count cannot see is a present key set to another
+ * module; a C function or userdata the map then misses makes the encoder
+ * walk package.loaded again before it gives up (enc_by_name_fresh). */
+static const char LOADED_META_KEY = 'l'; /* registry: the metatable */
+
+typedef struct loaded_gen {
+    lua_Integer n;
+} loaded_gen_t;
+
+static int loaded_newindex(lua_State *L)
+{
+    loaded_gen_t *g = lua_touserdata(L, lua_upvalueindex(1));
+    g->n++;
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+/* The count of the hook on the table at `loaded`, or NULL when its
+ * metatable is not the hook (installing the hook if it has none). */
+static loaded_gen_t *loaded_hook(lua_State *L, encctx_t *ctx, int loaded)
+{
+    if (ctx->hookmeta && lua_getmetatable(L, loaded)) {
+        const void *m = lua_topointer(L, -1);
+        lua_pop(L, 1);
+        if (m == ctx->hookmeta)
+            return ctx->hookgen;
+    }
+    loaded_gen_t *g = NULL;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOADED_META_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 2);
+        g = lua_newuserdatauv(L, sizeof *g, 0);
+        g->n = 0;
+        lua_pushcclosure(L, loaded_newindex, 1);
+        lua_setfield(L, -2, "__newindex");
+        lua_pushliteral(L, "braid.loaded");
+        lua_setfield(L, -2, "__name");
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADED_META_KEY);
+    }
+    int meta = lua_gettop(L);
+    if (!lua_getmetatable(L, loaded)) {
+        lua_pushvalue(L, meta);
+        lua_setmetatable(L, loaded);
+        lua_pushvalue(L, meta);
+    }
+    if (lua_rawequal(L, -1, meta)) {
+        lua_getfield(L, meta, "__newindex");
+        lua_getupvalue(L, -1, 1);
+        g = lua_touserdata(L, -1);
+        lua_pop(L, 2);
+        ctx->hookmeta = lua_topointer(L, meta);
+        ctx->hookgen = g;
+    }
+    lua_settop(L, meta - 1);
+    return g;
+}
 
 static size_t seen_slot(const void *p, size_t cap);
 
@@ -124,11 +192,18 @@ static inline int modkeys_may_have(const encctx_t *ctx, const void *p)
  * box), rebuilt when package.loaded changed size or any module's identity
  * (modules are not expected to change their fields after loading).
  * Stack: +1. */
-static void push_modmap(lua_State *L, encctx_t *ctx, int box)
+static void push_modmap(lua_State *L, encctx_t *ctx, int box, int walk)
 {
     lua_Unsigned sig = 0;
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     int loaded = lua_gettop(L);
+    loaded_gen_t *g = lua_istable(L, loaded) ? loaded_hook(L, ctx, loaded) : NULL;
+    if (!walk && g && ctx->modvalid == 2 && ctx->modgen == g->n &&
+        lua_getiuservalue(L, box, 2) == LUA_TTABLE) {
+        lua_replace(L, loaded);
+        return;
+    }
+    lua_settop(L, loaded);
     lua_pushnil(L);
     while (lua_next(L, loaded)) {
         /* count and identities: a module replaced by another (busted's
@@ -138,6 +213,8 @@ static void push_modmap(lua_State *L, encctx_t *ctx, int box)
     }
     if (ctx->modvalid && ctx->modsig == (lua_Integer)sig &&
         lua_getiuservalue(L, box, 2) == LUA_TTABLE) {
+        ctx->modvalid = g ? 2 : 1; /* 2: the hook's count vouches for it */
+        ctx->modgen = g ? g->n : 0;
         lua_replace(L, loaded);
         return;
     }
@@ -153,7 +230,8 @@ static void push_modmap(lua_State *L, encctx_t *ctx, int box)
     lua_pushvalue(L, map);
     lua_setiuservalue(L, box, 2);
     modkeys_build(L, ctx, map);
-    ctx->modvalid = 1;
+    ctx->modvalid = g ? 2 : 1;
+    ctx->modgen = g ? g->n : 0;
     ctx->modsig = (lua_Integer)sig;
     lua_replace(L, loaded);
 }
@@ -179,6 +257,7 @@ typedef struct enc {
     int nanchored;
     int overflow;        /* whether the box's uservalue 3 anchors the rest */
     int modmap;          /* abs index */
+    int walked;          /* the map was checked against package.loaded */
     const void *errmeta; /* braid.Error's metatable, once looked up */
     int errmeta_known;
     lua_Integer nrefs;
@@ -473,7 +552,7 @@ static int enc_by_name(enc_t *e, int idx)
 {
     lua_State *L = e->L;
     if (!e->modmap) {
-        push_modmap(L, e->ctx, e->box);
+        push_modmap(L, e->ctx, e->box, 0);
         e->modmap = lua_gettop(L);
     }
     int t = LUA_TNIL;
@@ -518,6 +597,21 @@ static int enc_by_name(enc_t *e, int idx)
         braid_buf_put_str(e->buf, "Error", 5);
     }
     return is_error_meta;
+}
+
+/* enc_by_name for a value that cannot cross any other way (a C function,
+ * a userdata): if the map was vouched for by the loaded hook's count,
+ * walks package.loaded once before giving up. */
+static int enc_by_name_fresh(enc_t *e, int idx)
+{
+    if (enc_by_name(e, idx))
+        return 1;
+    if (e->walked)
+        return 0;
+    e->walked = 1;
+    push_modmap(e->L, e->ctx, e->box, 1);
+    lua_replace(e->L, e->modmap);
+    return enc_by_name(e, idx);
 }
 
 static void enc_table(enc_t *e, int idx)
@@ -645,10 +739,13 @@ static void enc_function(enc_t *e, int idx)
     lua_State *L = e->L;
     if (!lua_checkstack(L, 12))
         enc_fail(e, "a value nested too deeply");
+    if (lua_iscfunction(L, idx)) {
+        if (!enc_by_name_fresh(e, idx))
+            enc_fail(e, "a C function not reachable by module name");
+        return;
+    }
     if (enc_by_name(e, idx) || enc_seen(e, idx))
         return;
-    if (lua_iscfunction(L, idx))
-        enc_fail(e, "a C function not reachable by module name");
     lua_Integer myref = e->nrefs - 1; /* enc_seen just numbered it */
     fninfo_t *fi = push_fninfo(e, idx);
     int info = lua_gettop(L);
@@ -779,7 +876,7 @@ static void enc_value(enc_t *e, int idx)
         braid_object_t *obj = lbraid_to_object(L, idx);
         if (obj)
             braid_buf_put_object(e->buf, obj);
-        else if (!enc_by_name(e, idx))
+        else if (!enc_by_name_fresh(e, idx))
             enc_fail(e, lua_pushfstring(L, "a %s", luaL_typename(L, idx)));
         break;
     }
@@ -800,6 +897,7 @@ static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *
     e.L = L;
     e.buf = buf;
     e.modmap = 0;
+    e.walked = 0;
     e.errmeta = NULL;
     e.errmeta_known = 0;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ECTX_KEY) != LUA_TUSERDATA) {
@@ -868,5 +966,22 @@ void lbraid_encode(lua_State *L, int idx, braid_buf_t *buf, const char *root)
 
 void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root)
 {
-    enc_run(L, idx, n, buf, root, 1);
+    /* no values, or only scalars (the usual arguments and results): no
+     * encoder to set up */
+    int i = 0;
+    for (int t; i < n; i++) {
+        t = lua_type(L, idx + i);
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER && t != LUA_TSTRING)
+            break;
+    }
+    if (i < n) {
+        enc_run(L, idx, n, buf, root, 1);
+        return;
+    }
+    idx = lua_absindex(L, idx);
+    braid_buf_put_varint(buf, (uint64_t)n);
+    for (i = 0; i < n; i++)
+        put_scalar(L, idx + i, lua_type(L, idx + i), buf);
+    if (buf->err)
+        lbraid_core_error(L, buf->err, "encode");
 }

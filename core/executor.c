@@ -26,6 +26,8 @@ struct pool {
     pthread_mutex_t mu;
     task_t *head, *tail;
     size_t pending;
+    task_t *spare; /* finished tasks kept for the next submits (nspare) */
+    int nspare;
     braid_waitlist_t idle; /* workers waiting for a task */
     /* Workers between taking a task and finishing it: incremented under mu
      * with pending--, decremented without it the moment the call returns
@@ -76,6 +78,11 @@ static void pool_release(pool_t *p)
         braid_future_release(t->f);
         free(t);
     }
+    while (p->spare) {
+        task_t *t = p->spare;
+        p->spare = t->next;
+        free(t);
+    }
     for (int i = 0; i < p->nthreads; i++)
         braid_object_release((braid_object_t *)p->threads[i]);
     free(p->threads);
@@ -110,6 +117,32 @@ static void tasks_finish(task_t *list, int code, const char *msg)
         braid_future_release(t->f);
         free(t);
     }
+}
+
+/* Keeps up to MAX_SPARE finished tasks per pool, so a steady stream of
+ * submits allocates no task (p->mu held). */
+#define MAX_SPARE 256
+
+static void task_recycle_locked(pool_t *p, task_t *t)
+{
+    if (p->nspare < MAX_SPARE) {
+        t->next = p->spare;
+        p->spare = t;
+        p->nspare++;
+    } else {
+        free(t);
+    }
+}
+
+static task_t *task_take_locked(pool_t *p)
+{
+    task_t *t = p->spare;
+    if (t) {
+        p->spare = t->next;
+        p->nspare--;
+        return t;
+    }
+    return malloc(sizeof *t);
 }
 
 static void worker_main(braid_thread_t *thread, void *arg)
@@ -173,8 +206,8 @@ static void worker_main(braid_thread_t *thread, void *arg)
         }
         braid_buf_free(&t->call);
         braid_future_release(t->f);
-        free(t);
         pthread_mutex_lock(&p->mu);
+        task_recycle_locked(p, t);
     }
     pthread_mutex_unlock(&p->mu);
     braid_buf_free(&out);
@@ -294,25 +327,25 @@ static int pool_spawn_locked(pool_t *p)
 int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, braid_future_t **out)
 {
     pool_t *p = ex->pool;
-    task_t *t = malloc(sizeof *t);
-    if (!t)
-        return BRAID_ENOMEM;
-    int rc = braid_future_new(&t->f);
+    braid_future_t *f;
+    int rc = braid_future_new(&f);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&p->mu);
+    task_t *t = NULL;
+    if (p->broken || p->shutdown)
+        rc = p->broken ? BRAID_EBROKEN : BRAID_ESHUTDOWN;
+    else if (!(t = task_take_locked(p)))
+        rc = BRAID_ENOMEM;
     if (rc) {
-        free(t);
+        pthread_mutex_unlock(&p->mu);
+        braid_future_release(f);
         return rc;
     }
+    t->f = f;
     t->next = NULL;
     t->aux = aux;
     braid_buf_init(&t->call);
-    pthread_mutex_lock(&p->mu);
-    if (p->broken || p->shutdown) {
-        rc = p->broken ? BRAID_EBROKEN : BRAID_ESHUTDOWN;
-        pthread_mutex_unlock(&p->mu);
-        braid_future_release(t->f);
-        free(t);
-        return rc;
-    }
     /* A worker parked on the idle list takes the task; one that is starting
      * up or between tasks looks at the queue before it parks. Spawn only
      * when every worker is busy or already claimed by a queued task. */
@@ -321,9 +354,9 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
             (size_t)atomic_load_explicit(&p->busy, memory_order_acquire) + p->pending) {
         rc = pool_spawn_locked(p);
         if (rc && p->nthreads == 0) {
+            task_recycle_locked(p, t);
             pthread_mutex_unlock(&p->mu);
-            braid_future_release(t->f);
-            free(t);
+            braid_future_release(f);
             return rc;
         }
     }

@@ -129,6 +129,30 @@ describe("codec", function()
       assert.equal(b.monotonic, rt(b.monotonic))
     end)
 
+    it("cross by name modules loaded, replaced or re-loaded after an encode", function()
+      local name, name2 = "codec_spec_mod_" .. tostring({}):sub(-6), "codec_spec_mod2"
+      braid.encode(print) -- the module map is built
+      package.loaded[name] = {f = function() return 1 end, it = string.gmatch("a", "a")}
+      local m = package.loaded[name]
+      assert.equal(m.f, braid.decode(braid.encode(m.f)))
+      assert.equal(m.it, braid.decode(braid.encode(m.it)))
+      -- a present key set to another module: C functions still cross
+      package.loaded[name] = {it = string.gmatch("b", "b")}
+      local m2 = package.loaded[name]
+      assert.equal(m2.it, braid.decode(braid.encode(m2.it)))
+      -- package.loaded with a metatable of the user's own
+      local meta = getmetatable(package.loaded)
+      setmetatable(package.loaded, {})
+      package.loaded[name2] = {it = string.gmatch("c", "c")}
+      local ok, err = pcall(function()
+        assert.equal(package.loaded[name2].it, braid.decode(braid.encode(package.loaded[name2].it)))
+      end)
+      setmetatable(package.loaded, meta)
+      package.loaded[name], package.loaded[name2] = nil, nil
+      assert(ok, err)
+      assert.is_false(pcall(braid.encode, string.gmatch("d", "d")))
+    end)
+
     it("keep closures that share an upvalue sharing it", function()
       local count = 0
       local function inc() count = count + 1 end
