@@ -81,6 +81,7 @@ static void pool_release(pool_t *p)
     while (p->spare) {
         task_t *t = p->spare;
         p->spare = t->next;
+        braid_buf_free(&t->call);
         free(t);
     }
     for (int i = 0; i < p->nthreads; i++)
@@ -119,17 +120,23 @@ static void tasks_finish(task_t *list, int code, const char *msg)
     }
 }
 
-/* Keeps up to MAX_SPARE finished tasks per pool, so a steady stream of
- * submits allocates no task (p->mu held). */
+/* Keeps up to MAX_SPARE finished tasks per pool, each with its emptied
+ * call buffer, so a steady stream of submits allocates nothing: a submit
+ * swaps the caller's call buffer with the spare one. Memory then stays
+ * with the thread that allocated it instead of being freed by a worker
+ * into the submitter's malloc arena, whose lock the submitter needs. The
+ * call's objects are released (t->call reset) before it is kept. */
 #define MAX_SPARE 256
+#define MAX_SPARE_CALL 4096 /* bigger call buffers are freed */
 
 static void task_recycle_locked(pool_t *p, task_t *t)
 {
-    if (p->nspare < MAX_SPARE) {
+    if (p->nspare < MAX_SPARE && t->call.cap <= MAX_SPARE_CALL) {
         t->next = p->spare;
         p->spare = t;
         p->nspare++;
     } else {
+        braid_buf_free(&t->call);
         free(t);
     }
 }
@@ -142,7 +149,9 @@ static task_t *task_take_locked(pool_t *p)
         p->nspare--;
         return t;
     }
-    return malloc(sizeof *t);
+    if ((t = malloc(sizeof *t)))
+        braid_buf_init(&t->call);
+    return t;
 }
 
 static void worker_main(braid_thread_t *thread, void *arg)
@@ -204,7 +213,7 @@ static void worker_main(braid_thread_t *thread, void *arg)
         } else {
             atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
         }
-        braid_buf_free(&t->call);
+        braid_buf_reset(&t->call);
         braid_future_release(t->f);
         pthread_mutex_lock(&p->mu);
         task_recycle_locked(p, t);
@@ -324,6 +333,20 @@ static int pool_spawn_locked(pool_t *p)
     return 0;
 }
 
+/* Wakes the worker that went idle last, if any (p->mu held): it is the
+ * likeliest to be still spinning, which costs no system call to wake, and
+ * the others stay parked. Returns whether one was woken. */
+static int wake_idle_locked(pool_t *p)
+{
+    braid_waiter_t *w = p->idle.tail;
+    if (!w)
+        return 0;
+    braid_waitlist_remove(&p->idle, w);
+    w->token = 0;
+    braid_waiter_wake(w);
+    return 1;
+}
+
 int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, braid_future_t **out)
 {
     pool_t *p = ex->pool;
@@ -345,11 +368,10 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
     t->f = f;
     t->next = NULL;
     t->aux = aux;
-    braid_buf_init(&t->call);
     /* A worker parked on the idle list takes the task; one that is starting
      * up or between tasks looks at the queue before it parks. Spawn only
      * when every worker is busy or already claimed by a queued task. */
-    if (!braid_waitlist_wake_one(&p->idle, 0) && p->nthreads < p->max_workers &&
+    if (!wake_idle_locked(p) && p->nthreads < p->max_workers &&
         (size_t)p->nthreads <=
             (size_t)atomic_load_explicit(&p->busy, memory_order_acquire) + p->pending) {
         rc = pool_spawn_locked(p);
@@ -360,7 +382,9 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
             return rc;
         }
     }
-    braid_buf_move(&t->call, call);
+    braid_buf_t spare = t->call; /* empty, maybe with room: the caller's now */
+    t->call = *call;
+    *call = spare;
     braid_future_retain(t->f);
     *out = t->f;
     if (p->tail)
