@@ -252,6 +252,25 @@ static inline uint64_t rd_varint(braid_reader_t *r)
     return braid_reader_varint(r);
 }
 
+/* Inline braid_reader_count for counts of up to 5 varint bytes (all the
+ * encoder writes); the core's reader handles the rest and every error. */
+static inline uint64_t rd_count(braid_reader_t *r, size_t min_each)
+{
+    const uint8_t *p = r->p;
+    uint64_t v = 0;
+    for (int i = 0; i < 5 && !r->err && p + i < r->end; i++) {
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (p[i] < 0x80) {
+            size_t left = (size_t)(r->end - p) - (size_t)i - 1;
+            if (v > left / min_each)
+                break;
+            r->p = p + i + 1;
+            return v;
+        }
+    }
+    return braid_reader_count(r, min_each);
+}
+
 /* Pushes the scalar (nil, boolean, number, string) that follows a tag read
  * from r. Returns 1, 0 when tag is not a scalar's (nothing read), or -1 on
  * malformed input (nothing pushed). */
@@ -323,7 +342,7 @@ static void dec_value(dec_t *d)
         break;
     }
     case BRAID_T_TABLE: {
-        uint64_t na = braid_reader_count(r, 1), nh = braid_reader_count(r, 2);
+        uint64_t na = rd_count(r, 1), nh = rd_count(r, 2);
         uint8_t hasmeta = braid_reader_u8(r);
         if (r->err || hasmeta > 1)
             dec_fail(d, BRAID_ECORRUPT);

@@ -614,6 +614,11 @@ static int enc_by_name_fresh(enc_t *e, int idx)
     return enc_by_name(e, idx);
 }
 
+/* Tables whose encoding (after the count) is at most this long get their
+ * hash count rewritten as one byte when it fits, instead of the 5-byte
+ * placeholder written before their entries were counted. */
+#define ENC_COMPACT_MAX 4096
+
 static void enc_table(enc_t *e, int idx)
 {
     lua_State *L = e->L;
@@ -653,10 +658,19 @@ static void enc_table(enc_t *e, int idx)
     }
     if (nhash >> 35)
         enc_fail(e, "a table with too many keys");
-    if (!e->buf->err)
+    braid_buf_t *b = e->buf;
+    if (b->err) {
+        /* the bytes no longer matter */
+    } else if (nhash < 0x80 && b->len - nhash_at <= ENC_COMPACT_MAX) {
+        /* a one-byte count: the table's bytes move back over the padding
+         * (only small tables, so nesting cannot make the moves quadratic) */
+        b->data[nhash_at] = (uint8_t)nhash;
+        memmove(b->data + nhash_at + 1, b->data + nhash_at + 5, b->len - nhash_at - 5);
+        b->len -= 4;
+    } else {
         for (int i = 0; i < 5; i++)
-            e->buf->data[nhash_at + i] =
-                (uint8_t)(((nhash >> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
+            b->data[nhash_at + i] = (uint8_t)(((nhash >> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
+    }
     if (hasmeta) {
         lua_getmetatable(L, idx);
         e->path[e->depth].kind = 5;
@@ -857,8 +871,13 @@ static void enc_value(enc_t *e, int idx)
         enc_fail(e, "a value nested too deeply");
     e->depth++;
     int type = lua_type(L, idx);
-    if (type == LUA_TSTRING && lua_rawlen(L, idx) >= BRAID_CODEC_MEMO_MIN && enc_seen(e, idx)) {
-        e->depth--; /* a repeated string: written as a back-reference */
+    if (type == LUA_TSTRING) {
+        size_t n;
+        const char *str = lua_tolstring(L, idx, &n);
+        /* a repeated string is written as a back-reference */
+        if (n < BRAID_CODEC_MEMO_MIN || !enc_seen(e, idx))
+            put_tag_str(e->buf, BRAID_T_STR, str, n);
+        e->depth--;
         return;
     }
     if (put_scalar(L, idx, type, e->buf)) {
