@@ -6,54 +6,7 @@
 #include "lbraid.h"
 #include "lcodec.h"
 
-/* ------------------------------------------------------------------ */
-/* Module map: value -> how the receiver finds it by name              */
-/* ------------------------------------------------------------------ */
-
 static const char FCACHE_KEY = 'f'; /* registry: weak func -> fninfo box */
-
-/* map[value] = value if absent; leaves the stack as it was. */
-static void map_add(lua_State *L, int map, int key, int value)
-{
-    lua_pushvalue(L, key);
-    if (lua_rawget(L, map) == LUA_TNIL) {
-        lua_pushvalue(L, key);
-        lua_pushvalue(L, value);
-        lua_rawset(L, map);
-    }
-    lua_pop(L, 1);
-}
-
-/* Maps the module at `mod` named `name`: the module itself -> "name", and
- * each function/userdata field f -> {"name", "key"}. */
-static void map_module(lua_State *L, int map, int name, int mod)
-{
-    int is_g = strcmp(lua_tostring(L, name), "_G") == 0;
-    int t = lua_type(L, mod);
-    if (t == LUA_TFUNCTION || t == LUA_TUSERDATA || t == LUA_TTABLE)
-        map_add(L, map, mod, name);
-    if (t != LUA_TTABLE)
-        return;
-    lua_pushnil(L);
-    while (lua_next(L, mod)) {
-        int k = lua_gettop(L) - 1, vt = lua_type(L, -1);
-        /* user globals live in _G too: only the standard ones are the same
-         * in every state */
-        int wanted = is_g ? lua_iscfunction(L, -1) && lua_type(L, k) == LUA_TSTRING &&
-                                lbraid_is_standard_global(lua_tostring(L, k))
-                          : (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTABLE);
-        if (wanted && lua_type(L, k) == LUA_TSTRING) {
-            lua_createtable(L, 2, 0);
-            lua_pushvalue(L, name);
-            lua_rawseti(L, -2, 1);
-            lua_pushvalue(L, k);
-            lua_rawseti(L, -2, 2);
-            map_add(L, map, k + 1, k + 2);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
-}
 
 /* The encoder's state kept per Lua state between encodes, so a small
  * encode allocates nothing: the map of tables, functions and strings
@@ -70,171 +23,8 @@ typedef struct encctx {
     size_t *used; /* slots in use, in insertion order, to clear them */
     size_t cap, count;
     int busy;
-    int modvalid;
-    lua_Integer modsig;
-    /* addresses of the module map's keys (open addressing, NULL = empty),
-     * so most tables and functions are ruled out without a map lookup */
-    const void **modkeys;
-    size_t modcap;
-    lua_Integer modgen;   /* the loaded hook's count when the map was built */
-    const void *hookmeta; /* the hook's metatable, once found (the registry anchors it) */
-    struct loaded_gen *hookgen;
+    lbraid_modmap_t mod; /* its map is the context box's uservalue 2 */
 } encctx_t;
-
-/* Knowing that package.loaded did not change since the map was built
- * would take a walk over it at every encode, which costs more than the
- * rest of encoding a small function. So when package.loaded has no
- * metatable the encoder gives it one whose __newindex counts the modules
- * added (require adds a module with a plain assignment to an absent key):
- * while that metatable is in place and the count is the same, the map is
- * current. What the count cannot see is a present key set to another
- * module; a C function or userdata the map then misses makes the encoder
- * walk package.loaded again before it gives up (enc_by_name_fresh). */
-static const char LOADED_META_KEY = 'l'; /* registry: the metatable */
-
-typedef struct loaded_gen {
-    lua_Integer n;
-} loaded_gen_t;
-
-static int loaded_newindex(lua_State *L)
-{
-    loaded_gen_t *g = lua_touserdata(L, lua_upvalueindex(1));
-    g->n++;
-    lua_settop(L, 3);
-    lua_rawset(L, 1);
-    return 0;
-}
-
-/* The count of the hook on the table at `loaded`, or NULL when its
- * metatable is not the hook (installing the hook if it has none). */
-static loaded_gen_t *loaded_hook(lua_State *L, encctx_t *ctx, int loaded)
-{
-    if (ctx->hookmeta && lua_getmetatable(L, loaded)) {
-        const void *m = lua_topointer(L, -1);
-        lua_pop(L, 1);
-        if (m == ctx->hookmeta)
-            return ctx->hookgen;
-    }
-    loaded_gen_t *g = NULL;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOADED_META_KEY) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_createtable(L, 0, 2);
-        g = lua_newuserdatauv(L, sizeof *g, 0);
-        g->n = 0;
-        lua_pushcclosure(L, loaded_newindex, 1);
-        lua_setfield(L, -2, "__newindex");
-        lua_pushliteral(L, "braid.loaded");
-        lua_setfield(L, -2, "__name");
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADED_META_KEY);
-    }
-    int meta = lua_gettop(L);
-    if (!lua_getmetatable(L, loaded)) {
-        lua_pushvalue(L, meta);
-        lua_setmetatable(L, loaded);
-        lua_pushvalue(L, meta);
-    }
-    if (lua_rawequal(L, -1, meta)) {
-        lua_getfield(L, meta, "__newindex");
-        lua_getupvalue(L, -1, 1);
-        g = lua_touserdata(L, -1);
-        lua_pop(L, 2);
-        ctx->hookmeta = lua_topointer(L, meta);
-        ctx->hookgen = g;
-    }
-    lua_settop(L, meta - 1);
-    return g;
-}
-
-static size_t seen_slot(const void *p, size_t cap);
-
-/* Rebuilds ctx->modkeys from the map at `map`; on allocation failure the
- * set is left empty, which only turns every probe into a map lookup. */
-static void modkeys_build(lua_State *L, encctx_t *ctx, int map)
-{
-    size_t n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, map)) {
-        n++;
-        lua_pop(L, 1);
-    }
-    size_t cap = 16;
-    while (cap < 2 * n + 2)
-        cap *= 2;
-    free(ctx->modkeys);
-    ctx->modkeys = calloc(cap, sizeof *ctx->modkeys);
-    ctx->modcap = ctx->modkeys ? cap : 0;
-    if (!ctx->modkeys)
-        return;
-    lua_pushnil(L);
-    while (lua_next(L, map)) {
-        const void *p = lua_topointer(L, -2);
-        size_t j = seen_slot(p, cap);
-        while (ctx->modkeys[j] && ctx->modkeys[j] != p)
-            j = (j + 1) & (cap - 1);
-        ctx->modkeys[j] = p;
-        lua_pop(L, 1);
-    }
-}
-
-/* False when p is surely not a key of the module map. */
-static inline int modkeys_may_have(const encctx_t *ctx, const void *p)
-{
-    if (!ctx->modkeys)
-        return 1;
-    for (size_t j = seen_slot(p, ctx->modcap); ctx->modkeys[j]; j = (j + 1) & (ctx->modcap - 1))
-        if (ctx->modkeys[j] == p)
-            return 1;
-    return 0;
-}
-
-/* Pushes the module map for this state (kept in the encoder context at
- * box), rebuilt when package.loaded changed size or any module's identity
- * (modules are not expected to change their fields after loading).
- * Stack: +1. */
-static void push_modmap(lua_State *L, encctx_t *ctx, int box, int walk)
-{
-    lua_Unsigned sig = 0;
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    int loaded = lua_gettop(L);
-    loaded_gen_t *g = lua_istable(L, loaded) ? loaded_hook(L, ctx, loaded) : NULL;
-    if (!walk && g && ctx->modvalid == 2 && ctx->modgen == g->n &&
-        lua_getiuservalue(L, box, 2) == LUA_TTABLE) {
-        lua_replace(L, loaded);
-        return;
-    }
-    lua_settop(L, loaded);
-    lua_pushnil(L);
-    while (lua_next(L, loaded)) {
-        /* count and identities: a module replaced by another (busted's
-         * insulation re-requires them) must rebuild the map too */
-        sig = sig * 31u + 1u + (lua_Unsigned)(uintptr_t)lua_topointer(L, -1);
-        lua_pop(L, 1);
-    }
-    if (ctx->modvalid && ctx->modsig == (lua_Integer)sig &&
-        lua_getiuservalue(L, box, 2) == LUA_TTABLE) {
-        ctx->modvalid = g ? 2 : 1; /* 2: the hook's count vouches for it */
-        ctx->modgen = g ? g->n : 0;
-        lua_replace(L, loaded);
-        return;
-    }
-    lua_settop(L, loaded);
-    lua_newtable(L);
-    int map = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, loaded)) {
-        if (lua_type(L, -2) == LUA_TSTRING)
-            map_module(L, map, lua_gettop(L) - 1, lua_gettop(L));
-        lua_pop(L, 1);
-    }
-    lua_pushvalue(L, map);
-    lua_setiuservalue(L, box, 2);
-    modkeys_build(L, ctx, map);
-    ctx->modvalid = g ? 2 : 1;
-    ctx->modgen = g ? g->n : 0;
-    ctx->modsig = (lua_Integer)sig;
-    lua_replace(L, loaded);
-}
 
 /* ------------------------------------------------------------------ */
 /* Encoder                                                             */
@@ -411,8 +201,7 @@ static int encctx_gc(lua_State *L)
 {
     encctx_t *c = lua_touserdata(L, 1);
     encctx_free(c);
-    free(c->modkeys);
-    c->modkeys = NULL;
+    lbraid_modmap_free(&c->mod);
     return 0;
 }
 
@@ -552,11 +341,11 @@ static int enc_by_name(enc_t *e, int idx)
 {
     lua_State *L = e->L;
     if (!e->modmap) {
-        push_modmap(L, e->ctx, e->box, 0);
+        lbraid_modmap_push(L, &e->ctx->mod, e->box, 0);
         e->modmap = lua_gettop(L);
     }
     int t = LUA_TNIL;
-    if (modkeys_may_have(e->ctx, lua_topointer(L, idx))) {
+    if (lbraid_modmap_may_have(&e->ctx->mod, lua_topointer(L, idx))) {
         lua_pushvalue(L, idx);
         t = lua_rawget(L, e->modmap);
     } else {
@@ -609,7 +398,7 @@ static int enc_by_name_fresh(enc_t *e, int idx)
     if (e->walked)
         return 0;
     e->walked = 1;
-    push_modmap(e->L, e->ctx, e->box, 1);
+    lbraid_modmap_push(e->L, &e->ctx->mod, e->box, 1);
     lua_replace(e->L, e->modmap);
     return enc_by_name(e, idx);
 }
