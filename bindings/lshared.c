@@ -218,6 +218,7 @@ static int lshared_index(lua_State *L)
     }
     if (c->val.nobjs) { /* decoding objects may raise: a scratch box owns them */
         braid_buf_t *box = lbraid_take_scratch(L);
+        braid_buf_free(box); /* it may hold memory from its last use */
         braid_buf_move(box, &c->val);
         lbraid_decode(L, box->data, box->len);
         return 1;
