@@ -154,6 +154,7 @@ typedef struct {
     int rc;
     braid_waiter_t *waiter;
     atomic_int started;
+    atomic_int release; /* getter_held: may exit (its waiter dies with it) */
 } worker_t;
 
 static void *getter(void *p)
@@ -162,6 +163,17 @@ static void *getter(void *p)
     w->waiter = braid_waiter_current();
     atomic_store(&w->started, 1);
     w->value = get_int(w->q, BRAID_FOREVER, &w->rc);
+    return NULL;
+}
+
+/* A getter that stays alive until released: its waiter is freed at
+ * thread exit, so whoever cancels it must be done with it first. */
+static void *getter_held(void *p)
+{
+    worker_t *w = p;
+    getter(p);
+    while (!atomic_load(&w->release))
+        ;
     return NULL;
 }
 
@@ -210,9 +222,10 @@ static void test_cancel(void)
     CHECK(braid_queue_new(BRAID_QUEUE_FIFO, 0, &q) == 0);
     worker_t g = {.q = q};
     pthread_t t;
-    pthread_create(&t, NULL, getter, &g);
+    pthread_create(&t, NULL, getter_held, &g);
     wait_started(&g);
     braid_waiter_cancel(g.waiter);
+    atomic_store(&g.release, 1);
     pthread_join(t, NULL);
     CHECK(g.rc == BRAID_ECANCELLED);
     /* the queue still works and nothing was consumed */
