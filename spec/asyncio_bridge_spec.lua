@@ -351,3 +351,37 @@ describe("asyncio bridge: cancelled while re-acquiring", function()
     end)
   end)
 end)
+
+describe("asyncio bridge: the loop's thread", function()
+  it("thread:cancel() ends an asyncio.run in that thread with Cancelled, unwinding its tasks", function()
+    local started = threading.Event()
+    local th = threading.Thread{target = function(started)
+      local asyncio = require "braid.asyncio"
+      return asyncio.run(function()
+        asyncio.create_task(function() asyncio.sleep(10) end)
+        started:set()
+        asyncio.sleep(10)
+      end)
+    end, args = {started}}
+    th:start()
+    assert.is_true(started:wait(10))
+    th:cancel()
+    local ok, err = pcall(th.result, th)
+    assert.is_false(ok)
+    assert.are.equal("Cancelled", err.kind)
+  end)
+
+  it("a thread-level future's done callback runs in the loop's state while it runs", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local seen = {}
+    run(function()
+      local f = ex:submit(function() return 7 end)
+      f:add_done_callback(function(fut) seen[#seen + 1] = fut:result() end)
+      for _ = 1, 200 do
+        if #seen > 0 then break end
+        asyncio.sleep(0.005)
+      end
+    end)
+    assert.are.same({7}, seen)
+  end)
+end)
