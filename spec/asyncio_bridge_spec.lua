@@ -14,11 +14,7 @@ local raises, ticker, settle = support.raises, support.ticker, support.settle
 
 
 describe("asyncio bridge", function()
-  after_each(function()
-    collectgarbage()
-    collectgarbage()
-    assert.are.equal(0, asyncio._live_loops())
-  end)
+  after_each(support.no_loops_left)
 
   it("a thread producer feeds a task consumer through one braid Queue while other tasks tick", function()
     for _ = 1, 3 do
@@ -237,6 +233,8 @@ describe("asyncio bridge", function()
 end)
 
 describe("asyncio bridge: threading.Condition", function()
+  after_each(support.no_loops_left)
+
   it("a task waits on a threading.Condition that a thread notifies", function()
     for _, lock in ipairs({threading.Lock(), threading.RLock()}) do
       local cond = threading.Condition(lock)
@@ -296,6 +294,8 @@ describe("asyncio bridge: threading.Condition", function()
 end)
 
 describe("asyncio bridge: Queue:join", function()
+  after_each(support.no_loops_left)
+
   it("a task joins a braid Queue that threads work off", function()
     local q = queue.Queue()
     local worker = threading.Thread{target = function(q)
@@ -319,6 +319,8 @@ describe("asyncio bridge: Queue:join", function()
 end)
 
 describe("asyncio bridge: cancelled while re-acquiring", function()
+  after_each(support.no_loops_left)
+
   it("a Condition wait cancelled while its lock is held elsewhere re-acquires it, then raises", function()
     run(function()
       local lock = threading.Lock()
@@ -353,6 +355,8 @@ describe("asyncio bridge: cancelled while re-acquiring", function()
 end)
 
 describe("asyncio bridge: the loop's thread", function()
+  after_each(support.no_loops_left)
+
   it("thread:cancel() ends an asyncio.run in that thread with Cancelled, unwinding its tasks", function()
     local started = threading.Event()
     local th = threading.Thread{target = function(started)

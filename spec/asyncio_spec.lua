@@ -30,6 +30,8 @@ local function capture_stderr(fn)
 end
 
 describe("asyncio.run", function()
+  after_each(support.no_loops_left)
+
   it("returns the function's results, nils included", function()
     local a, b, c, n = run(function(x, y) return x + y, nil, "z" end, 1, 2)
     assert.are.same({3, nil, "z"}, {a, b, c})
@@ -76,6 +78,8 @@ describe("asyncio.run", function()
 end)
 
 describe("asyncio tasks", function()
+  after_each(support.no_loops_left)
+
   it("create_task runs concurrently and await returns its results", function()
     local order = {}
     run(function()
@@ -244,6 +248,8 @@ describe("asyncio tasks", function()
 end)
 
 describe("asyncio cancellation", function()
+  after_each(support.no_loops_left)
+
   it("cancel() on a sleeping task: await raises Cancelled; done and cancelled; cancel again false", function()
     run(function()
       local t = asyncio.create_task(function() asyncio.sleep(10) end)
@@ -350,6 +356,8 @@ describe("asyncio cancellation", function()
 end)
 
 describe("asyncio.gather", function()
+  after_each(support.no_loops_left)
+
   it("returns the results in argument order, tasks and functions mixed", function()
     run(function()
       local slow = asyncio.create_task(function() asyncio.sleep(0.02) return "slow" end)
@@ -420,6 +428,8 @@ describe("asyncio.gather", function()
 end)
 
 describe("asyncio.wait / wait_for / as_completed", function()
+  after_each(support.no_loops_left)
+
   it("wait ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION", function()
     run(function()
       local fast = asyncio.create_task(function() asyncio.sleep(0) return 1 end)
@@ -514,6 +524,8 @@ describe("asyncio.wait / wait_for / as_completed", function()
 end)
 
 describe("asyncio.shield and timeout", function()
+  after_each(support.no_loops_left)
+
   it("shield: the outer is cancelled, the inner runs to completion", function()
     run(function()
       local inner = asyncio.create_task(function() asyncio.sleep(0.02) return "inner" end)
@@ -595,6 +607,8 @@ describe("asyncio.shield and timeout", function()
 end)
 
 describe("asyncio.TaskGroup", function()
+  after_each(support.no_loops_left)
+
   it("waits for every child, even ones added later", function()
     local done = {}
     run(function()
@@ -687,6 +701,8 @@ describe("asyncio.TaskGroup", function()
 end)
 
 describe("asyncio loop and Future", function()
+  after_each(support.no_loops_left)
+
   it("call_soon runs callbacks in order; call_later and call_at after a delay; time is monotonic", function()
     local log = {}
     run(function()
@@ -736,6 +752,8 @@ describe("asyncio loop and Future", function()
 end)
 
 describe("asyncio unretrieved errors", function()
+  after_each(support.no_loops_left)
+
   it("a failed, never-awaited task is reported once when its loop closes", function()
     local out = capture_stderr(function()
       run(function()
@@ -782,6 +800,8 @@ describe("asyncio unretrieved errors", function()
 end)
 
 describe("asyncio introspection", function()
+  after_each(support.no_loops_left)
+
   it("capture_call_graph gives the chain of tasks awaiting a task", function()
     run(function()
       local leaf = asyncio.create_task(function() asyncio.sleep(10) end)

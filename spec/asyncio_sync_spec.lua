@@ -9,6 +9,8 @@ local raises, ticker, settle = support.raises, support.ticker, support.settle
 
 
 describe("asyncio.Lock", function()
+  after_each(support.no_loops_left)
+
   it("acquire/release/locked; release unlocked raises RuntimeError", function()
     run(function()
       local l = asyncio.Lock()
@@ -120,6 +122,8 @@ describe("asyncio.Lock", function()
 end)
 
 describe("asyncio.Event", function()
+  after_each(support.no_loops_left)
+
   it("wakes every waiter with true; set then clear still wakes them", function()
     run(function()
       local e = asyncio.Event()
@@ -147,6 +151,8 @@ describe("asyncio.Event", function()
 end)
 
 describe("asyncio.Condition", function()
+  after_each(support.no_loops_left)
+
   it("wait/notify without the lock raise RuntimeError", function()
     run(function()
       local c = asyncio.Condition()
@@ -215,6 +221,8 @@ describe("asyncio.Condition", function()
 end)
 
 describe("asyncio.Semaphore", function()
+  after_each(support.no_loops_left)
+
   it("counts, is FIFO, and a cancelled waiter never consumes a release", function()
     run(function()
       raises("ValueError", asyncio.Semaphore, -1)
@@ -266,6 +274,8 @@ describe("asyncio.Semaphore", function()
 end)
 
 describe("asyncio.Barrier", function()
+  after_each(support.no_loops_left)
+
   it("gives distinct indices and can be reused", function()
     run(function()
       raises("ValueError", asyncio.Barrier, 0)
@@ -298,6 +308,8 @@ describe("asyncio.Barrier", function()
 end)
 
 describe("asyncio.Queue", function()
+  after_each(support.no_loops_left)
+
   it("FIFO, LIFO and priority orders", function()
     run(function()
       local q, l, p = asyncio.Queue(), asyncio.LifoQueue(), asyncio.PriorityQueue()

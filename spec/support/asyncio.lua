@@ -30,4 +30,11 @@ function M.settle()
   for _ = 1, 5 do asyncio.sleep(0) end
 end
 
+-- after_each: no event loop of a finished run is left behind.
+function M.no_loops_left()
+  collectgarbage()
+  collectgarbage()
+  assert.are.equal(0, asyncio._live_loops())
+end
+
 return M
