@@ -6,12 +6,8 @@
 local asyncio = require "braid.asyncio"
 local n = tonumber(arg and arg[1]) or tonumber(os.getenv("BENCH_N")) or 100000
 
-local function rss()
-  local f = assert(io.open("/proc/self/status"))
-  local kb = f:read("a"):match("VmRSS:%s*(%d+) kB")
-  f:close()
-  return tonumber(kb) * 1024
-end
+local rss_kb = dofile(((arg and arg[0] or ""):match("^(.*)/") or ".") .. "/../lib/rss.lua")
+local function rss() return rss_kb() * 1024 end
 
 asyncio.run(function()
   local ev = asyncio.Event()

@@ -1,12 +1,7 @@
 -- Memory per queued item: process RSS growth of an unbounded Queue holding
 -- 1,000,000 integers, in bytes per item. Pairs with memory.py.
 local queue = require "braid.queue"
-local function rss_kb()
-  for line in io.lines("/proc/self/status") do
-    local kb = line:match("^VmRSS:%s+(%d+)")
-    if kb then return tonumber(kb) end
-  end
-end
+local rss_kb = dofile(((arg and arg[0] or ""):match("^(.*)/") or ".") .. "/../lib/rss.lua")
 local N = tonumber(arg and arg[1]) or 1000000
 local q = queue.Queue()
 collectgarbage()

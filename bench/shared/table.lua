@@ -3,12 +3,7 @@
 -- table.py (a plain dict, for scale: it is not shared between threads).
 local braid = require "braid"
 local shared = require "braid.shared"
-local function rss_kb()
-  for line in io.lines("/proc/self/status") do
-    local kb = line:match("^VmRSS:%s+(%d+)")
-    if kb then return tonumber(kb) end
-  end
-end
+local rss_kb = dofile(((arg and arg[0] or ""):match("^(.*)/") or ".") .. "/../lib/rss.lua")
 local N = tonumber(arg and arg[1]) or 100000
 collectgarbage()
 local rss0 = rss_kb()

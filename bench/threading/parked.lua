@@ -6,12 +6,7 @@
 local braid = require "braid"
 local threading = require "braid.threading"
 
-local function rss_kb()
-  for line in io.lines("/proc/self/status") do
-    local kb = line:match("^VmRSS:%s+(%d+)")
-    if kb then return tonumber(kb) end
-  end
-end
+local rss_kb = dofile(((arg and arg[0] or ""):match("^(.*)/") or ".") .. "/../lib/rss.lua")
 
 local sizes = {}
 for i = 1, (arg and #arg or 0) do sizes[i] = tonumber(arg[i]) end
