@@ -7,6 +7,7 @@
 #include "braid.h"
 #include "executor.h"
 #include "lbraid.h"
+#include "process.h"
 #include "thread.h"
 
 typedef struct script {
@@ -259,6 +260,7 @@ int braid_shutdown(lua_State *L, double timeout)
     int64_t deadline = braid_clock_deadline(timeout);
     int rc = braid_executor_shutdown_all(deadline);
     int rc2 = braid_thread_join_nondaemon(deadline);
+    braid_proc_finish_all(deadline); /* then child processes, as Python */
     return rc ? rc : rc2;
 }
 

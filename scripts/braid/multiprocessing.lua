@@ -1,0 +1,417 @@
+-- braid.multiprocessing, Lua half: the Process class (spawn and fork start
+-- methods, subclassing), current/parent process, contexts, start methods.
+local C = ...
+local M = C
+local braid = require "braid"
+local Error = braid.Error
+
+local rawget, rawset, setmetatable, getmetatable = rawget, rawset, setmetatable, getmetatable
+local type, next, tostring, select, error = type, next, tostring, select, error
+local pack, unpack = table.pack, table.unpack
+
+local function raise(kind, msg, level)
+    error(Error.new(kind, msg), (level or 1) + 1)
+end
+
+local function callable(v)
+    if type(v) == "function" then
+        return true
+    end
+    local mt = getmetatable(v)
+    return type(mt) == "table" and rawget(mt, "__call") ~= nil
+end
+
+M.cpu_count = braid.cpu_count
+
+-- ---- start methods and the executable ----
+
+local METHODS = {spawn = true, fork = true}
+local start_method = nil -- nil: not fixed yet (defaults to spawn)
+local executable = nil   -- set_executable's path, or nil: this program
+
+local function check_method(method, level)
+    if not METHODS[method] then
+        raise("ValueError", ("cannot find context for %s"):format(tostring(method)), level + 1)
+    end
+end
+
+function M.get_start_method(allow_none)
+    if start_method == nil and not allow_none then
+        start_method = "spawn"
+    end
+    return start_method
+end
+
+function M.set_start_method(method, force)
+    if start_method ~= nil and not force then
+        raise("RuntimeError", "context has already been set", 2)
+    end
+    if method ~= nil then
+        check_method(method, 2)
+    end
+    start_method = method
+end
+
+function M.get_all_start_methods()
+    return {"spawn", "fork"}
+end
+
+function M.set_executable(path)
+    if path ~= nil and type(path) ~= "string" then
+        error("bad argument #1 to 'set_executable' (string expected, got " .. type(path) .. ")", 2)
+    end
+    executable = path
+end
+
+function M.get_executable()
+    return executable or (C._exe())
+end
+
+-- Long-bracket quoting for a string inside `-e` code.
+local function quote(s)
+    local eq = ""
+    while s:find("]" .. eq .. "]", 1, true) do
+        eq = eq .. "="
+    end
+    return "[" .. eq .. "[" .. s .. "]" .. eq .. "]"
+end
+
+-- argv that makes a new process run the worker protocol on fd 3.
+local function worker_argv()
+    local exe, is_braid = C._exe()
+    if executable then
+        exe = executable
+        is_braid = (exe:match("[^/]*$") or ""):sub(1, 5) == "braid"
+    end
+    if is_braid then
+        return {exe, "--worker"}
+    end
+    local code = ("package.cpath=%s package.path=%s require('braid.multiprocessing')._worker(3)")
+        :format(quote(package.cpath), quote(package.path))
+    return {exe, "-e", code}
+end
+
+-- ---- Process ----
+
+local counter = 0
+local instances = setmetatable({}, {__mode = "v"}) -- pid -> Process (started here)
+local private = {_handle = true, _target = true, _args = true, _method = true,
+                 _closed = true, _popen = true, _pid = true, _parent_pid = true}
+local props = {}
+
+local Process = {__name = "braid.Process"}
+M.Process = Process
+
+local function proc_index(self, k)
+    local p = props[k]
+    if p then
+        return p(self)
+    end
+    return getmetatable(self)[k]
+end
+
+local function check_open(self, level)
+    if rawget(self, "_closed") then
+        raise("ValueError", "process object is closed", (level or 1) + 1)
+    end
+end
+
+function props.pid(self)
+    check_open(self, 2)
+    local h = rawget(self, "_handle")
+    if h then
+        return C._pid(h)
+    end
+    return rawget(self, "_pid")
+end
+props.ident = props.pid
+
+function props.exitcode(self)
+    check_open(self, 2)
+    local h = rawget(self, "_handle")
+    if h == nil then
+        return nil
+    end
+    C._poll(h)
+    return C._exitcode(h)
+end
+
+local function proc_tostring(self)
+    local status
+    if rawget(self, "_closed") then
+        status = "closed"
+    elseif rawget(self, "_handle") == nil then
+        status = rawget(self, "_pid") and "started" or "initial"
+    else
+        local code = self.exitcode
+        if code == nil then
+            status = "started"
+        else
+            status = "stopped exitcode=" .. tostring(code)
+        end
+    end
+    local cname = rawget(getmetatable(self), "__name") or "Process"
+    return ("<%s name='%s' %s%s>"):format(cname:match("[^.]*$"), tostring(rawget(self, "name")),
+                                           status, rawget(self, "daemon") and " daemon" or "")
+end
+
+local function setup_class(cls)
+    cls.__index = proc_index
+    cls.__tostring = proc_tostring
+end
+setup_class(Process)
+
+local function instantiate(cls, ...)
+    local self = setmetatable({}, cls)
+    self:init(...)
+    return self
+end
+setmetatable(Process, {__call = instantiate})
+
+-- Process:extend(fields) → a subclass (override run, init...).
+function Process:extend(def)
+    local cls = def or {}
+    setup_class(cls)
+    return setmetatable(cls, {__index = self, __call = instantiate})
+end
+
+-- Process{target=, args=, name=, daemon=} or Process(target, args)
+function Process:init(opts, args)
+    local target, name, daemon
+    if opts == nil then
+        target = nil
+    elseif callable(opts) then
+        target = opts
+    elseif type(opts) == "table" then
+        target, args, name, daemon = opts.target, opts.args, opts.name, opts.daemon
+    else
+        error("bad argument #1 to 'Process' (table or function expected, got " .. type(opts) .. ")",
+              3)
+    end
+    if target ~= nil and not callable(target) then
+        error("bad argument #1 to 'Process' (target must be callable, got " .. type(target) .. ")",
+              3)
+    end
+    if args ~= nil and type(args) ~= "table" then
+        error("bad argument #1 to 'Process' (args must be a table, got " .. type(args) .. ")", 3)
+    end
+    counter = counter + 1
+    rawset(self, "name", name ~= nil and tostring(name) or ("Process-" .. counter))
+    if daemon == nil then
+        daemon = M.current_process().daemon
+    end
+    rawset(self, "daemon", not not daemon)
+    rawset(self, "_target", target)
+    rawset(self, "_args", args or {})
+    if type(opts) == "table" and opts._method then
+        rawset(self, "_method", opts._method)
+    end
+end
+
+function Process:run()
+    local target = rawget(self, "_target")
+    if target ~= nil then
+        local a = rawget(self, "_args") or {}
+        return target(unpack(a, 1, a.n or #a))
+    end
+end
+
+-- What crosses of self: its fields, and its class unless it is Process.
+local function crossing_copy(self)
+    local copy = {}
+    for k, v in next, self do
+        if not private[k] then
+            rawset(copy, k, v)
+        end
+    end
+    local cls = getmetatable(self)
+    return copy, cls ~= Process and cls or nil
+end
+
+-- Runs in the child: self is the crossed copy of the Process.
+function M._bootstrap(self, cls, target, args)
+    setmetatable(self, cls or Process)
+    rawset(self, "_target", target)
+    rawset(self, "_args", args)
+    local _, pid, ppid, pname = C._info()
+    rawset(self, "_pid", pid)
+    M._set_current(self, ppid, pname)
+    return self:run()
+end
+
+function Process:start()
+    check_open(self, 2)
+    if rawget(self, "_handle") ~= nil then
+        raise("RuntimeError", "cannot start a process twice", 2)
+    end
+    if rawget(self, "daemon") == false and M.current_process().daemon then
+        raise("RuntimeError", "daemonic processes are not allowed to have children", 2)
+    end
+    M.active_children() -- reap what has finished, as Python does
+    local method = rawget(self, "_method") or M.get_start_method()
+    local info = {name = rawget(self, "name"), daemon = rawget(self, "daemon"),
+                  pname = M.current_process().name}
+    local copy, cls = crossing_copy(self)
+    local h
+    if method == "fork" then
+        if C._nthreads() > 1 and M.fork_warning ~= false then
+            io.stderr:write(("braid.multiprocessing: warning: this process (pid %d) has other " ..
+                "threads; fork() may deadlock the child\n"):format(M.current_process().pid))
+        end
+        h = C._fork(info, M._bootstrap, copy, cls, rawget(self, "_target"), rawget(self, "_args"))
+    else
+        info.path, info.cpath = package.path, package.cpath
+        h = C._spawn(worker_argv(), info, M._bootstrap, copy, cls, rawget(self, "_target"),
+                     rawget(self, "_args"))
+    end
+    C._set_daemon(h, rawget(self, "daemon"))
+    rawset(self, "_handle", h)
+    instances[C._pid(h)] = self
+end
+
+function Process:join(timeout)
+    check_open(self, 2)
+    local h = rawget(self, "_handle")
+    if h == nil then
+        raise("RuntimeError", "can only join a started process", 2)
+    end
+    if timeout ~= nil and type(timeout) ~= "number" then
+        error("bad argument #1 to 'join' (number expected, got " .. type(timeout) .. ")", 2)
+    end
+    C._wait(h, timeout)
+end
+
+function Process:is_alive()
+    check_open(self, 2)
+    local h = rawget(self, "_handle")
+    if h == nil then
+        return false
+    end
+    return not C._poll(h)
+end
+
+local function signal(self, sig)
+    check_open(self, 3)
+    local h = rawget(self, "_handle")
+    if h ~= nil then
+        C._signal(h, sig)
+    end
+end
+
+function Process:terminate()
+    signal(self, C.SIGTERM)
+end
+
+function Process:kill()
+    signal(self, C.SIGKILL)
+end
+
+function Process:close()
+    if rawget(self, "_closed") then
+        return
+    end
+    local h = rawget(self, "_handle")
+    if h ~= nil then
+        if not C._poll(h) then
+            raise("ValueError", "Cannot close a process while it is still running. " ..
+                "You should first call join() or terminate().", 2)
+        end
+        instances[C._pid(h)] = nil
+        rawset(self, "_handle", nil)
+    end
+    rawset(self, "_closed", true)
+end
+
+-- sentinel-free join for several processes: is the process done?
+function Process:_done()
+    local h = rawget(self, "_handle")
+    return h ~= nil and C._poll(h)
+end
+
+-- ---- this process and its parent ----
+
+local current = nil
+local parent = nil
+
+-- The object current_process() and parent_process() return when the
+-- process is not one started by this state.
+local Other = Process:extend({__name = "braid._ProcessInfo"})
+function Other:is_alive()
+    local pid = rawget(self, "_pid")
+    return pid == C._info() and true or C._alive_pid(pid)
+end
+function Other:join(timeout)
+    raise("RuntimeError", "cannot join this process", 2)
+end
+
+function M._set_current(self, ppid, pname)
+    current = self
+    parent = setmetatable({name = pname, daemon = false, _pid = ppid}, Other)
+end
+
+function M.current_process()
+    if current == nil then
+        local name, pid, ppid, pname, daemon = C._info()
+        current = setmetatable({name = name, daemon = daemon, _pid = pid}, Other)
+        if ppid ~= 0 then
+            parent = setmetatable({name = pname, daemon = false, _pid = ppid}, Other)
+        end
+    end
+    return current
+end
+
+function M.parent_process()
+    M.current_process()
+    return parent
+end
+
+-- Live children started from this state (finished ones are reaped).
+function M.active_children()
+    local list = {}
+    for _, pid in next, C._children() do
+        local p = instances[pid]
+        if p ~= nil then
+            list[#list + 1] = p
+        end
+    end
+    return list
+end
+
+-- ---- contexts ----
+
+local Context = {}
+Context.__index = function(self, k)
+    local v = Context[k]
+    if v ~= nil then
+        return v
+    end
+    return M[k]
+end
+
+function Context:get_start_method()
+    return rawget(self, "_method")
+end
+
+function Context:Process(opts, args)
+    if type(opts) ~= "table" or callable(opts) then
+        opts = {target = opts, args = args}
+    else
+        local o = {}
+        for k, v in next, opts do
+            o[k] = v
+        end
+        opts = o
+    end
+    opts._method = rawget(self, "_method")
+    return Process(opts)
+end
+
+function M.get_context(method)
+    if method == nil then
+        method = M.get_start_method()
+    end
+    check_method(method, 2)
+    return setmetatable({_method = method}, Context)
+end
+
+return M
