@@ -13,6 +13,7 @@
 #include "lbraid.h"
 #include "lprocess.h"
 #include "process.h"
+#include "shm.h"
 
 #define HANDLE_MT "braid.Process.handle"
 
@@ -46,30 +47,6 @@ static int lhandle_gc(lua_State *L)
     return 0;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-/* Sends all of p; gives up quietly when the child is gone (its exit code
- * then tells what happened). */
-static void send_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        b += w;
-        n -= (size_t)w;
-    }
-}
-
 /* _spawn(argv, header, fn, ...) -> handle: starts argv[1] with argv, and
  * sends it the codec key, the header table and the call (fn, ...). */
 static int lmp_spawn(lua_State *L)
@@ -95,6 +72,7 @@ static int lmp_spawn(lua_State *L)
     }
     argv[argc] = NULL;
     braid_proc_t **box = push_handle(L);
+    int hidx = lua_gettop(L);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return lbraid_error(L, "OSError", "socketpair: %s", strerror(errno));
@@ -108,15 +86,29 @@ static int lmp_spawn(lua_State *L)
         return lbraid_core_error(L, rc, NULL);
     }
     braid_proc_set_chan(*box, sv[0]);
-    size_t len = 16 + 4 + hdr->len + call->len;
-    uint8_t head[28];
-    put_u32(head, (uint32_t)len);
-    put_u32(head + 4, (uint32_t)getpid());
-    braid_codec_get_key(head + 8);
-    put_u32(head + 24, (uint32_t)hdr->len);
-    send_all(sv[0], head, sizeof head);
-    send_all(sv[0], hdr->data, hdr->len);
-    send_all(sv[0], call->data, call->len);
+    /* message 1: the codec key and the header; message 2: the call */
+    braid_buf_t *first = lbraid_push_buf(L);
+    uint8_t key[16];
+    braid_codec_get_key(key);
+    braid_buf_put_bytes(first, key, sizeof key);
+    braid_buf_put_bytes(first, hdr->data, hdr->len);
+    if (first->err)
+        return lbraid_core_error(L, BRAID_ENOMEM, NULL);
+    braid_object_t *bad = NULL;
+    rc = braid_msg_send(sv[0], first, NULL);
+    if (!rc)
+        rc = braid_msg_send(sv[0], call, &bad);
+    if (rc == BRAID_ETYPE) {
+        braid_proc_signal(*box, SIGKILL);
+        braid_proc_wait(*box, BRAID_FOREVER, NULL);
+        return lbraid_error(L,
+                            "TypeError",
+                            "%s cannot cross to another process (only braid.multiprocessing "
+                            "objects can)",
+                            bad->type->name);
+    }
+    /* other failures: the child died early; its exit code tells how */
+    lua_pushvalue(L, hidx);
     return 1;
 }
 
@@ -383,6 +375,7 @@ int lbraid_open_multiprocessing(lua_State *L)
     }
     lua_settop(L, 0);
     luaL_newlib(L, lmp_funcs);
+    lbraid_mp_open_sync(L, lua_gettop(L));
     lua_pushinteger(L, SIGTERM);
     lua_setfield(L, -2, "SIGTERM");
     lua_pushinteger(L, SIGKILL);

@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+struct braid_buf;
+
 #include <lua.h>
 
 /* Path of the braid executable, set by main() (NULL in braid.so): spawn
@@ -27,6 +29,13 @@ void lbraid_worker_watch_parent(int fd, pid_t ppid);
  * "Process <name>:" and the traceback on stderr. Returns the exit code
  * (0, or 1 on error). */
 int lbraid_worker_call(lua_State *L, int nargs, const char *name);
+
+/* Adds Lock, RLock, Semaphore, BoundedSemaphore, Event, Value, Array and
+ * Pipe to the module table at mod, and the method tables as __methods. */
+void lbraid_mp_open_sync(lua_State *L, int mod);
+/* Sends buf on fd as one message (shm.h), raising TypeError for an object
+ * that cannot cross processes and OSError/ConnectionError. */
+int lbraid_mp_send(lua_State *L, int fd, struct braid_buf *buf);
 
 /* This process's multiprocessing identity (set in children). */
 typedef struct lbraid_procinfo {

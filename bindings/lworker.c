@@ -14,6 +14,7 @@
 #include "lbraid.h"
 #include "lprocess.h"
 #include "process.h"
+#include "shm.h"
 
 const char *lbraid_worker_exe = NULL;
 lbraid_procinfo_t lbraid_procinfo = {"MainProcess", 0, "", 0};
@@ -64,27 +65,6 @@ int lbraid_worker_call(lua_State *L, int nargs, const char *name)
     return 1;
 }
 
-/* Reads exactly n bytes; 0 or -1. */
-static int read_full(int fd, void *p, size_t n)
-{
-    uint8_t *b = p;
-    while (n > 0) {
-        ssize_t r = read(fd, b, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        b += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void fail(const char *what)
 {
     fprintf(stderr, "braid worker: %s\n", what);
@@ -101,25 +81,27 @@ static void info_str(lua_State *L, const char *k, char *dst, size_t n)
     lua_pop(L, 1);
 }
 
-/* Body of lbraid_worker_run, protected: arg 1 is the payload string. */
+/* Body of lbraid_worker_run, protected: arg 1 is the channel fd. Message
+ * 1 holds the codec key and the header table, message 2 the call. */
 static int worker_body(lua_State *L)
 {
-    size_t len;
-    const uint8_t *p = (const uint8_t *)lua_tolstring(L, 1, &len);
-    if (len < 20)
-        fail("short payload");
-    braid_codec_set_key(p);
-    uint32_t hlen = get_u32(p + 16);
-    if (hlen > len - 20)
-        fail("bad payload");
-    lbraid_decode(L, p + 20, hlen); /* the header */
+    int fd = (int)lua_tointeger(L, 1);
+    braid_buf_t *msg = lbraid_push_buf(L);
+    if (braid_msg_recv(fd, msg, BRAID_FOREVER, NULL) != 0)
+        fail("no call from the parent");
+    if (msg->len < 16 || msg->nobjs)
+        fail("bad header");
+    braid_codec_set_key(msg->data);
+    lbraid_decode(L, msg->data + 16, msg->len - 16);
     if (!lua_istable(L, -1))
         fail("bad header");
     info_str(L, "name", lbraid_procinfo.name, sizeof lbraid_procinfo.name);
     info_str(L, "pname", lbraid_procinfo.pname, sizeof lbraid_procinfo.pname);
     lua_getfield(L, -1, "daemon");
     lbraid_procinfo.daemon = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, -2, "ppid");
+    lbraid_procinfo.ppid = (pid_t)lua_tointeger(L, -1);
+    lua_pop(L, 2);
     lua_getglobal(L, "package");
     for (int i = 0; i < 2; i++) {
         const char *k = i ? "cpath" : "path";
@@ -130,8 +112,12 @@ static int worker_body(lua_State *L)
             lua_pop(L, 1);
     }
     lua_pop(L, 2);
-    lua_settop(L, 1);
-    int n = lbraid_decode_seq(L, p + 20 + hlen, len - 20 - hlen);
+    if (braid_msg_recv(fd, msg, BRAID_FOREVER, NULL) != 0)
+        fail("truncated call from the parent");
+    lbraid_worker_watch_parent(fd, lbraid_procinfo.ppid); /* reads fd from now on */
+    lua_settop(L, 2);
+    int n = lbraid_decode_seq(L, msg->data, msg->len);
+    braid_buf_reset(msg); /* the decoded boxes hold the shared objects now */
     if (n < 1)
         fail("empty call");
     lua_pushinteger(L, lbraid_worker_call(L, n - 1, lbraid_procinfo.name));
@@ -140,19 +126,8 @@ static int worker_body(lua_State *L)
 
 void lbraid_worker_run(lua_State *L, int fd)
 {
-    uint8_t hdr[8];
-    if (read_full(fd, hdr, 8) != 0)
-        fail("no call from the parent");
-    pid_t ppid = (pid_t)get_u32(hdr + 4);
-    lbraid_procinfo.ppid = ppid;
-    uint32_t len = get_u32(hdr);
-    char *buf = malloc(len ? len : 1);
-    if (!buf || read_full(fd, buf, len) != 0)
-        fail("truncated call from the parent");
-    lbraid_worker_watch_parent(fd, ppid); /* its thread reads fd from now on */
     lua_pushcfunction(L, worker_body);
-    lua_pushlstring(L, buf, len);
-    free(buf);
+    lua_pushinteger(L, fd);
     int code = 1;
     if (lbraid_pcall(L, 1, 1) == LUA_OK)
         code = (int)lua_tointeger(L, -1);

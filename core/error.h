@@ -25,7 +25,8 @@ extern "C" {
     X(OS, -14, "OSError", "operating system error")                                                \
     X(AGAIN, -15, "RuntimeError", "would block")                                                   \
     X(TYPE, -16, "TypeError", "values are not comparable")                                         \
-    X(INTR, -17, "RuntimeError", "interrupted!")
+    X(INTR, -17, "RuntimeError", "interrupted!")                                                   \
+    X(EOF, -18, "EOFError", "end of file")
 
 enum {
     BRAID_OK = 0,

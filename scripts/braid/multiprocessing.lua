@@ -4,6 +4,8 @@ local C = ...
 local M = C
 local braid = require "braid"
 local Error = braid.Error
+local methods = C.__methods
+C.__methods = nil
 
 local rawget, rawset, setmetatable, getmetatable = rawget, rawset, setmetatable, getmetatable
 local type, next, tostring, select, error = type, next, tostring, select, error
@@ -250,7 +252,7 @@ function Process:start()
     M.active_children() -- reap what has finished, as Python does
     local method = rawget(self, "_method") or M.get_start_method()
     local info = {name = rawget(self, "name"), daemon = rawget(self, "daemon"),
-                  pname = M.current_process().name}
+                  pname = M.current_process().name, ppid = select(2, C._info())}
     local copy, cls = crossing_copy(self)
     local h
     if method == "fork" then
@@ -412,6 +414,415 @@ function M.get_context(method)
     end
     check_method(method, 2)
     return setmetatable({_method = method}, Context)
+end
+
+-- ---- with / guard for the shared lock-likes ----
+
+local Guard = {__name = "braid.multiprocessing.guard"}
+function Guard.__close(g)
+    local obj = g[1]
+    if obj then
+        g[1] = nil
+        obj:release()
+    end
+end
+
+local function guard(self, ...)
+    self:acquire(...)
+    return setmetatable({self}, Guard)
+end
+
+local function with(self, fn, ...)
+    local ok = self:acquire()
+    local g <close> = setmetatable({self}, Guard)
+    return fn(ok, ...)
+end
+
+for _, name in next, {"Lock", "RLock", "Semaphore", "Value"} do
+    methods[name].guard = guard
+    methods[name].with = with
+end
+
+-- ---- Condition (CPython's multiprocessing.synchronize algorithm) ----
+
+local Condition = {__name = "braid.mp.Condition"}
+Condition.__index = Condition
+M._Condition = Condition
+
+function M.Condition(lock)
+    return setmetatable({_lock = lock or M.RLock(), _sleeping = M.Semaphore(0),
+                         _woken = M.Semaphore(0), _wait = M.Semaphore(0)}, Condition)
+end
+
+function Condition:acquire(...)
+    return self._lock:acquire(...)
+end
+
+function Condition:release()
+    return self._lock:release()
+end
+
+Condition.guard = guard
+Condition.with = with
+
+local function check_owned(self, level)
+    if not self._lock:_is_owned() then
+        raise("RuntimeError", "cannot wait on un-acquired lock", level + 1)
+    end
+end
+
+function Condition:wait(timeout)
+    check_owned(self, 2)
+    self._sleeping:release()
+    local count = self._lock:_count()
+    for _ = 1, count do
+        self._lock:release()
+    end
+    local ok, res = pcall(self._wait.acquire, self._wait, true, timeout)
+    self._woken:release()
+    for _ = 1, count do
+        self._lock:acquire()
+    end
+    if not ok then
+        error(res, 0)
+    end
+    return res
+end
+
+function Condition:notify(n)
+    n = n or 1
+    check_owned(self, 2)
+    while self._woken:acquire(false) do
+        self._sleeping:acquire(false)
+    end
+    local sleepers = 0
+    while sleepers < n and self._sleeping:acquire(false) do
+        self._wait:release()
+        sleepers = sleepers + 1
+    end
+    if sleepers > 0 then
+        for _ = 1, sleepers do
+            self._woken:acquire()
+        end
+        while self._wait:acquire(false) do
+        end
+    end
+end
+
+function Condition:notify_all()
+    self:notify(math.maxinteger)
+end
+
+function Condition:wait_for(predicate, timeout)
+    local result = predicate()
+    if result then
+        return result
+    end
+    local endtime = timeout and timeout >= 0 and braid.monotonic() + timeout or nil
+    while not result do
+        local waittime = nil
+        if endtime then
+            waittime = endtime - braid.monotonic()
+            if waittime <= 0 then
+                break
+            end
+        end
+        self:wait(waittime)
+        result = predicate()
+    end
+    return result
+end
+
+-- ---- Barrier (threading.Barrier's algorithm on shared state) ----
+
+local Barrier = {__name = "braid.mp.Barrier"}
+M._Barrier = Barrier
+local FILLING, DRAINING, RESETTING, BROKEN = 0, 1, -1, -2
+
+function M.Barrier(parties, action, timeout)
+    if math.type(parties) ~= "integer" or parties < 1 then
+        raise("ValueError", "parties must be > 0", 2)
+    end
+    return setmetatable({_cond = M.Condition(M.Lock()), _st = M.Array("q", {FILLING, 0}),
+                         parties = parties, _action = action, _timeout = timeout}, Barrier)
+end
+
+function Barrier.__index(self, k)
+    if k == "n_waiting" then
+        local st = rawget(self, "_st")
+        return st[1] == FILLING and st[2] or 0
+    elseif k == "broken" then
+        return rawget(self, "_st")[1] == BROKEN
+    end
+    return Barrier[k]
+end
+
+local function broken_error(level)
+    raise("BrokenBarrier", "barrier is broken", level + 1)
+end
+
+function Barrier:_break()
+    self._st[1] = BROKEN
+    self._cond:notify_all()
+end
+
+function Barrier:wait(timeout)
+    if timeout == nil then
+        timeout = self._timeout
+    end
+    local cond, st = self._cond, self._st
+    local _ <close> = cond:guard()
+    while st[1] == DRAINING or st[1] == RESETTING do
+        cond:wait()
+    end
+    if st[1] < 0 then
+        broken_error(2)
+    end
+    local index = st[2]
+    st[2] = index + 1
+    local ok, err = pcall(function()
+        if index + 1 == self.parties then
+            if self._action then
+                local aok, aerr = pcall(self._action)
+                if not aok then
+                    self:_break()
+                    error(aerr, 0)
+                end
+            end
+            st[1] = DRAINING
+            cond:notify_all()
+        else
+            if not cond:wait_for(function() return st[1] ~= FILLING end, timeout) then
+                self:_break()
+                broken_error(1)
+            end
+            if st[1] < 0 then
+                broken_error(1)
+            end
+        end
+    end)
+    st[2] = st[2] - 1
+    if st[2] == 0 and (st[1] == RESETTING or st[1] == DRAINING) then
+        st[1] = FILLING
+        cond:notify_all()
+    end
+    if not ok then
+        error(err, 0)
+    end
+    return index
+end
+
+function Barrier:reset()
+    local _ <close> = self._cond:guard()
+    local st = self._st
+    if st[2] > 0 then
+        if st[1] == FILLING then
+            st[1] = RESETTING
+        elseif st[1] == BROKEN then
+            st[1] = RESETTING
+        end
+    else
+        st[1] = FILLING
+    end
+    self._cond:notify_all()
+end
+
+function Barrier:abort()
+    local _ <close> = self._cond:guard()
+    self:_break()
+end
+
+-- ---- Queue, SimpleQueue, JoinableQueue (a pipe and shared locks) ----
+
+local Queue = {__name = "braid.mp.Queue"}
+Queue.__index = Queue
+M._Queue = Queue
+
+local function new_queue(cls, maxsize)
+    local r, w = M.Pipe(false)
+    local q = {_r = r, _w = w, _rlock = M.Lock(), _wlock = M.Lock(), _size = M.Value("q", 0)}
+    if maxsize ~= nil and maxsize > 0 then
+        q._sem = M.BoundedSemaphore(maxsize)
+        q._maxsize = maxsize
+    end
+    return setmetatable(q, cls)
+end
+
+function M.Queue(maxsize)
+    return new_queue(Queue, maxsize)
+end
+
+local function check_queue_open(self, level)
+    if rawget(self, "_closed") then
+        raise("ValueError", ("Queue %s is closed"):format(tostring(self)), level + 1)
+    end
+end
+
+function Queue:put(item, block, timeout)
+    check_queue_open(self, 2)
+    if block == nil then
+        block = true
+    end
+    local sem = self._sem
+    if sem and not sem:acquire(block, block and timeout or nil) then
+        raise("Full", "queue is full", 2)
+    end
+    local wl = self._wlock
+    wl:acquire()
+    local ok, err = pcall(self._w.send, self._w, item)
+    if ok then
+        local size = self._size
+        local l = size:get_lock()
+        l:acquire()
+        size.value = size.value + 1
+        l:release()
+    end
+    wl:release()
+    if not ok then
+        if sem then
+            sem:release()
+        end
+        error(err, 2)
+    end
+end
+
+function Queue:get(block, timeout)
+    check_queue_open(self, 2)
+    if block == nil then
+        block = true
+    end
+    local rl, r = self._rlock, self._r
+    local deadline = block and timeout and timeout >= 0 and braid.monotonic() + timeout or nil
+    if not rl:acquire(block, block and timeout or nil) then
+        raise("Empty", "queue is empty", 2)
+    end
+    local ready
+    if not block then
+        ready = r:poll(0)
+    elseif deadline then
+        ready = r:poll(math.max(0, deadline - braid.monotonic()))
+    else
+        ready = true
+    end
+    local ok, item = false, nil
+    if ready then
+        ok, item = pcall(r.recv, r)
+    end
+    if ok then
+        local size = self._size
+        local l = size:get_lock()
+        l:acquire()
+        size.value = size.value - 1
+        l:release()
+    end
+    rl:release()
+    if not ready then
+        raise("Empty", "queue is empty", 2)
+    end
+    if not ok then
+        error(item, 2)
+    end
+    if self._sem then
+        self._sem:release()
+    end
+    return item
+end
+
+function Queue:put_nowait(item)
+    return self:put(item, false)
+end
+
+function Queue:get_nowait()
+    return self:get(false)
+end
+
+function Queue:qsize()
+    return self._size.value
+end
+
+function Queue:empty()
+    return self._size.value == 0
+end
+
+function Queue:full()
+    return self._maxsize ~= nil and self._size.value >= self._maxsize
+end
+
+-- Closes this process's use of the queue: later put/get here → ValueError.
+function Queue:close()
+    rawset(self, "_closed", true)
+end
+
+function Queue:join_thread()
+end
+
+function Queue:cancel_join_thread()
+end
+
+local SimpleQueue = setmetatable({__name = "braid.mp.SimpleQueue"}, {__index = Queue})
+SimpleQueue.__index = SimpleQueue
+M._SimpleQueue = SimpleQueue
+
+function M.SimpleQueue()
+    return new_queue(SimpleQueue)
+end
+
+function SimpleQueue:get()
+    return Queue.get(self)
+end
+
+function SimpleQueue:put(item)
+    return Queue.put(self, item)
+end
+
+local JoinableQueue = setmetatable({__name = "braid.mp.JoinableQueue"}, {__index = Queue})
+JoinableQueue.__index = JoinableQueue
+M._JoinableQueue = JoinableQueue
+
+function M.JoinableQueue(maxsize)
+    local q = new_queue(JoinableQueue, maxsize)
+    q._unfinished = M.Value("q", 0)
+    q._alldone = M.Event()
+    q._alldone:set()
+    return q
+end
+
+function JoinableQueue:put(item, block, timeout)
+    local u = self._unfinished
+    local l = u:get_lock()
+    l:acquire()
+    u.value = u.value + 1
+    self._alldone:clear()
+    l:release()
+    local ok, err = pcall(Queue.put, self, item, block, timeout)
+    if not ok then
+        l:acquire()
+        u.value = u.value - 1
+        if u.value == 0 then
+            self._alldone:set()
+        end
+        l:release()
+        error(err, 2)
+    end
+end
+
+function JoinableQueue:task_done()
+    local u = self._unfinished
+    local l = u:get_lock()
+    l:acquire()
+    if u.value <= 0 then
+        l:release()
+        raise("ValueError", "task_done() called too many times", 2)
+    end
+    u.value = u.value - 1
+    if u.value == 0 then
+        self._alldone:set()
+    end
+    l:release()
+end
+
+function JoinableQueue:join(timeout)
+    return self._alldone:wait(timeout)
 end
 
 return M
