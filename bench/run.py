@@ -39,6 +39,10 @@ GOALS = {
     "threading/lock/lock_acquire_release": ("python", 2.0),  # issue 3
     "threading/cpu2/cpu_two_threads_speedup": ("value", 1.8),  # issue 3
     "threading/event_pingpong/event_round_trip": ("python", 3.0),  # issue 3
+    "multiprocessing/start_join/spawn_start_join": ("python", 20.0),  # issue 9
+    "multiprocessing/start_join/fork_start_join": ("python", 2.0),  # issue 9
+    "multiprocessing/mp_queue/mp_queue_100k": ("python", 3.0),  # issue 9
+    "multiprocessing/lock/mp_lock_acquire_release": ("python", 1.3),  # issue 9
 }
 
 RESULT_RE = re.compile(r"^RESULT\s+(\S+)\s+([0-9.eE+-]+)\s*$")
