@@ -319,6 +319,15 @@ static int lmp_has_children(lua_State *L)
     return 1;
 }
 
+/* _signal_self(sig): raise(sig) in this process (specs: a crash). */
+static int lmp_signal_self(lua_State *L)
+{
+    fflush(NULL);
+    signal((int)luaL_checkinteger(L, 1), SIG_DFL);
+    raise((int)luaL_checkinteger(L, 1));
+    return 0;
+}
+
 static int lmp_alive_pid(lua_State *L)
 {
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
@@ -353,6 +362,7 @@ static const luaL_Reg lmp_funcs[] = {
     {"_finish", lmp_finish},
     {"_alive_pid", lmp_alive_pid},
     {"_has_children", lmp_has_children},
+    {"_signal_self", lmp_signal_self},
     {NULL, NULL},
 };
 

@@ -416,6 +416,20 @@ function M.get_context(method)
     return setmetatable({_method = method}, Context)
 end
 
+-- ---- pools (braid.process_pool), loaded on first use ----
+
+function M.Pool(...)
+    return require("braid.process_pool").Pool(...)
+end
+
+M.pool = setmetatable({}, {__index = function(t, k)
+    if k == "ThreadPool" then
+        return require("braid.pool").ThreadPool
+    elseif k == "Pool" then
+        return M.Pool
+    end
+end})
+
 -- ---- with / guard for the shared lock-likes ----
 
 local Guard = {__name = "braid.multiprocessing.guard"}
