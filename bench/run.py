@@ -43,6 +43,8 @@ GOALS = {
     "multiprocessing/start_join/fork_start_join": ("python", 2.0),  # issue 9
     "multiprocessing/mp_queue/mp_queue_100k": ("python", 3.0),  # issue 9
     "multiprocessing/lock/mp_lock_acquire_release": ("python", 1.3),  # issue 9
+    "multiprocessing/pool_map/ppe_map_20k_chunksize1": ("python", 3.0),  # issue 9
+    "multiprocessing/pool_map/ppe_cpu_two_workers_speedup": ("value", 1.8),  # issue 9
 }
 
 RESULT_RE = re.compile(r"^RESULT\s+(\S+)\s+([0-9.eE+-]+)\s*$")

@@ -519,6 +519,18 @@ static int lvalue_get_lock(lua_State *L)
     return 1;
 }
 
+/* v:_add(delta) -> new value: atomic add on a 'q' Value (queue counters). */
+static int lvalue_add(lua_State *L)
+{
+    braid_shm_t *s = check(L, 1, BRAID_SHM_VALUE);
+    lua_Integer d = luaL_checkinteger(L, 2);
+    if (vhdr(s)->typecode != 'q' || vhdr(s)->is_array)
+        return luaL_argerror(L, 1, "a 'q' Value expected");
+    _Atomic int64_t *p = velem(s, 0);
+    lua_pushinteger(L, (lua_Integer)(atomic_fetch_add(p, (int64_t)d) + (int64_t)d));
+    return 1;
+}
+
 /* a:totable() -> a Lua sequence of the elements (Python's a[:]). */
 static int lvalue_totable(lua_State *L)
 {
@@ -611,7 +623,7 @@ static int lconn_recv(lua_State *L)
     lbraid_poll(L);
     lua_settop(L, 1);
     braid_buf_t *buf = lbraid_take_scratch(L);
-    int rc = braid_msg_recv(s->fd, buf, BRAID_FOREVER, lbraid_ctx(L)->waiter);
+    int rc = braid_conn_recv(s, buf, BRAID_FOREVER, lbraid_ctx(L)->waiter);
     if (rc == BRAID_EOS)
         return lbraid_error(L, "OSError", "recv: %s", strerror(errno));
     if (rc)
@@ -625,7 +637,7 @@ static int lconn_poll(lua_State *L)
     braid_shm_t *s = check_conn(L, 1, READABLE);
     int64_t deadline = lua_isnoneornil(L, 2) ? braid_clock_now() : lbraid_opt_deadline(L, 2);
     lbraid_poll(L);
-    int rc = braid_fd_wait(s->fd, deadline, lbraid_ctx(L)->waiter);
+    int rc = braid_conn_poll(s, deadline, lbraid_ctx(L)->waiter);
     if (rc < 0)
         return lbraid_core_error(L, rc, NULL);
     lua_pushboolean(L, rc);
@@ -695,6 +707,7 @@ static const luaL_Reg lvalue_methods[] = {
     {"acquire", llock_acquire},
     {"release", llock_release},
     {"totable", lvalue_totable},
+    {"_add", lvalue_add},
     {NULL, NULL},
 };
 

@@ -96,6 +96,8 @@ static void table_remove(braid_proc_t *p)
 int braid_proc_spawn(const char *path, char *const argv[], int chan, braid_proc_t **out)
 {
     *out = NULL;
+    if (access(path, X_OK) != 0)
+        return BRAID_EOS; /* told here even where posix_spawn cannot (valgrind) */
     int tmp = -1;
     if (chan == 3) { /* dup2(3, 3) would keep CLOEXEC on old C libraries */
         tmp = fcntl(chan, F_DUPFD_CLOEXEC, 4);

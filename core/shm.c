@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +16,16 @@
 #include "error.h"
 #include "shm.h"
 
-#define MAX_FDS 250 /* under the kernel's SCM_MAX_FD */
-
 static void shm_destroy(braid_object_t *obj)
 {
     braid_shm_t *s = (braid_shm_t *)obj;
+    if (s->rb) {
+        for (size_t i = 0; i < s->rb->nfds; i++)
+            close(s->rb->fds[i]);
+        free(s->rb->data);
+        free(s->rb);
+    }
+    pthread_mutex_destroy(&s->rmu);
     if (s->mem)
         munmap(s->mem, s->size);
     if (s->fd >= 0)
@@ -60,6 +66,7 @@ static int shm_make(int kind, int fd, size_t size, int flags, uint64_t id, braid
         return BRAID_ENOMEM;
     s->kind = kind;
     s->fd = fd;
+    pthread_mutex_init(&s->rmu, NULL);
     s->size = size;
     s->flags = flags;
     if (size) {
@@ -72,6 +79,7 @@ static int shm_make(int kind, int fd, size_t size, int flags, uint64_t id, braid
     if (braid_object_init_id(&s->base, &braid_shm_types[kind], id) != 0) {
         if (s->mem)
             munmap(s->mem, size);
+        pthread_mutex_destroy(&s->rmu);
         free(s);
         return BRAID_ENOMEM;
     }
@@ -251,59 +259,91 @@ int braid_fd_wait(int fd, int64_t deadline, braid_waiter_t *w)
     }
 }
 
-/* Reads exactly n bytes, collecting received descriptors into fds. */
-static int recv_full(int sock, void *p, size_t n, int *fds, size_t *nfds, int64_t deadline,
-                     braid_waiter_t *w, int first)
+/* Receives into dst (up to n bytes, at least one), appending descriptors
+ * to rb's queue. Returns bytes, 0 at EOF, or -1 (errno). */
+static ssize_t recv_some(int sock, braid_rbuf_t *rb, void *dst, size_t n)
 {
-    uint8_t *b = p;
-    while (n > 0) {
-        if (first) { /* only the wait for a message's start is timed */
-            int r = braid_fd_wait(sock, deadline, w);
-            if (r == 0)
-                return BRAID_ETIMEOUT;
-            if (r < 0)
-                return r;
-        }
-        union {
-            struct cmsghdr h;
-            char b[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-        } cm;
-        struct iovec iov = {b, n};
-        struct msghdr mh = {
-            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof cm.b};
-        ssize_t r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return BRAID_EOS;
-        if (r == 0)
-            return first && b == p ? BRAID_EEOF : BRAID_ECORRUPT;
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    } cm;
+    struct iovec iov = {dst, n};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof cm.b};
+    ssize_t r;
+    do
+        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r > 0) {
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
             if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
                 continue;
             size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
             int *in = (int *)CMSG_DATA(c);
             for (size_t i = 0; i < k; i++) {
-                if (*nfds < MAX_FDS)
-                    fds[(*nfds)++] = in[i];
+                if (rb->nfds < MAX_FDS)
+                    rb->fds[rb->nfds++] = in[i];
                 else
                     close(in[i]);
             }
         }
-        b += r;
-        n -= (size_t)r;
-        first = 0;
+    }
+    return r;
+}
+
+/* Reads exactly n bytes through rb (its bytes first; small reads refill
+ * it when rb->cap is nonzero). Only the wait for a message's first byte
+ * (first) is timed. */
+static int recv_full(int sock, braid_rbuf_t *rb, void *p, size_t n, int64_t deadline,
+                     braid_waiter_t *w, int first)
+{
+    uint8_t *b = p;
+    int got_any = 0;
+    while (n > 0) {
+        if (rb->pos < rb->len) {
+            size_t k = rb->len - rb->pos < n ? rb->len - rb->pos : n;
+            memcpy(b, rb->data + rb->pos, k);
+            rb->pos += k;
+            b += k;
+            n -= k;
+            got_any = 1;
+            continue;
+        }
+        if (first && !got_any) {
+            int r = braid_fd_wait(sock, deadline, w);
+            if (r == 0)
+                return BRAID_ETIMEOUT;
+            if (r < 0)
+                return r;
+        }
+        ssize_t r;
+        if (rb->cap && n < rb->cap) {
+            rb->pos = rb->len = 0;
+            r = recv_some(sock, rb, rb->data, rb->cap);
+            if (r > 0)
+                rb->len = (size_t)r;
+        } else {
+            r = recv_some(sock, rb, b, n);
+            if (r > 0) {
+                b += r;
+                n -= (size_t)r;
+            }
+        }
+        if (r < 0)
+            return BRAID_EOS;
+        if (r == 0)
+            return first && !got_any ? BRAID_EEOF : BRAID_ECORRUPT;
+        got_any = 1;
     }
     return 0;
 }
 
-int braid_msg_recv(int sock, braid_buf_t *out, int64_t deadline, braid_waiter_t *w)
+int braid_msg_recv_rb(int sock, braid_rbuf_t *rb, braid_buf_t *out, int64_t deadline,
+                      braid_waiter_t *w)
 {
     braid_buf_reset(out);
-    int fds[MAX_FDS];
-    size_t nfds = 0;
     uint8_t h8[8];
-    int rc = recv_full(sock, h8, 8, fds, &nfds, deadline, w, 1);
+    int rc = recv_full(sock, rb, h8, 8, deadline, w, 1);
     uint32_t len = 0, nobjs = 0;
     desc_t *ds = NULL;
     if (!rc) {
@@ -314,8 +354,7 @@ int braid_msg_recv(int sock, braid_buf_t *out, int64_t deadline, braid_waiter_t 
     }
     if (!rc && nobjs) {
         ds = malloc(nobjs * sizeof *ds);
-        rc =
-            ds ? recv_full(sock, ds, nobjs * sizeof *ds, fds, &nfds, deadline, w, 0) : BRAID_ENOMEM;
+        rc = ds ? recv_full(sock, rb, ds, nobjs * sizeof *ds, deadline, w, 0) : BRAID_ENOMEM;
     }
     if (!rc) {
         if (out->cap < len) {
@@ -328,12 +367,18 @@ int braid_msg_recv(int sock, braid_buf_t *out, int64_t deadline, braid_waiter_t 
             }
         }
         if (!rc)
-            rc = recv_full(sock, out->data, len, fds, &nfds, deadline, w, 0);
+            rc = recv_full(sock, rb, out->data, len, deadline, w, 0);
         if (!rc)
             out->len = len;
     }
-    if (!rc && nfds != nobjs)
+    if (!rc && rb->nfds < nobjs)
         rc = BRAID_ECORRUPT;
+    /* this message's descriptors are the first nobjs of the queue */
+    int fds[MAX_FDS];
+    size_t take = rc ? 0 : nobjs;
+    memcpy(fds, rb->fds, take * sizeof(int));
+    memmove(rb->fds, rb->fds + take, (rb->nfds - take) * sizeof(int));
+    rb->nfds -= take;
     size_t used = 0;
     for (uint32_t i = 0; !rc && i < nobjs; i++) {
         braid_shm_t *s;
@@ -356,10 +401,42 @@ int braid_msg_recv(int sock, braid_buf_t *out, int64_t deadline, braid_waiter_t 
             out->objs[out->nobjs++] = &s->base;
         }
     }
-    for (size_t i = used; i < nfds; i++)
+    for (size_t i = used; i < take; i++)
         close(fds[i]);
     free(ds);
     if (rc)
         braid_buf_reset(out);
     return rc;
+}
+
+int braid_msg_recv(int sock, braid_buf_t *out, int64_t deadline, braid_waiter_t *w)
+{
+    braid_rbuf_t rb;
+    memset(&rb, 0, sizeof rb); /* unbuffered: reads no byte past the message */
+    int rc = braid_msg_recv_rb(sock, &rb, out, deadline, w);
+    for (size_t i = 0; i < rb.nfds; i++)
+        close(rb.fds[i]);
+    return rc;
+}
+
+int braid_conn_recv(braid_shm_t *c, braid_buf_t *out, int64_t deadline, braid_waiter_t *w)
+{
+    pthread_mutex_lock(&c->rmu);
+    /* No read-ahead (cap 0): other processes may read the same socket
+     * next (a Queue's consumers), so no byte past this message is taken. */
+    if (!c->rb)
+        c->rb = calloc(1, sizeof *c->rb);
+    int rc = c->rb ? braid_msg_recv_rb(c->fd, c->rb, out, deadline, w) : BRAID_ENOMEM;
+    pthread_mutex_unlock(&c->rmu);
+    return rc;
+}
+
+int braid_conn_poll(braid_shm_t *c, int64_t deadline, braid_waiter_t *w)
+{
+    pthread_mutex_lock(&c->rmu);
+    int buffered = c->rb && c->rb->pos < c->rb->len;
+    pthread_mutex_unlock(&c->rmu);
+    if (buffered)
+        return 1;
+    return braid_fd_wait(c->fd, deadline, w);
 }

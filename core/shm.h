@@ -4,6 +4,7 @@
 #ifndef BRAID_SHM_H
 #define BRAID_SHM_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,13 +26,25 @@ enum {
     BRAID_SHM_NKINDS
 };
 
+#define MAX_FDS 250 /* descriptors per message, under the kernel's SCM_MAX_FD */
+
+/* A connection's read-ahead: bytes and received descriptors not yet used. */
+typedef struct braid_rbuf {
+    uint8_t *data;
+    size_t pos, len, cap;
+    int fds[MAX_FDS];
+    size_t nfds;
+} braid_rbuf_t;
+
 typedef struct braid_shm {
     braid_object_t base;
     int kind;
     int fd; /* memfd or socket; owned */
     size_t size;
-    void *mem; /* the mapping (NULL for CONN) */
-    int flags; /* owner's use (CONN: readable 1, writable 2) */
+    void *mem;           /* the mapping (NULL for CONN) */
+    int flags;           /* owner's use (CONN: readable 1, writable 2) */
+    pthread_mutex_t rmu; /* CONN: one reader at a time in this process */
+    braid_rbuf_t *rb;    /* CONN: read-ahead, made on first recv */
 } braid_shm_t;
 
 /* One object type per kind (metatable names "braid.mp.<Kind>", module
@@ -61,6 +74,13 @@ int braid_msg_send(int sock, const braid_buf_t *buf, braid_object_t **bad);
  * BRAID_EEOF (peer closed), BRAID_ETIMEOUT, BRAID_ECANCELLED/BRAID_EINTR,
  * BRAID_ECORRUPT, BRAID_EOS. */
 int braid_msg_recv(int sock, braid_buf_t *out, int64_t deadline, braid_waiter_t *w);
+/* The same through a read-ahead buffer (braid_msg_recv reads no byte
+ * beyond its message, for channels handed over to other readers). */
+int braid_msg_recv_rb(int sock, braid_rbuf_t *rb, braid_buf_t *out, int64_t deadline,
+                      braid_waiter_t *w);
+/* A connection's recv (read ahead, serialised per process) and poll. */
+int braid_conn_recv(braid_shm_t *c, braid_buf_t *out, int64_t deadline, braid_waiter_t *w);
+int braid_conn_poll(braid_shm_t *c, int64_t deadline, braid_waiter_t *w);
 /* Waits until fd is readable (POLLIN/POLLHUP): 1 ready, 0 timeout, or
  * BRAID_ECANCELLED/BRAID_EINTR. */
 int braid_fd_wait(int fd, int64_t deadline, braid_waiter_t *w);

@@ -685,11 +685,7 @@ function Queue:put(item, block, timeout)
     wl:acquire()
     local ok, err = pcall(self._w.send, self._w, item)
     if ok then
-        local size = self._size
-        local l = size:get_lock()
-        l:acquire()
-        size.value = size.value + 1
-        l:release()
+        self._size:_add(1)
     end
     wl:release()
     if not ok then
@@ -723,11 +719,7 @@ function Queue:get(block, timeout)
         ok, item = pcall(r.recv, r)
     end
     if ok then
-        local size = self._size
-        local l = size:get_lock()
-        l:acquire()
-        size.value = size.value - 1
-        l:release()
+        self._size:_add(-1)
     end
     rl:release()
     if not ready then
