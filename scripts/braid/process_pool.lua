@@ -81,7 +81,9 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
     mpm.fork_warning = false -- this thread forks by design (documented)
     local workers = {}
     local function start(slot)
+        -- daemon: a pool never shut down does not keep the program from exiting
         local p = ctx:Process{name = ("%s-%d"):format(cfg.name, slot), target = pp._worker,
+                              daemon = true,
                               args = {jobs, answers, cur, slot, cfg.initializer, cfg.initargs,
                                       cfg.max_tasks}}
         p:start()
@@ -290,7 +292,7 @@ function PPE:submit(fn, ...)
     local ok, err = pcall(self._jobs.put, self._jobs, {id, fn, pack(...)})
     if not ok then -- an argument that cannot cross fails this future only
         self._ctl:put({"forget", id})
-        f:set_running_or_notify_cancel()
+        pcall(f.set_running_or_notify_cancel, f) -- the manager may have done it
         f:set_exception(err)
     end
     return f
