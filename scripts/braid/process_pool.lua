@@ -110,10 +110,15 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
             end
             if m[1] == "shutdown" then
                 shutting = true
-            elseif m[1] == "forget" then
-                if pending[m[2]] then
+            elseif m[1] == "forget" or m[1] == "drop" then
+                local f = pending[m[2]]
+                if f then
                     pending[m[2]] = nil
                     npending = npending - 1
+                    if m[1] == "drop" then -- shutdown(wait, cancel_futures=true)
+                        pcall(f.set_exception, f, Error.new("Cancelled",
+                            "cancelled by shutdown(cancel_futures=true)"))
+                    end
                 end
             elseif m[1] == "signal" then
                 for _, p in pairs(workers) do
@@ -208,7 +213,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
         if not ok or count % 64 == 0 or broken then
             check_workers()
         end
-        if (shutting and npending == 0) or broken then
+        if (shutting and (npending == 0 or next(workers) == nil)) or broken then
             if shutting and not broken then
                 for _ = 1, cfg.n do jobs:put(nil) end
             end
@@ -309,6 +314,7 @@ function PPE:shutdown(wait, cancel_futures)
             while true do
                 local ok, job = pcall(self._jobs.get, self._jobs, false)
                 if not ok then break end
+                self._ctl:put({"drop", job[1]})
             end
         end
         self._ctl:put({"shutdown"})
