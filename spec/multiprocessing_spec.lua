@@ -286,11 +286,10 @@ for _, method in ipairs({"spawn", "fork"}) do
   end
 
   describe("shared objects across processes (" .. method .. ")", function()
-    local shm_before
-    before_each(function() shm_before = shm_listing() end)
+    -- other programs on the machine use /dev/shm too: only names of ours count
     after_each(function()
       no_child_left()
-      assert.are.equal(shm_before, shm_listing(), "something was left in /dev/shm")
+      assert.is_nil(shm_listing():match("braid"), "something was left in /dev/shm")
     end)
 
     it("Lock: held in a child, acquire(false) is false here; a dead holder → owner died", function()
