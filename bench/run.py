@@ -69,6 +69,12 @@ GOALS = {
     "shared/table/shared_table_bytes": ("value", 96),
     "shared/table/shared_table_sets": ("value", 2e6),
     "shared/table/shared_table_gets": ("value", 4e6),
+    "multiprocessing/start_join/spawn_start_join": ("python", 20.0),  # issue 9
+    "multiprocessing/start_join/fork_start_join": ("python", 2.0),  # issue 9
+    "multiprocessing/mp_queue/mp_queue_100k": ("python", 3.0),  # issue 9
+    "multiprocessing/lock/mp_lock_acquire_release": ("python", 1.3),  # issue 9
+    "multiprocessing/pool_map/ppe_map_20k_chunksize1": ("python", 3.0),  # issue 9
+    "multiprocessing/pool_map/ppe_cpu_two_workers_speedup": ("value", 1.8),  # issue 9
 }
 GOALS["queue/1to1/queue_1to1"] = [GOALS["queue/1to1/queue_1to1"], ("steady", 0.7)]
 

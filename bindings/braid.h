@@ -56,6 +56,7 @@ enum {
     BRAID_ETYPE = -16, /* a value of the wrong type (get_scalar: not a scalar) */
     BRAID_EINTR = -17,
     BRAID_ESUSPEND = -18, /* internal: a wait inside an asyncio task suspends it */
+    BRAID_EEOF = -19,     /* a pipe or connection reached its end */
 };
 const char *braid_strerror(int err);
 const char *braid_errkind(int err);

@@ -9,6 +9,7 @@
 #include "lbraid.h"
 #include "lpreload.h"
 #include "lstate.h"
+#include "process.h"
 #include "thread.h"
 
 /* ---- root functions ---- */
@@ -209,6 +210,7 @@ int braid_shutdown(lua_State *L, double timeout)
     int64_t deadline = braid_clock_deadline(timeout);
     int rc = braid_executor_shutdown_group(group, deadline);
     int rc2 = braid_thread_join_nondaemon_group(group, deadline);
+    braid_proc_finish_all(deadline); /* then child processes, as Python */
     return rc == 0 && rc2 == 0;
 }
 

@@ -16,6 +16,7 @@
 #include "executor.h"
 #include "repl.h"
 #include "thread.h"
+#include "lprocess.h"
 #include "waiter.h"
 
 #ifndef BRAID_VERSION
@@ -428,6 +429,22 @@ static int pmain(lua_State *L)
     return 1;
 }
 
+/* Spawned processes run this executable (found as started, so that
+ * under valgrind too the child is braid). */
+static void set_worker_exe(const char *argv0)
+{
+    static char path[4096];
+    if (argv0 && strchr(argv0, '/') && realpath(argv0, path)) {
+        lbraid_worker_exe = path;
+        return;
+    }
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n > 0) {
+        path[n] = '\0';
+        lbraid_worker_exe = path;
+    }
+}
+
 int main(int argc, char **argv)
 {
     int status, result;
@@ -436,10 +453,9 @@ int main(int argc, char **argv)
         printf(usage_text, argv[0]);
         return EXIT_SUCCESS;
     }
-    if (argc > 1 && strcmp(argv[1], "--worker") == 0) {
-        l_message(argv[0], "--worker: not implemented");
-        return 2;
-    }
+    if (argc > 1 && strcmp(argv[1], "--worker") == 0)
+        return lbraid_worker_main(argc, argv);
+    set_worker_exe(argv[0]);
     L = luaL_newstate();
     if (L == NULL) {
         l_message(argv[0], "cannot create state: not enough memory");

@@ -26,7 +26,8 @@ extern "C" {
     X(AGAIN, -15, "RuntimeError", "would block")                                                   \
     X(TYPE, -16, "TypeError", "values are not comparable")                                         \
     X(INTR, -17, "RuntimeError", "interrupted!")                                                   \
-    X(SUSPEND, -18, "RuntimeError", "would block inside a task")
+    X(SUSPEND, -18, "RuntimeError", "would block inside a task")                                   \
+    X(EOF, -19, "EOFError", "end of file")
 
 enum {
     BRAID_OK = 0,

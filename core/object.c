@@ -44,6 +44,11 @@ static int reg_grow(void)
 
 int braid_object_init(braid_object_t *obj, const braid_object_type_t *type)
 {
+    return braid_object_init_id(obj, type, 0);
+}
+
+int braid_object_init_id(braid_object_t *obj, const braid_object_type_t *type, uint64_t id)
+{
     obj->type = type;
     atomic_init(&obj->refs, 1);
     pthread_mutex_lock(&reg_lock);
@@ -52,7 +57,7 @@ int braid_object_init(braid_object_t *obj, const braid_object_type_t *type)
         obj->id = 0;
         return BRAID_ENOMEM;
     }
-    obj->id = reg_next_id++;
+    obj->id = id ? id : reg_next_id++;
     size_t j = slot_of(obj->id, reg_cap);
     while (reg_slots[j])
         j = (j + 1) & (reg_cap - 1);

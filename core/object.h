@@ -27,6 +27,10 @@ struct braid_object {
 /* Initialises the header with one reference and registers the object so it
  * can be found by id (braid_object_lookup). Returns 0 or BRAID_ENOMEM. */
 int braid_object_init(braid_object_t *obj, const braid_object_type_t *type);
+/* The same with a chosen id (nonzero, not a live object's; ids with the
+ * top bit set are never handed out by braid_object_init): for objects that
+ * keep one id in every process (multiprocessing's shared objects). */
+int braid_object_init_id(braid_object_t *obj, const braid_object_type_t *type, uint64_t id);
 /* Adds a reference. Thread-safe. */
 void braid_object_retain(braid_object_t *obj);
 /* Drops a reference; the last one unregisters and destroys. Thread-safe.

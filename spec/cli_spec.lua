@@ -342,10 +342,10 @@ describe("braid executable", function()
       assert.equal(7, select(3, run { "-e", "os.exit(7, true)" }))
     end)
 
-    it("--worker is reserved", function()
+    it("--worker without a parent's call fails cleanly", function()
       local _, err, code = run { "--worker" }
       assert.equal(2, code)
-      assert.matches("not implemented", err)
+      assert.matches("no call from the parent", err)
     end)
   end)
 

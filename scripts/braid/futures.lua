@@ -323,4 +323,9 @@ end
 
 ExecutorMeta.__close = function(ex) ex:shutdown(true) end
 
+-- ProcessPoolExecutor lives in braid.process_pool (docs/multiprocessing.md)
+function M.ProcessPoolExecutor(...)
+  return require("braid.process_pool").ProcessPoolExecutor(...)
+end
+
 return M

@@ -204,6 +204,7 @@ static void test_shutdown_result(void)
     CHECK(strcmp(braid_host_strerror(BRAID_ETYPE), "values are not comparable") == 0);
     CHECK(strcmp(braid_host_strerror(BRAID_EINTR), "interrupted!") == 0);
     CHECK(strcmp(braid_host_strerror(BRAID_ESUSPEND), "would block inside a task") == 0);
+    CHECK(strcmp(braid_host_strerror(BRAID_EEOF), "end of file") == 0);
 }
 
 int main(void)

@@ -1,0 +1,49 @@
+/* Processes, shared between the multiprocessing module and the braid
+ * executable: the spawned worker's entry and the worker's own identity. */
+#ifndef BRAID_LPROCESS_H
+#define BRAID_LPROCESS_H
+
+#include <sys/types.h>
+
+struct braid_buf;
+
+#include <lua.h>
+
+/* Path of the braid executable, set by main() (NULL in braid.so): spawn
+ * then starts `<path> --worker`, else `<interpreter> -e ...`. */
+extern const char *lbraid_worker_exe;
+
+/* `braid --worker`: a new state runs the call read from fd 3; exits. */
+int lbraid_worker_main(int argc, char **argv);
+/* Runs the worker protocol on fd in L (any braid state); never returns. */
+void lbraid_worker_run(lua_State *L, int fd);
+
+/* Starts a thread that ends this process when fd reads EOF (the parent's
+ * end of the channel closed: the parent is gone), and asks the kernel to
+ * kill it when the parent dies (PR_SET_PDEATHSIG); ppid is the expected
+ * parent, checked after the request to close the race. */
+void lbraid_worker_watch_parent(int fd, pid_t ppid);
+
+/* Runs the function at the stack top (below it: nothing of interest) with
+ * nargs arguments above it as a process body, protected: an error prints
+ * "Process <name>:" and the traceback on stderr. Returns the exit code
+ * (0, or 1 on error). */
+int lbraid_worker_call(lua_State *L, int nargs, const char *name);
+
+/* Adds Lock, RLock, Semaphore, BoundedSemaphore, Event, Value, Array and
+ * Pipe to the module table at mod, and the method tables as __methods. */
+void lbraid_mp_open_sync(lua_State *L, int mod);
+/* Sends buf on fd as one message (shm.h), raising TypeError for an object
+ * that cannot cross processes and OSError/ConnectionError. */
+int lbraid_mp_send(lua_State *L, int fd, struct braid_buf *buf);
+
+/* This process's multiprocessing identity (set in children). */
+typedef struct lbraid_procinfo {
+    char name[64];  /* "MainProcess" or the Process name */
+    pid_t ppid;     /* 0 in the main process */
+    char pname[64]; /* parent's name */
+    int daemon;
+} lbraid_procinfo_t;
+extern lbraid_procinfo_t lbraid_procinfo;
+
+#endif

@@ -1,0 +1,380 @@
+/* Child processes: posix_spawn or fork, a pidfd per child for waiting with
+ * a deadline, and the table of children that nothing leaves unreaped. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "error.h"
+#include "process.h"
+
+extern char **environ;
+
+/* A waiting thread looks at its cancellation this often. */
+#define WAIT_SLICE_MS 50
+
+struct braid_proc {
+    atomic_int refs;
+    pid_t pid;
+    int pidfd; /* -1 once reaped */
+    int chan;  /* owner's descriptor, closed at reap; -1 none */
+    int daemon;
+    pthread_mutex_t mu; /* guards reaped/status/pidfd/chan */
+    int reaped, status; /* raw wait status once reaped */
+};
+
+/* The table of unreaped children; each entry holds one reference.
+ * Lock order: table_mu, then a child's mu. */
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static braid_proc_t **table;
+static size_t table_n, table_cap;
+
+static braid_proc_t *proc_new(pid_t pid)
+{
+    braid_proc_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    atomic_init(&p->refs, 1);
+    p->pid = pid;
+    p->chan = -1;
+    pthread_mutex_init(&p->mu, NULL);
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (p->pidfd >= 0)
+        fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
+    return p;
+}
+
+/* Adds p to the table (one more reference). 0 or BRAID_ENOMEM. */
+static int table_add(braid_proc_t *p)
+{
+    int rc = 0;
+    pthread_mutex_lock(&table_mu);
+    if (table_n == table_cap) {
+        size_t ncap = table_cap ? table_cap * 2 : 16;
+        braid_proc_t **n = realloc(table, ncap * sizeof *n);
+        if (!n)
+            rc = BRAID_ENOMEM;
+        else {
+            table = n;
+            table_cap = ncap;
+        }
+    }
+    if (!rc) {
+        braid_proc_retain(p);
+        table[table_n++] = p;
+    }
+    pthread_mutex_unlock(&table_mu);
+    return rc;
+}
+
+static void table_remove(braid_proc_t *p)
+{
+    int found = 0;
+    pthread_mutex_lock(&table_mu);
+    for (size_t i = 0; i < table_n; i++) {
+        if (table[i] == p) {
+            table[i] = table[--table_n];
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&table_mu);
+    if (found)
+        braid_proc_release(p);
+}
+
+int braid_proc_spawn(const char *path, char *const argv[], int chan, braid_proc_t **out)
+{
+    *out = NULL;
+    if (access(path, X_OK) != 0)
+        return BRAID_EOS; /* told here even where posix_spawn cannot (valgrind) */
+    int tmp = -1;
+    if (chan == 3) { /* dup2(3, 3) would keep CLOEXEC on old C libraries */
+        tmp = fcntl(chan, F_DUPFD_CLOEXEC, 4);
+        if (tmp < 0)
+            return BRAID_EOS;
+        chan = tmp;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, chan, 3);
+    sigset_t none, def;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    sigaddset(&def, SIGTERM);
+    sigaddset(&def, SIGINT);
+    sigaddset(&def, SIGCHLD);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int err = posix_spawn(&pid, path, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (tmp >= 0)
+        close(tmp);
+    if (err) {
+        errno = err;
+        return BRAID_EOS;
+    }
+    braid_proc_t *p = proc_new(pid);
+    if (!p || table_add(p)) {
+        /* cannot track it: do not leave it running or unreaped */
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        braid_proc_release(p);
+        return BRAID_ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+/* In a fork child: forget the parent's children and close their channels. */
+static void table_forget(void)
+{
+    for (size_t i = 0; i < table_n; i++) {
+        braid_proc_t *p = table[i];
+        if (p->chan >= 0)
+            close(p->chan);
+        if (p->pidfd >= 0)
+            close(p->pidfd);
+        p->chan = p->pidfd = -1;
+        p->reaped = 1; /* not our child here: never wait for it */
+    }
+    /* the entries' references leak into the child on purpose: handles in
+     * the copied Lua state may still point at them */
+    table_n = 0;
+}
+
+int braid_proc_fork(braid_proc_t **out)
+{
+    *out = NULL;
+    fflush(NULL);
+    pthread_mutex_lock(&table_mu); /* no table update in flight at fork */
+    pid_t pid = fork();
+    if (pid == 0) {
+        pthread_mutex_init(&table_mu, NULL);
+        table_forget();
+        return 0;
+    }
+    pthread_mutex_unlock(&table_mu);
+    if (pid < 0)
+        return BRAID_EOS;
+    braid_proc_t *p = proc_new(pid);
+    if (!p || table_add(p)) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        braid_proc_release(p);
+        return BRAID_ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+/* Reaps p if it has exited (blocking waitpid when block). Returns 1 when
+ * reaped. Takes p->mu. */
+static int proc_reap(braid_proc_t *p, int block)
+{
+    pthread_mutex_lock(&p->mu);
+    if (!p->reaped) {
+        int st;
+        pid_t r;
+        do
+            r = waitpid(p->pid, &st, block ? 0 : WNOHANG);
+        while (r < 0 && errno == EINTR);
+        if (r == p->pid || (r < 0 && errno == ECHILD)) {
+            p->reaped = 1;
+            p->status = r == p->pid ? st : 0;
+            if (p->pidfd >= 0)
+                close(p->pidfd);
+            if (p->chan >= 0)
+                close(p->chan);
+            p->pidfd = p->chan = -1;
+        }
+    }
+    int done = p->reaped;
+    pthread_mutex_unlock(&p->mu);
+    if (done)
+        table_remove(p);
+    return done;
+}
+
+int braid_proc_poll(braid_proc_t *p)
+{
+    return proc_reap(p, 0);
+}
+
+int braid_proc_wait(braid_proc_t *p, int64_t deadline, braid_waiter_t *w)
+{
+    for (;;) {
+        if (proc_reap(p, 0))
+            return 0;
+        if (w && atomic_load(&w->cancelled))
+            return BRAID_ECANCELLED;
+        if (w && w->interruptible && braid_waiter_take_interrupt()) {
+            braid_waiter_interrupt(); /* leave it for the caller to see */
+            return BRAID_EINTR;
+        }
+        int ms = WAIT_SLICE_MS;
+        if (deadline != BRAID_FOREVER) {
+            int64_t left = deadline - braid_clock_now();
+            if (left <= 0)
+                return BRAID_ETIMEOUT;
+            if (left / 1000000 < ms)
+                ms = (int)((left + 999999) / 1000000);
+        }
+        pthread_mutex_lock(&p->mu);
+        int fd = p->pidfd >= 0 ? dup(p->pidfd) : -1; /* a reaper may close it */
+        pthread_mutex_unlock(&p->mu);
+        if (fd < 0) {
+            struct timespec ts = {0, 1000000}; /* no pidfd: poll every ms */
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        poll(&pfd, 1, ms);
+        close(fd);
+    }
+}
+
+int braid_proc_signal(braid_proc_t *p, int sig)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    if (!p->reaped && kill(p->pid, sig) != 0 && errno != ESRCH)
+        rc = BRAID_EOS;
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+pid_t braid_proc_pid(const braid_proc_t *p)
+{
+    return p->pid;
+}
+
+int braid_proc_exitcode(braid_proc_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int code = INT32_MIN;
+    if (p->reaped) {
+        if (WIFSIGNALED(p->status))
+            code = -WTERMSIG(p->status);
+        else
+            code = WEXITSTATUS(p->status);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return code;
+}
+
+void braid_proc_set_chan(braid_proc_t *p, int fd)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->reaped && fd >= 0)
+        close(fd);
+    else
+        p->chan = fd;
+    pthread_mutex_unlock(&p->mu);
+}
+
+int braid_proc_chan(const braid_proc_t *p)
+{
+    return p->chan;
+}
+
+void braid_proc_set_daemon(braid_proc_t *p, int daemon)
+{
+    p->daemon = daemon;
+}
+
+void braid_proc_retain(braid_proc_t *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void braid_proc_release(braid_proc_t *p)
+{
+    if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    /* the table holds a reference until reaped, so p was reaped (or is a
+     * forgotten parent's child in a fork child) */
+    if (p->pidfd >= 0)
+        close(p->pidfd);
+    if (p->chan >= 0)
+        close(p->chan);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* A retained snapshot of the table. */
+static braid_proc_t **table_snapshot(size_t *n)
+{
+    pthread_mutex_lock(&table_mu);
+    braid_proc_t **a = table_n ? malloc(table_n * sizeof *a) : NULL;
+    *n = a ? table_n : 0;
+    for (size_t i = 0; i < *n; i++) {
+        a[i] = table[i];
+        braid_proc_retain(a[i]);
+    }
+    pthread_mutex_unlock(&table_mu);
+    return a;
+}
+
+braid_proc_t **braid_proc_children(size_t *n)
+{
+    size_t all;
+    braid_proc_t **a = table_snapshot(&all);
+    size_t k = 0;
+    for (size_t i = 0; i < all; i++) {
+        if (proc_reap(a[i], 0))
+            braid_proc_release(a[i]);
+        else
+            a[k++] = a[i];
+    }
+    *n = k;
+    if (!k) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+size_t braid_proc_count(void)
+{
+    pthread_mutex_lock(&table_mu);
+    size_t n = table_n;
+    pthread_mutex_unlock(&table_mu);
+    return n;
+}
+
+void braid_proc_finish_all(int64_t deadline)
+{
+    size_t n;
+    braid_proc_t **a = table_snapshot(&n);
+    for (size_t i = 0; i < n; i++)
+        if (a[i]->daemon)
+            braid_proc_signal(a[i], SIGTERM);
+    for (size_t i = 0; i < n; i++) {
+        if (braid_proc_wait(a[i], deadline, NULL) != 0) {
+            braid_proc_signal(a[i], SIGKILL);
+            braid_proc_wait(a[i], BRAID_FOREVER, NULL);
+        }
+        braid_proc_release(a[i]);
+    }
+    free(a);
+}

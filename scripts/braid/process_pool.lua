@@ -1,0 +1,372 @@
+-- braid.process_pool: futures.ProcessPoolExecutor and multiprocessing.Pool.
+-- Worker processes take jobs from one shared Queue and answer on another; a
+-- manager thread in the parent completes the futures and watches the workers.
+local M = ... or {}
+local braid = require "braid"
+local mp = require "braid.multiprocessing"
+local futures = require "braid.futures"
+local threading = require "braid.threading"
+local queue = require "braid.queue"
+local poolmod = require "braid.pool"
+local Error = braid.Error
+local pack, unpack = table.pack, table.unpack
+
+local function raise(kind, msg, level)
+    error(Error.new(kind, msg), (level or 1) + 1)
+end
+
+local SIGNAMES = {[1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [4] = "SIGILL",
+                  [6] = "SIGABRT", [7] = "SIGBUS", [8] = "SIGFPE", [9] = "SIGKILL",
+                  [11] = "SIGSEGV", [13] = "SIGPIPE", [14] = "SIGALRM", [15] = "SIGTERM"}
+
+-- "signal 9 (SIGKILL)" or "exit code 3"
+local function how_died(code)
+    if code == nil then
+        return "an unknown cause"
+    elseif code < 0 then
+        return ("signal %d (%s)"):format(-code, SIGNAMES[-code] or "?")
+    end
+    return ("exit code %d"):format(code)
+end
+M._how_died = how_died
+
+-- ---- the worker process ----
+
+-- jobs: {id, fn, args} or nil (stop); answers: {id, ok, results|err, tb}
+-- or {"exit", slot} when max_tasks is reached. cur[slot] = running job id.
+function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
+    if initializer then
+        initializer(unpack(initargs or {}, 1, (initargs or {}).n or #(initargs or {})))
+    end
+    local done = 0
+    local tb
+    local function handler(e)
+        tb = braid.traceback(e) or debug.traceback(type(e) == "string" and e or tostring(e), 2)
+        return e
+    end
+    while true do
+        local job = jobs:get()
+        if job == nil then
+            return
+        end
+        cur[slot] = job[1]
+        local a = job[3]
+        local r = pack(xpcall(job[2], handler, unpack(a, 1, a.n)))
+        local answer
+        if r[1] then
+            answer = {job[1], true, pack(unpack(r, 2, r.n))}
+        else
+            answer = {job[1], false, r[2], tb}
+        end
+        local ok, err = pcall(answers.put, answers, answer)
+        if not ok then -- a result that cannot cross: say so instead
+            answers:put({job[1], false, Error.new("TypeError", tostring(err.message or err)), nil})
+        end
+        cur[slot] = 0
+        done = done + 1
+        if max_tasks and done >= max_tasks then
+            answers:put({"exit", slot})
+            return
+        end
+    end
+end
+
+-- ---- the manager thread (in the parent) ----
+
+-- ctl: a braid.queue of {id, future} and {"shutdown"}, {"signal", sig}.
+function M._manager(cfg, ctl, jobs, answers, cur, state)
+    local mpm = require "braid.multiprocessing"
+    local pp = require "braid.process_pool"
+    local ctx = mpm.get_context(cfg.start_method)
+    mpm.fork_warning = false -- this thread forks by design (documented)
+    local workers = {}
+    local function start(slot)
+        -- daemon: a pool never shut down does not keep the program from exiting
+        local p = ctx:Process{name = ("%s-%d"):format(cfg.name, slot), target = pp._worker,
+                              daemon = true,
+                              args = {jobs, answers, cur, slot, cfg.initializer, cfg.initargs,
+                                      cfg.max_tasks}}
+        p:start()
+        workers[slot] = p
+    end
+    for slot = 1, cfg.n do
+        start(slot)
+    end
+    local pending, npending = {}, 0
+    local shutting = false
+    local broken = nil
+    local function fail_all(err)
+        for id, f in pairs(pending) do
+            pcall(f.set_exception, f, err)
+            pending[id] = nil
+        end
+        npending = 0
+    end
+    local function drain()
+        while true do
+            local ok, m = pcall(ctl.get_nowait, ctl)
+            if not ok then
+                return
+            end
+            if m[1] == "shutdown" then
+                shutting = true
+            elseif m[1] == "forget" or m[1] == "drop" then
+                local f = pending[m[2]]
+                if f then
+                    pending[m[2]] = nil
+                    npending = npending - 1
+                    if m[1] == "drop" then -- shutdown(wait, cancel_futures=true)
+                        pcall(f.set_exception, f, Error.new("Cancelled",
+                            "cancelled by shutdown(cancel_futures=true)"))
+                    end
+                end
+            elseif m[1] == "signal" then
+                for _, p in pairs(workers) do
+                    if p:is_alive() then p[m[2]](p) end
+                end
+                broken = broken or Error.new("BrokenProcessPool",
+                    "the pool's workers were stopped by " .. m[2] .. "_workers()")
+                state.value = 1
+                fail_all(broken)
+            elseif broken then
+                pcall(m[2].set_exception, m[2], broken)
+            else
+                pending[m[1]] = m[2]
+                npending = npending + 1
+                pcall(m[2].set_running_or_notify_cancel, m[2])
+            end
+        end
+    end
+    local function check_workers()
+        for slot, p in pairs(workers) do
+            if not p:is_alive() then
+                local job = cur[slot]
+                if job ~= 0 or (not shutting and not broken) then
+                    local code = p.exitcode
+                    local msg = ("worker %d (%s) died of %s while running job %d"):format(p.pid,
+                        p.name, how_died(code), job)
+                    if job == 0 then
+                        msg = ("worker %d (%s) died of %s between jobs"):format(p.pid, p.name,
+                                                                             how_died(code))
+                    end
+                    local err = Error.new("BrokenProcessPool", msg)
+                    workers[slot] = nil
+                    cur[slot] = 0
+                    if cfg.replace then -- Pool: fail that job, replace the worker
+                        drain()
+                        local f = pending[job]
+                        if f then
+                            pending[job] = nil
+                            npending = npending - 1
+                            pcall(f.set_exception, f, err)
+                        end
+                        if not shutting then start(slot) end
+                    else
+                        broken = broken or err
+                        state.value = 1
+                    end
+                else
+                    workers[slot] = nil
+                end
+            end
+        end
+        if broken then
+            for _, p in pairs(workers) do
+                if p:is_alive() then p:terminate() end
+            end
+            drain()
+            fail_all(broken)
+        end
+    end
+    local count = 0
+    while true do
+        drain()
+        local ok, a = pcall(answers.get, answers, true, 0.05)
+        if ok then
+            if a[1] == "exit" then
+                local p = workers[a[2]]
+                if p then p:join() end
+                workers[a[2]] = nil
+                if not shutting and not broken then start(a[2]) end
+            else
+                local f = pending[a[1]]
+                if f == nil then
+                    drain()
+                    f = pending[a[1]]
+                end
+                if f then
+                    pending[a[1]] = nil
+                    npending = npending - 1
+                    if a[2] then
+                        local r = a[3]
+                        pcall(f.set_result, f, unpack(r, 1, r.n))
+                    else
+                        pcall(f.set_exception, f, a[3])
+                    end
+                end
+            end
+            count = count + 1
+        elseif not Error.is(a, "Empty") then
+            broken = broken or Error.new("BrokenProcessPool", "result queue: " .. tostring(a))
+            state.value = 1
+        end
+        if not ok or count % 64 == 0 or broken then
+            check_workers()
+        end
+        if (shutting and (npending == 0 or next(workers) == nil)) or broken then
+            if shutting and not broken then
+                for _ = 1, cfg.n do jobs:put(nil) end
+            end
+            for _, p in pairs(workers) do
+                p:join(shutting and 30 or 1)
+                if p:is_alive() then p:kill(); p:join() end
+            end
+            drain()
+            fail_all(broken or Error.new("BrokenProcessPool", "the pool was shut down"))
+            return
+        end
+    end
+end
+
+-- ---- ProcessPoolExecutor ----
+
+local PPE = {__name = "braid.ProcessPoolExecutor"}
+PPE.__index = PPE
+M._ProcessPoolExecutorClass = PPE
+
+local instances = 0
+
+local function new_pool(opts, replace)
+    if type(opts) ~= "table" then
+        opts = {max_workers = opts}
+    end
+    local n = opts.max_workers
+    if n == nil then
+        n = braid.cpu_count()
+    end
+    if math.type(n) ~= "integer" or n < 1 then
+        raise("ValueError", "max_workers must be greater than 0", 3)
+    end
+    local mt = opts.max_tasks_per_child
+    if mt ~= nil and (math.type(mt) ~= "integer" or mt < 1) then
+        raise("ValueError", "max_tasks_per_child must be >= 1", 3)
+    end
+    if opts.initializer ~= nil and type(opts.initializer) ~= "function" then
+        error("bad argument #1 to 'ProcessPoolExecutor' (initializer must be a function)", 3)
+    end
+    local method = opts.start_method or mp.get_start_method()
+    mp.get_context(method)
+    instances = instances + 1
+    local self = setmetatable({_n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
+                               _cur = mp.Array("q", n), _state = mp.Value("i", 0),
+                               _ctl = queue.SimpleQueue(), _next = 0, _shutdown = false}, PPE)
+    local cfg = {n = n, start_method = method, initializer = opts.initializer,
+                 initargs = opts.initargs, max_tasks = mt, replace = replace,
+                 name = (replace and "PoolWorker" or "ProcessPoolWorker") .. "-" .. instances}
+    self._thread = threading.Thread{target = M._manager, daemon = true,
+                                    args = {cfg, self._ctl, self._jobs, self._answers, self._cur,
+                                            self._state}}
+    self._thread:start()
+    return self
+end
+
+--- ProcessPoolExecutor{max_workers=, initializer=, initargs=, max_tasks_per_child=, start_method=}
+function M.ProcessPoolExecutor(opts)
+    return new_pool(opts, false)
+end
+
+function PPE:_max_workers()
+    return self._n
+end
+
+function PPE:submit(fn, ...)
+    if self._shutdown then
+        raise("RuntimeError", "cannot schedule new futures after shutdown", 2)
+    end
+    if self._state.value ~= 0 then
+        raise("BrokenProcessPool", "A child process terminated abruptly, the process pool is " ..
+              "not usable anymore", 2)
+    end
+    if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+        error("bad argument #1 to 'submit' (function expected, got " .. type(fn) .. ")", 2)
+    end
+    self._next = self._next + 1
+    local id = self._next
+    local f = futures.Future()
+    self._ctl:put({id, f}) -- first: the answer may come back at once
+    local ok, err = pcall(self._jobs.put, self._jobs, {id, fn, pack(...)})
+    if not ok then -- an argument that cannot cross fails this future only
+        self._ctl:put({"forget", id})
+        pcall(f.set_running_or_notify_cancel, f) -- the manager may have done it
+        f:set_exception(err)
+    end
+    return f
+end
+
+function PPE:shutdown(wait, cancel_futures)
+    if wait == nil then
+        wait = true
+    end
+    if not self._shutdown then
+        self._shutdown = true
+        if cancel_futures then
+            -- jobs not yet taken by a worker are dropped
+            while true do
+                local ok, job = pcall(self._jobs.get, self._jobs, false)
+                if not ok then break end
+                self._ctl:put({"drop", job[1]})
+            end
+        end
+        self._ctl:put({"shutdown"})
+    end
+    if wait then
+        self._thread:join()
+    end
+end
+
+local function stop_workers(self, how)
+    if not self._shutdown then
+        self._ctl:put({"signal", how})
+        self._shutdown = true
+    end
+    self._thread:join()
+end
+
+--- ex:terminate_workers(): SIGTERM to every worker; pending futures fail
+function PPE:terminate_workers()
+    stop_workers(self, "terminate")
+end
+
+--- ex:kill_workers(): SIGKILL to every worker; pending futures fail
+function PPE:kill_workers()
+    stop_workers(self, "kill")
+end
+
+PPE.map = futures._Executor_methods.map
+PPE.with = futures._Executor_methods.with
+PPE.__close = function(self) self:shutdown(true) end
+
+-- ---- Pool (the ThreadPool's API on a process pool) ----
+
+--- Pool(processes) or Pool{processes=, initializer=, initargs=, maxtasksperchild=}
+function M.Pool(opts)
+    if type(opts) ~= "table" then
+        opts = {processes = opts}
+    end
+    local n = opts.processes
+    if n == nil then
+        n = braid.cpu_count()
+    end
+    if math.type(n) ~= "integer" or n < 1 then
+        raise("ValueError", "Number of processes must be at least 1", 2)
+    end
+    local mt = opts.maxtasksperchild
+    if mt ~= nil and (math.type(mt) ~= "integer" or mt < 1) then
+        raise("ValueError", "maxtasksperchild must be a positive int or nil", 2)
+    end
+    local ex = new_pool({max_workers = n, initializer = opts.initializer,
+                         initargs = opts.initargs, max_tasks_per_child = mt}, true)
+    return setmetatable({_ex = ex, _state = "RUN", _processes = n}, poolmod.ThreadPoolClass)
+end
+
+return M
