@@ -21,7 +21,13 @@
 #define TAG_TASK 1
 #define TAG_RESULT 2
 #define TAG_STOP 3
-#define PIPELINE 2 /* tasks in flight per worker rank */
+#ifndef SPIN
+#define SPIN 8
+#endif
+#ifndef STEP_NS
+#define STEP_NS 10000
+#endif
+#define PIPELINE 8 /* tasks in flight per worker rank */
 
 static pthread_mutex_t mpi_mu = PTHREAD_MUTEX_INITIALIZER;
 static int mpi_rank, mpi_size, mpi_inited;
@@ -66,9 +72,9 @@ static void mpi_end_at_exit(int status, void *arg)
  * first, then up to 1 ms), so a waiting rank does not burn a core. */
 static int64_t backoff_ns(int idle)
 {
-    if (idle < 64)
+    if (idle < SPIN)
         return 0;
-    int64_t ns = (int64_t)(idle - 63) * 20000;
+    int64_t ns = (int64_t)(idle - SPIN + 1) * STEP_NS;
     return ns > 1000000 ? 1000000 : ns;
 }
 

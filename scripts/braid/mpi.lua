@@ -93,13 +93,96 @@ end
 
 function Executor:_max_workers() return self._n end
 
+-- Runs fn over a chunk of single arguments on a worker: out[i] is item
+-- i's only result, or out.multi[i] its packed results when it has several;
+-- stops at the first error (out.err, out.tb, out.n = items before it).
+local function run_chunk1(fn, items)
+  local out, multi, tb = { n = 0 }, nil, nil
+  local function handler(e)
+    tb = braid.traceback(e) or debug.traceback(type(e) == "string" and e or tostring(e), 2)
+    return e
+  end
+  for i = 1, items.n do
+    local r = pack(xpcall(fn, handler, items[i]))
+    if not r[1] then
+      out.failed, out.err, out.tb = true, r[2], tb
+      return out
+    end
+    if r.n == 2 then
+      out[i] = r[2]
+    else
+      multi = multi or {}
+      multi[i] = r
+    end
+    out.n = i
+  end
+  out.multi = multi
+  return out
+end
+M._run_chunk1 = run_chunk1
+
+-- map over one iterable in chunks: items travel as plain arrays.
+local function map1(ex, fn, items, n, chunksize, deadline)
+  local fs = {}
+  for i = 1, n, chunksize do
+    local j = math.min(n, i + chunksize - 1)
+    fs[#fs + 1] = ex:submit(run_chunk1, fn, { n = j - i + 1, unpack(items, i, j) })
+  end
+  local fi, chunk, ci, finished = 0, nil, 0, false
+  local function remaining()
+    if not deadline then return nil end
+    local r = deadline - braid.monotonic()
+    return r > 0 and r or 0
+  end
+  local function cancel_rest()
+    finished = true
+    for j = fi + 1, #fs do fs[j]:cancel() end
+  end
+  return function()
+    if finished then return end
+    while true do
+      if chunk then
+        ci = ci + 1
+        if ci <= chunk.n then
+          local m = chunk.multi and chunk.multi[ci]
+          if m then return unpack(m, 2, m.n) end
+          return chunk[ci]
+        end
+        if chunk.failed then
+          local e, tb = chunk.err, chunk.tb
+          chunk = nil
+          cancel_rest()
+          futures._raise(e, tb)
+        end
+        chunk = nil
+      end
+      fi = fi + 1
+      local f = fs[fi]
+      if not f then finished = true; return end
+      local ok, r = pcall(f.result, f, remaining())
+      if not ok then cancel_rest(); error(r, 0) end
+      chunk, ci = r, 0
+    end
+  end
+end
+
 --- ex:map(fn, iterable, ..., {timeout=, chunksize=1}) -> iterator of results
 function Executor:map(fn, ...)
   local its, opts = futures._map_args(...)
   if #its == 0 then error("bad argument #2 to 'map' (iterable expected)", 2) end
   local deadline = opts.timeout and opts.timeout >= 0 and braid.monotonic() + opts.timeout or nil
-  local rows = futures._collect_rows(its)
   local chunksize = futures._check_chunksize(opts.chunksize, 1)
+  if #its == 1 and chunksize > 1 then
+    local items, n, next_item = {}, 0, its[1]
+    while true do
+      local ok, v = next_item()
+      if not ok then break end
+      n = n + 1
+      items[n] = v
+    end
+    return map1(self, fn, items, n, chunksize, deadline)
+  end
+  local rows = futures._collect_rows(its)
   local fs = futures._submit_all(self, fn, rows, chunksize)
   return futures._results_iter(fs, chunksize, deadline)
 end

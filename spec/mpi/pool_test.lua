@@ -45,6 +45,22 @@ check("map keeps input order (chunksize 1 and 7)", function()
   end
 end)
 
+check("chunked map: several results, nil results and holes", function()
+  local it = ex:map(function(x) if x == 2 then return nil end if x == 3 then return x, "three" end return x end,
+    {1, 2, 3, 4, n = 4}, {chunksize = 3})
+  assert(it() == 1)
+  local a, b = it()
+  assert(a == nil and b == nil)
+  a, b = it()
+  assert(a == 3 and b == "three")
+  assert(it() == 4)
+  assert(select("#", it()) == 0)
+  local holes = {}
+  local h = ex:map(function(x) return x end, {10, nil, 30, n = 3}, {chunksize = 2})
+  for i = 1, 3 do holes[i] = tostring(h()) end
+  assert(table.concat(holes, ",") == "10,nil,30", table.concat(holes, ","))
+end)
+
 check("map with two iterables and a timeout", function()
   local out = {}
   for v in ex:map(function(a, b) return a .. b end, {"a", "b", "c"}, {"x", "y", "z"}, {timeout = 60}) do
