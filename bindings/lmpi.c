@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <mpi.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +25,9 @@
 #define TAG_STOP 3
 #ifndef SPIN
 #define SPIN 8
+#endif
+#ifndef YIELDS
+#define YIELDS 64
 #endif
 #ifndef STEP_NS
 #define STEP_NS 10000
@@ -68,13 +73,18 @@ static void mpi_end_at_exit(int status, void *arg)
     MPI_Finalize();
 }
 
-/* Sleeps a little; the pause grows with the number of idle polls (spin
- * first, then up to 1 ms), so a waiting rank does not burn a core. */
+/* The pause after `idle` empty polls: none at first (spinning), then the
+ * core is yielded to whoever else wants it (here, returning 0), then sleeps
+ * growing to 1 ms, so a waiting rank does not hold a core. */
 static int64_t backoff_ns(int idle)
 {
     if (idle < SPIN)
         return 0;
-    int64_t ns = (int64_t)(idle - SPIN + 1) * STEP_NS;
+    if (idle < SPIN + YIELDS) {
+        sched_yield();
+        return 0;
+    }
+    int64_t ns = (int64_t)(idle - SPIN - YIELDS + 1) * STEP_NS;
     return ns > 1000000 ? 1000000 : ns;
 }
 
@@ -354,6 +364,7 @@ static int lmpi_serve(lua_State *L)
     check_inited(L);
     braid_buf_t *out = lbraid_push_buf(L);
     int idle = 0;
+    prctl(PR_SET_TIMERSLACK, 1000UL); /* its short sleeps: 1 us slack, not 50 */
     for (;;) {
         MPI_Message msg;
         MPI_Status st;
@@ -513,6 +524,7 @@ static void deliver(wstate_t *ws, int r, const uint8_t *data, size_t len)
 static void *dispatch_main(void *arg)
 {
     wstate_t *ws = arg;
+    prctl(PR_SET_TIMERSLACK, 1000UL);    /* its short sleeps: 1 us slack, not 50 */
     task_t *phead = NULL, *ptail = NULL; /* taken, not yet sent */
     int idle = 0;
     unsigned checks = 0;
@@ -608,22 +620,20 @@ static void *dispatch_main(void *arg)
             continue;
         }
         /* nothing moved: sleep until a submit, or a while if waiting on ranks */
+        int64_t ns = inflight || phead ? backoff_ns(idle++) : 0;
         pthread_mutex_lock(&disp.mu);
         if (!disp.head && !disp.stop) {
             if (!inflight && !phead) {
                 pthread_cond_wait(&disp.cv, &disp.mu);
-            } else {
-                int64_t ns = backoff_ns(idle++);
-                if (ns) {
-                    struct timespec ts;
-                    clock_gettime(CLOCK_REALTIME, &ts);
-                    ts.tv_nsec += ns;
-                    if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                    }
-                    pthread_cond_timedwait(&disp.cv, &disp.mu, &ts);
+            } else if (ns) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += ns;
+                if (ts.tv_nsec >= 1000000000) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000;
                 }
+                pthread_cond_timedwait(&disp.cv, &disp.mu, &ts);
             }
         }
         pthread_mutex_unlock(&disp.mu);

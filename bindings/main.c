@@ -439,6 +439,10 @@ static int pmain(lua_State *L)
         return 0;
     if (args & has_m) {
         const char *mod = argv[script][0] == '-' ? argv[script] + 2 : argv[script];
+        lua_getglobal(L, "arg");
+        lua_pushstring(L, mod); /* arg[0]: the module, also for "-mmod" */
+        lua_rawseti(L, -2, 0);
+        lua_pop(L, 1);
         if (handle_module(L, mod) != LUA_OK)
             return 0;
     } else if (script > 0 && handle_script(L, argv + script) != LUA_OK) {
