@@ -5,6 +5,7 @@
  * (MPI_THREAD_SERIALIZED); nothing blocks inside MPI: requests are polled,
  * so every wait has a deadline and can be cancelled. */
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <mpi.h>
 #include <pthread.h>
@@ -176,6 +177,11 @@ static int lmpi_init(lua_State *L)
                 MPI_Abort(MPI_COMM_WORLD, 1);
                 return 0;
             }
+            /* the exit handler lives in this code: when it is braid.so,
+             * stock lua5.4 unloads it at lua_close, before exit runs it */
+            Dl_info info;
+            if (dladdr((void *)mpi_end_at_exit, &info) && info.dli_fname)
+                dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
             on_exit(mpi_end_at_exit, NULL);
         }
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

@@ -34,6 +34,7 @@ run() {
 }
 run "pool -n 3" 1 -n 3 "$EXE" -m braid.mpi spec/mpi/pool_test.lua an-arg
 run "spmd -n 3" 3 -n 3 "$EXE" spec/mpi/spmd_test.lua
+LUA_CPATH="$PWD/$BUILD/?.so;;" run "spmd -n 3 (lua5.4 + braid.so)" 3 -n 3 lua5.4 spec/mpi/spmd_test.lua
 run "no workers -n 1" 1 -n 1 "$EXE" -m braid.mpi spec/mpi/none_test.lua
 run "killed worker -n 3" 1 --enable-recovery -n 3 "$EXE" -m braid.mpi spec/mpi/kill_test.lua
 # a rank failing in an SPMD script ends the job (MPI_Abort), no hang

@@ -96,27 +96,31 @@ function Executor:_max_workers() return self._n end
 -- Runs fn over a chunk of single arguments on a worker: out[i] is item
 -- i's only result, or out.multi[i] its packed results when it has several;
 -- stops at the first error (out.err, out.tb, out.n = items before it).
+local function settle(out, i, ok, ...)
+  if not ok then return false, ... end
+  if select("#", ...) == 1 then
+    out[i] = ...
+  else -- none or several: packed as xpcall's results, as _run_chunk's rows
+    out.multi = out.multi or {}
+    out.multi[i] = pack(true, ...)
+  end
+  return true
+end
+
 local function run_chunk1(fn, items)
-  local out, multi, tb = { n = 0 }, nil, nil
+  local out, tb = { n = 0 }, nil
   local function handler(e)
     tb = braid.traceback(e) or debug.traceback(type(e) == "string" and e or tostring(e), 2)
     return e
   end
   for i = 1, items.n do
-    local r = pack(xpcall(fn, handler, items[i]))
-    if not r[1] then
-      out.failed, out.err, out.tb = true, r[2], tb
+    local ok, err = settle(out, i, xpcall(fn, handler, items[i]))
+    if not ok then
+      out.failed, out.err, out.tb = true, err, tb
       return out
-    end
-    if r.n == 2 then
-      out[i] = r[2]
-    else
-      multi = multi or {}
-      multi[i] = r
     end
     out.n = i
   end
-  out.multi = multi
   return out
 end
 M._run_chunk1 = run_chunk1
