@@ -37,6 +37,16 @@ run "spmd -n 3" 3 -n 3 "$EXE" spec/mpi/spmd_test.lua
 LUA_CPATH="$PWD/$BUILD/?.so;;" run "spmd -n 3 (lua5.4 + braid.so)" 3 -n 3 lua5.4 spec/mpi/spmd_test.lua
 run "no workers -n 1" 1 -n 1 "$EXE" -m braid.mpi spec/mpi/none_test.lua
 run "killed worker -n 3" 1 --enable-recovery -n 3 "$EXE" -m braid.mpi spec/mpi/kill_test.lua
+# without --enable-recovery a dead worker ends the whole job: no hang
+out=$(timeout 120 mpiexec -n 3 "$EXE" -m braid.mpi spec/mpi/kill_test.lua 2>&1)
+rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "exited on signal 9" <<<"$out"; then
+  echo "ok   a dead worker ends a job without --enable-recovery"
+else
+  echo "FAIL a dead worker ends a job without --enable-recovery (exit $rc)"
+  echo "$out" | sed 's/^/    /'
+  fails=$((fails + 1))
+fi
 # a rank failing in an SPMD script ends the job (MPI_Abort), no hang
 out=$(timeout 120 mpiexec -n 2 "$EXE" spec/mpi/error_test.lua 2>&1)
 rc=$?
