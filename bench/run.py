@@ -75,6 +75,9 @@ GOALS = {
     "multiprocessing/lock/mp_lock_acquire_release": ("python", 1.3),  # issue 9
     "multiprocessing/pool_map/ppe_map_20k_chunksize1": ("python", 3.0),  # issue 9
     "multiprocessing/pool_map/ppe_cpu_two_workers_speedup": ("value", 1.8),  # issue 9
+    "mpi/map/mpi_map_cs1": ("python", 2.0),  # issue 14 (mpi4py.futures)
+    "mpi/map/mpi_map_cs100": ("python", 2.0),  # issue 14
+    "mpi/cpu_map/mpi_cpu_map_speedup": ("value", 1.8),  # issue 14: 2 ranks vs sequential
 }
 GOALS["queue/1to1/queue_1to1"] = [GOALS["queue/1to1/queue_1to1"], ("steady", 0.7)]
 

@@ -232,6 +232,7 @@ BRAID_EXPORT int luaopen_braid_shared(lua_State *L);
 BRAID_EXPORT int luaopen_braid_futures(lua_State *L);
 BRAID_EXPORT int luaopen_braid_multiprocessing(lua_State *L);
 BRAID_EXPORT int luaopen_braid_asyncio(lua_State *L);
+BRAID_EXPORT int luaopen_braid_mpi(lua_State *L);
 
 int luaopen_braid_threading(lua_State *L)
 {
@@ -261,4 +262,9 @@ int luaopen_braid_multiprocessing(lua_State *L)
 int luaopen_braid_asyncio(lua_State *L)
 {
     return open_entry(L, "braid.asyncio");
+}
+
+int luaopen_braid_mpi(lua_State *L)
+{
+    return open_entry(L, "braid.mpi");
 }

@@ -67,6 +67,7 @@ static const char usage_text[] =
     "  -i        enter interactive mode after executing 'script'\n"
     "  -l mod    require library 'mod' into global 'mod'\n"
     "  -l g=mod  require library 'mod' into global 'g'\n"
+    "  -m mod    run library 'mod' as the script: mod.main(args...)\n"
     "  -v        show version information\n"
     "  -E        ignore environment variables\n"
     "  -W        turn warnings on\n"
@@ -81,7 +82,7 @@ static const char usage_text[] =
 static void print_usage(const char *badoption)
 {
     lua_writestringerror("%s: ", progname);
-    if (badoption[1] == 'e' || badoption[1] == 'l')
+    if (badoption[1] == 'e' || badoption[1] == 'l' || badoption[1] == 'm')
         lua_writestringerror("'%s' needs argument\n", badoption);
     else
         lua_writestringerror("unrecognized option '%s'\n", badoption);
@@ -237,6 +238,24 @@ static int handle_script(lua_State *L, char **argv)
     return main_report(L, status);
 }
 
+/* -m mod: require(mod).main(args...), the module standing in for a script
+ * (braid -m braid.mpi script.lua). */
+static int handle_module(lua_State *L, const char *name)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, name);
+    int status = main_docall(L, 1, 1);
+    if (status == LUA_OK) {
+        if (lua_type(L, -1) != LUA_TTABLE || lua_getfield(L, -1, "main") != LUA_TFUNCTION) {
+            lua_pushfstring(L, "module '%s' has no main function", name);
+            return main_report(L, LUA_ERRRUN);
+        }
+        int n = pushargs(L);
+        status = main_docall(L, n, 0);
+    }
+    return main_report(L, status);
+}
+
 /* ---- options ---- */
 
 #define has_error 1
@@ -244,6 +263,7 @@ static int handle_script(lua_State *L, char **argv)
 #define has_v 4
 #define has_e 8
 #define has_E 16
+#define has_m 32
 
 /* Scans argv for options needed before running Lua code. *first is the
  * script's index (0 if none), or the bad option's index on error. */
@@ -286,6 +306,11 @@ static int collectargs(char **argv, int *first)
                 return has_error;
             args |= has_v;
             break;
+        case 'm': /* "-m mod args...": mod is the script */
+            if (argv[i][2] == '\0' && (argv[++i] == NULL || argv[i][0] == '-'))
+                return has_error;
+            *first = i;
+            return args | has_m;
         case 'e':
             args |= has_e;
             /* fallthrough */
@@ -413,8 +438,17 @@ static int pmain(lua_State *L)
         return 0;
     if (!runargs(L, argv, optlim))
         return 0;
-    if (script > 0 && handle_script(L, argv + script) != LUA_OK)
+    if (args & has_m) {
+        const char *mod = argv[script][0] == '-' ? argv[script] + 2 : argv[script];
+        lua_getglobal(L, "arg");
+        lua_pushstring(L, mod); /* arg[0]: the module, also for "-mmod" */
+        lua_rawseti(L, -2, 0);
+        lua_pop(L, 1);
+        if (handle_module(L, mod) != LUA_OK)
+            return 0;
+    } else if (script > 0 && handle_script(L, argv + script) != LUA_OK) {
         return 0;
+    }
     if (args & has_i) {
         repl_run(L, &progname);
     } else if (script < 1 && !(args & (has_e | has_v))) {

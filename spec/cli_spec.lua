@@ -117,6 +117,45 @@ describe("braid executable", function()
     end)
   end)
 
+  describe("-m", function()
+    local dir
+    before_each(function()
+      dir = tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir " .. quote(dir)))
+      writefile(dir .. "/runner.lua", "local M = {}\n"
+        .. "function M.main(...) print('main', arg[0], select('#', ...), ...) end\nreturn M\n")
+      writefile(dir .. "/nomain.lua", "return { x = 1 }\n")
+    end)
+    after_each(function()
+      os.execute("rm -rf " .. quote(dir))
+    end)
+    local function env()
+      return { LUA_PATH = dir .. "/?.lua;;", LUA_PATH_5_4 = false }
+    end
+
+    it("calls the module's main with the arguments after it", function()
+      local out, _, code = run({ "-e", "x = 1", "-m", "runner", "a", "-e", "b" }, { env = env() })
+      assert.equal(0, code)
+      assert.equal("main\trunner\t3\ta\t-e\tb\n", out)
+      out, _, code = run({ "-mrunner" }, { env = env() })
+      assert.equal(0, code)
+      assert.equal("main\trunner\t0\n", out)
+    end)
+
+    it("fails clearly without a main, a module or an argument", function()
+      local _, err, code = run({ "-m", "nomain" }, { env = env() })
+      assert.equal(1, code)
+      assert.matches("module 'nomain' has no main function", err)
+      _, err, code = run({ "-m", "no_such_module_here" }, { env = env() })
+      assert.equal(1, code)
+      assert.matches("module 'no_such_module_here' not found", err)
+      _, err, code = run { "-m" }
+      assert.equal(1, code)
+      assert.matches("'%-m' needs argument", err)
+    end)
+  end)
+
   describe("-l", function()
     local dir
     before_each(function()

@@ -8,7 +8,7 @@
 -- lines before. Whitespace runs compare equal (print's tabs may be written
 -- as spaces) and `…` stands for any text.
 local exe = os.getenv("BRAID_EXE") or "build/braid"
-local FRAGMENTS = {["docs/threading.md"] = true}
+local FRAGMENTS = {["docs/threading.md"] = true, ["docs/mpi.md"] = true} -- mpi: needs mpiexec
 local PRELUDE = 'braid = require "braid"; threading = require "braid.threading"; '
   .. 'queue = require "braid.queue"; shared = require "braid.shared"; '
   .. 'futures = require "braid.futures"\n'

@@ -58,6 +58,7 @@ stage "specs (braid)" specs_braid build
 stage "specs (lua5.4 + braid.so)" specs_stock
 stage "repl (pty)" python3 spec/repl_test.py build/braid
 stage "examples" build/braid spec/run_examples.lua build/braid
+stage "mpi (mpiexec -n 3, -n 1)" bash tools/mpi_test.sh build
 stage "install, pkg-config host, luarocks" bash tools/install_check.sh build
 
 # memcheck on the plain build: any invalid access or definite leak fails.

@@ -17,6 +17,9 @@ M.InvalidStateError = "InvalidState"
 M.BrokenExecutor = "BrokenExecutor"
 M.BrokenProcessPool = "BrokenProcessPool"
 
+--- MPIPoolExecutor{max_workers=}: braid.mpi's PoolExecutor (docs/mpi.md)
+function M.MPIPoolExecutor(opts) return require("braid.mpi").PoolExecutor(opts) end
+
 local C_waitset, C_id, C_raise, C_state = M._waitset, M._id, M._raise, M._state
 local monotonic = braid.monotonic
 local pack, unpack = table.pack, table.unpack
