@@ -162,6 +162,14 @@ void *lbraid_marker_thread_wait(void);
 void *lbraid_marker_cancel(void);
 void *lbraid_marker_defer_cancel(void);
 
+/* ---- asyncio streams (lasyncio.c, lstreams.c) ---- */
+
+struct braid_loop;
+/* The core loop of the asyncio loop box at idx (raises if closed). */
+struct braid_loop *lasyncio_check_loop(lua_State *L, int idx);
+/* Adds the stream functions to the asyncio C table on top of the stack. */
+void lstreams_register(lua_State *L);
+
 /* ---- arguments ---- */
 
 /* Timeout argument: nil or negative -> BRAID_FOREVER, number -> deadline. */

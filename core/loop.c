@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "loop.h"
+#include "stream.h"
 
 struct braid_loop {
     uv_loop_t uv;
@@ -21,6 +22,12 @@ static atomic_int live_loops;
 int braid_loop_count(void)
 {
     return atomic_load(&live_loops);
+}
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+    (void)h;
+    ++*(int *)arg;
 }
 
 /* Both end the pass at once: uv_stop makes the poll not block, so a
@@ -65,10 +72,28 @@ int braid_loop_new(braid_loop_t **out)
     return 0;
 }
 
+/* Handles braid left open (streams of tasks never closed) close with
+ * their owner's callback (stream.h's braid_handle_owner_t). */
+static void close_stray(uv_handle_t *h, void *arg)
+{
+    braid_loop_t *loop = arg;
+    if (h == (uv_handle_t *)&loop->async || h == (uv_handle_t *)&loop->timer || uv_is_closing(h))
+        return;
+    uv_close(h, h->data ? ((braid_handle_owner_t *)h->data)->on_close : NULL);
+}
+
+int braid_loop_handle_count(braid_loop_t *loop)
+{
+    int n = 0;
+    uv_walk(&loop->uv, count_handle, &n);
+    return n - 2; /* the wake-up handle and the timer */
+}
+
 static void loop_unref(braid_loop_t *loop)
 {
     if (--loop->refs > 0)
         return;
+    uv_walk(&loop->uv, close_stray, loop);
     if (!uv_is_closing((uv_handle_t *)&loop->async) && loop->async.loop)
         uv_close((uv_handle_t *)&loop->async, NULL);
     if (!uv_is_closing((uv_handle_t *)&loop->timer) && loop->timer.loop)

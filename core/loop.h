@@ -35,6 +35,10 @@ void braid_loop_free(braid_loop_t *loop);
 /* The libuv loop (for I/O handles that live on it). */
 uv_loop_t *braid_loop_uv(braid_loop_t *loop);
 
+/* How many libuv handles besides its own the loop holds (open or closing:
+ * streams, listeners), for leak checks. */
+int braid_loop_handle_count(braid_loop_t *loop);
+
 /* Runs one pass of the uv loop: timeout_ns < 0 waits until something
  * wakes it, 0 does not block, otherwise waits at most that long. Returns 0
  * or BRAID_EOS. */
