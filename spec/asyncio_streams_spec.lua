@@ -433,6 +433,69 @@ describe("asyncio streams (TCP)", function()
   end)
 end)
 
+describe("asyncio.start_server{workers = N}", function()
+  local function whoami(r, w)
+    local threading = require "braid.threading"
+    r:readline()
+    w:write(threading.current_thread().name .. "\n")
+    w:close()
+  end
+
+  local function ask(port)
+    local r, w = asyncio.open_connection("127.0.0.1", port)
+    w:write("who?\n")
+    local name = r:readline()
+    w:close()
+    w:wait_closed()
+    return name
+  end
+
+  it("answers from more than one thread on one port; close stops every worker", function()
+    run(function()
+      local server = asyncio.start_server(whoami, "127.0.0.1", 0, {workers = 2})
+      local host, port = server.sockets[1]:getsockname()
+      assert.are.equal("127.0.0.1", host)
+      local fs = {}
+      for i = 1, 60 do fs[i] = function() return ask(port) end end
+      local seen, n = {}, 0
+      for _, name in ipairs(asyncio.gather(table.unpack(fs))) do
+        assert.matches("^asyncio%-worker%-%d\n$", name)
+        if not seen[name] then n = n + 1 end
+        seen[name] = true
+      end
+      assert.are.equal(2, n)
+      assert.is_true(server:is_serving())
+      server:close()
+      server:wait_closed()
+      assert.is_false(server:is_serving())
+      local err = raises("ConnectionError", asyncio.open_connection, "127.0.0.1", port)
+      assert.are.equal("ECONNREFUSED", err.errno)
+    end)
+  end)
+
+  it("serve_forever and <close> work as for one loop; bad counts are refused", function()
+    run(function()
+      do
+        local server <close> = asyncio.start_server(whoami, "127.0.0.1", 0, {workers = 1})
+        local _, port = server.sockets[1]:getsockname()
+        local t = asyncio.create_task(function() server:serve_forever() end)
+        assert.are.equal("asyncio-worker-1\n", ask(port))
+        t:cancel()
+        raises("Cancelled", asyncio.await, t)
+        server:wait_closed()
+      end
+      local plain = asyncio.start_server(whoami, "127.0.0.1", 0)
+      local _, taken = plain.sockets[1]:getsockname()
+      local err = raises("OSError", asyncio.start_server, whoami, "127.0.0.1", taken, {workers = 2})
+      assert.are.equal("EADDRINUSE", err.errno)
+      plain:close()
+      plain:wait_closed()
+      raises("ValueError", asyncio.start_server, whoami, "127.0.0.1", 0, {workers = 0})
+      assert.has_error(function() asyncio.start_server(whoami, "127.0.0.1", 0, {workers = 1.5}) end)
+    end)
+  end)
+end)
+
 describe("asyncio streams (Unix sockets)", function()
   local function tmp_path()
     local p = os.tmpname()

@@ -246,12 +246,15 @@ return function(M, C)
     end
   end
 
+  local start_workers -- below
+
   function M.start_server(client_fn, host, port, opts)
     check_fn(client_fn, "start_server")
     opts = check_opts(opts, "start_server")
     local loop = get_loop()
     this_task("start_server")
     if host == "" then host = nil end
+    if opts.workers ~= nil then return start_workers(loop, client_fn, host, port, opts) end
     local addrs = resolve(loop, host, port or 0, true)
     local listeners = {}
     local ok, err = pcall(listen_all, loop, listeners, addrs, opts.backlog or 100,
@@ -319,6 +322,96 @@ return function(M, C)
   Server.__close = Server.close
   function Server:__tostring()
     return ("<Server sockets=%d%s>"):format(#self.sockets, self._closed and " closed" or "")
+  end
+
+  -- ---- one server on every core: {workers = N} ----
+
+  -- The body of each worker thread (crosses by name, as a module function):
+  -- its own loop serving the same port through SO_REUSEPORT until stop.
+  function M._worker_main(client_fn, host, port, opts, ready, stop)
+    local asyncio = require "braid.asyncio"
+    return asyncio.run(function()
+      local ok, server = pcall(asyncio.start_server, client_fn, host, port,
+        {limit = opts.limit, backlog = opts.backlog, reuse_port = true})
+      if not ok then
+        ready:put(server)
+        return
+      end
+      ready:put(true)
+      stop:wait()
+      server:close()
+      server:wait_closed()
+    end)
+  end
+
+  local WorkerServer = {__name = "braid.asyncio.Server"}
+  WorkerServer.__index = WorkerServer
+
+  local WorkerSocket = {__name = "braid.asyncio.Socket"}
+  WorkerSocket.__index = WorkerSocket
+  function WorkerSocket:getsockname() return self.host, self.port end
+  WorkerSocket.__tostring = Socket.__tostring
+
+  start_workers = function(loop, client_fn, host, port, opts)
+    local n = opts.workers
+    check_int(n, 4, "start_server")
+    if n < 1 then raise("ValueError", "workers must be at least 1", 3) end
+    local threading, queue = require "braid.threading", require "braid.queue"
+    local a = resolve(loop, host, port or 0, true)[1]
+    -- port 0: a probe socket picks the port the workers then share
+    local probe = C._tcp_new(loop.c, a.family, true)
+    local ok, err = pcall(C._listen, probe, a.addr, 1)
+    if not ok then
+      C._release(probe)
+      error(err, 0)
+    end
+    local bhost, bport = C._name(probe, false)
+    local ready, stop = queue.Queue(), threading.Event()
+    local threads, failure = {}, nil
+    local wopts = {limit = opts.limit, backlog = opts.backlog}
+    for i = 1, n do
+      local t = threading.Thread{target = M._worker_main, name = "asyncio-worker-" .. i,
+        args = {client_fn, host, bport, wopts, ready, stop}, daemon = true}
+      t:start()
+      threads[i] = t
+    end
+    for _ = 1, n do
+      local r = ready:get()
+      if r ~= true then failure = failure or r end
+    end
+    C._release(probe)
+    if failure then
+      stop:set()
+      for _, t in ipairs(threads) do t:join() end
+      error(failure, 0)
+    end
+    return setmetatable({_loop = loop, _threads = threads, _stop = stop, _closed = false,
+      _stopped = M.Future(), sockets = {setmetatable({host = bhost, port = bport}, WorkerSocket)}},
+      WorkerServer)
+  end
+
+  -- Stops every worker's server (their connected clients carry on).
+  function WorkerServer:close()
+    if self._closed then return end
+    self._closed = true
+    self._stop:set()
+    if not self._stopped:done() then self._stopped:set_result(true) end
+  end
+
+  -- Waits until every worker thread has finished (its clients included).
+  function WorkerServer:wait_closed()
+    this_task("wait_closed")
+    if not self._closed then M.await(self._stopped) end
+    for _, t in ipairs(self._threads) do t:join() end
+  end
+
+  WorkerServer.serve_forever = Server.serve_forever
+  WorkerServer.is_serving = Server.is_serving
+  WorkerServer.get_loop = Server.get_loop
+  WorkerServer.start_serving = Server.start_serving
+  WorkerServer.__close = WorkerServer.close
+  function WorkerServer:__tostring()
+    return ("<Server workers=%d%s>"):format(#self._threads, self._closed and " closed" or "")
   end
 
   M.StreamReader = StreamReader
