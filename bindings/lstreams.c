@@ -27,7 +27,7 @@ static braid_stream_t *check_stream(lua_State *L, int idx)
     return b->s;
 }
 
-static void push_stream(lua_State *L, braid_stream_t *s)
+void lstreams_push(lua_State *L, braid_stream_t *s)
 {
     lstream_t *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->s = s;
@@ -51,7 +51,7 @@ static int is_connection_error(int rc)
 
 /* Raises the error for rc: libuv codes become ConnectionError/OSError
  * objects with .errno (its name, "ECONNREFUSED") and a message. */
-static int raise_rc(lua_State *L, int rc, const char *what)
+int lstreams_raise(lua_State *L, int rc, const char *what)
 {
     if (rc == UV_EBUSY)
         return lbraid_error(L,
@@ -84,8 +84,8 @@ static int lstreams_tcp_new(lua_State *L)
     braid_stream_t *s;
     int rc = braid_stream_new(uv, BRAID_STREAM_TCP, family, lua_toboolean(L, 3), &s);
     if (rc)
-        return raise_rc(L, rc, "socket");
-    push_stream(L, s);
+        return lstreams_raise(L, rc, "socket");
+    lstreams_push(L, s);
     return 1;
 }
 
@@ -96,8 +96,8 @@ static int lstreams_pipe_new(lua_State *L)
     braid_stream_t *s;
     int rc = braid_stream_new(uv, BRAID_STREAM_PIPE, AF_UNSPEC, 0, &s);
     if (rc)
-        return raise_rc(L, rc, "socket");
-    push_stream(L, s);
+        return lstreams_raise(L, rc, "socket");
+    lstreams_push(L, s);
     return 1;
 }
 
@@ -124,7 +124,7 @@ static int lstreams_connect(lua_State *L)
     else
         rc = braid_stream_connect(s, NULL, luaL_checkstring(L, 2));
     if (rc)
-        return raise_rc(L, rc, "connect");
+        return lstreams_raise(L, rc, "connect");
     return 0;
 }
 
@@ -137,7 +137,7 @@ static int connect_done(lua_State *L, int rc)
 {
     if (rc) {
         const char *to = luaL_optstring(L, 2, "?");
-        return raise_rc(L, rc, lua_pushfstring(L, "connect to %s", to));
+        return lstreams_raise(L, rc, lua_pushfstring(L, "connect to %s", to));
     }
     return 0;
 }
@@ -162,7 +162,7 @@ static int lstreams_listen(lua_State *L)
     else
         rc = braid_stream_listen(s, NULL, luaL_checkstring(L, 2), backlog);
     if (rc)
-        return raise_rc(L, rc, "listen");
+        return lstreams_raise(L, rc, "listen");
     return 0;
 }
 
@@ -181,8 +181,8 @@ static int accept_done(lua_State *L, int rc)
         return 1;
     }
     if (rc)
-        return raise_rc(L, rc, "accept");
-    push_stream(L, c);
+        return lstreams_raise(L, rc, "accept");
+    lstreams_push(L, c);
     return 1;
 }
 
@@ -220,7 +220,7 @@ static int read_op(lua_State *L)
 
 static int raise_read_error(lua_State *L, braid_stream_t *s)
 {
-    return raise_rc(L, braid_stream_read_error(s), "read");
+    return lstreams_raise(L, braid_stream_read_error(s), "read");
 }
 
 /* raises kind with .partial (the first n buffered bytes, consumed when
@@ -246,7 +246,7 @@ static int read_done(lua_State *L, int rc)
 {
     braid_stream_t *s = check_stream(L, 1);
     if (rc)
-        return raise_rc(L, rc, "read");
+        return lstreams_raise(L, rc, "read");
     int mode = (int)lua_tointeger(L, 2);
     size_t have;
     const char *p = braid_stream_peek(s, &have);
@@ -389,7 +389,7 @@ static int lstreams_write(lua_State *L)
     const char *p = luaL_checklstring(L, 2, &len);
     int rc = braid_stream_write(s, p, len);
     if (rc)
-        return raise_rc(L, rc, "write");
+        return lstreams_raise(L, rc, "write");
     return 0;
 }
 
@@ -397,7 +397,7 @@ static int lstreams_shutdown(lua_State *L)
 {
     int rc = braid_stream_shutdown(check_stream(L, 1));
     if (rc)
-        return raise_rc(L, rc, "write_eof");
+        return lstreams_raise(L, rc, "write_eof");
     return 0;
 }
 
@@ -409,7 +409,7 @@ static int drain_op(lua_State *L)
 static int drain_done(lua_State *L, int rc)
 {
     if (rc)
-        return raise_rc(L, rc, "drain");
+        return lstreams_raise(L, rc, "drain");
     return 0;
 }
 
@@ -462,7 +462,7 @@ static int close_op(lua_State *L)
 static int close_done(lua_State *L, int rc)
 {
     if (rc)
-        return raise_rc(L, rc, "wait_closed");
+        return lstreams_raise(L, rc, "wait_closed");
     return 0;
 }
 
@@ -523,7 +523,7 @@ static int lstreams_resolver(lua_State *L)
     luaL_setmetatable(L, RESOLVE_META);
     int rc = braid_resolve_new(uv, host, port, lua_toboolean(L, 4), &b->r);
     if (rc)
-        return raise_rc(L, rc, lua_pushfstring(L, "getaddrinfo %s", host ? host : "*"));
+        return lstreams_raise(L, rc, lua_pushfstring(L, "getaddrinfo %s", host ? host : "*"));
     return 1;
 }
 
@@ -543,7 +543,7 @@ static int resolve_done(lua_State *L, int rc)
     if (rc == 0)
         rc = braid_resolve_result(b->r, &res);
     if (rc)
-        return raise_rc(L, rc, "getaddrinfo");
+        return lstreams_raise(L, rc, "getaddrinfo");
     lua_newtable(L);
     int i = 0;
     for (const struct addrinfo *a = res; a; a = a->ai_next) {
@@ -632,6 +632,7 @@ void lstreams_register(lua_State *L)
     }
     lua_pop(L, 1);
     luaL_setfuncs(L, lstreams_funcs, 0);
+    lsubprocess_register(L);
     lua_pushinteger(L, READ_SOME);
     lua_setfield(L, -2, "READ_SOME");
     lua_pushinteger(L, READ_ALL);

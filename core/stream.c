@@ -501,6 +501,22 @@ int braid_stream_close_wait(braid_stream_t *s, braid_waiter_t *w)
     return wl_park(&s->closers, w);
 }
 
+int braid_stream_open_fd(uv_loop_t *uv, int fd, braid_stream_t **out)
+{
+    braid_stream_t *s;
+    int rc = braid_stream_new(uv, BRAID_STREAM_PIPE, AF_UNSPEC, 0, &s);
+    if (rc)
+        return rc;
+    rc = uv_pipe_open(&s->u.pipe, fd);
+    if (rc) {
+        braid_stream_release(s);
+        return rc;
+    }
+    s->connected = 1;
+    *out = s;
+    return 0;
+}
+
 /* ---- connecting ---- */
 
 static void on_connect(uv_connect_t *req, int status)

@@ -40,6 +40,10 @@ int braid_stream_new(uv_loop_t *uv, int kind, int family, int reuseport, braid_s
  * and drops the caller's reference. */
 void braid_stream_release(braid_stream_t *s);
 
+/* A connected pipe stream over an open descriptor (a socket pair end);
+ * takes the descriptor on success. Reading starts at the first read. */
+int braid_stream_open_fd(uv_loop_t *uv, int fd, braid_stream_t **out);
+
 /* Starts connecting to sa (TCP) or path (pipe). */
 int braid_stream_connect(braid_stream_t *s, const struct sockaddr *sa, const char *path);
 /* 0 once connected, the connect error, or BRAID_ESUSPEND. */

@@ -420,4 +420,6 @@ return function(M, C)
 
   -- How many libuv handles (streams, listeners) the running loop holds.
   function M._handle_count() return C._handle_count(get_loop().c) end
+
+  require("braid.asyncio_subprocess")(M, C, streams)
 end
