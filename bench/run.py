@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # Benchmark runner: runs every bench/<module>/NAME.{lua,py,c} for braid, Python
 # 3's stdlib and raw C, and prints ops/s side by side with the ratios.
-"""usage: python3 bench/run.py [--build DIR] [--list] [--check] [filter ...]
+"""usage: python3 bench/run.py [--build DIR] [--list] [--check] [--rounds N] [filter ...]
 
 Each benchmark NAME under bench/<module>/ has NAME.lua (run with build/braid),
 and optionally NAME.py (run with python3) and NAME.c (compiled here with
@@ -10,6 +10,12 @@ cc -O2, plus lua5.4's flags when it includes lua.h). Each program prints lines
 is a substring of "module/name" (runs those benchmarks) or a full
 "module/name/label" prefix (runs that benchmark, keeps the matching rows). --check exits non-zero
 when a goal ratio is missed (a failing program always does).
+
+Every benchmark runs --rounds times (default 5), alternating the braid, Python
+and C programs within each round; each cell shows the median with min–max, and
+ratios are taken between programs of the same round (the machine's speed drifts
+between rounds). --check judges the medians. Labels ending in _bytes, _kb, _us
+or _ns are costs: lower is better and their ratios are python÷braid.
 """
 import argparse
 import os
@@ -47,7 +53,24 @@ GOALS = {
     "asyncio/thread_task_handoff/handoff_thread_task": ("python", 5.0),  # issue 8
     # issue 8: thread -> task round trip within 2x of thread -> thread
     "asyncio/thread_task_handoff/handoff_task_vs_thread": ("value", 0.5),
+    # issue 11. "steady": the slowest round ≥ that fraction of the median.
+    # Costs (labels ending _bytes, _kb, _us) with "value": the median ≤ the bound.
+    "queue/main_consumer/queue_main_consumer": [("python", 5.0), ("steady", 0.7)],
+    "futures/burst/burst_50k": ("python", 8.0),
+    "futures/burst/burst_submit_us": ("value", 1.0),
+    "futures/producers/producers_4x10k": ("python", 5.0),
+    "codec/records/records_roundtrip": ("python", 1.0),
+    "codec/records/records_queue": ("python", 1.5),
+    "threading/parked/parked_start_1000": ("python", 2.0),
+    "threading/parked/parked_start_5000": ("python", 2.0),
+    "threading/parked/parked_rss_1000_kb": ("value", 40),
+    "threading/parked/parked_rss_5000_kb": ("value", 40),
+    "queue/memory/queue_1m_ints_bytes": ("value", 40),
+    "shared/table/shared_table_bytes": ("value", 96),
+    "shared/table/shared_table_sets": ("value", 2e6),
+    "shared/table/shared_table_gets": ("value", 4e6),
 }
+GOALS["queue/1to1/queue_1to1"] = [GOALS["queue/1to1/queue_1to1"], ("steady", 0.7)]
 
 RESULT_RE = re.compile(r"^RESULT\s+(\S+)\s+([0-9.eE+-]+)\s*$")
 
@@ -123,13 +146,31 @@ def fmt_ops(v):
         return "-"
     if v >= 100:
         return "{:,.0f}".format(v)
-    return "{:.2f}".format(v)
+    return "{:.3g}".format(v)
 
 
-def fmt_ratio(a, b):
-    if a is None or b is None or b == 0:
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def fmt_spread(xs, fmt):
+    """'median (min–max)' of a list of numbers, or '-'."""
+    if not xs:
         return "-"
-    return "{:.2f}×".format(a / b)
+    if len(xs) == 1:
+        return fmt(xs[0])
+    return "%s (%s–%s)" % (fmt(median(xs)), fmt(min(xs)), fmt(max(xs)))
+
+
+def fmt_ratio(r):
+    return "{:.2f}×".format(r)
+
+
+def lower_is_better(label):
+    """Labels naming a cost (bytes, KB, µs) rather than a rate."""
+    return re.search(r"_(bytes|kb|us|ns)(_|$)", label) is not None
 
 
 def main():
@@ -139,7 +180,11 @@ def main():
                     help="build directory holding braid and braid.so (default: build/)")
     ap.add_argument("--list", action="store_true", help="list benchmarks and exit")
     ap.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds per benchmark, each running braid, Python and C once "
+                         "(default 5; --rounds 1 for a quick look)")
     args = ap.parse_args()
+    rounds = max(1, args.rounds)
 
     def wanted(key):  # key is module/name/label
         return not args.filters or any(f in key.rsplit("/", 1)[0] or f in key
@@ -172,63 +217,100 @@ def main():
                                         for f in args.filters):
                 continue
             d = os.path.dirname(impls["lua"])
-            res = {}
+            # the programs of one round: (column, variant, command)
+            progs = []
             for col, ext in (("braid", "lua"), ("python", "py")):
-                res[col] = {}
-                if ext not in impls:
-                    continue
-                sys.stderr.write("bench: %s.%s ...\n" % (prefix, ext))
-                cmd = [braid] if ext == "lua" else [sys.executable]
-                res[col], err = run(cmd + [impls[ext]], d)
-                if err:
-                    errors.append("%s.%s: %s" % (prefix, ext, err))
-            cres = {}  # variant -> {label: ops}
+                if ext in impls:
+                    cmd = [braid] if ext == "lua" else [sys.executable]
+                    progs.append((col, None, cmd + [impls[ext]], "%s.%s" % (prefix, ext)))
+            variants = []
             for variant, src in impls["c"].items():
-                sys.stderr.write("bench: %s ...\n" % os.path.relpath(src, BENCH))
                 exe, err = compile_c(src, tmp)
-                cres[variant] = {}
-                if exe:
-                    cres[variant], err = run([exe], d)
                 if err:
                     errors.append("%s: %s" % (os.path.relpath(src, BENCH), err))
+                    continue
+                variants.append(variant)
+                progs.append(("c", variant, [exe], os.path.relpath(src, BENCH)))
+            # runs[(col, variant)] = [{label: value} per round]
+            runs = {(col, v): [] for col, v, _, _ in progs}
+            failed = set()
+            for r in range(rounds):
+                for col, variant, cmd, what in progs:
+                    if (col, variant) in failed:
+                        continue
+                    sys.stderr.write("bench: [%d/%d] %s ...\n" % (r + 1, rounds, what))
+                    out, err = run(cmd, d)
+                    if err:
+                        errors.append("%s: %s" % (what, err))
+                        failed.add((col, variant))
+                    runs[(col, variant)].append(out)
             labels = []
-            for out in [res["braid"], res["python"]] + list(cres.values()):
-                labels += [lab for lab in out if lab not in labels]
+            for outs in runs.values():
+                for out in outs:
+                    labels += [lab for lab in out if lab not in labels]
+
+            def series(col, variant, lab):
+                return [out.get(lab) for out in runs.get((col, variant), [])]
+
             for lab in labels:
                 key = "%s/%s" % (prefix, lab)
                 if not wanted(key):
                     continue
-                # one row per C baseline variant (or one row without C)
-                for variant in cres or [None]:
+                b = series("braid", None, lab)
+                py = series("python", None, lab)
+                for variant in variants or [None]:
                     shown = key + (" [C: %s]" % variant if variant else "")
-                    c = cres[variant].get(lab) if variant is not None else None
-                    rows.append((key, shown, res["braid"].get(lab),
-                                 res["python"].get(lab), c))
+                    c = series("c", variant, lab) if variant is not None else []
+                    rows.append((key, shown, b, py, c))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    head = ("benchmark/label", "braid ops/s", "python ops/s", "C ops/s",
-            "braid÷python", "braid÷C", "goal")
+    def same_round(a, b, lower):
+        """Per-round ratios braid÷base (base÷braid for costs), rounds where both ran."""
+        out = []
+        for x, y in zip(a, b):
+            if x is not None and y is not None and x > 0 and y > 0:
+                out.append(y / x if lower else x / y)
+        return out
+
+    head = ("benchmark/label", "braid", "python", "C", "braid÷python", "braid÷C", "goal")
     table = []
     for key, shown, b, py, c in rows:
+        lab = key.rsplit("/", 1)[1]
+        lower = lower_is_better(lab)
+        bv = [x for x in b if x is not None]
+        rp, rc = same_round(b, py, lower), same_round(b, c, lower)
         goals = GOALS.get(key, [])
         texts = []
         for base, want in [goals] if isinstance(goals, tuple) else goals:
-            ref = {"python": py, "c": c, "value": 1.0}[base]
-            what = "≥%.3g%s" % (want, "" if base == "value" else "× " + base)
-            ok = b is not None and ref is not None and b / ref >= want
-            if b is None or ref is None:
+            # judged on medians: of the same-round ratios, or of the braid value
+            if base == "steady":
+                got = min(bv) / median(bv) if bv else None
+                ok = got is not None and (got >= want if not lower else True)
+                what = "slowest≥%.2g×median" % want
+            elif base == "value":
+                got = median(bv) if bv else None
+                ok = got is not None and (got <= want if lower else got >= want)
+                what = "%s%.3g" % ("≤" if lower else "≥", want)
+            else:
+                rs = rp if base == "python" else rc
+                got = median(rs) if rs else None
+                ok = got is not None and got >= want
+                what = "≥%.3g× %s" % (want, base)
+            if got is None:
                 texts.append("%s: not measured" % what)
             else:
                 texts.append("%s: %s" % (what, "met" if ok else "MISSED"))
             if not ok and shown not in missed:
                 missed.append(shown)
-        goal = "; ".join(texts)
-        table.append((shown, fmt_ops(b), fmt_ops(py), fmt_ops(c),
-                      fmt_ratio(b, py), fmt_ratio(b, c), goal))
+        table.append((shown, fmt_spread(bv, fmt_ops),
+                      fmt_spread([x for x in py if x is not None], fmt_ops),
+                      fmt_spread([x for x in c if x is not None], fmt_ops),
+                      fmt_spread(rp, fmt_ratio), fmt_spread(rc, fmt_ratio), "; ".join(texts)))
     widths = [max(len(r[i]) for r in [head] + table) for i in range(len(head))]
     line = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w
                      for i, w in enumerate(widths[:-1])) + "  {}"
+    print("%d round(s); each cell: median (min–max); ratios are taken within a round" % rounds)
     print(line.format(*head))
     print(line.format(*("-" * w for w in widths[:-1]), "-" * widths[-1]))
     for r in table:

@@ -50,8 +50,9 @@ static int lloop_close(lua_State *L)
     return 0;
 }
 
-/* run_once(loop, timeout or nil, woken) -> n, why: runs one pass of the uv
- * loop (timeout seconds, nil: until woken), runs thread-level callbacks,
+/* run_once(loop, timeout or nil, woken, spin) -> n, why: runs one pass of
+ * the uv loop (timeout seconds, nil: until woken; spin: tasks wait on other
+ * threads, watch for them briefly first), runs thread-level callbacks,
  * stores the ids of woken tasks in woken[1..n]; why is "cancel" when this
  * OS thread was cancelled, "interrupt" on Ctrl-C, else nil. */
 static int lasyncio_run_once(lua_State *L)
@@ -65,7 +66,7 @@ static int lasyncio_run_once(lua_State *L)
     luaL_checktype(L, 3, LUA_TTABLE);
     if (timeout < 0 || timeout > POLL_NS)
         timeout = POLL_NS;
-    int rc = braid_loop_run_once(loop, timeout);
+    int rc = braid_loop_run_once(loop, timeout, lua_toboolean(L, 4));
     if (rc)
         return lbraid_core_error(L, rc, "event loop");
     int64_t ids[WOKEN_MAX];

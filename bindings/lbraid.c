@@ -1,4 +1,4 @@
-/* The root module `braid`: module loading (C halves + embedded scripts),
+/* The root module `braid` (lpreload.c loads the modules and their scripts):
  * the codec for users, and the root helpers of API.md §0. */
 #include <math.h>
 #include <string.h>
@@ -7,99 +7,15 @@
 #include "braid.h"
 #include "executor.h"
 #include "lbraid.h"
+#include "lpreload.h"
+#include "lstate.h"
 #include "thread.h"
 
-typedef struct script {
-    const char *name, *src;
-    size_t len;
-} script_t;
-extern const script_t braid_scripts[];
-
-typedef struct cmodule {
-    const char *name;
-    lua_CFunction open;
-} cmodule_t;
-
-static const cmodule_t cmodules[] = {
-#define BRAID_MODULE(m) {"braid." #m, lbraid_open_##m},
-#include "braid_modules.h"
-#undef BRAID_MODULE
-    {NULL, NULL},
-};
+/* ---- root functions ---- */
 
 /* Submodules of the root, reachable as braid.<name> too. */
 static const char *const submodules[] = {
     "threading", "queue", "futures", "pool", "multiprocessing", "asyncio", "shared", NULL};
-
-static const script_t *find_script(const char *name)
-{
-    for (const script_t *s = braid_scripts; s->name; s++)
-        if (strcmp(s->name, name) == 0)
-            return s;
-    return NULL;
-}
-
-static int open_root(lua_State *L);
-
-/* Loads module `name`: its C half (or an empty table), then its script
- * with that table as `...`; returns what the script returns, else the
- * table. Stack: +1. */
-static int load_module(lua_State *L, const char *name)
-{
-    lua_CFunction open = strcmp(name, "braid") == 0 ? open_root : NULL;
-    for (const cmodule_t *m = cmodules; !open && m->name; m++)
-        if (strcmp(m->name, name) == 0)
-            open = m->open;
-    const script_t *s = find_script(name);
-    if (!open && !s)
-        return luaL_error(L, "module '%s' is not part of this braid build", name);
-    if (open) {
-        lua_pushcfunction(L, open);
-        lua_call(L, 0, 1);
-    } else {
-        lua_newtable(L);
-    }
-    if (s) {
-        const char *chunkname = lua_pushfstring(L, "=[%s]", name);
-        if (luaL_loadbuffer(L, s->src, s->len, chunkname) != LUA_OK)
-            return lua_error(L);
-        lua_remove(L, -2);
-        lua_pushvalue(L, -2);
-        lua_call(L, 1, 1);
-        if (lua_isnil(L, -1))
-            lua_pop(L, 1);
-        else
-            lua_remove(L, -2);
-    }
-    return 1;
-}
-
-static int preload_loader(lua_State *L)
-{
-    return load_module(L, lua_tostring(L, lua_upvalueindex(1)));
-}
-
-static void add_preload(lua_State *L, int preload, const char *name)
-{
-    lua_pushstring(L, name);
-    lua_pushcclosure(L, preload_loader, 1);
-    lua_setfield(L, preload, name);
-}
-
-void lbraid_preload(lua_State *L)
-{
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    int preload = lua_gettop(L);
-    add_preload(L, preload, "braid");
-    for (const cmodule_t *m = cmodules; m->name; m++)
-        add_preload(L, preload, m->name);
-    for (const script_t *s = braid_scripts; s->name; s++)
-        add_preload(L, preload, s->name);
-    lua_pop(L, 1);
-    lbraid_install_print(L);
-}
-
-/* ---- root functions ---- */
 
 /* braid.sleep inside an asyncio task suspends the task until the deadline
  * (at 1). Outside one, lbraid_wait runs this once: the deadline has passed
@@ -259,7 +175,7 @@ static int root_index(lua_State *L)
     return 0;
 }
 
-static int open_root(lua_State *L)
+int lbraid_root_open(lua_State *L)
 {
     luaL_newlib(L, root_funcs);
     lua_pushliteral(L, BRAID_VERSION);
@@ -278,6 +194,7 @@ static int open_root(lua_State *L)
 int braid_openlibs(lua_State *L)
 {
     lbraid_preload(L);
+    lbraid_install_print(L);
     lbraid_ctx(L)->main = 1;
     return 0;
 }
@@ -299,7 +216,7 @@ int braid_shutdown(lua_State *L, double timeout)
 static int open_entry(lua_State *L, const char *name)
 {
     braid_openlibs(L);
-    return load_module(L, name);
+    return lbraid_load_module(L, name);
 }
 
 int luaopen_braid(lua_State *L)

@@ -87,8 +87,9 @@ static void lqueue_poll(lua_State *L, lqueue_cache_t *c)
         c->ctx->poll(L);
 }
 
-/* Stack: item at 2. Encodes, puts, raises on failure. */
-static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
+/* Stack: item at 2. Encodes, puts, raises on failure; with soft, a full
+ * queue returns -1 instead (nothing queued). */
+static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline, int soft)
 {
     lqueue_cache_t *c = lqueue_cache(L);
     lqueue_poll(L, c);
@@ -100,6 +101,8 @@ static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
         int rc = braid_queue_put(q, &c->put, deadline);
         if (rc) {
             braid_buf_reset(&c->put);
+            if (soft && rc == BRAID_EFULL)
+                return -1;
             return lbraid_core_error(L, rc, rc == BRAID_ETYPE ? "PriorityQueue item" : NULL);
         }
         return 0;
@@ -108,12 +111,16 @@ static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline)
     lbraid_encode(L, 2, item, "item");
     int rc = braid_queue_put(q, item, deadline);
     lua_pop(L, 1); /* empties the scratch (a failed put's item too) */
+    if (soft && rc == BRAID_EFULL)
+        return -1;
     if (rc)
         return lbraid_core_error(L, rc, rc == BRAID_ETYPE ? "PriorityQueue item" : NULL);
     return 0;
 }
 
-static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
+/* Gets and pushes an item, raises on failure; with soft, an empty queue
+ * returns -1 instead (nothing pushed). */
+static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline, int soft)
 {
     lqueue_cache_t *c = lqueue_cache(L);
     lqueue_poll(L, c);
@@ -121,6 +128,8 @@ static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
         braid_buf_t *item = &c->get;
         braid_buf_reset(item);
         int rc = braid_queue_get(q, item, deadline);
+        if (soft && rc == BRAID_EEMPTY)
+            return -1;
         if (rc)
             return lbraid_core_error(L, rc, NULL);
         if (item->nobjs == 0) {
@@ -140,6 +149,10 @@ static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline)
     } else {
         braid_buf_t *item = lbraid_take_scratch(L);
         int rc = braid_queue_get(q, item, deadline);
+        if (soft && rc == BRAID_EEMPTY) {
+            lua_pop(L, 1);
+            return -1;
+        }
         if (rc)
             return lbraid_core_error(L, rc, NULL);
     }
@@ -259,9 +272,11 @@ static int lqueue_put(lua_State *L)
     int64_t deadline = braid_queue_kind_of((braid_object_t *)q) == BRAID_QUEUE_SIMPLE
                            ? BRAID_QUEUE_NOWAIT
                            : lqueue_deadline(L, 3);
-    if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L))
-        return lqueue_wait(L, deadline, 1);
-    return lqueue_do_put(L, q, deadline);
+    if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L)) {
+        int n = lqueue_do_put(L, q, BRAID_QUEUE_NOWAIT, 1); /* room now: no wait */
+        return n >= 0 ? n : lqueue_wait(L, deadline, 1);
+    }
+    return lqueue_do_put(L, q, deadline, 0);
 }
 
 /* q:put_nowait(item) */
@@ -269,7 +284,7 @@ static int lqueue_put_nowait(lua_State *L)
 {
     braid_queue_t *q = lqueue_check(L, 1, 1);
     lua_settop(L, 2);
-    return lqueue_do_put(L, q, BRAID_QUEUE_NOWAIT);
+    return lqueue_do_put(L, q, BRAID_QUEUE_NOWAIT, 0);
 }
 
 /* q:get(block, timeout) -> item */
@@ -278,18 +293,21 @@ static int lqueue_get(lua_State *L)
     braid_queue_t *q = lqueue_check(L, 1, 1);
     int64_t deadline = lqueue_deadline(L, 2);
     if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L)) {
+        int n = lqueue_do_get(L, q, BRAID_QUEUE_NOWAIT, 1); /* an item now: no wait */
+        if (n >= 0)
+            return n;
         lua_settop(L, 3);
         lua_pushnil(L); /* get has no item: the slots of put */
         lua_insert(L, 2);
         return lqueue_wait(L, deadline, 0);
     }
-    return lqueue_do_get(L, q, deadline);
+    return lqueue_do_get(L, q, deadline, 0);
 }
 
 /* q:get_nowait() -> item */
 static int lqueue_get_nowait(lua_State *L)
 {
-    return lqueue_do_get(L, lqueue_check(L, 1, 1), BRAID_QUEUE_NOWAIT);
+    return lqueue_do_get(L, lqueue_check(L, 1, 1), BRAID_QUEUE_NOWAIT, 0);
 }
 
 static int lqueue_qsize(lua_State *L)

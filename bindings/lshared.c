@@ -156,15 +156,99 @@ static int lshared_totable(lua_State *L);
 
 /* ---- metamethods ---- */
 
+/* Buffers behind t[k] and t[k] = v for scalar keys and values (upvalue 1
+ * of __index and __newindex; upvalue 2 is the metatable): no scratch box
+ * per access. `busy` while a value is decoded from val (a finalizer run by
+ * the decoder's allocations may index a shared table again: that access
+ * takes the scratch path). */
+typedef struct lshared_cache {
+    braid_buf_t key, val;
+    int busy;
+} lshared_cache_t;
+
+static int lshared_cache_gc(lua_State *L)
+{
+    lshared_cache_t *c = lua_touserdata(L, 1);
+    braid_buf_free(&c->key);
+    braid_buf_free(&c->val);
+    return 0;
+}
+
+static int is_scalar(int type)
+{
+    return type == LUA_TNUMBER || type == LUA_TSTRING || type == LUA_TBOOLEAN;
+}
+
+/* The table at 1 (the metamethod's own metatable checked first), and the
+ * cache when a scalar key (and value, at vidx > 0) can take the fast path. */
+static braid_shared_t *lshared_fast(lua_State *L, int vidx, lshared_cache_t **cache)
+{
+    braid_shared_t *t = NULL;
+    if (lua_getmetatable(L, 1)) {
+        if (lua_rawequal(L, -1, lua_upvalueindex(2)))
+            t = (braid_shared_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+        lua_pop(L, 1);
+    }
+    if (!t)
+        t = lshared_check(L, 1); /* raises with the right message */
+    lshared_cache_t *c = lua_touserdata(L, lua_upvalueindex(1));
+    *cache = !c->busy && is_scalar(lua_type(L, 2)) &&
+                     (vidx == 0 || lua_isnil(L, vidx) || is_scalar(lua_type(L, vidx)))
+                 ? c
+                 : NULL;
+    return t;
+}
+
 static int lshared_index(lua_State *L)
 {
-    lshared_push_get(L, lshared_check(L, 1), 2);
+    lshared_cache_t *c;
+    braid_shared_t *t = lshared_fast(L, 0, &c);
+    if (!c) {
+        lshared_push_get(L, t, 2);
+        return 1;
+    }
+    lshared_key(L, 2, &c->key);
+    braid_buf_reset(&c->val);
+    int rc = braid_shared_get(t, c->key.data, c->key.len, &c->val);
+    if (rc < 0)
+        return lbraid_core_error(L, rc, NULL);
+    if (rc == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (c->val.nobjs) { /* decoding objects may raise: a scratch box owns them */
+        braid_buf_t *box = lbraid_take_scratch(L);
+        braid_buf_free(box); /* it may hold memory from its last use */
+        braid_buf_move(box, &c->val);
+        lbraid_decode(L, box->data, box->len);
+        return 1;
+    }
+    /* an error raised by the decoder leaves busy set: later accesses then
+     * take the scratch path, still correct */
+    c->busy = 1;
+    lbraid_decode(L, c->val.data, c->val.len);
+    c->busy = 0;
+    braid_buf_reset(&c->val);
     return 1;
 }
 
 static int lshared_newindex(lua_State *L)
 {
-    lshared_do_set(L, lshared_check(L, 1), 2, 3);
+    lshared_cache_t *c;
+    braid_shared_t *t = lshared_fast(L, 3, &c);
+    if (!c) {
+        lshared_do_set(L, t, 2, 3);
+        return 0;
+    }
+    /* scalars: encoding them runs no Lua code */
+    lshared_key(L, 2, &c->key);
+    braid_buf_reset(&c->val);
+    int del = lua_isnil(L, 3);
+    if (!del)
+        lbraid_encode(L, 3, &c->val, "value");
+    int rc = braid_shared_set(t, &c->key, del ? NULL : &c->val);
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
     return 0;
 }
 
@@ -254,8 +338,6 @@ static const luaL_Reg shared_funcs[] = {
 };
 
 static const luaL_Reg shared_meta[] = {
-    {"__index", lshared_index},
-    {"__newindex", lshared_newindex},
     {"__len", lshared_len},
     {"__pairs", lshared_pairs},
     {NULL, NULL},
@@ -265,6 +347,16 @@ int lbraid_open_shared(lua_State *L)
 {
     lbraid_newmeta(L, &braid_shared_type, NULL);
     luaL_setfuncs(L, shared_meta, 0);
+    lshared_cache_t *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, lshared_cache_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    static const luaL_Reg access[] = {
+        {"__index", lshared_index}, {"__newindex", lshared_newindex}, {NULL, NULL}};
+    lua_pushvalue(L, -2); /* upvalues: the cache, the metatable */
+    luaL_setfuncs(L, access, 2);
     lua_pop(L, 1);
     luaL_newlib(L, shared_funcs);
     return 1;

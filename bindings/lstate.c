@@ -8,6 +8,8 @@
 
 #include "braid.h"
 #include "lbraid.h"
+#include "lpreload.h"
+#include "lstate.h"
 
 static const char CTX_KEY = 'c'; /* registry: full userdata lbraid_ctx_t */
 static const char TB_KEY = 't';  /* registry: error value -> traceback */
@@ -102,6 +104,7 @@ lua_State *lbraid_newstate(lua_State *from)
         return NULL;
     luaL_openlibs(L);
     lbraid_preload(L);
+    lbraid_install_print(L);
     if (from) {
         static const char *const keys[] = {"path", "cpath"};
         for (int i = 0; i < 2; i++) {
@@ -259,6 +262,7 @@ lua_State *lbraid_newstate_thread(void)
 #endif
     luaL_openlibs(L);
     lbraid_preload(L);
+    lbraid_install_print(L);
     run_state_init(L);
     return L;
 }

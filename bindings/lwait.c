@@ -49,8 +49,6 @@ braid_waiter_t *lbraid_task_waiter(lua_State *L)
     return w;
 }
 
-/* Stack while suspended: [call's own slots..., wo, tw | resume values].
- * ctx is the index of tw. */
 /* ctx: the slot holding the count of the results below it (the loop
  * resumes with values of its own above it). */
 static int defer_k(lua_State *L, int status, lua_KContext ctx)
@@ -61,20 +59,21 @@ static int defer_k(lua_State *L, int status, lua_KContext ctx)
     return n;
 }
 
+/* Stack: [call's own slots..., wo, tw, err | resume values]; ctx is the
+ * index of err: nil, or the Cancelled error the loop resumed us with (it
+ * stays there while the call finishes, e.g. re-acquires a lock). */
 static int wait_k(lua_State *L, int status, lua_KContext ctx)
 {
-    int base = (int)ctx;
-    const lbraid_waitop_t *wo = lua_touserdata(L, base - 1);
-    braid_waiter_t *tw = lua_touserdata(L, base);
-    int cancel = 0;
+    int errslot = (int)ctx;
+    const lbraid_waitop_t *wo = lua_touserdata(L, errslot - 2);
+    braid_waiter_t *tw = lua_touserdata(L, errslot - 1);
     if (status == LUA_YIELD) {
-        if (lua_gettop(L) > base && lua_touserdata(L, base + 1) == &CANCEL) {
-            cancel = 1;
+        if (lua_gettop(L) > errslot && lua_touserdata(L, errslot + 1) == &CANCEL) {
             atomic_store(&tw->cancelled, 1);
-            lua_pushvalue(L, base + 2); /* the Cancelled error to raise */
-            lua_replace(L, base - 1);
+            lua_pushvalue(L, errslot + 2);
+            lua_replace(L, errslot);
         }
-        lua_settop(L, base);
+        lua_settop(L, errslot);
         braid_waiter_settle(tw);
     }
     braid_waiter_t *prev = braid_waiter_swap_current(tw);
@@ -90,17 +89,15 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
     }
     tw->async_state = BRAID_WAIT_IDLE;
     braid_waiter_take_cancel(tw);
-    if (!cancel)
+    if (lua_isnil(L, errslot))
         return wo->done(L, rc);
     if (rc != 0) { /* cancelled (or failed meanwhile): raise the cancellation */
-        lua_pushvalue(L, base - 1);
+        lua_pushvalue(L, errslot);
         return lua_error(L);
     }
     /* the wait succeeded before the cancellation could stop it: keep what
      * it got, and have the loop deliver the cancellation at the task's
      * next suspension */
-    lua_pushvalue(L, base - 1);
-    int errslot = lua_gettop(L);
     int n = wo->done(L, rc);
     lua_pushinteger(L, n);
     int nslot = lua_gettop(L);
@@ -117,5 +114,6 @@ int lbraid_wait(lua_State *L, const lbraid_waitop_t *wo)
     luaL_checkstack(L, 8, "wait");
     lua_pushlightuserdata(L, (void *)wo);
     lua_pushlightuserdata(L, tw);
+    lua_pushnil(L);
     return wait_k(L, LUA_OK, lua_gettop(L));
 }

@@ -26,6 +26,8 @@ struct pool {
     pthread_mutex_t mu;
     task_t *head, *tail;
     size_t pending;
+    task_t *spare; /* finished tasks kept for the next submits (nspare) */
+    int nspare;
     braid_waitlist_t idle; /* workers waiting for a task */
     /* Workers between taking a task and finishing it: incremented under mu
      * with pending--, decremented without it the moment the call returns
@@ -77,6 +79,12 @@ static void pool_release(pool_t *p)
         braid_future_release(t->f);
         free(t);
     }
+    while (p->spare) {
+        task_t *t = p->spare;
+        p->spare = t->next;
+        braid_buf_free(&t->call);
+        free(t);
+    }
     for (int i = 0; i < p->nthreads; i++)
         braid_object_release((braid_object_t *)p->threads[i]);
     free(p->threads);
@@ -111,6 +119,40 @@ static void tasks_finish(task_t *list, int code, const char *msg)
         braid_future_release(t->f);
         free(t);
     }
+}
+
+/* Keeps up to MAX_SPARE finished tasks per pool, each with its emptied
+ * call buffer, so a steady stream of submits allocates nothing: a submit
+ * swaps the caller's call buffer with the spare one. Memory then stays
+ * with the thread that allocated it instead of being freed by a worker
+ * into the submitter's malloc arena, whose lock the submitter needs. The
+ * call's objects are released (t->call reset) before it is kept. */
+#define MAX_SPARE 256
+#define MAX_SPARE_CALL 4096 /* bigger call buffers are freed */
+
+static void task_recycle_locked(pool_t *p, task_t *t)
+{
+    if (p->nspare < MAX_SPARE && t->call.cap <= MAX_SPARE_CALL) {
+        t->next = p->spare;
+        p->spare = t;
+        p->nspare++;
+    } else {
+        braid_buf_free(&t->call);
+        free(t);
+    }
+}
+
+static task_t *task_take_locked(pool_t *p)
+{
+    task_t *t = p->spare;
+    if (t) {
+        p->spare = t->next;
+        p->nspare--;
+        return t;
+    }
+    if ((t = malloc(sizeof *t)))
+        braid_buf_init(&t->call);
+    return t;
 }
 
 static void worker_main(braid_thread_t *thread, void *arg)
@@ -172,10 +214,10 @@ static void worker_main(braid_thread_t *thread, void *arg)
         } else {
             atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
         }
-        braid_buf_free(&t->call);
+        braid_buf_reset(&t->call);
         braid_future_release(t->f);
-        free(t);
         pthread_mutex_lock(&p->mu);
+        task_recycle_locked(p, t);
     }
     pthread_mutex_unlock(&p->mu);
     braid_buf_free(&out);
@@ -293,43 +335,58 @@ static int pool_spawn_locked(pool_t *p)
     return 0;
 }
 
+/* Wakes the worker that went idle last, if any (p->mu held): it is the
+ * likeliest to be still spinning, which costs no system call to wake, and
+ * the others stay parked. Returns whether one was woken. */
+static int wake_idle_locked(pool_t *p)
+{
+    braid_waiter_t *w = p->idle.tail;
+    if (!w)
+        return 0;
+    braid_waitlist_remove(&p->idle, w);
+    w->token = 0;
+    braid_waiter_wake(w);
+    return 1;
+}
+
 int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, braid_future_t **out)
 {
     pool_t *p = ex->pool;
-    task_t *t = malloc(sizeof *t);
-    if (!t)
-        return BRAID_ENOMEM;
-    int rc = braid_future_new(&t->f);
+    braid_future_t *f;
+    int rc = braid_future_new(&f);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&p->mu);
+    task_t *t = NULL;
+    if (p->broken || p->shutdown)
+        rc = p->broken ? BRAID_EBROKEN : BRAID_ESHUTDOWN;
+    else if (!(t = task_take_locked(p)))
+        rc = BRAID_ENOMEM;
     if (rc) {
-        free(t);
+        pthread_mutex_unlock(&p->mu);
+        braid_future_release(f);
         return rc;
     }
+    t->f = f;
     t->next = NULL;
     t->aux = aux;
-    braid_buf_init(&t->call);
-    pthread_mutex_lock(&p->mu);
-    if (p->broken || p->shutdown) {
-        rc = p->broken ? BRAID_EBROKEN : BRAID_ESHUTDOWN;
-        pthread_mutex_unlock(&p->mu);
-        braid_future_release(t->f);
-        free(t);
-        return rc;
-    }
     /* A worker parked on the idle list takes the task; one that is starting
      * up or between tasks looks at the queue before it parks. Spawn only
      * when every worker is busy or already claimed by a queued task. */
-    if (!braid_waitlist_wake_one(&p->idle, 0) && p->nthreads < p->max_workers &&
+    if (!wake_idle_locked(p) && p->nthreads < p->max_workers &&
         (size_t)p->nthreads <=
             (size_t)atomic_load_explicit(&p->busy, memory_order_acquire) + p->pending) {
         rc = pool_spawn_locked(p);
         if (rc && p->nthreads == 0) {
+            task_recycle_locked(p, t);
             pthread_mutex_unlock(&p->mu);
-            braid_future_release(t->f);
-            free(t);
+            braid_future_release(f);
             return rc;
         }
     }
-    braid_buf_move(&t->call, call);
+    braid_buf_t spare = t->call; /* empty, maybe with room: the caller's now */
+    t->call = *call;
+    *call = spare;
     braid_future_retain(t->f);
     *out = t->f;
     if (p->tail)

@@ -2,6 +2,9 @@
  * and the woken list that task waiters are queued on from any thread. */
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#include "clock.h"
 
 #include "error.h"
 #include "loop.h"
@@ -14,7 +17,16 @@ struct braid_loop {
     pthread_mutex_t mu; /* guards the woken list; taken after a primitive's */
     braid_task_waiter_t *head, *tail;
     int refs; /* the owner's and each task waiter's (all on the loop's thread) */
+    /* A waker sends the uv wake-up only while the loop may block: it sets
+     * queued after linking its waiter, the loop sets sleeping before it
+     * looks at queued (both seq_cst), so one of them sees the other. */
+    atomic_int sleeping;
+    atomic_int queued;
 };
+
+/* Before blocking, the loop watches the woken list this long: a wake-up
+ * seen while spinning skips the eventfd write, epoll and read. */
+#define LOOP_SPIN_NS 20000
 
 static void loop_unref(braid_loop_t *loop);
 static atomic_int live_loops;
@@ -116,9 +128,35 @@ uv_loop_t *braid_loop_uv(braid_loop_t *loop)
     return &loop->uv;
 }
 
-int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns)
+/* Spins until a task waiter is queued or LOOP_SPIN_NS pass (only when
+ * another core can be running the waker). Returns whether one was. */
+static int spin_for_woken(braid_loop_t *loop)
 {
+    static long ncpu;
+    if (!ncpu)
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 2)
+        return 0;
+    int64_t end = braid_clock_now() + LOOP_SPIN_NS;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&loop->queued, memory_order_acquire))
+            return 1;
+        if ((i & 63) == 0 && braid_clock_now() >= end)
+            return 0;
+    }
+}
+
+int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns, int spin)
+{
+    if (timeout_ns != 0 && spin && spin_for_woken(loop))
+        timeout_ns = 0;
+    if (timeout_ns != 0) {
+        atomic_store(&loop->sleeping, 1);
+        if (atomic_load(&loop->queued))
+            timeout_ns = 0; /* a waker that missed sleeping queued one */
+    }
     if (timeout_ns == 0) {
+        atomic_store(&loop->sleeping, 0);
         uv_run(&loop->uv, UV_RUN_NOWAIT);
         return 0;
     }
@@ -129,11 +167,13 @@ int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns)
         uint64_t ms = (uint64_t)((timeout_ns + 999999) / 1000000);
         uv_update_time(&loop->uv);
         if (uv_timer_start(&loop->timer, on_timer, ms, 0) != 0) {
+            atomic_store(&loop->sleeping, 0);
             uv_unref((uv_handle_t *)&loop->async);
             return BRAID_EOS;
         }
     }
     uv_run(&loop->uv, UV_RUN_ONCE);
+    atomic_store(&loop->sleeping, 0);
     uv_timer_stop(&loop->timer);
     uv_unref((uv_handle_t *)&loop->async);
     return 0;
@@ -159,6 +199,7 @@ size_t braid_loop_take_woken(braid_loop_t *loop, int64_t *ids, size_t max)
         tw->queued = 0;
         ids[n++] = tw->id;
     }
+    atomic_store(&loop->queued, loop->head != NULL);
     pthread_mutex_unlock(&loop->mu);
     return n;
 }
@@ -180,8 +221,10 @@ static void task_notify(braid_waiter_t *w)
             loop->head = tw;
         loop->tail = tw;
     }
+    atomic_store(&loop->queued, 1);
     pthread_mutex_unlock(&loop->mu);
-    uv_async_send(&loop->async);
+    if (atomic_load(&loop->sleeping))
+        uv_async_send(&loop->async);
 }
 
 int braid_task_waiter_init(braid_task_waiter_t *tw, braid_loop_t *loop, int64_t id)
@@ -213,6 +256,7 @@ void braid_task_waiter_destroy(braid_task_waiter_t *tw)
         else
             loop->tail = tw->prev;
         tw->queued = 0;
+        atomic_store(&loop->queued, loop->head != NULL);
     }
     pthread_mutex_unlock(&loop->mu);
     braid_waiter_destroy(&tw->w);

@@ -40,9 +40,10 @@ uv_loop_t *braid_loop_uv(braid_loop_t *loop);
 int braid_loop_handle_count(braid_loop_t *loop);
 
 /* Runs one pass of the uv loop: timeout_ns < 0 waits until something
- * wakes it, 0 does not block, otherwise waits at most that long. Returns 0
- * or BRAID_EOS. */
-int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns);
+ * wakes it, 0 does not block, otherwise waits at most that long; with spin
+ * (tasks wait on other threads) it first watches the woken list briefly.
+ * Returns 0 or BRAID_EOS. */
+int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns, int spin);
 /* How many loops exist in the process (for leak checks). */
 int braid_loop_count(void);
 

@@ -9,27 +9,33 @@
 #include "queue.h"
 #include "waiter.h"
 
-/* Items of up to INLINE_MAX bytes that name no objects are copied into
- * the entry itself: no allocation per item, and the caller's buffers keep
- * their capacity. Bigger items move their buffer in and out. */
-#define INLINE_MAX sizeof(braid_buf_t)
+/* Items of up to INLINE_MAX bytes that name no objects (every integer,
+ * float, boolean and string of up to 13 bytes) are copied into the entry
+ * itself: no allocation per item, 24 bytes per queued item, and the
+ * caller's buffers keep their capacity. Bigger items are moved into a
+ * buffer of their own, allocated before the lock is taken. */
+#define INLINE_MAX 15
+#define NOT_INLINE 0xff
 
 typedef struct entry {
     uint64_t seq; /* PRIORITY: insertion order, breaks ties first-in first-out */
-    size_t ilen;  /* inline length, or NOT_INLINE when buf is used */
     union {
-        braid_buf_t buf;
         uint8_t bytes[INLINE_MAX];
+        braid_buf_t *buf; /* when ilen == NOT_INLINE */
     } u;
+    uint8_t ilen; /* inline length, or NOT_INLINE */
 } entry_t;
 
-#define NOT_INLINE SIZE_MAX
+static int fits_inline(const braid_buf_t *item)
+{
+    return item->len <= INLINE_MAX && item->nobjs == 0;
+}
 
 static const uint8_t *entry_data(const entry_t *e, size_t *len)
 {
     if (e->ilen == NOT_INLINE) {
-        *len = e->u.buf.len;
-        return e->u.buf.data;
+        *len = e->u.buf->len;
+        return e->u.buf->data;
     }
     *len = e->ilen;
     return e->u.bytes;
@@ -37,29 +43,34 @@ static const uint8_t *entry_data(const entry_t *e, size_t *len)
 
 static void entry_free(entry_t *e)
 {
-    if (e->ilen == NOT_INLINE)
-        braid_buf_free(&e->u.buf);
-}
-
-/* Fills e from item, leaving item empty (capacity kept when copied). */
-static void entry_fill(entry_t *e, braid_buf_t *item)
-{
-    if (item->len <= INLINE_MAX && item->nobjs == 0) {
-        memcpy(e->u.bytes, item->data, item->len);
-        e->ilen = item->len;
-        item->len = 0;
-    } else {
-        e->ilen = NOT_INLINE;
-        braid_buf_move(&e->u.buf, item);
+    if (e->ilen == NOT_INLINE) {
+        braid_buf_free(e->u.buf);
+        free(e->u.buf);
     }
 }
 
-/* Empties e into out, which is empty with capacity >= INLINE_MAX; a moved
- * buffer goes to *moved instead (installed in out after the lock). */
-static void entry_take(entry_t *e, braid_buf_t *out, braid_buf_t *moved)
+/* Fills e from item, leaving item empty (capacity kept when copied); an
+ * item that does not fit inline is already in *big, whose ownership moves
+ * to the entry. */
+static void entry_fill(entry_t *e, braid_buf_t *item, braid_buf_t **big)
+{
+    if (*big) {
+        e->ilen = NOT_INLINE;
+        e->u.buf = *big;
+        *big = NULL;
+    } else {
+        memcpy(e->u.bytes, item->data, item->len);
+        e->ilen = (uint8_t)item->len;
+        item->len = 0;
+    }
+}
+
+/* Empties e into out, which is empty with capacity >= INLINE_MAX; a big
+ * item's buffer goes to *moved instead (installed in out after the lock). */
+static void entry_take(entry_t *e, braid_buf_t *out, braid_buf_t **moved)
 {
     if (e->ilen == NOT_INLINE) {
-        braid_buf_move(moved, &e->u.buf);
+        *moved = e->u.buf;
     } else {
         memcpy(out->data, e->u.bytes, e->ilen);
         out->len = e->ilen;
@@ -78,8 +89,8 @@ struct braid_queue {
     braid_queue_kind_t kind;
     long maxsize; /* > 0: bounded */
     _Alignas(LINE) pthread_mutex_t mu;
-    size_t head; /* FIFO/SIMPLE ring start */
-    size_t count;
+    size_t head;         /* FIFO/SIMPLE ring start */
+    atomic_size_t count; /* written under mu; read without it to spin (count_of) */
     int shutdown;
     _Alignas(LINE) entry_t *items;
     size_t cap; /* power of two (or 0 before the first put) */
@@ -89,6 +100,16 @@ struct braid_queue {
 };
 
 static void queue_destroy(braid_object_t *obj);
+
+static inline size_t count_of(const braid_queue_t *q)
+{
+    return atomic_load_explicit(&q->count, memory_order_relaxed);
+}
+
+static inline void count_set(braid_queue_t *q, size_t n)
+{
+    atomic_store_explicit(&q->count, n, memory_order_relaxed);
+}
 
 const braid_object_type_t braid_queue_types[4] = {
     {"braid.Queue", "braid.queue", queue_destroy},
@@ -123,7 +144,7 @@ static int is_ring(const braid_queue_t *q)
 static void queue_destroy(braid_object_t *obj)
 {
     braid_queue_t *q = (braid_queue_t *)obj;
-    free_entries(q->items, q->cap, q->head, q->count, is_ring(q));
+    free_entries(q->items, q->cap, q->head, count_of(q), is_ring(q));
     pthread_mutex_destroy(&q->mu);
     free(q);
 }
@@ -174,7 +195,8 @@ void braid_queue_release(braid_queue_t *q)
 /* Makes room for one more entry. Called with mu held. */
 static int reserve(braid_queue_t *q)
 {
-    if (q->count < q->cap)
+    size_t count = count_of(q);
+    if (count < q->cap)
         return 0;
     size_t ncap = q->cap ? q->cap * 2 : 16;
     if (ncap < q->cap)
@@ -184,11 +206,11 @@ static int reserve(braid_queue_t *q)
     if (!n)
         return BRAID_ENOMEM;
     if (is_ring(q)) {
-        for (size_t i = 0; i < q->count; i++)
+        for (size_t i = 0; i < count; i++)
             n[i] = q->items[(q->head + i) & (q->cap - 1)];
         q->head = 0;
-    } else if (q->count) {
-        memcpy(n, q->items, q->count * sizeof *n);
+    } else if (count) {
+        memcpy(n, q->items, count * sizeof *n);
     }
     free(q->items);
     q->items = n;
@@ -211,14 +233,15 @@ static int heap_less(const entry_t *a, const entry_t *b)
 
 /* Inserts into the heap: finds the slot first (comparisons can fail with
  * BRAID_ETYPE, leaving the heap untouched), then shifts. Room reserved. */
-static int heap_push(braid_queue_t *q, braid_buf_t *item)
+static int heap_push(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
 {
-    size_t i = q->count;
+    const braid_buf_t *v = *big ? *big : item; /* where the item's bytes are */
+    size_t i = count_of(q);
     while (i > 0) {
         size_t p = (i - 1) / 2;
         size_t plen;
         const uint8_t *pd = entry_data(&q->items[p], &plen);
-        int c, rc = braid_codec_compare(item->data, item->len, pd, plen, &c);
+        int c, rc = braid_codec_compare(v->data, v->len, pd, plen, &c);
         if (rc != 0)
             return rc == BRAID_ECORRUPT ? BRAID_ECORRUPT : BRAID_ETYPE;
         if (c >= 0)
@@ -226,23 +249,24 @@ static int heap_push(braid_queue_t *q, braid_buf_t *item)
         i = p;
     }
     /* everything on the path from the new leaf up to i moves down one level */
-    size_t j = q->count;
+    size_t j = count_of(q);
     while (j != i) {
         size_t p = (j - 1) / 2;
         q->items[j] = q->items[p];
         j = p;
     }
     q->items[i].seq = q->seq++;
-    entry_fill(&q->items[i], item);
-    q->count++;
+    entry_fill(&q->items[i], item, big);
+    count_set(q, count_of(q) + 1);
     return 0;
 }
 
-static void heap_pop(braid_queue_t *q, braid_buf_t *out, braid_buf_t *moved)
+static void heap_pop(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
 {
     entry_t *h = q->items;
     entry_take(&h[0], out, moved);
-    size_t n = --q->count;
+    size_t n = count_of(q) - 1;
+    count_set(q, n);
     if (n == 0)
         return;
     entry_t last = h[n];
@@ -261,54 +285,109 @@ static void heap_pop(braid_queue_t *q, braid_buf_t *out, braid_buf_t *moved)
 }
 
 /* Stores the item (room reserved). Returns 0 or BRAID_ETYPE/ECORRUPT. */
-static int store(braid_queue_t *q, braid_buf_t *item)
+static int store(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
 {
     switch (q->kind) {
     case BRAID_QUEUE_PRIORITY:
-        return heap_push(q, item);
+        return heap_push(q, item, big);
     case BRAID_QUEUE_LIFO:
-        entry_fill(&q->items[q->count++], item);
+        entry_fill(&q->items[count_of(q)], item, big);
+        count_set(q, count_of(q) + 1);
         return 0;
     default:
-        entry_fill(&q->items[(q->head + q->count++) & (q->cap - 1)], item);
+        entry_fill(&q->items[(q->head + count_of(q)) & (q->cap - 1)], item, big);
+        count_set(q, count_of(q) + 1);
         return 0;
     }
 }
 
-static void take(braid_queue_t *q, braid_buf_t *out, braid_buf_t *moved)
+static void take(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
 {
     switch (q->kind) {
     case BRAID_QUEUE_PRIORITY:
         heap_pop(q, out, moved);
         break;
     case BRAID_QUEUE_LIFO:
-        entry_take(&q->items[--q->count], out, moved);
+        count_set(q, count_of(q) - 1);
+        entry_take(&q->items[count_of(q)], out, moved);
         break;
     default:
         entry_take(&q->items[q->head], out, moved);
         q->head = (q->head + 1) & (q->cap - 1);
-        q->count--;
+        count_set(q, count_of(q) - 1);
         break;
     }
 }
 
 static int is_full(const braid_queue_t *q)
 {
-    return q->maxsize > 0 && q->count >= (size_t)q->maxsize;
+    return q->maxsize > 0 && count_of(q) >= (size_t)q->maxsize;
+}
+
+/* How long a get that finds the queue empty (a put that finds it full)
+ * watches the count, lock released, before it joins the wait list. When a
+ * producer and a consumer run at the same pace the queue is empty (or
+ * full) every other moment; waiting on the list then costs both sides a
+ * wake-up per item, while the next item is a fraction of a microsecond
+ * away. */
+#define SPIN_NS 4000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Spins (mu not held) until the queue has items (want_items) or room, or
+ * SPIN_NS pass; returns whether it saw the change. */
+static int spin_for(const braid_queue_t *q, int want_items)
+{
+    if (!braid_waiter_may_spin())
+        return 0;
+    int64_t end = braid_clock_now() + SPIN_NS;
+    for (unsigned i = 1;; i++) {
+        size_t c = count_of(q);
+        if (want_items ? c > 0 : c < (size_t)q->maxsize)
+            return 1;
+        cpu_relax();
+        if (i % 16 == 0 && braid_clock_now() >= end)
+            return 0;
+    }
 }
 
 int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
 {
     int rc = 0;
+    braid_buf_t *big = NULL; /* the item, when it does not fit in an entry */
+    if (!fits_inline(item)) {
+        if (!(big = malloc(sizeof *big)))
+            return BRAID_ENOMEM;
+        braid_buf_init(big);
+        braid_buf_move(big, item);
+    }
     pthread_mutex_lock(&q->mu);
     if (q->shutdown) {
         rc = BRAID_ESHUTDOWN;
         goto out;
     }
-    while (is_full(q)) {
+    for (int spun = 0; is_full(q);) {
         if (deadline == BRAID_QUEUE_NOWAIT) {
             rc = BRAID_EFULL;
             goto out;
+        }
+        if (!spun) {
+            spun = 1;
+            pthread_mutex_unlock(&q->mu);
+            spin_for(q, 0);
+            pthread_mutex_lock(&q->mu);
+            if (q->shutdown) {
+                rc = BRAID_ESHUTDOWN;
+                goto out;
+            }
+            continue;
         }
         rc = braid_waitlist_wait(&q->putters, &q->mu, deadline, NULL);
         if (q->shutdown) {
@@ -323,7 +402,7 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
             goto out;
         }
     }
-    if ((rc = reserve(q)) != 0 || (rc = store(q, item)) != 0)
+    if ((rc = reserve(q)) != 0 || (rc = store(q, item, &big)) != 0)
         goto out;
     if (q->kind != BRAID_QUEUE_SIMPLE)
         q->unfinished++;
@@ -331,14 +410,17 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
         braid_waitlist_wake_one(&q->getters, 0);
 out:
     pthread_mutex_unlock(&q->mu);
+    if (big) { /* not stored: the caller keeps its item */
+        braid_buf_move(item, big);
+        free(big);
+    }
     return rc;
 }
 
 int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
 {
     int rc = 0;
-    braid_buf_t moved;
-    braid_buf_init(&moved);
+    braid_buf_t *moved = NULL;
     if (out->cap < INLINE_MAX) {
         /* room for an inline item, reserved before taking the lock */
         static const uint8_t zeros[INLINE_MAX];
@@ -348,7 +430,7 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
     }
     out->len = 0;
     pthread_mutex_lock(&q->mu);
-    while (q->count == 0) {
+    for (int spun = 0; count_of(q) == 0;) {
         if (q->shutdown) {
             rc = BRAID_ESHUTDOWN;
             goto out;
@@ -357,8 +439,15 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
             rc = BRAID_EEMPTY;
             goto out;
         }
+        if (!spun) {
+            spun = 1;
+            pthread_mutex_unlock(&q->mu);
+            spin_for(q, 1);
+            pthread_mutex_lock(&q->mu);
+            continue;
+        }
         rc = braid_waitlist_wait(&q->getters, &q->mu, deadline, NULL);
-        if (q->count)
+        if (count_of(q))
             break; /* an item arrived: it is ours even if the deadline passed */
         if (rc == BRAID_ETIMEOUT) {
             rc = q->shutdown ? BRAID_ESHUTDOWN : BRAID_EEMPTY;
@@ -373,9 +462,10 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
         braid_waitlist_wake_one(&q->putters, 0);
 out:
     pthread_mutex_unlock(&q->mu);
-    if (moved.data) {
+    if (moved) {
         braid_buf_free(out);
-        braid_buf_move(out, &moved);
+        braid_buf_move(out, moved);
+        free(moved);
     }
     return rc;
 }
@@ -427,9 +517,10 @@ void braid_queue_shutdown(braid_queue_t *q, int immediate)
         dropped = q->items;
         cap = q->cap;
         head = q->head;
-        n = q->count;
+        n = count_of(q);
         q->items = NULL;
-        q->cap = q->head = q->count = 0;
+        q->cap = q->head = 0;
+        count_set(q, 0);
         q->unfinished -= (long)n;
         if (q->unfinished < 0)
             q->unfinished = 0;
@@ -445,7 +536,7 @@ void braid_queue_shutdown(braid_queue_t *q, int immediate)
 size_t braid_queue_qsize(braid_queue_t *q)
 {
     pthread_mutex_lock(&q->mu);
-    size_t n = q->count;
+    size_t n = count_of(q);
     pthread_mutex_unlock(&q->mu);
     return n;
 }

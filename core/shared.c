@@ -7,10 +7,25 @@
 #include "error.h"
 #include "shared.h"
 
+/* A slot is 24 bytes: the key's hash, and the key and value bytes
+ * themselves when together they fit in INLINE_KV bytes and name no
+ * objects (every pair of small integers, floats, booleans and short
+ * strings); otherwise a pointer to a big_t holding both buffers. */
+#define INLINE_KV 16
+#define BIG 0xff
+
+typedef struct big {
+    braid_buf_t key, value;
+} big_t;
+
 typedef struct slot {
-    uint64_t hash;
-    braid_buf_t key; /* key.len == 0: empty slot */
-    braid_buf_t value;
+    uint32_t hash; /* the key's hash with bit 0 set; 0: an empty slot */
+    uint8_t klen;  /* inline key length, or BIG */
+    uint8_t vlen;  /* inline value length */
+    union {
+        uint8_t kv[INLINE_KV]; /* key, then value */
+        big_t *big;
+    } u;
 } slot_t;
 
 /* All fields below obj are guarded by lock (the table's RLock), which is
@@ -24,13 +39,41 @@ struct braid_shared {
     int64_t border;    /* keys 1..border present, border+1 absent */
 };
 
+static const uint8_t *slot_key(const slot_t *s, size_t *len)
+{
+    if (s->klen == BIG) {
+        *len = s->u.big->key.len;
+        return s->u.big->key.data;
+    }
+    *len = s->klen;
+    return s->u.kv;
+}
+
+static const uint8_t *slot_value(const slot_t *s, size_t *len)
+{
+    if (s->klen == BIG) {
+        *len = s->u.big->value.len;
+        return s->u.big->value.data;
+    }
+    *len = s->vlen;
+    return s->u.kv + s->klen;
+}
+
+static void big_free(big_t *b)
+{
+    if (b) {
+        braid_buf_free(&b->key);
+        braid_buf_free(&b->value);
+        free(b);
+    }
+}
+
 static void shared_destroy(braid_object_t *obj)
 {
     braid_shared_t *t = (braid_shared_t *)obj;
-    for (size_t i = 0; i < t->cap; i++) {
-        braid_buf_free(&t->slots[i].key);
-        braid_buf_free(&t->slots[i].value);
-    }
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].hash && t->slots[i].klen == BIG)
+            big_free(t->slots[i].u.big);
     free(t->slots);
     braid_object_release((braid_object_t *)t->lock);
     free(t);
@@ -63,7 +106,7 @@ braid_rlock_t *braid_shared_rlock(braid_shared_t *t)
     return t->lock;
 }
 
-static uint64_t hash_bytes(const void *p, size_t n)
+static uint32_t hash_bytes(const void *p, size_t n)
 {
     const uint8_t *s = p;
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -72,20 +115,26 @@ static uint64_t hash_bytes(const void *p, size_t n)
         h *= 0x100000001b3ULL;
     }
     h ^= h >> 29;
-    return h;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+    return (uint32_t)h | 1u;
 }
 
 /* Index of the slot holding key, or of the empty slot where it would go.
  * Requires cap > count. */
-static size_t find(const braid_shared_t *t, const void *key, size_t klen, uint64_t h)
+static size_t find(const braid_shared_t *t, const void *key, size_t klen, uint32_t h)
 {
     size_t mask = t->cap - 1, i = (size_t)h & mask;
     for (;;) {
         const slot_t *s = &t->slots[i];
-        if (s->key.len == 0)
+        if (s->hash == 0)
             return i;
-        if (s->hash == h && s->key.len == klen && memcmp(s->key.data, key, klen) == 0)
-            return i;
+        if (s->hash == h) {
+            size_t n;
+            const uint8_t *k = slot_key(s, &n);
+            if (n == klen && memcmp(k, key, klen) == 0)
+                return i;
+        }
         i = (i + 1) & mask;
     }
 }
@@ -98,10 +147,10 @@ static int grow(braid_shared_t *t)
         return BRAID_ENOMEM;
     for (size_t i = 0; i < t->cap; i++) {
         slot_t *s = &t->slots[i];
-        if (s->key.len == 0)
+        if (s->hash == 0)
             continue;
         size_t j = (size_t)s->hash & (ncap - 1);
-        while (n[j].key.len)
+        while (n[j].hash)
             j = (j + 1) & (ncap - 1);
         n[j] = *s;
     }
@@ -117,7 +166,7 @@ static void remove_slot(braid_shared_t *t, size_t i)
     size_t mask = t->cap - 1;
     memset(&t->slots[i], 0, sizeof t->slots[i]);
     t->count--;
-    for (size_t j = (i + 1) & mask; t->slots[j].key.len; j = (j + 1) & mask) {
+    for (size_t j = (i + 1) & mask; t->slots[j].hash; j = (j + 1) & mask) {
         size_t home = (size_t)t->slots[j].hash & mask;
         if (((j - home) & mask) >= ((j - i) & mask)) {
             t->slots[i] = t->slots[j];
@@ -156,7 +205,7 @@ static int has_int(const braid_shared_t *t, int64_t v)
 {
     uint8_t k[11];
     size_t n = int_key(k, v);
-    return t->cap && t->slots[find(t, k, n, hash_bytes(k, n))].key.len != 0;
+    return t->cap && t->slots[find(t, k, n, hash_bytes(k, n))].hash != 0;
 }
 
 static int lock(braid_shared_t *t)
@@ -176,11 +225,45 @@ int braid_shared_get(braid_shared_t *t, const void *key, size_t klen, braid_buf_
         return rc;
     if (t->cap) {
         slot_t *s = &t->slots[find(t, key, klen, hash_bytes(key, klen))];
-        if (s->key.len)
-            rc = braid_buf_copy(out, &s->value) == 0 ? 1 : BRAID_ENOMEM;
+        if (s->hash == 0) {
+            /* absent */
+        } else if (s->klen == BIG) {
+            rc = braid_buf_copy(out, &s->u.big->value) == 0 ? 1 : BRAID_ENOMEM;
+        } else {
+            braid_buf_put_bytes(out, s->u.kv + s->klen, s->vlen);
+            rc = out->err ? BRAID_ENOMEM : 1;
+        }
     }
     unlock(t);
     return rc;
+}
+
+/* Whether key and value (may be NULL) can live in a slot. */
+static int fits_inline(const braid_buf_t *key, const braid_buf_t *value)
+{
+    return key->nobjs == 0 && value->nobjs == 0 && key->len + value->len <= INLINE_KV;
+}
+
+/* Fills empty or reused slot s with key and value, inline or in *spare
+ * (a big_t allocated before the lock, taken when used). */
+static void slot_fill(slot_t *s, braid_buf_t *key, braid_buf_t *value, big_t **spare)
+{
+    if (fits_inline(key, value)) {
+        memcpy(s->u.kv, key->data, key->len);
+        memcpy(s->u.kv + key->len, value->data, value->len);
+        s->klen = (uint8_t)key->len;
+        s->vlen = (uint8_t)value->len;
+        braid_buf_reset(key);
+        braid_buf_reset(value);
+    } else {
+        big_t *b = *spare;
+        *spare = NULL;
+        braid_buf_move(&b->key, key);
+        braid_buf_move(&b->value, value);
+        s->klen = BIG;
+        s->vlen = 0;
+        s->u.big = b;
+    }
 }
 
 int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
@@ -188,21 +271,25 @@ int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
     if (key->len == 0)
         return BRAID_EINVAL;
     int del = value == NULL || value->len == 0;
-    uint64_t h = hash_bytes(key->data, key->len);
+    uint32_t h = hash_bytes(key->data, key->len);
     int64_t k = 0;
     int isint = key_int(key, &k);
-    braid_buf_t old_key, old_value;
-    braid_buf_init(&old_key);
-    braid_buf_init(&old_value);
+    big_t *old = NULL, *spare = NULL; /* freed after the lock */
+    if (!del && !fits_inline(key, value)) {
+        if (!(spare = calloc(1, sizeof *spare)))
+            return BRAID_ENOMEM;
+    }
     int rc = lock(t);
-    if (rc)
+    if (rc) {
+        free(spare);
         return rc;
+    }
     if (del) {
         if (t->cap) {
             size_t i = find(t, key->data, key->len, h);
-            if (t->slots[i].key.len) {
-                braid_buf_move(&old_key, &t->slots[i].key);
-                braid_buf_move(&old_value, &t->slots[i].value);
+            if (t->slots[i].hash) {
+                if (t->slots[i].klen == BIG)
+                    old = t->slots[i].u.big;
                 remove_slot(t, i);
                 if (isint && k >= 1 && k <= t->border)
                     t->border = k - 1;
@@ -214,18 +301,18 @@ int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
     } else {
         if ((t->count + 1) * 4 > t->cap * 3 && (rc = grow(t)) != 0) {
             unlock(t);
+            free(spare);
             return rc;
         }
         slot_t *s = &t->slots[find(t, key->data, key->len, h)];
-        if (s->key.len) {
-            braid_buf_move(&old_value, &s->value);
-            braid_buf_move(&old_key, key); /* keep the stored key, drop ours */
+        if (s->hash) {
+            if (s->klen == BIG)
+                old = s->u.big; /* its key bytes are equal to ours */
         } else {
             s->hash = h;
-            braid_buf_move(&s->key, key);
             t->count++;
         }
-        braid_buf_move(&s->value, value);
+        slot_fill(s, key, value, &spare);
         if (isint && k == t->border + 1) {
             t->border = k;
             while (t->border < INT64_MAX && has_int(t, t->border + 1))
@@ -233,8 +320,8 @@ int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
         }
     }
     unlock(t);
-    braid_buf_free(&old_key);
-    braid_buf_free(&old_value);
+    big_free(old);
+    free(spare);
     return 0;
 }
 
@@ -270,11 +357,23 @@ int braid_shared_snapshot(braid_shared_t *t, braid_shared_pair_t **pairs, size_t
         rc = BRAID_ENOMEM;
     for (size_t i = 0; !rc && i < t->cap; i++) {
         slot_t *s = &t->slots[i];
-        if (!s->key.len)
+        if (!s->hash)
             continue;
-        if (braid_buf_copy(&p[m].key, &s->key) || braid_buf_copy(&p[m].value, &s->value)) {
+        if (s->klen == BIG) {
+            if (braid_buf_copy(&p[m].key, &s->u.big->key) ||
+                braid_buf_copy(&p[m].value, &s->u.big->value))
+                rc = BRAID_ENOMEM;
+        } else {
+            size_t kn, vn;
+            const uint8_t *kd = slot_key(s, &kn), *vd = slot_value(s, &vn);
+            braid_buf_put_bytes(&p[m].key, kd, kn);
+            braid_buf_put_bytes(&p[m].value, vd, vn);
+            if (p[m].key.err || p[m].value.err)
+                rc = BRAID_ENOMEM;
+        }
+        if (rc) {
             braid_buf_free(&p[m].key);
-            rc = BRAID_ENOMEM;
+            braid_buf_free(&p[m].value);
             break;
         }
         m++;

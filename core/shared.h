@@ -42,8 +42,8 @@ braid_rlock_t *braid_shared_rlock(braid_shared_t *t);
 int braid_shared_get(braid_shared_t *t, const void *key, size_t klen, braid_buf_t *out);
 
 /* Stores value under key; value == NULL or an empty value deletes the key.
- * On success the contents of *key and *value are consumed (left empty;
- * the caller still frees the structs with braid_buf_free, a no-op then);
+ * On success the contents of *key and *value are consumed (left empty,
+ * but maybe holding memory: the caller frees them with braid_buf_free);
  * on failure they are untouched. Returns 0, BRAID_ENOMEM, BRAID_ECANCELLED. */
 int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value);
 

@@ -167,6 +167,12 @@ braid_waiter_t *braid_waiter_peek_current(void)
     return current;
 }
 
+int braid_waiter_may_spin(void)
+{
+    pthread_once(&ncpu_once, read_ncpu);
+    return ncpu > 1 && atomic_load_explicit(&running, memory_order_relaxed) <= ncpu;
+}
+
 void braid_waiter_prepare(braid_waiter_t *w)
 {
     atomic_store_explicit(&w->signaled, 0, memory_order_relaxed);

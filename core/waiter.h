@@ -68,6 +68,10 @@ braid_waiter_t *braid_waiter_swap_current(braid_waiter_t *w);
 /* The current waiter if there is one, else NULL (never creates one). */
 braid_waiter_t *braid_waiter_peek_current(void);
 
+/* Whether a thread may spin a few microseconds on a condition of its own
+ * (before waiting on a list): there is more than one core and no more of
+ * our threads are running than there are cores. */
+int braid_waiter_may_spin(void);
 /* Clears the signal before the waiter goes onto a wait list. */
 void braid_waiter_prepare(braid_waiter_t *w);
 /* Spins briefly, then blocks until signaled, the deadline passes or a

@@ -8,32 +8,13 @@ local queue = require "braid.queue"
 local futures = require "braid.futures"
 
 local run = asyncio.run
+local support = require "spec.support.asyncio"
+local raises, ticker, settle = support.raises, support.ticker, support.settle
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error")
-  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
-  return err
-end
 
--- a task that counts loop turns until stopped: proves the loop kept going
-local function ticker()
-  local t = {n = 0}
-  t.task = asyncio.create_task(function()
-    while true do
-      asyncio.sleep(0.001)
-      t.n = t.n + 1
-    end
-  end)
-  return t
-end
 
 describe("asyncio bridge", function()
-  after_each(function()
-    collectgarbage()
-    collectgarbage()
-    assert.are.equal(0, asyncio._live_loops())
-  end)
+  after_each(support.no_loops_left)
 
   it("a thread producer feeds a task consumer through one braid Queue while other tasks tick", function()
     for _ = 1, 3 do
@@ -252,6 +233,8 @@ describe("asyncio bridge", function()
 end)
 
 describe("asyncio bridge: threading.Condition", function()
+  after_each(support.no_loops_left)
+
   it("a task waits on a threading.Condition that a thread notifies", function()
     for _, lock in ipairs({threading.Lock(), threading.RLock()}) do
       local cond = threading.Condition(lock)
@@ -311,6 +294,8 @@ describe("asyncio bridge: threading.Condition", function()
 end)
 
 describe("asyncio bridge: Queue:join", function()
+  after_each(support.no_loops_left)
+
   it("a task joins a braid Queue that threads work off", function()
     local q = queue.Queue()
     local worker = threading.Thread{target = function(q)
@@ -330,5 +315,77 @@ describe("asyncio bridge: Queue:join", function()
       tk.task:cancel()
     end)
     worker:join()
+  end)
+end)
+
+describe("asyncio bridge: cancelled while re-acquiring", function()
+  after_each(support.no_loops_left)
+
+  it("a Condition wait cancelled while its lock is held elsewhere re-acquires it, then raises", function()
+    run(function()
+      local lock = threading.Lock()
+      local cond = threading.Condition(lock)
+      local held
+      local t = asyncio.create_task(function()
+        cond:acquire()
+        local ok, err = pcall(cond.wait, cond)
+        held = cond:_is_owned()
+        cond:release()
+        error(err, 0)
+      end)
+      asyncio.sleep(0.01)
+      -- notify while holding the lock, then cancel the waiter before release
+      local th = threading.Thread{target = function(cond, lock)
+        cond:acquire()
+        cond:notify()
+        require("braid").sleep(0.05)
+        cond:release()
+      end, args = {cond, lock}}
+      th:start()
+      asyncio.sleep(0.02)
+      t:cancel()
+      local ok, err = pcall(asyncio.await, t)
+      th:join()
+      assert.is_false(ok)
+      assert.are.equal("Cancelled", err.kind)
+      assert.is_true(held)
+      assert.is_false(lock:locked())
+    end)
+  end)
+end)
+
+describe("asyncio bridge: the loop's thread", function()
+  after_each(support.no_loops_left)
+
+  it("thread:cancel() ends an asyncio.run in that thread with Cancelled, unwinding its tasks", function()
+    local started = threading.Event()
+    local th = threading.Thread{target = function(started)
+      local asyncio = require "braid.asyncio"
+      return asyncio.run(function()
+        asyncio.create_task(function() asyncio.sleep(10) end)
+        started:set()
+        asyncio.sleep(10)
+      end)
+    end, args = {started}}
+    th:start()
+    assert.is_true(started:wait(10))
+    th:cancel()
+    local ok, err = pcall(th.result, th)
+    assert.is_false(ok)
+    assert.are.equal("Cancelled", err.kind)
+  end)
+
+  it("a thread-level future's done callback runs in the loop's state while it runs", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local seen = {}
+    run(function()
+      local f = ex:submit(function() return 7 end)
+      f:add_done_callback(function(fut) seen[#seen + 1] = fut:result() end)
+      for _ = 1, 200 do
+        if #seen > 0 then break end
+        asyncio.sleep(0.005)
+      end
+    end)
+    assert.are.same({7}, seen)
   end)
 end)

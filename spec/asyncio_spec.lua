@@ -6,18 +6,13 @@ local braid = require "braid"
 local Error = braid.Error
 
 local run = asyncio.run
+local support = require "spec.support.asyncio"
+local raises, ticker, settle = support.raises, support.ticker, support.settle
 
 local function kind_of(err)
   return type(err) == "table" and err.kind or tostring(err)
 end
 
--- asserts fn raises a braid.Error of kind; returns the error
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error")
-  assert.are.equal(kind, kind_of(err))
-  return err
-end
 
 -- runs fn in its own loop, capturing stderr lines written meanwhile
 local function capture_stderr(fn)
@@ -35,6 +30,8 @@ local function capture_stderr(fn)
 end
 
 describe("asyncio.run", function()
+  after_each(support.no_loops_left)
+
   it("returns the function's results, nils included", function()
     local a, b, c, n = run(function(x, y) return x + y, nil, "z" end, 1, 2)
     assert.are.same({3, nil, "z"}, {a, b, c})
@@ -81,6 +78,8 @@ describe("asyncio.run", function()
 end)
 
 describe("asyncio tasks", function()
+  after_each(support.no_loops_left)
+
   it("create_task runs concurrently and await returns its results", function()
     local order = {}
     run(function()
@@ -249,6 +248,8 @@ describe("asyncio tasks", function()
 end)
 
 describe("asyncio cancellation", function()
+  after_each(support.no_loops_left)
+
   it("cancel() on a sleeping task: await raises Cancelled; done and cancelled; cancel again false", function()
     run(function()
       local t = asyncio.create_task(function() asyncio.sleep(10) end)
@@ -355,6 +356,8 @@ describe("asyncio cancellation", function()
 end)
 
 describe("asyncio.gather", function()
+  after_each(support.no_loops_left)
+
   it("returns the results in argument order, tasks and functions mixed", function()
     run(function()
       local slow = asyncio.create_task(function() asyncio.sleep(0.02) return "slow" end)
@@ -425,6 +428,8 @@ describe("asyncio.gather", function()
 end)
 
 describe("asyncio.wait / wait_for / as_completed", function()
+  after_each(support.no_loops_left)
+
   it("wait ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION", function()
     run(function()
       local fast = asyncio.create_task(function() asyncio.sleep(0) return 1 end)
@@ -519,6 +524,8 @@ describe("asyncio.wait / wait_for / as_completed", function()
 end)
 
 describe("asyncio.shield and timeout", function()
+  after_each(support.no_loops_left)
+
   it("shield: the outer is cancelled, the inner runs to completion", function()
     run(function()
       local inner = asyncio.create_task(function() asyncio.sleep(0.02) return "inner" end)
@@ -563,6 +570,29 @@ describe("asyncio.shield and timeout", function()
     end)
   end)
 
+  it("timeout passes its Timeout: when, reschedule and expired", function()
+    run(function()
+      local loop = asyncio.get_running_loop()
+      local seen
+      raises("Timeout", asyncio.timeout, 10, function(cm, x)
+        assert.are.equal("arg", x)
+        assert.is_true(cm:when() > loop:time() + 5)
+        assert.is_false(cm:expired())
+        cm:reschedule(loop:time() + 0.02)
+        seen = cm
+        asyncio.sleep(10)
+      end, "arg")
+      assert.is_true(seen:expired())
+      raises("RuntimeError", seen.reschedule, seen, 1)
+      -- rescheduled to never: runs to the end
+      assert.are.equal("done", asyncio.timeout(0.01, function(cm)
+        cm:reschedule(nil)
+        asyncio.sleep(0.03)
+        return "done"
+      end))
+    end)
+  end)
+
   it("nested timeouts with the same deadline: only the outermost raises Timeout", function()
     run(function()
       local inner_err
@@ -577,6 +607,8 @@ describe("asyncio.shield and timeout", function()
 end)
 
 describe("asyncio.TaskGroup", function()
+  after_each(support.no_loops_left)
+
   it("waits for every child, even ones added later", function()
     local done = {}
     run(function()
@@ -669,6 +701,8 @@ describe("asyncio.TaskGroup", function()
 end)
 
 describe("asyncio loop and Future", function()
+  after_each(support.no_loops_left)
+
   it("call_soon runs callbacks in order; call_later and call_at after a delay; time is monotonic", function()
     local log = {}
     run(function()
@@ -718,6 +752,8 @@ describe("asyncio loop and Future", function()
 end)
 
 describe("asyncio unretrieved errors", function()
+  after_each(support.no_loops_left)
+
   it("a failed, never-awaited task is reported once when its loop closes", function()
     local out = capture_stderr(function()
       run(function()
@@ -764,6 +800,8 @@ describe("asyncio unretrieved errors", function()
 end)
 
 describe("asyncio introspection", function()
+  after_each(support.no_loops_left)
+
   it("capture_call_graph gives the chain of tasks awaiting a task", function()
     run(function()
       local leaf = asyncio.create_task(function() asyncio.sleep(10) end)

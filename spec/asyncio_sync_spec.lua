@@ -3,20 +3,14 @@
 local asyncio = require "braid.asyncio"
 
 local run = asyncio.run
+local support = require "spec.support.asyncio"
+local raises, ticker, settle = support.raises, support.ticker, support.settle
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error")
-  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
-  return err
-end
 
--- lets every ready task run a few steps
-local function settle()
-  for _ = 1, 5 do asyncio.sleep(0) end
-end
 
 describe("asyncio.Lock", function()
+  after_each(support.no_loops_left)
+
   it("acquire/release/locked; release unlocked raises RuntimeError", function()
     run(function()
       local l = asyncio.Lock()
@@ -42,6 +36,26 @@ describe("asyncio.Lock", function()
       settle()
     end)
     assert.are.same({1, 2, 3, 4, 5}, order)
+  end)
+
+  it("5,000 waiters, every third cancelled, get the lock in arrival order", function()
+    local order = {}
+    run(function()
+      local l = asyncio.Lock()
+      l:acquire()
+      local ts = {}
+      for i = 1, 5000 do
+        ts[i] = asyncio.create_task(function() l:acquire(); order[#order + 1] = i; l:release() end)
+      end
+      asyncio.sleep(0)
+      for i = 3, 5000, 3 do ts[i]:cancel() end
+      asyncio.sleep(0)
+      l:release()
+      for i = 1, 5000 do pcall(asyncio.await, ts[i]) end
+    end)
+    local expect = {}
+    for i = 1, 5000 do if i % 3 ~= 0 then expect[#expect + 1] = i end end
+    assert.are.same(expect, order)
   end)
 
   it("a cancelled waiter never gets nor loses the lock", function()
@@ -108,6 +122,8 @@ describe("asyncio.Lock", function()
 end)
 
 describe("asyncio.Event", function()
+  after_each(support.no_loops_left)
+
   it("wakes every waiter with true; set then clear still wakes them", function()
     run(function()
       local e = asyncio.Event()
@@ -135,6 +151,8 @@ describe("asyncio.Event", function()
 end)
 
 describe("asyncio.Condition", function()
+  after_each(support.no_loops_left)
+
   it("wait/notify without the lock raise RuntimeError", function()
     run(function()
       local c = asyncio.Condition()
@@ -203,6 +221,8 @@ describe("asyncio.Condition", function()
 end)
 
 describe("asyncio.Semaphore", function()
+  after_each(support.no_loops_left)
+
   it("counts, is FIFO, and a cancelled waiter never consumes a release", function()
     run(function()
       raises("ValueError", asyncio.Semaphore, -1)
@@ -254,6 +274,8 @@ describe("asyncio.Semaphore", function()
 end)
 
 describe("asyncio.Barrier", function()
+  after_each(support.no_loops_left)
+
   it("gives distinct indices and can be reused", function()
     run(function()
       raises("ValueError", asyncio.Barrier, 0)
@@ -286,6 +308,8 @@ describe("asyncio.Barrier", function()
 end)
 
 describe("asyncio.Queue", function()
+  after_each(support.no_loops_left)
+
   it("FIFO, LIFO and priority orders", function()
     run(function()
       local q, l, p = asyncio.Queue(), asyncio.LifoQueue(), asyncio.PriorityQueue()

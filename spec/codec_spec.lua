@@ -65,6 +65,32 @@ describe("codec", function()
       assert.equal(25, p:len2())
     end)
 
+    it("keeps shared references however many there are", function()
+      -- the decoder keeps its first back-references in stack slots, the
+      -- next 500,000 on a thread's stack and the rest in a table
+      for _, n in ipairs({5, 300, 2000, 510000}) do
+        local shared, t = {}, {}
+        for i = 1, n do shared[i] = {i} end
+        for i = 1, n do t[i] = shared[i]; t[n + i] = shared[n + 1 - i] end
+        local u = rt(t)
+        for _, i in ipairs({1, 2, n // 2 + 1, n}) do
+          assert.equal(i, u[i][1])
+          assert.equal(u[i], u[2 * n + 1 - i])
+        end
+      end
+    end)
+
+    it("keeps references right in a decode after one that failed", function()
+      local shared, t = {}, {}
+      for i = 1, 100 do shared[i] = {i} end
+      for i = 1, 100 do t[i] = shared[i]; t[100 + i] = shared[i] end
+      local good = braid.encode(t)
+      assert.is_false(pcall(braid.decode, good:sub(1, -2)))
+      local u = braid.decode(good)
+      assert.equal(u[100], u[200])
+      assert.equal(100, u[200][1])
+    end)
+
     it("keeps a table with holes", function()
       local u = rt({1, nil, 3, n = 3})
       assert.equal(1, u[1]); assert.is_nil(u[2]); assert.equal(3, u[3]); assert.equal(3, u.n)
@@ -101,6 +127,30 @@ describe("codec", function()
       assert.equal(io.stdout, rt(io.stdout))
       local b = require "braid"
       assert.equal(b.monotonic, rt(b.monotonic))
+    end)
+
+    it("cross by name modules loaded, replaced or re-loaded after an encode", function()
+      local name, name2 = "codec_spec_mod_" .. tostring({}):sub(-6), "codec_spec_mod2"
+      braid.encode(print) -- the module map is built
+      package.loaded[name] = {f = function() return 1 end, it = string.gmatch("a", "a")}
+      local m = package.loaded[name]
+      assert.equal(m.f, braid.decode(braid.encode(m.f)))
+      assert.equal(m.it, braid.decode(braid.encode(m.it)))
+      -- a present key set to another module: C functions still cross
+      package.loaded[name] = {it = string.gmatch("b", "b")}
+      local m2 = package.loaded[name]
+      assert.equal(m2.it, braid.decode(braid.encode(m2.it)))
+      -- package.loaded with a metatable of the user's own
+      local meta = getmetatable(package.loaded)
+      setmetatable(package.loaded, {})
+      package.loaded[name2] = {it = string.gmatch("c", "c")}
+      local ok, err = pcall(function()
+        assert.equal(package.loaded[name2].it, braid.decode(braid.encode(package.loaded[name2].it)))
+      end)
+      setmetatable(package.loaded, meta)
+      package.loaded[name], package.loaded[name2] = nil, nil
+      assert(ok, err)
+      assert.is_false(pcall(braid.encode, string.gmatch("d", "d")))
     end)
 
     it("keep closures that share an upvalue sharing it", function()

@@ -171,6 +171,21 @@ def start(env=None, args=()):
     return r
 
 
+def interrupt(r):
+    """Sends Ctrl-C to a running line until the REPL reports the interrupt
+    (a SIGINT that lands before the line runs is harmless: resend)."""
+    r.running()
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while True:
+        r.send(CTRL_C, wait_editing=False)
+        try:
+            r.expect(r"interrupted!", timeout=1.0)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+
+
 def test_banner_and_expression():
     r = start()
     r.expect(r"braid \S+ \(Lua 5\.4\)\n")
@@ -304,16 +319,7 @@ def test_ctrl_c_interrupts_running_code():
     r = start()
     r.expect(r"> $")
     r.line("while true do end")
-    time.sleep(0.3)  # let the loop start; the check below does not rely on it
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while True:  # SIGINT before the loop runs is harmless at the prompt? resend
-        r.send(CTRL_C, wait_editing=False)
-        try:
-            r.expect(r"interrupted!", timeout=1.0)
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
+    interrupt(r)
     r.expect(r"> $")
     r.line("1+2")
     r.expect(r"\n3\n")
@@ -370,15 +376,7 @@ def test_ctrl_c_interrupts_blocked_wait():
     r.expect(r"> $")
     r.line("queue.Queue():get()")
     r.running()                         # a Ctrl-C typed at the prompt would discard the line
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while True:
-        r.send(CTRL_C, wait_editing=False)
-        try:
-            r.expect(r"interrupted!", timeout=1.0)
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
+    interrupt(r)
     r.expect(r"> $")
     r.line("2+3")
     r.expect(r"\n5\n")
@@ -429,16 +427,7 @@ def test_asyncio_at_the_prompt():
     r.line("asyncio.run(function() return 6 * 7 end)")
     r.expect(r"\n42\n")
     r.line("asyncio.sleep(10)")
-    r.running()
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while True:
-        r.send(CTRL_C, wait_editing=False)
-        try:
-            r.expect(r"interrupted!", timeout=1.0)
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
+    interrupt(r)
     r.line("1 + 1")
     r.expect(r"\n2\n")
     r.quit()

@@ -55,6 +55,27 @@ describe("shared.table", function()
     assert.equal("TypeError", err.kind)
   end)
 
+  it("keeps small and big keys and values, moving between the two", function()
+    local t = shared.table()
+    local long = string.rep("long value ", 10)
+    for _, k in ipairs({1, -7, 2^40, 0.25, true, "k", "a key longer than sixteen bytes"}) do
+      for _, v in ipairs({1, 2.5, false, "s", long, {1, 2}, "s", 3}) do
+        t[k] = v
+        if type(v) == "table" then assert.same(v, t[k]) else assert.equal(v, t[k]) end
+      end
+      t[k] = nil
+      assert.is_nil(t[k])
+    end
+  end)
+
+  it("raises the usual errors from its metamethods", function()
+    local t = shared.table()
+    local meta = getmetatable(t)
+    assert.has_error(function() meta.__index({}, 1) end)
+    assert.has_error(function() meta.__newindex({}, 1, 2) end)
+    assert.has_error(function() meta.__index(shared.lock(t), 1) end)
+  end)
+
   it("keeps nested shared tables shared and braid objects by reference", function()
     local t = shared.table()
     local inner = shared.table{x = 1}

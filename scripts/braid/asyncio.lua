@@ -75,13 +75,18 @@ function Handle:cancel() self.cancelled = true end
 function Handle:when() return self.when_ end
 function Handle:get_loop() return self.loop end
 
+-- Timer order: by time, then by creation (seq) among equal times.
+local function before(a, b)
+  return a.when_ < b.when_ or (a.when_ == b.when_ and a.seq < b.seq)
+end
+
 local function heap_push(loop, h)
   local heap, i = loop.heap, loop.hn + 1
   loop.hn = i
   while i > 1 do
     local p = i // 2
     local ph = heap[p]
-    if ph.when_ < h.when_ or (ph.when_ == h.when_ and ph.seq < h.seq) then break end
+    if before(ph, h) then break end
     heap[i] = ph
     i = p
   end
@@ -102,11 +107,9 @@ local function heap_pop(loop)
       local ch = heap[c]
       if c < n then
         local r = heap[c + 1]
-        if r.when_ < ch.when_ or (r.when_ == ch.when_ and r.seq < ch.seq) then
-          c, ch = c + 1, r
-        end
+        if before(r, ch) then c, ch = c + 1, r end
       end
-      if last.when_ < ch.when_ or (last.when_ == ch.when_ and last.seq < ch.seq) then break end
+      if before(last, ch) then break end
       heap[i] = ch
       i = c
     end
@@ -128,7 +131,6 @@ end
 local function wake(task, a1, a2)
   local w = task._wait
   task._wait = nil
-  task._gen = task._gen + 1
   if w == THREAD_WAIT then task.loop.waiting[task.id] = nil end
   local h = task._timer
   if h then
@@ -148,8 +150,10 @@ local function wake_parked(task, a1, a2)
   return true
 end
 
-local function wake_timer(task, gen)
-  if task._gen == gen then
+-- A task's timer h (sleep, thread-wait deadline) fired: wake it unless it
+-- was woken otherwise meanwhile (which dropped or replaced task._timer).
+local function wake_timer(task, h)
+  if task._timer == h then
     task._timer = nil
     wake(task)
   end
@@ -200,7 +204,8 @@ local function schedule_callbacks(fut)
 end
 
 local function set_outcome(fut, state, n, v, err)
-  fut._state, fut._n, fut._v, fut._err = state, n, v, err
+  fut._state, fut._v, fut._err = state, v, err
+  if n ~= 0 then fut._n = n end -- absent means none: one field less per task
   schedule_callbacks(fut)
 end
 
@@ -239,7 +244,7 @@ end
 
 local function values(fut)
   local n = fut._n
-  if n == 0 then return end
+  if not n then return end
   if n == 1 then return fut._v end
   return unpack(fut._v, 1, n)
 end
@@ -338,7 +343,8 @@ local function new_task(loop, fn, name, n, ...)
   local id = task_counter + 1
   task_counter = id
   local t = setmetatable({loop = loop, _state = PENDING, co = co_create(task_body), id = id,
-    _gen = 0, _fn = fn, _name = name}, Task)
+    _fn = fn}, Task)
+  if name then t._name = name end
   if n > 0 then t._args = pack(...) end
   loop.tasks[t] = true
   loop.ntasks = loop.ntasks + 1
@@ -495,10 +501,10 @@ local function step(loop, task)
   elseif r1 == THREAD_WAIT then
     task._wait = THREAD_WAIT
     loop.waiting[task.id] = task
-    if r2 then task._timer = add_timer(loop, r2, wake_timer, task, task._gen) end
+    if r2 then task._timer = add_timer(loop, r2, wake_timer, task) end
   elseif r1 == SLEEP then
     task._wait = SLEEP
-    task._timer = add_timer(loop, r2, wake_timer, task, task._gen)
+    task._timer = add_timer(loop, r2, wake_timer, task)
   elseif r1 == DEFER_CANCEL then
     task._must_cancel = r2
     task._handoff = true -- resumed plainly: it returns what its wait got
@@ -568,8 +574,8 @@ local function poll(loop, nowait)
     timeout = loop.heap[1].when_ - monotonic()
   end
   local woken = loop.woken
-  local n, why = C._run_once(loop.c, timeout, woken)
   local waiting = loop.waiting
+  local n, why = C._run_once(loop.c, timeout, woken, next(waiting) ~= nil)
   for i = 1, n do
     local t = waiting[woken[i]]
     if t and t._wait == THREAD_WAIT then wake(t) end
@@ -585,7 +591,7 @@ local function poll(loop, nowait)
       local h = heap_pop(loop)
       if not h.cancelled then
         if h.fn == wake_timer then
-          wake_timer(h.a, h.b)
+          wake_timer(h.a, h)
         else
           push(loop, h)
         end
@@ -899,9 +905,10 @@ function M.gather(...)
         res[i] = c._err
       else
         c._retrieved = true
-        if c._n == 1 then
+        local cn = c._n
+        if cn == 1 then
           res[i] = c._v
-        elseif c._n > 1 then
+        elseif cn then
           res[i] = c._v[1]
         end
       end
@@ -983,21 +990,44 @@ function M.wait(aws, opts)
   return done, pending
 end
 
--- timeout(delay, fn, ...): runs fn; past the delay the task is cancelled
+-- timeout(delay, fn, ...): runs fn(cm, ...) with cm the Timeout (Python's
+-- `async with timeout() as cm`); past the deadline the task is cancelled
 -- and the cancellation leaves as a Timeout error.
+local Timeout = {__name = "braid.asyncio.Timeout"}
+Timeout.__index = Timeout
+
+function Timeout:when() return self._when end
+function Timeout:expired() return self._expired end
+
+local function timeout_fire(cm)
+  cm._expired = true
+  cm._handle = nil
+  cm._task:cancel()
+end
+
+function Timeout:reschedule(when)
+  if self._done then raise("RuntimeError", "Timeout has already exited", 2) end
+  if when ~= nil and type(when) ~= "number" then
+    error(("bad argument #1 to 'reschedule' (number expected, got %s)"):format(type(when)), 2)
+  end
+  if self._handle then self._handle.cancelled = true end
+  self._handle, self._when = nil, when
+  if when and not self._expired then
+    local h = add_timer(self._task.loop, when, timeout_fire)
+    h.a = {self, n = 1}
+    self._handle = h
+  end
+end
+
 local function run_with_timeout(when, fn, ...)
   local t = this_task("timeout")
-  local loop = t.loop
-  local state = {expired = false}
+  local cm = setmetatable({_task = t, _expired = false}, Timeout)
   local entry = t._ncancel or 0
-  local h = when and add_timer(loop, when, function()
-    state.expired = true
-    t:cancel()
-  end)
-  if h then h.a = {n = 0} end
-  local res = pack(pcall(fn, ...))
-  if h then h.cancelled = true end
-  if state.expired then
+  cm:reschedule(when)
+  local res = pack(pcall(fn, cm, ...))
+  cm._done = true
+  if cm._handle then cm._handle.cancelled = true end
+  if cm._expired then
     local left = t:uncancel()
     if not res[1] and is_cancel(res[2]) and left <= entry then
       raise("Timeout", "timed out", 3)
@@ -1047,7 +1077,7 @@ function M.wait_for(aw, timeout, ...)
     if fut._state == CANCELLED then raise("Timeout", "timed out", 2) end
     return fut:result()
   end
-  return run_with_timeout(monotonic() + timeout, await_future, fut)
+  return run_with_timeout(monotonic() + timeout, function(_, f) return await_future(f) end, fut)
 end
 
 -- as_completed(aws, timeout) -> iterator over the tasks as they finish
@@ -1113,8 +1143,7 @@ function M.shield(aw, ...)
       f._retrieved = true
       outer:set_exception(f._err)
     else
-      outer._n, outer._v = f._n, f._v
-      set_outcome(outer, FINISHED, f._n, f._v, nil)
+      set_outcome(outer, FINISHED, f._n or 0, f._v, nil)
     end
   end)
   return await_future(outer)

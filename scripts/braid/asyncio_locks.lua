@@ -26,33 +26,70 @@ return function(A)
     return t
   end
 
-  local function remove(list, x)
-    for i = 1, #list do
-      if list[i] == x then
-        table.remove(list, i)
+  -- FIFO of parked tasks: O(1) push and pop; a cancelled waiter leaves a
+  -- hole (false) that pop skips. n counts the live entries.
+  local function fifo() return {h = 1, t = 0, n = 0} end
+
+  local function fifo_push(d, x)
+    local t = d.t + 1
+    d.t, d.n = t, d.n + 1
+    d[t] = x
+  end
+
+  local function fifo_pop(d)
+    local h, t = d.h, d.t
+    while h <= t do
+      local x = d[h]
+      d[h] = nil
+      h = h + 1
+      if x then
+        d.h, d.n = h, d.n - 1
+        return x
+      end
+    end
+    d.h, d.t, d.n = 1, 0, 0
+  end
+
+  local function fifo_remove(d, x)
+    for i = d.h, d.t do
+      if d[i] == x then
+        d[i] = false
+        d.n = d.n - 1
         return true
       end
     end
     return false
   end
 
-  -- Parks t on list until woken; returns the wake value. On cancellation
+  -- Wakes every waiter of d in order (with v, or with each's arrival index
+  -- when v is nil); d must already be detached from its primitive.
+  local function wake_all(d, v)
+    local k = 0
+    for i = d.h, d.t do
+      local x = d[i]
+      if x then
+        wake_parked(x, v == nil and k or v)
+        k = k + 1
+      end
+    end
+  end
+
+  -- Parks t on d until woken; returns the wake value. On cancellation
   -- takes t off the list and raises.
-  local function wait_on(list, t)
-    list[#list + 1] = t
+  local function wait_on(d, t)
+    fifo_push(d, t)
     local v, e = co_yield(PARK) -- until wake_parked
     if v == CANCEL then
-      remove(list, t)
+      fifo_remove(d, t)
       error(e, 0)
     end
     return v
   end
 
   -- Hands v to the oldest waiter still parked; returns whether one took it.
-  local function hand_off(list, v)
-    while #list > 0 do
-      local t = table.remove(list, 1)
-      if wake_parked(t, v) then return true end
+  local function hand_off(d, v)
+    while d.n > 0 do
+      if wake_parked(fifo_pop(d), v) then return true end
     end
     return false
   end
@@ -80,11 +117,11 @@ return function(A)
   -- ---- Lock (FIFO hand-off) ----
   local Lock = class("Lock")
   function A.Lock()
-    return setmetatable({_locked = false, _waiters = {}}, Lock)
+    return setmetatable({_locked = false, _waiters = fifo()}, Lock)
   end
   function Lock:acquire()
     local t = bind(self, "acquire")
-    if not self._locked and #self._waiters == 0 then
+    if not self._locked and self._waiters.n == 0 then
       self._locked = true
       return true
     end
@@ -101,15 +138,15 @@ return function(A)
   -- ---- Event ----
   local Event = class("Event")
   function A.Event()
-    return setmetatable({_value = false, _waiters = {}}, Event)
+    return setmetatable({_value = false, _waiters = fifo()}, Event)
   end
   function Event:is_set() return self._value end
   function Event:set()
     if self._value then return end
     self._value = true
     local ws = self._waiters
-    self._waiters = {}
-    for i = 1, #ws do wake_parked(ws[i], true) end
+    self._waiters = fifo()
+    wake_all(ws, true)
   end
   function Event:clear() self._value = false end
   function Event:wait()
@@ -124,7 +161,7 @@ return function(A)
     if lock ~= nil and getmetatable(lock) ~= Lock then
       error(("bad argument #1 to 'Condition' (asyncio.Lock expected, got %s)"):format(type(lock)), 2)
     end
-    return setmetatable({_lock = lock or A.Lock(), _waiters = {}}, Condition)
+    return setmetatable({_lock = lock or A.Lock(), _waiters = fifo()}, Condition)
   end
   function Condition:acquire() return self._lock:acquire() end
   function Condition:release() return self._lock:release() end
@@ -158,8 +195,8 @@ return function(A)
     if not self._lock._locked then raise("RuntimeError", "cannot notify on un-acquired lock", 2) end
     n = n or 1
     local ws, woken = self._waiters, 0
-    while woken < n and #ws > 0 do
-      if wake_parked(table.remove(ws, 1), true) then woken = woken + 1 end
+    while woken < n and ws.n > 0 do
+      if wake_parked(fifo_pop(ws), true) then woken = woken + 1 end
     end
   end
   function Condition:notify_all() self:notify(math.huge) end
@@ -172,14 +209,14 @@ return function(A)
       error(("bad argument #1 to '%s' (integer expected, got %s)"):format(what, type(value)), 3)
     end
     if value < 0 then raise("ValueError", "Semaphore initial value must be >= 0", 3) end
-    return setmetatable({_value = value, _initial = value, _bounded = bounded, _waiters = {}}, Semaphore)
+    return setmetatable({_value = value, _initial = value, _bounded = bounded, _waiters = fifo()}, Semaphore)
   end
   function A.Semaphore(value) return new_sem(value, false, "Semaphore") end
   function A.BoundedSemaphore(value) return new_sem(value, true, "BoundedSemaphore") end
   function Semaphore:locked() return self._value == 0 end
   function Semaphore:acquire()
     local t = bind(self, "acquire")
-    if self._value > 0 and #self._waiters == 0 then
+    if self._value > 0 and self._waiters.n == 0 then
       self._value = self._value - 1
       return true
     end
@@ -201,23 +238,23 @@ return function(A)
       error(("bad argument #1 to 'Barrier' (integer expected, got %s)"):format(type(parties)), 2)
     end
     if parties < 1 then raise("ValueError", "parties must be >= 1", 2) end
-    return setmetatable({parties = parties, _waiters = {}, broken = false, n_waiting = 0}, Barrier)
+    return setmetatable({parties = parties, _waiters = fifo(), broken = false, n_waiting = 0}, Barrier)
   end
   local BROKEN = {}
   function Barrier:wait()
     local t = bind(self, "wait")
     if self.broken then raise("BrokenBarrier", "barrier is broken", 2) end
-    local index = #self._waiters
+    local index = self._waiters.n
     if index + 1 == self.parties then
       local ws = self._waiters
-      self._waiters, self.n_waiting = {}, 0
-      for i = 1, #ws do wake_parked(ws[i], i - 1) end
+      self._waiters, self.n_waiting = fifo(), 0
+      wake_all(ws, nil) -- each its arrival index
       return index
     end
     self.n_waiting = index + 1
     local ok, v = pcall(wait_on, self._waiters, t)
     if not ok then
-      self.n_waiting = #self._waiters
+      self.n_waiting = self._waiters.n
       -- a waiter cancelled while others wait breaks the barrier, as in Python
       if self.n_waiting > 0 then self:abort() end
       error(v, 0)
@@ -227,8 +264,8 @@ return function(A)
   end
   local function break_all(self)
     local ws = self._waiters
-    self._waiters, self.n_waiting = {}, 0
-    for i = 1, #ws do wake_parked(ws[i], BROKEN) end
+    self._waiters, self.n_waiting = fifo(), 0
+    wake_all(ws, BROKEN)
   end
   function Barrier:abort()
     self.broken = true
@@ -249,7 +286,7 @@ return function(A)
       error(("bad argument #1 to '%s' (integer expected, got %s)"):format(what, type(maxsize)), 3)
     end
     return setmetatable({_kind = kind, maxsize = maxsize, _items = {}, _head = 1, _n = 0, _seq = 0,
-      _getters = {}, _putters = {}, _unfinished = 0, _finished = nil, _shutdown = false}, Queue)
+      _getters = fifo(), _putters = fifo(), _unfinished = 0, _finished = nil, _shutdown = false}, Queue)
   end
   function A.Queue(maxsize) return new_queue("fifo", maxsize, "Queue") end
   function A.LifoQueue(maxsize) return new_queue("lifo", maxsize, "LifoQueue") end
@@ -335,10 +372,8 @@ return function(A)
     return top[1]
   end
 
-  local function wake_next(list)
-    while #list > 0 do
-      if wake_parked(table.remove(list, 1), true) then return end
-    end
+  local function wake_next(d)
+    hand_off(d, true)
   end
 
   function Queue:qsize() return self._n end
@@ -427,9 +462,9 @@ return function(A)
       end
     end
     local gs, ps = self._getters, self._putters
-    self._getters, self._putters = {}, {}
-    for i = 1, #gs do wake_parked(gs[i], true) end
-    for i = 1, #ps do wake_parked(ps[i], true) end
+    self._getters, self._putters = fifo(), fifo()
+    wake_all(gs, true)
+    wake_all(ps, true)
   end
 
   A.QueueEmpty, A.QueueFull, A.QueueShutDown = "Empty", "Full", "ShutDown"

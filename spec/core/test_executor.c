@@ -104,20 +104,25 @@ static void test_submit_result(void)
     braid_executor_t *ex;
     CHECK(braid_executor_new(&ex, 4, "T", &ops, c) == 0);
     CHECK(braid_executor_nthreads(ex) == 0);
+    int reused = 0;
     for (int i = 0; i < 100; i++) {
         braid_buf_t b = call('e', i);
         braid_future_t *f;
         CHECK(braid_executor_submit(ex, &b, 1, &f) == 0);
-        CHECK(b.len == 0);
+        CHECK(b.len == 0 && b.nobjs == 0);
+        reused += b.cap > 0; /* a finished task's call buffer came back */
+        braid_buf_free(&b);
         int failed;
         CHECK(result_int(f, &failed) == i * 2 + 1 && failed == 0);
         braid_future_release(f);
     }
+    CHECK(reused > 0);
     /* one at a time: the worker that finished is reused */
     CHECK(braid_executor_nthreads(ex) == 1);
     braid_buf_t b = call('f', 0);
     braid_future_t *f;
     CHECK(braid_executor_submit(ex, &b, 0, &f) == 0);
+    braid_buf_free(&b); /* empty, but may hold a spare buffer */
     int failed;
     CHECK(result_int(f, &failed) == -1 && failed == 1);
     braid_future_release(f);
@@ -146,6 +151,7 @@ static void test_finished_worker_reused(void)
         braid_buf_t b = call('e', i);
         braid_future_t *f;
         CHECK(braid_executor_submit(ex, &b, 0, &f) == 0);
+        braid_buf_free(&b); /* empty, but may hold a spare buffer */
         /* poll rather than park, to submit the next call as early as
          * possible after the worker finishes this one */
         while (!braid_future_done(f))
@@ -165,14 +171,17 @@ static void test_finished_worker_reused(void)
     braid_buf_t b = call('w', 1);
     braid_future_t *fw, *f1, *f2;
     CHECK(braid_executor_submit(ex, &b, 0, &fw) == 0);
+    braid_buf_free(&b); /* empty, but may hold a spare buffer */
     while (braid_future_state(fw) == BRAID_FUTURE_PENDING)
         braid_clock_sleep_until(braid_clock_now() + 100000);
     CHECK(braid_executor_nthreads(ex) == 1);
     b = call('w', 2);
     CHECK(braid_executor_submit(ex, &b, 0, &f1) == 0);
+    braid_buf_free(&b); /* empty, but may hold a spare buffer */
     CHECK(braid_executor_nthreads(ex) == 2);
     b = call('w', 3);
     CHECK(braid_executor_submit(ex, &b, 0, &f2) == 0);
+    braid_buf_free(&b); /* empty, but may hold a spare buffer */
     CHECK(braid_executor_nthreads(ex) == 3);
     braid_future_cancel(c->gate);
     int failed;
@@ -200,6 +209,7 @@ static void test_max_workers(void)
     for (int i = 0; i < N; i++) {
         braid_buf_t b = call('w', i);
         CHECK(braid_executor_submit(ex, &b, 0, &fs[i]) == 0);
+        braid_buf_free(&b); /* empty, but may hold a spare buffer */
     }
     CHECK(braid_executor_nthreads(ex) == 3);
     braid_future_cancel(c->gate);
@@ -224,6 +234,7 @@ static void test_shutdown_cancel_futures(void)
     for (int i = 0; i < N; i++) {
         braid_buf_t b = call('w', i);
         CHECK(braid_executor_submit(ex, &b, 0, &fs[i]) == 0);
+        braid_buf_free(&b); /* empty, but may hold a spare buffer */
     }
     /* wait until the first task runs */
     while (braid_future_state(fs[0]) == BRAID_FUTURE_PENDING)
@@ -254,6 +265,7 @@ static void test_shutdown_waits_for_queue(void)
     for (int i = 0; i < N; i++) {
         braid_buf_t b = call('e', i);
         CHECK(braid_executor_submit(ex, &b, 0, &fs[i]) == 0);
+        braid_buf_free(&b); /* empty, but may hold a spare buffer */
     }
     CHECK(braid_executor_shutdown(ex, 1, 0, BRAID_FOREVER) == 0);
     for (int i = 0; i < N; i++) {
@@ -273,6 +285,7 @@ static void test_broken(void)
     braid_buf_t b = call('e', 1);
     braid_future_t *f;
     CHECK(braid_executor_submit(ex, &b, 0, &f) == 0);
+    braid_buf_free(&b); /* empty, but may hold a spare buffer */
     CHECK(braid_future_wait(f, braid_clock_now() + 10000000000LL) == 0);
     int failed, code;
     const char *msg;
@@ -301,10 +314,10 @@ static void *submitter_main(void *p)
     for (int i = 0; i < s->n; i++) {
         braid_buf_t b = call('e', i);
         braid_future_t *f;
-        if (braid_executor_submit(s->ex, &b, 0, &f) != 0) {
-            braid_buf_free(&b);
+        int rc = braid_executor_submit(s->ex, &b, 0, &f);
+        braid_buf_free(&b);
+        if (rc != 0)
             continue;
-        }
         int failed;
         if (result_int(f, &failed) == i * 2)
             s->ok++;
@@ -347,6 +360,7 @@ static void test_release_then_shutdown_all(void)
     for (int i = 0; i < 100; i++) {
         braid_buf_t b = call('e', i);
         CHECK(braid_executor_submit(ex, &b, 0, &fs[i]) == 0);
+        braid_buf_free(&b); /* empty, but may hold a spare buffer */
     }
     braid_executor_release(ex);
     CHECK(braid_executor_shutdown_all(BRAID_FOREVER) == 0);

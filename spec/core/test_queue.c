@@ -154,6 +154,7 @@ typedef struct {
     int rc;
     braid_waiter_t *waiter;
     atomic_int started;
+    atomic_int release; /* getter_held: may exit (its waiter dies with it) */
 } worker_t;
 
 static void *getter(void *p)
@@ -162,6 +163,17 @@ static void *getter(void *p)
     w->waiter = braid_waiter_current();
     atomic_store(&w->started, 1);
     w->value = get_int(w->q, BRAID_FOREVER, &w->rc);
+    return NULL;
+}
+
+/* A getter that stays alive until released: its waiter is freed at
+ * thread exit, so whoever cancels it must be done with it first. */
+static void *getter_held(void *p)
+{
+    worker_t *w = p;
+    getter(p);
+    while (!atomic_load(&w->release))
+        ;
     return NULL;
 }
 
@@ -210,9 +222,10 @@ static void test_cancel(void)
     CHECK(braid_queue_new(BRAID_QUEUE_FIFO, 0, &q) == 0);
     worker_t g = {.q = q};
     pthread_t t;
-    pthread_create(&t, NULL, getter, &g);
+    pthread_create(&t, NULL, getter_held, &g);
     wait_started(&g);
     braid_waiter_cancel(g.waiter);
+    atomic_store(&g.release, 1);
     pthread_join(t, NULL);
     CHECK(g.rc == BRAID_ECANCELLED);
     /* the queue still works and nothing was consumed */
@@ -422,6 +435,57 @@ static void test_simple(void)
     braid_queue_release(q);
 }
 
+/* Strings on both sides of the entry's inline limit (15 encoded bytes: a
+ * 13-byte string), in every kind of queue, come back byte for byte; a big
+ * item refused (Full) stays with the caller. */
+static void test_inline_limit(void)
+{
+    static const char *const strs[] = {"",
+                                       "a",
+                                       "abcdefghijkl",
+                                       "abcdefghijklm",
+                                       "abcdefghijklmn",
+                                       "abcdefghijklmnopqrstuvwxyz0123456789"};
+    const int n = (int)(sizeof strs / sizeof *strs);
+    for (int k = 0; k < 4; k++) {
+        braid_queue_t *q;
+        CHECK(braid_queue_new((braid_queue_kind_t)k, n, &q) == 0);
+        for (int i = 0; i < n; i++) {
+            braid_buf_t b = enc_str(strs[i]);
+            CHECK(braid_queue_put(q, &b, BRAID_QUEUE_NOWAIT) == 0);
+            CHECK(b.len == 0);
+            braid_buf_free(&b);
+        }
+        if (k != BRAID_QUEUE_SIMPLE) { /* full: the refused item is left in place */
+            braid_buf_t b = enc_str(strs[n - 1]), want = enc_str(strs[n - 1]);
+            CHECK(braid_queue_put(q, &b, BRAID_QUEUE_NOWAIT) == BRAID_EFULL);
+            CHECK(b.len == want.len && memcmp(b.data, want.data, b.len) == 0);
+            braid_buf_free(&b);
+            braid_buf_free(&want);
+        }
+        int seen[16] = {0};
+        for (int i = 0; i < n; i++) {
+            braid_buf_t b;
+            braid_buf_init(&b);
+            CHECK(braid_queue_get(q, &b, BRAID_QUEUE_NOWAIT) == 0);
+            int found = -1;
+            for (int j = 0; j < n && found < 0; j++) {
+                braid_buf_t w = enc_str(strs[j]);
+                if (w.len == b.len && memcmp(w.data, b.data, b.len) == 0)
+                    found = j;
+                braid_buf_free(&w);
+            }
+            CHECK(found >= 0 && !seen[found]);
+            if (found >= 0)
+                seen[found] = 1;
+            if (k == BRAID_QUEUE_FIFO || k == BRAID_QUEUE_SIMPLE)
+                CHECK(found == i);
+            braid_buf_free(&b);
+        }
+        braid_queue_release(q);
+    }
+}
+
 int main(void)
 {
     RUN(test_orders);
@@ -435,5 +499,6 @@ int main(void)
     RUN(test_simple);
     RUN(test_mpmc_unbounded);
     RUN(test_mpmc_bounded);
+    RUN(test_inline_limit);
     return CHECK_DONE();
 }

@@ -1,6 +1,7 @@
 /* Core tests for braid_shared: set/get/delete, the # border, snapshots,
  * and read-modify-write under the table's RLock from many threads. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,8 @@ static void test_basic(void)
     braid_buf_t k = enc_str("name"), v = enc_int(7);
     CHECK(braid_shared_set(t, &k, &v) == 0);
     CHECK(k.len == 0 && v.len == 0);
+    braid_buf_free(&k);
+    braid_buf_free(&v);
     braid_buf_t k2 = enc_str("name");
     CHECK(get_i(t, &k2) == 7);
     braid_buf_free(&k2);
@@ -115,11 +118,79 @@ static void test_locked_increments(void)
     braid_object_release((braid_object_t *)t);
 }
 
+/* The string stored under key k, compared with want (NULL: absent). */
+static int has_str(braid_shared_t *t, const char *k, const char *want)
+{
+    braid_buf_t kb = enc_str(k), out, w;
+    braid_buf_init(&out);
+    int rc = braid_shared_get(t, kb.data, kb.len, &out);
+    int ok = want ? rc == 1 : rc == 0;
+    if (want && rc == 1) {
+        w = enc_str(want);
+        ok = out.len == w.len && memcmp(out.data, w.data, w.len) == 0;
+        braid_buf_free(&w);
+    }
+    braid_buf_free(&kb);
+    braid_buf_free(&out);
+    return ok;
+}
+
+static void set_ss(braid_shared_t *t, const char *k, const char *v)
+{
+    braid_buf_t kb = enc_str(k), vb = enc_str(v ? v : "");
+    CHECK(braid_shared_set(t, &kb, v ? &vb : NULL) == 0);
+    braid_buf_free(&kb);
+    braid_buf_free(&vb);
+}
+
+/* Pairs that fit in a slot (16 bytes of key and value) and pairs that do
+ * not, a key's value moving between the two, deletes, and snapshots. */
+static void test_inline_and_big(void)
+{
+    static const char *const vals[] = {
+        "", "a", "abcdefghij", "abcdefghijk", "a value far too long to live in a slot"};
+    braid_shared_t *t;
+    CHECK(braid_shared_new(&t) == 0);
+    const char *keys[] = {"k", "key-of-12345", "a key far longer than sixteen bytes"};
+    for (int r = 0; r < 3; r++)
+        for (int k = 0; k < 3; k++)
+            for (int v = 0; v < 5; v++) {
+                set_ss(t, keys[k], vals[(v + r) % 5]);
+                CHECK(has_str(t, keys[k], vals[(v + r) % 5]));
+            }
+    CHECK(braid_shared_count(t) == 3);
+    braid_shared_pair_t *pairs;
+    size_t n;
+    CHECK(braid_shared_snapshot(t, &pairs, &n) == 0);
+    CHECK(n == 3);
+    braid_shared_pairs_free(pairs, n);
+    for (int k = 0; k < 3; k++) {
+        set_ss(t, keys[k], NULL);
+        CHECK(has_str(t, keys[k], NULL));
+    }
+    CHECK(braid_shared_count(t) == 0);
+    /* many, then all deleted: every slot empty again */
+    char kbuf[32];
+    for (int i = 0; i < 500; i++) {
+        snprintf(kbuf, sizeof kbuf, "k%d%s", i, i % 3 ? "" : "-with-a-long-tail");
+        set_ss(t, kbuf, vals[i % 5]);
+    }
+    CHECK(braid_shared_count(t) == 500);
+    for (int i = 0; i < 500; i++) {
+        snprintf(kbuf, sizeof kbuf, "k%d%s", i, i % 3 ? "" : "-with-a-long-tail");
+        CHECK(has_str(t, kbuf, vals[i % 5]));
+        set_ss(t, kbuf, NULL);
+    }
+    CHECK(braid_shared_count(t) == 0);
+    braid_object_release((braid_object_t *)t);
+}
+
 int main(void)
 {
     long before = braid_object_count();
     RUN(test_basic);
     RUN(test_locked_increments);
     CHECK(braid_object_count() == before);
+    RUN(test_inline_and_big);
     return CHECK_DONE();
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "lbraid.h"
+#include "lpreload.h"
 
 static int decode_body(lua_State *L)
 {

@@ -11,7 +11,15 @@ local function reader() return up[1], string.upper("x") end
 local seeds = {nil, true, 42, -7, 1.5, "hello\0world", {}, {1, 2, 3}, t,
   setmetatable({a = 1}, {__index = {b = 2}}), string, string.upper, {string, io.write},
   counter, {counter, reader}, function(...) return select("#", ...) end}
-for i = 1, 16 do
+-- more back-references than the decoder keeps in stack slots (the rest go
+-- on its refs thread): shared tables and repeated keys and strings
+local many = {}
+for i = 1, 40 do
+  local r = {id = i, name = "user" .. i, vals = {i, i * 0.5, true}}
+  many[i], many[80 - i] = r, r
+end
+seeds[17] = many
+for i = 1, 17 do
   local f = assert(io.open(("%s/seed%02d"):format(dir, i), "wb"))
   f:write(braid.encode(seeds[i]))
   f:close()

@@ -1,0 +1,738 @@
+/* braid.threading's primitives: Lock, RLock, Condition, Semaphore, Event
+ * and Barrier boxes over core/sync.h; inside an asyncio task their waits
+ * suspend only the task. */
+#include <string.h>
+
+#include "lsync.h"
+
+/* ---- arguments ---- */
+
+/* acquire(blocking=true, timeout=-1) of Lock/RLock, with Python's checks.
+ * Returns the deadline. */
+static int64_t lock_deadline(lua_State *L, int idx)
+{
+    int blocking = lua_isnoneornil(L, idx) ? 1 : lua_toboolean(L, idx);
+    lua_Number timeout = luaL_optnumber(L, idx + 1, -1);
+    if (!blocking && timeout != -1)
+        lbraid_error(L, "ValueError", "can't specify a timeout for a non-blocking call");
+    if (timeout < 0 && timeout != -1)
+        lbraid_error(L, "ValueError", "timeout value must be a non-negative number");
+    if (timeout != timeout)
+        luaL_argerror(L, idx + 1, "timeout is NaN");
+    if (!blocking)
+        return braid_clock_now();
+    if (timeout == -1)
+        return BRAID_FOREVER;
+    if (timeout > TIMEOUT_MAX)
+        lbraid_error(L, "ValueError", "timeout value is too large");
+    return braid_clock_deadline((double)timeout);
+}
+
+/* acquire(blocking=true, timeout=nil) of Semaphore. */
+static int64_t sem_deadline(lua_State *L, int idx)
+{
+    int blocking = lua_isnoneornil(L, idx) ? 1 : lua_toboolean(L, idx);
+    if (!blocking) {
+        if (!lua_isnoneornil(L, idx + 1))
+            lbraid_error(L, "ValueError", "can't specify timeout for non-blocking acquire");
+        return braid_clock_now();
+    }
+    return lbraid_opt_deadline(L, idx + 1);
+}
+
+/* Maps a wait's result: 0 → true, timeout → false, else raises. */
+static int push_acquired(lua_State *L, int rc)
+{
+    if (rc == 0 || rc == BRAID_ETIMEOUT) {
+        lua_pushboolean(L, rc == 0);
+        return 1;
+    }
+    return lbraid_core_error(L, rc, NULL);
+}
+
+/* ---- inside asyncio tasks ----
+ * A state running an asyncio loop sends its blocking waits through
+ * lbraid_wait, so a wait inside a task suspends only the task. Stack while
+ * waiting: 1 the object's box, 2 the deadline. */
+
+void *lsync_box_at1(lua_State *L)
+{
+    return ((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+}
+
+int64_t lsync_deadline_at2(lua_State *L)
+{
+    return (int64_t)lua_tointeger(L, 2);
+}
+
+int lsync_in_loop(lua_State *L)
+{
+    return lbraid_ctx(L)->loop_running;
+}
+
+int lsync_wait_in_loop(lua_State *L, int64_t deadline, const lbraid_waitop_t *wo)
+{
+    lua_settop(L, 1);
+    lua_pushinteger(L, (lua_Integer)deadline);
+    return lbraid_wait(L, wo);
+}
+
+/* ---- boxes ---- */
+
+/* The object in the box at idx. Methods carry their type's metatable as
+ * upvalue 1 (add_meta): a box with exactly that metatable is ours, with no
+ * registry lookup; anything else takes lbraid_check_object's checks and
+ * errors. (A function without upvalues sees none here and falls back.) */
+static braid_object_t *box_check(lua_State *L, int idx, const braid_object_type_t *type)
+{
+    if (lua_getmetatable(L, idx)) {
+        int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (ours) {
+            lbraid_box_t *box = lua_touserdata(L, idx);
+            if (box->obj)
+                return box->obj;
+        }
+    }
+    return lbraid_check_object(L, idx, type);
+}
+
+/* ---- Lock ---- */
+
+static braid_lock_t *llock_check(lua_State *L, int idx)
+{
+    return (braid_lock_t *)box_check(L, idx, &braid_lock_type);
+}
+
+int lsync_push_new(lua_State *L, int rc, braid_object_t *obj)
+{
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    lbraid_push_object(L, obj);
+    braid_object_release(obj);
+    return 1;
+}
+
+static int llock_new(lua_State *L)
+{
+    braid_lock_t *l = NULL;
+    int rc = braid_lock_new(&l);
+    return lsync_push_new(L, rc, (braid_object_t *)l);
+}
+
+static int llock_acquire_op(lua_State *L)
+{
+    return braid_lock_acquire(lsync_box_at1(L), lsync_deadline_at2(L));
+}
+
+static const lbraid_waitop_t llock_wait = {llock_acquire_op, push_acquired};
+
+static int llock_acquire(lua_State *L)
+{
+    /* uncontended fast path: our box (metatable is upvalue 1, left on the
+     * stack under the result), then one CAS (deadline 0 has passed: no
+     * clock read), no poll */
+    if (lua_gettop(L) == 1) {
+        if (lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1))) {
+            lbraid_box_t *box = lua_touserdata(L, 1);
+            if (box->obj && braid_lock_acquire((braid_lock_t *)box->obj, 0) == 0) {
+                lua_pushboolean(L, 1);
+                return 1;
+            }
+        }
+        lua_settop(L, 1);
+    }
+    braid_lock_t *l = llock_check(L, 1);
+    if (lua_gettop(L) == 1 && braid_lock_acquire(l, 0) == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    int64_t deadline = lock_deadline(L, 2);
+    lbraid_poll(L);
+    if (lsync_in_loop(L))
+        return lsync_wait_in_loop(L, deadline, &llock_wait);
+    return push_acquired(L, braid_lock_acquire(l, deadline));
+}
+
+static int llock_release(lua_State *L)
+{
+    if (lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1))) {
+        lbraid_box_t *box = lua_touserdata(L, 1);
+        if (box->obj && braid_lock_release((braid_lock_t *)box->obj) == 0)
+            return 0; /* fast path: our box, held */
+    }
+    if (braid_lock_release(llock_check(L, 1)) != 0)
+        return lbraid_error(L, "RuntimeError", "release unlocked lock");
+    return 0;
+}
+
+static int llock_locked(lua_State *L)
+{
+    lua_pushboolean(L, braid_lock_locked(llock_check(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg llock_methods[] = {
+    {"acquire", llock_acquire},
+    {"release", llock_release},
+    {"locked", llock_locked},
+    {NULL, NULL},
+};
+
+/* ---- RLock ---- */
+
+static braid_rlock_t *lrlock_check(lua_State *L, int idx)
+{
+    return (braid_rlock_t *)box_check(L, idx, &braid_rlock_type);
+}
+
+static int lrlock_new(lua_State *L)
+{
+    braid_rlock_t *l = NULL;
+    int rc = braid_rlock_new(&l);
+    return lsync_push_new(L, rc, (braid_object_t *)l);
+}
+
+static int lrlock_acquire_op(lua_State *L)
+{
+    return braid_rlock_acquire(lsync_box_at1(L), lsync_deadline_at2(L));
+}
+
+static const lbraid_waitop_t lrlock_wait = {lrlock_acquire_op, push_acquired};
+
+static int lrlock_acquire(lua_State *L)
+{
+    braid_rlock_t *l = lrlock_check(L, 1);
+    int64_t deadline = lock_deadline(L, 2);
+    if (deadline != BRAID_FOREVER || braid_rlock_acquire(l, 0) != 0) {
+        lbraid_poll(L);
+        if (lsync_in_loop(L))
+            return lsync_wait_in_loop(L, deadline, &lrlock_wait);
+        return push_acquired(L, braid_rlock_acquire(l, deadline));
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lrlock_release(lua_State *L)
+{
+    if (braid_rlock_release(lrlock_check(L, 1)) != 0)
+        return lbraid_error(L, "RuntimeError", "cannot release un-acquired lock");
+    return 0;
+}
+
+static int lrlock_locked(lua_State *L)
+{
+    lua_pushboolean(L, braid_rlock_locked(lrlock_check(L, 1)));
+    return 1;
+}
+
+static int lrlock_is_owned(lua_State *L)
+{
+    lua_pushboolean(L, braid_rlock_is_owned(lrlock_check(L, 1)));
+    return 1;
+}
+
+static int lrlock_count(lua_State *L)
+{
+    lua_pushinteger(L, braid_rlock_count(lrlock_check(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg lrlock_methods[] = {
+    {"acquire", lrlock_acquire},
+    {"release", lrlock_release},
+    {"locked", lrlock_locked},
+    {"_is_owned", lrlock_is_owned},
+    {"_recursion_count", lrlock_count},
+    {NULL, NULL},
+};
+
+/* ---- Condition ---- */
+
+static braid_cond_t *lcond_check(lua_State *L, int idx)
+{
+    return (braid_cond_t *)box_check(L, idx, &braid_cond_type);
+}
+
+/* Condition(lock=RLock()) */
+static int lcond_new(lua_State *L)
+{
+    braid_object_t *lock = NULL;
+    int own = 0;
+    if (lua_isnoneornil(L, 1)) {
+        braid_rlock_t *rl;
+        int rc = braid_rlock_new(&rl);
+        if (rc)
+            return lbraid_core_error(L, rc, NULL);
+        lock = (braid_object_t *)rl;
+        own = 1;
+    } else {
+        lock = lbraid_to_object(L, 1);
+        if (!lock || (lock->type != &braid_lock_type && lock->type != &braid_rlock_type))
+            return luaL_typeerror(L, 1, "braid.Lock or braid.RLock");
+    }
+    braid_cond_t *c = NULL;
+    int rc = braid_cond_new(&c, lock);
+    if (own)
+        braid_object_release(lock);
+    return lsync_push_new(L, rc, (braid_object_t *)c);
+}
+
+static int lcond_acquire(lua_State *L)
+{
+    braid_object_t *lock = braid_cond_lock(lcond_check(L, 1));
+    int64_t deadline = lock_deadline(L, 2);
+    lbraid_poll(L);
+    if (lsync_in_loop(L)) { /* the lock's own wait, with its box at 1 */
+        lua_settop(L, 0);
+        lbraid_push_object(L, lock);
+        return lsync_wait_in_loop(
+            L, deadline, lock->type == &braid_rlock_type ? &lrlock_wait : &llock_wait);
+    }
+    if (lock->type == &braid_rlock_type)
+        return push_acquired(L, braid_rlock_acquire((braid_rlock_t *)lock, deadline));
+    return push_acquired(L, braid_lock_acquire((braid_lock_t *)lock, deadline));
+}
+
+static int lcond_release(lua_State *L)
+{
+    braid_object_t *lock = braid_cond_lock(lcond_check(L, 1));
+    if (lock->type == &braid_rlock_type) {
+        if (braid_rlock_release((braid_rlock_t *)lock) != 0)
+            return lbraid_error(L, "RuntimeError", "cannot release un-acquired lock");
+    } else if (braid_lock_release((braid_lock_t *)lock) != 0) {
+        return lbraid_error(L, "RuntimeError", "release unlocked lock");
+    }
+    return 0;
+}
+
+static int lcond_wait_done(lua_State *L, int rc)
+{
+    if (rc == BRAID_ENOTOWNER)
+        return lbraid_error(L, "RuntimeError", "cannot wait on un-acquired lock");
+    if (rc < 0)
+        return lbraid_core_error(L, rc, NULL);
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+/* In a task, a state machine over the halves of braid_cond_wait. Stack:
+ * 1 box, 2 deadline, 3 phase (0 start, 1 waiting, 2 re-acquiring),
+ * 4 the RLock count saved, 5 the wait's outcome, 6 a cancellation that
+ * arrived while re-acquiring (re-raised once the lock is held). */
+static int lcond_wait_op(lua_State *L)
+{
+    braid_cond_t *c = lsync_box_at1(L);
+    int64_t deadline = lsync_deadline_at2(L);
+    int phase = (int)lua_tointeger(L, 3);
+    int rc;
+    if (phase < 2) {
+        long saved = (long)lua_tointeger(L, 4);
+        rc = phase == 0 ? braid_cond_release_and_wait(c, deadline, &saved)
+                        : braid_cond_wait_again(c, deadline);
+        if (phase == 0) {
+            if (saved < 0)
+                return rc; /* not owned or cancelled: nothing released */
+            lua_pushinteger(L, saved);
+            lua_replace(L, 4);
+        }
+        if (rc == BRAID_ESUSPEND) {
+            lua_pushinteger(L, 1);
+            lua_replace(L, 3);
+            return rc;
+        }
+        lua_pushinteger(L, rc == 0 ? 1 : rc == BRAID_ETIMEOUT ? 0 : rc);
+        lua_replace(L, 5);
+        lua_pushinteger(L, 2);
+        lua_replace(L, 3);
+    }
+    for (;;) {
+        rc = braid_cond_reacquire(c, (long)lua_tointeger(L, 4));
+        if (rc != BRAID_ECANCELLED)
+            break;
+        braid_waiter_take_cancel(braid_waiter_peek_current());
+        lua_pushboolean(L, 1);
+        lua_replace(L, 6);
+    }
+    if (rc)
+        return rc; /* suspended: the lock is re-acquired on a later call */
+    if (lua_toboolean(L, 6))
+        return BRAID_ECANCELLED;
+    return (int)lua_tointeger(L, 5);
+}
+
+static const lbraid_waitop_t lcond_wait_op_t = {lcond_wait_op, lcond_wait_done};
+
+static int lcond_wait(lua_State *L)
+{
+    braid_cond_t *c = lcond_check(L, 1);
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    if (lsync_in_loop(L)) {
+        lua_settop(L, 1);
+        lua_pushinteger(L, (lua_Integer)deadline);
+        lua_pushinteger(L, 0);
+        lua_pushinteger(L, 0);
+        lua_pushinteger(L, 0);
+        lua_pushboolean(L, 0);
+        return lbraid_wait(L, &lcond_wait_op_t);
+    }
+    return lcond_wait_done(L, braid_cond_wait(c, deadline));
+}
+
+static int lcond_notify(lua_State *L)
+{
+    braid_cond_t *c = lcond_check(L, 1);
+    lua_Integer n = luaL_optinteger(L, 2, 1);
+    int rc = braid_cond_notify(c, n < 0 ? 0 : (long)n);
+    if (rc == BRAID_ENOTOWNER)
+        return lbraid_error(L, "RuntimeError", "cannot notify on un-acquired lock");
+    return 0;
+}
+
+static int lcond_notify_all(lua_State *L)
+{
+    if (braid_cond_notify_all(lcond_check(L, 1)) == BRAID_ENOTOWNER)
+        return lbraid_error(L, "RuntimeError", "cannot notify on un-acquired lock");
+    return 0;
+}
+
+static int lcond_is_owned(lua_State *L)
+{
+    lua_pushboolean(L, braid_cond_is_owned(lcond_check(L, 1)));
+    return 1;
+}
+
+static int lcond_lock(lua_State *L)
+{
+    lbraid_push_object(L, braid_cond_lock(lcond_check(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg lcond_methods[] = {
+    {"acquire", lcond_acquire},
+    {"release", lcond_release},
+    {"wait", lcond_wait},
+    {"notify", lcond_notify},
+    {"notify_all", lcond_notify_all},
+    {"_is_owned", lcond_is_owned},
+    {"_lock", lcond_lock},
+    {NULL, NULL},
+};
+
+/* ---- Semaphore / BoundedSemaphore ---- */
+
+static braid_sem_t *lsem_check(lua_State *L, int idx)
+{
+    return (braid_sem_t *)box_check(L, idx, &braid_sem_type);
+}
+
+static int sem_new(lua_State *L, int bounded)
+{
+    lua_Integer v = luaL_optinteger(L, 1, 1);
+    if (v < 0)
+        return lbraid_error(L, "ValueError", "semaphore initial value must be >= 0");
+    braid_sem_t *s = NULL;
+    int rc = braid_sem_new(&s, (long)v, bounded);
+    return lsync_push_new(L, rc, (braid_object_t *)s);
+}
+
+static int lsem_new(lua_State *L)
+{
+    return sem_new(L, 0);
+}
+
+static int lsem_new_bounded(lua_State *L)
+{
+    return sem_new(L, 1);
+}
+
+static int lsem_acquire_op(lua_State *L)
+{
+    return braid_sem_acquire(lsync_box_at1(L), lsync_deadline_at2(L));
+}
+
+static const lbraid_waitop_t lsem_wait = {lsem_acquire_op, push_acquired};
+
+static int lsem_acquire(lua_State *L)
+{
+    braid_sem_t *s = lsem_check(L, 1);
+    int64_t deadline = sem_deadline(L, 2);
+    lbraid_poll(L);
+    if (lsync_in_loop(L))
+        return lsync_wait_in_loop(L, deadline, &lsem_wait);
+    return push_acquired(L, braid_sem_acquire(s, deadline));
+}
+
+static int lsem_release(lua_State *L)
+{
+    braid_sem_t *s = lsem_check(L, 1);
+    lua_Integer n = luaL_optinteger(L, 2, 1);
+    if (n < 1)
+        return lbraid_error(L, "ValueError", "n must be one or more");
+    if (braid_sem_release(s, (long)n) != 0)
+        return lbraid_error(L, "ValueError", "Semaphore released too many times");
+    return 0;
+}
+
+static int lsem_value(lua_State *L)
+{
+    lua_pushinteger(L, braid_sem_value(lsem_check(L, 1)));
+    return 1;
+}
+
+static int lsem_bounded(lua_State *L)
+{
+    lua_pushboolean(L, braid_sem_bounded(lsem_check(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg lsem_methods[] = {
+    {"acquire", lsem_acquire},
+    {"release", lsem_release},
+    {"_value", lsem_value},
+    {"_bounded", lsem_bounded},
+    {NULL, NULL},
+};
+
+/* ---- Event ---- */
+
+static braid_event_t *levent_check(lua_State *L, int idx)
+{
+    return (braid_event_t *)box_check(L, idx, &braid_event_type);
+}
+
+static int levent_new(lua_State *L)
+{
+    braid_event_t *e = NULL;
+    int rc = braid_event_new(&e);
+    return lsync_push_new(L, rc, (braid_object_t *)e);
+}
+
+static int levent_set(lua_State *L)
+{
+    braid_event_set(levent_check(L, 1));
+    return 0;
+}
+
+static int levent_clear(lua_State *L)
+{
+    braid_event_clear(levent_check(L, 1));
+    return 0;
+}
+
+static int levent_is_set(lua_State *L)
+{
+    lua_pushboolean(L, braid_event_is_set(levent_check(L, 1)));
+    return 1;
+}
+
+static int levent_wait_done(lua_State *L, int rc)
+{
+    if (rc < 0)
+        return lbraid_core_error(L, rc, NULL);
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+static int levent_wait_core(lua_State *L)
+{
+    return braid_event_wait(lsync_box_at1(L), lsync_deadline_at2(L));
+}
+
+static const lbraid_waitop_t levent_wait_op = {levent_wait_core, levent_wait_done};
+
+static int levent_wait(lua_State *L)
+{
+    braid_event_t *e = levent_check(L, 1);
+    if (braid_event_is_set(e)) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    if (lsync_in_loop(L))
+        return lsync_wait_in_loop(L, deadline, &levent_wait_op);
+    return levent_wait_done(L, braid_event_wait(e, deadline));
+}
+
+static const luaL_Reg levent_methods[] = {
+    {"set", levent_set},
+    {"clear", levent_clear},
+    {"is_set", levent_is_set},
+    {"wait", levent_wait},
+    {NULL, NULL},
+};
+
+/* ---- Barrier ----
+ * The action is encoded in the barrier (it runs in whichever thread
+ * arrives last); each state decodes it once into the box's user value. */
+
+static braid_barrier_t *lbarrier_check(lua_State *L, int idx)
+{
+    return (braid_barrier_t *)lbraid_check_object(L, idx, &braid_barrier_type);
+}
+
+/* Barrier(parties, action=nil, timeout=nil) */
+static int lbarrier_new(lua_State *L)
+{
+    lua_settop(L, 3);
+    lua_Integer parties = luaL_checkinteger(L, 1);
+    if (!lua_isnil(L, 2) && !lua_isfunction(L, 2)) {
+        if (!luaL_getmetafield(L, 2, "__call"))
+            return luaL_typeerror(L, 2, "callable");
+        lua_pop(L, 1);
+    }
+    double timeout = lua_isnoneornil(L, 3) ? -1 : (double)luaL_checknumber(L, 3);
+    if (parties < 1)
+        return lbraid_error(L, "ValueError", "parties must be >= 1");
+    braid_buf_t *action = lbraid_push_buf(L);
+    if (!lua_isnoneornil(L, 2))
+        lbraid_encode(L, 2, action, "action");
+    braid_barrier_t *b = NULL;
+    int rc = braid_barrier_new(&b, (long)parties);
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    braid_barrier_set_extra(b, action, timeout);
+    return lsync_push_new(L, 0, (braid_object_t *)b);
+}
+
+/* Decodes the braid_buf_t at arg 1 (light userdata). Stack: +1. */
+static int ldecode_one(lua_State *L)
+{
+    const braid_buf_t *b = lua_touserdata(L, 1);
+    lbraid_decode(L, b->data, b->len);
+    return 1;
+}
+
+/* Runs the action (if any) as the last arrival; stack effect 0 or raises. */
+static void barrier_action(lua_State *L, braid_barrier_t *b)
+{
+    const braid_buf_t *action = braid_barrier_action(b);
+    int ok = 1;
+    if (action->len) {
+        if (lua_getiuservalue(L, 1, 1) != LUA_TFUNCTION && !lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushcfunction(L, ldecode_one);
+            lua_pushlightuserdata(L, (void *)action);
+            if (lbraid_pcall(L, 1, 1) != LUA_OK) {
+                braid_barrier_finish(b, 0);
+                lua_error(L);
+            }
+            lua_pushvalue(L, -1);
+            lua_setiuservalue(L, 1, 1);
+        }
+        ok = lbraid_pcall(L, 0, 0) == LUA_OK;
+    }
+    int rc = braid_barrier_finish(b, ok);
+    if (!ok)
+        lua_error(L);
+    if (rc)
+        lbraid_error(L, "BrokenBarrier", "barrier is broken");
+}
+
+static int lbarrier_wait(lua_State *L)
+{
+    braid_barrier_t *b = lbarrier_check(L, 1);
+    int64_t deadline;
+    if (lua_isnoneornil(L, 2))
+        deadline = braid_clock_deadline(braid_barrier_timeout(b));
+    else
+        deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    long idx = 0;
+    int rc = braid_barrier_wait(b, deadline, &idx);
+    if (rc == BRAID_EBROKEN)
+        return lbraid_error(L, "BrokenBarrier", "barrier is broken");
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    if (idx == braid_barrier_parties(b) - 1)
+        barrier_action(L, b);
+    lua_pushinteger(L, idx);
+    return 1;
+}
+
+static int lbarrier_abort(lua_State *L)
+{
+    braid_barrier_abort(lbarrier_check(L, 1));
+    return 0;
+}
+
+static int lbarrier_reset(lua_State *L)
+{
+    braid_barrier_reset(lbarrier_check(L, 1));
+    return 0;
+}
+
+static const luaL_Reg lbarrier_methods[] = {
+    {"wait", lbarrier_wait},
+    {"abort", lbarrier_abort},
+    {"reset", lbarrier_reset},
+    {NULL, NULL},
+};
+
+/* __index: methods, then the attributes parties, n_waiting, broken. */
+static int lbarrier_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return 1;
+    braid_barrier_t *b = lbarrier_check(L, 1);
+    const char *k = lua_tostring(L, 2);
+    if (!k)
+        return 1;
+    if (strcmp(k, "parties") == 0)
+        lua_pushinteger(L, braid_barrier_parties(b));
+    else if (strcmp(k, "n_waiting") == 0)
+        lua_pushinteger(L, braid_barrier_n_waiting(b));
+    else if (strcmp(k, "broken") == 0)
+        lua_pushboolean(L, braid_barrier_broken(b));
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static const luaL_Reg lsync_funcs[] = {
+    {"Lock", llock_new},
+    {"RLock", lrlock_new},
+    {"Condition", lcond_new},
+    {"Semaphore", lsem_new},
+    {"BoundedSemaphore", lsem_new_bounded},
+    {"Event", levent_new},
+    {"Barrier", lbarrier_new},
+    {NULL, NULL},
+};
+
+/* Registers a metatable and keeps its method table in methods[name]
+ * (for the Lua half to add with/guard). The methods get the metatable as
+ * upvalue 1, for box_check's fast path. */
+void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,
+                    const luaL_Reg *fns)
+{
+    lbraid_newmeta(L, type, fns);
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, fns, 1);
+    lua_setfield(L, methods, key);
+    lua_pop(L, 1);
+}
+
+void lsync_open(lua_State *L, int mod, int methods)
+{
+    lua_pushvalue(L, mod);
+    luaL_setfuncs(L, lsync_funcs, 0);
+    lua_pop(L, 1);
+    lsync_add_meta(L, methods, "Lock", &braid_lock_type, llock_methods);
+    lsync_add_meta(L, methods, "RLock", &braid_rlock_type, lrlock_methods);
+    lsync_add_meta(L, methods, "Condition", &braid_cond_type, lcond_methods);
+    lsync_add_meta(L, methods, "Semaphore", &braid_sem_type, lsem_methods);
+    lsync_add_meta(L, methods, "Event", &braid_event_type, levent_methods);
+    lbraid_newmeta(L, &braid_barrier_type, lbarrier_methods);
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, methods, "Barrier");
+    lua_pushcclosure(L, lbarrier_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}

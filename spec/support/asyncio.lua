@@ -1,0 +1,40 @@
+-- Helpers shared by the braid.asyncio specs.
+local asyncio = require "braid.asyncio"
+local assert = require "luassert"
+
+local M = {}
+
+-- Asserts that fn(...) raises a braid.Error of kind; returns the error.
+function M.raises(kind, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected a " .. kind .. " error")
+  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
+  return err
+end
+
+-- A task that counts loop turns until cancelled: proves the loop kept
+-- running while another task waited. Returns {n = count, task = task}.
+function M.ticker()
+  local t = {n = 0}
+  t.task = asyncio.create_task(function()
+    while true do
+      asyncio.sleep(0.001)
+      t.n = t.n + 1
+    end
+  end)
+  return t
+end
+
+-- Lets every ready task run a few steps.
+function M.settle()
+  for _ = 1, 5 do asyncio.sleep(0) end
+end
+
+-- after_each: no event loop of a finished run is left behind.
+function M.no_loops_left()
+  collectgarbage()
+  collectgarbage()
+  assert.are.equal(0, asyncio._live_loops())
+end
+
+return M
