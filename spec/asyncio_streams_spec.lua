@@ -3,12 +3,8 @@
 -- loop holding no libuv handle besides its own (no leaks).
 local asyncio = require "braid.asyncio"
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error")
-  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
-  return err
-end
+local support = require "spec.support.asyncio"
+local raises = support.raises
 
 -- runs main in a new loop, then checks that every handle was released
 local function run(main)
@@ -48,6 +44,8 @@ local function checksum(s, h)
 end
 
 describe("asyncio streams (TCP)", function()
+  after_each(support.no_loops_left)
+
   it("echo server and client in one script", function()
     run(function()
       local server = asyncio.start_server(echo, "127.0.0.1", 0)
@@ -434,6 +432,8 @@ describe("asyncio streams (TCP)", function()
 end)
 
 describe("asyncio.start_server{workers = N}", function()
+  after_each(support.no_loops_left)
+
   local function whoami(r, w)
     local threading = require "braid.threading"
     r:readline()
@@ -497,6 +497,8 @@ describe("asyncio.start_server{workers = N}", function()
 end)
 
 describe("asyncio streams (Unix sockets)", function()
+  after_each(support.no_loops_left)
+
   local function tmp_path()
     local p = os.tmpname()
     os.remove(p)

@@ -4,12 +4,8 @@
 local asyncio = require "braid.asyncio"
 local PIPE, DEVNULL, STDOUT = asyncio.PIPE, asyncio.DEVNULL, asyncio.STDOUT
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error")
-  assert.are.equal(kind, type(err) == "table" and err.kind or tostring(err))
-  return err
-end
+local support = require "spec.support.asyncio"
+local raises = support.raises
 
 local function run(main)
   return asyncio.run(function()
@@ -24,6 +20,8 @@ local function run(main)
 end
 
 describe("asyncio subprocesses", function()
+  after_each(support.no_loops_left)
+
   it("communicate feeds stdin and collects stdout; returncode and pid", function()
     run(function()
       local p = asyncio.create_subprocess_exec("cat", {stdin = PIPE, stdout = PIPE})
