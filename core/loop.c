@@ -1,5 +1,6 @@
 /* The asyncio loop's C half: a uv loop with a wake-up handle and a timer,
  * and the woken list that task waiters are queued on from any thread. */
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -130,6 +131,13 @@ uv_loop_t *braid_loop_uv(braid_loop_t *loop)
 
 /* Spins until a task waiter is queued or LOOP_SPIN_NS pass (only when
  * another core can be running the waker). Returns whether one was. */
+/* Whether the loop's I/O backend has events waiting (never blocks). */
+static int io_ready(braid_loop_t *loop)
+{
+    struct pollfd p = {.fd = uv_backend_fd(&loop->uv), .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
 static int spin_for_woken(braid_loop_t *loop)
 {
     static long ncpu;
@@ -138,10 +146,12 @@ static int spin_for_woken(braid_loop_t *loop)
     if (ncpu < 2)
         return 0;
     int64_t end = braid_clock_now() + LOOP_SPIN_NS;
-    for (unsigned i = 1;; i++) {
+    for (unsigned i = 0;; i++) {
         if (atomic_load_explicit(&loop->queued, memory_order_acquire))
             return 1;
-        if ((i & 63) == 0 && braid_clock_now() >= end)
+        if ((i & 63) == 0 && io_ready(loop))
+            return 1; /* a socket is ready (streams): run the pass now */
+        if ((i & 63) == 63 && braid_clock_now() >= end)
             return 0;
     }
 }
@@ -225,6 +235,32 @@ static void task_notify(braid_waiter_t *w)
     pthread_mutex_unlock(&loop->mu);
     if (atomic_load(&loop->sleeping))
         uv_async_send(&loop->async);
+}
+
+void braid_waiter_wake_local(braid_waiter_t *w)
+{
+    if (w->notify != task_notify) {
+        braid_waiter_wake(w);
+        return;
+    }
+    /* the pass running now reads the woken list when it ends: no wake-up
+     * through the async handle (a syscall and one more pass) is needed */
+    braid_task_waiter_t *tw = (braid_task_waiter_t *)w;
+    braid_loop_t *loop = tw->loop;
+    atomic_store_explicit(&w->signaled, 1, memory_order_release);
+    pthread_mutex_lock(&loop->mu);
+    if (!tw->queued) {
+        tw->queued = 1;
+        tw->prev = loop->tail;
+        tw->next = NULL;
+        if (loop->tail)
+            loop->tail->next = tw;
+        else
+            loop->head = tw;
+        loop->tail = tw;
+    }
+    atomic_store(&loop->queued, 1);
+    pthread_mutex_unlock(&loop->mu);
 }
 
 int braid_task_waiter_init(braid_task_waiter_t *tw, braid_loop_t *loop, int64_t id)

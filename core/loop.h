@@ -52,6 +52,11 @@ void braid_loop_wakeup(braid_loop_t *loop);
 /* Moves up to max woken task ids into ids (oldest first); returns how many. */
 size_t braid_loop_take_woken(braid_loop_t *loop, int64_t *ids, size_t max);
 
+/* braid_waiter_wake for a waker running inside the loop's own pass (a
+ * libuv callback on the loop's thread): a task waiter of that loop is
+ * queued without waking the loop through its async handle. */
+void braid_waiter_wake_local(braid_waiter_t *w);
+
 /* Initialises tw as a waiter of task `id` on loop (holding a reference
  * to the loop). Returns 0 or BRAID_EOS. */
 int braid_task_waiter_init(braid_task_waiter_t *tw, braid_loop_t *loop, int64_t id);

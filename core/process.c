@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "loop.h"
 #include "process.h"
 
 struct braid_process {
@@ -41,7 +42,7 @@ static void on_child_exit(uv_process_t *h, int64_t status, int signum)
     size_t n = p->nwait;
     p->nwait = 0;
     for (size_t i = 0; i < n; i++)
-        braid_waiter_wake(p->waiters[i]);
+        braid_waiter_wake_local(p->waiters[i]);
     p->closing = 1;
     uv_close((uv_handle_t *)h, on_close);
 }

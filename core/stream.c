@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "loop.h"
 #include "stream.h"
 
 /* Waiters of one condition: usually one task, a few for drain/close. */
@@ -103,7 +104,7 @@ static void wl_wake(wlist_t *l)
     size_t n = l->n;
     l->n = 0;
     for (size_t i = 0; i < n; i++)
-        braid_waiter_wake(l->v[i]);
+        braid_waiter_wake_local(l->v[i]);
 }
 
 static void wl_free(wlist_t *l)
