@@ -25,6 +25,11 @@ static braid_loop_t *lloop_check(lua_State *L, int idx)
     return b->loop;
 }
 
+braid_loop_t *lasyncio_check_loop(lua_State *L, int idx)
+{
+    return lloop_check(L, idx);
+}
+
 /* loop_new() -> loop box */
 static int lasyncio_loop_new(lua_State *L)
 {
@@ -206,6 +211,7 @@ int lbraid_open_asyncio(lua_State *L)
         luaL_setfuncs(L, lwaiter_meta, 0);
     lua_pop(L, 1);
     luaL_newlib(L, lasyncio_funcs);
+    lstreams_register(L);
     lua_pushlightuserdata(L, lbraid_marker_thread_wait());
     lua_setfield(L, -2, "THREAD_WAIT");
     lua_pushlightuserdata(L, lbraid_marker_cancel());

@@ -100,6 +100,22 @@ void *lbraid_marker_thread_wait(void);
 void *lbraid_marker_cancel(void);
 void *lbraid_marker_defer_cancel(void);
 
+/* ---- asyncio streams (lasyncio.c, lstreams.c) ---- */
+
+struct braid_loop;
+/* The core loop of the asyncio loop box at idx (raises if closed). */
+struct braid_loop *lasyncio_check_loop(lua_State *L, int idx);
+/* Adds the stream functions to the asyncio C table on top of the stack. */
+void lstreams_register(lua_State *L);
+struct braid_stream;
+/* Pushes a box owning s (the caller's reference moves into it). */
+void lstreams_push(lua_State *L, struct braid_stream *s);
+/* Raises the braid.Error for libuv code rc: ConnectionError or OSError with
+ * .errno (the errno name) and .code, message "<what>: <strerror>". */
+int lstreams_raise(lua_State *L, int rc, const char *what);
+/* Adds the subprocess functions (lsubprocess.c) to the table on top. */
+void lsubprocess_register(lua_State *L);
+
 /* ---- arguments ---- */
 
 /* Timeout argument: nil or negative -> BRAID_FOREVER, number -> deadline. */

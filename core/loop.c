@@ -1,5 +1,6 @@
 /* The asyncio loop's C half: a uv loop with a wake-up handle and a timer,
  * and the woken list that task waiters are queued on from any thread. */
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 
 #include "error.h"
 #include "loop.h"
+#include "stream.h"
 
 struct braid_loop {
     uv_loop_t uv;
@@ -33,6 +35,12 @@ static atomic_int live_loops;
 int braid_loop_count(void)
 {
     return atomic_load(&live_loops);
+}
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+    (void)h;
+    ++*(int *)arg;
 }
 
 /* Both end the pass at once: uv_stop makes the poll not block, so a
@@ -77,10 +85,28 @@ int braid_loop_new(braid_loop_t **out)
     return 0;
 }
 
+/* Handles braid left open (streams of tasks never closed) close with
+ * their owner's callback (stream.h's braid_handle_owner_t). */
+static void close_stray(uv_handle_t *h, void *arg)
+{
+    braid_loop_t *loop = arg;
+    if (h == (uv_handle_t *)&loop->async || h == (uv_handle_t *)&loop->timer || uv_is_closing(h))
+        return;
+    uv_close(h, h->data ? ((braid_handle_owner_t *)h->data)->on_close : NULL);
+}
+
+int braid_loop_handle_count(braid_loop_t *loop)
+{
+    int n = 0;
+    uv_walk(&loop->uv, count_handle, &n);
+    return n - 2; /* the wake-up handle and the timer */
+}
+
 static void loop_unref(braid_loop_t *loop)
 {
     if (--loop->refs > 0)
         return;
+    uv_walk(&loop->uv, close_stray, loop);
     if (!uv_is_closing((uv_handle_t *)&loop->async) && loop->async.loop)
         uv_close((uv_handle_t *)&loop->async, NULL);
     if (!uv_is_closing((uv_handle_t *)&loop->timer) && loop->timer.loop)
@@ -105,6 +131,13 @@ uv_loop_t *braid_loop_uv(braid_loop_t *loop)
 
 /* Spins until a task waiter is queued or LOOP_SPIN_NS pass (only when
  * another core can be running the waker). Returns whether one was. */
+/* Whether the loop's I/O backend has events waiting (never blocks). */
+static int io_ready(braid_loop_t *loop)
+{
+    struct pollfd p = {.fd = uv_backend_fd(&loop->uv), .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
 static int spin_for_woken(braid_loop_t *loop)
 {
     static long ncpu;
@@ -113,10 +146,12 @@ static int spin_for_woken(braid_loop_t *loop)
     if (ncpu < 2)
         return 0;
     int64_t end = braid_clock_now() + LOOP_SPIN_NS;
-    for (unsigned i = 1;; i++) {
+    for (unsigned i = 0;; i++) {
         if (atomic_load_explicit(&loop->queued, memory_order_acquire))
             return 1;
-        if ((i & 63) == 0 && braid_clock_now() >= end)
+        if ((i & 63) == 0 && io_ready(loop))
+            return 1; /* a socket is ready (streams): run the pass now */
+        if ((i & 63) == 63 && braid_clock_now() >= end)
             return 0;
     }
 }
@@ -200,6 +235,32 @@ static void task_notify(braid_waiter_t *w)
     pthread_mutex_unlock(&loop->mu);
     if (atomic_load(&loop->sleeping))
         uv_async_send(&loop->async);
+}
+
+void braid_waiter_wake_local(braid_waiter_t *w)
+{
+    if (w->notify != task_notify) {
+        braid_waiter_wake(w);
+        return;
+    }
+    /* the pass running now reads the woken list when it ends: no wake-up
+     * through the async handle (a syscall and one more pass) is needed */
+    braid_task_waiter_t *tw = (braid_task_waiter_t *)w;
+    braid_loop_t *loop = tw->loop;
+    atomic_store_explicit(&w->signaled, 1, memory_order_release);
+    pthread_mutex_lock(&loop->mu);
+    if (!tw->queued) {
+        tw->queued = 1;
+        tw->prev = loop->tail;
+        tw->next = NULL;
+        if (loop->tail)
+            loop->tail->next = tw;
+        else
+            loop->head = tw;
+        loop->tail = tw;
+    }
+    atomic_store(&loop->queued, 1);
+    pthread_mutex_unlock(&loop->mu);
 }
 
 int braid_task_waiter_init(braid_task_waiter_t *tw, braid_loop_t *loop, int64_t id)

@@ -35,6 +35,10 @@ void braid_loop_free(braid_loop_t *loop);
 /* The libuv loop (for I/O handles that live on it). */
 uv_loop_t *braid_loop_uv(braid_loop_t *loop);
 
+/* How many libuv handles besides its own the loop holds (open or closing:
+ * streams, listeners), for leak checks. */
+int braid_loop_handle_count(braid_loop_t *loop);
+
 /* Runs one pass of the uv loop: timeout_ns < 0 waits until something
  * wakes it, 0 does not block, otherwise waits at most that long; with spin
  * (tasks wait on other threads) it first watches the woken list briefly.
@@ -47,6 +51,11 @@ int braid_loop_count(void);
 void braid_loop_wakeup(braid_loop_t *loop);
 /* Moves up to max woken task ids into ids (oldest first); returns how many. */
 size_t braid_loop_take_woken(braid_loop_t *loop, int64_t *ids, size_t max);
+
+/* braid_waiter_wake for a waker running inside the loop's own pass (a
+ * libuv callback on the loop's thread): a task waiter of that loop is
+ * queued without waking the loop through its async handle. */
+void braid_waiter_wake_local(braid_waiter_t *w);
 
 /* Initialises tw as a waiter of task `id` on loop (holding a reference
  * to the loop). Returns 0 or BRAID_EOS. */

@@ -1,0 +1,646 @@
+/* braid.asyncio streams, C half: boxes for core/stream.h streams and
+ * resolvers, and their waits as lbraid_wait ops (a task suspends, the
+ * libuv callback wakes it). The Lua half is scripts/braid/asyncio_streams.lua. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "lbraid.h"
+#include "loop.h"
+#include "stream.h"
+
+#define STREAM_META "braid.asyncio.stream"
+#define RESOLVE_META "braid.asyncio.resolver"
+
+typedef struct lstream {
+    braid_stream_t *s;
+} lstream_t;
+
+typedef struct lresolve {
+    braid_resolve_t *r;
+} lresolve_t;
+
+static braid_stream_t *check_stream(lua_State *L, int idx)
+{
+    lstream_t *b = luaL_checkudata(L, idx, STREAM_META);
+    if (!b->s)
+        lbraid_error(L, "ValueError", "stream is released");
+    return b->s;
+}
+
+void lstreams_push(lua_State *L, braid_stream_t *s)
+{
+    lstream_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->s = s;
+    luaL_setmetatable(L, STREAM_META);
+}
+
+static int lstream_gc(lua_State *L)
+{
+    lstream_t *b = luaL_checkudata(L, 1, STREAM_META);
+    braid_stream_release(b->s);
+    b->s = NULL;
+    return 0;
+}
+
+static int is_connection_error(int rc)
+{
+    return rc == UV_ECONNREFUSED || rc == UV_ECONNRESET || rc == UV_ECONNABORTED ||
+           rc == UV_EPIPE || rc == UV_ENOTCONN || rc == UV_ETIMEDOUT || rc == UV_EHOSTUNREACH ||
+           rc == UV_ENETUNREACH;
+}
+
+/* Raises the error for rc: libuv codes become ConnectionError/OSError
+ * objects with .errno (its name, "ECONNREFUSED") and a message. */
+int lstreams_raise(lua_State *L, int rc, const char *what)
+{
+    if (rc == UV_EBUSY)
+        return lbraid_error(L,
+                            "RuntimeError",
+                            "%s: another task is already waiting on this stream, or the call "
+                            "was made outside an asyncio task",
+                            what);
+    lbraid_push_error(L,
+                      is_connection_error(rc) ? "ConnectionError" : "OSError",
+                      lua_pushfstring(L, "%s: %s", what, uv_strerror(rc)));
+    lua_remove(L, -2);
+    lua_pushstring(L, uv_err_name(rc));
+    lua_setfield(L, -2, "errno");
+    lua_pushinteger(L, -rc);
+    lua_setfield(L, -2, "code");
+    return lua_error(L);
+}
+
+static braid_waiter_t *cur(void)
+{
+    return braid_waiter_peek_current();
+}
+
+/* _tcp_new(loop, family ("inet"|"inet6"|nil), reuseport) -> stream */
+static int lstreams_tcp_new(lua_State *L)
+{
+    uv_loop_t *uv = braid_loop_uv(lasyncio_check_loop(L, 1));
+    const char *fam = luaL_optstring(L, 2, NULL);
+    int family = !fam ? AF_UNSPEC : strcmp(fam, "inet6") == 0 ? AF_INET6 : AF_INET;
+    braid_stream_t *s;
+    int rc = braid_stream_new(uv, BRAID_STREAM_TCP, family, lua_toboolean(L, 3), &s);
+    if (rc)
+        return lstreams_raise(L, rc, "socket");
+    lstreams_push(L, s);
+    return 1;
+}
+
+/* _pipe_new(loop) -> stream */
+static int lstreams_pipe_new(lua_State *L)
+{
+    uv_loop_t *uv = braid_loop_uv(lasyncio_check_loop(L, 1));
+    braid_stream_t *s;
+    int rc = braid_stream_new(uv, BRAID_STREAM_PIPE, AF_UNSPEC, 0, &s);
+    if (rc)
+        return lstreams_raise(L, rc, "socket");
+    lstreams_push(L, s);
+    return 1;
+}
+
+/* a sockaddr carried as a Lua string */
+static const struct sockaddr *to_sockaddr(lua_State *L, int idx, struct sockaddr_storage *ss)
+{
+    size_t len;
+    const char *p = luaL_checklstring(L, idx, &len);
+    if (len > sizeof *ss || len < sizeof(struct sockaddr_in))
+        luaL_argerror(L, idx, "bad address");
+    memset(ss, 0, sizeof *ss);
+    memcpy(ss, p, len);
+    return (const struct sockaddr *)ss;
+}
+
+/* _connect(stream, sockaddr or path) */
+static int lstreams_connect(lua_State *L)
+{
+    braid_stream_t *s = check_stream(L, 1);
+    struct sockaddr_storage ss;
+    int rc;
+    if (braid_stream_kind(s) == BRAID_STREAM_TCP)
+        rc = braid_stream_connect(s, to_sockaddr(L, 2, &ss), NULL);
+    else
+        rc = braid_stream_connect(s, NULL, luaL_checkstring(L, 2));
+    if (rc)
+        return lstreams_raise(L, rc, "connect");
+    return 0;
+}
+
+static int connect_op(lua_State *L)
+{
+    return braid_stream_connect_wait(check_stream(L, 1), cur());
+}
+
+static int connect_done(lua_State *L, int rc)
+{
+    if (rc) {
+        const char *to = luaL_optstring(L, 2, "?");
+        return lstreams_raise(L, rc, lua_pushfstring(L, "connect to %s", to));
+    }
+    return 0;
+}
+
+static const lbraid_waitop_t CONNECT_OP = {connect_op, connect_done};
+
+/* _connect_wait(stream, what) */
+static int lstreams_connect_wait(lua_State *L)
+{
+    return lbraid_wait(L, &CONNECT_OP);
+}
+
+/* _listen(stream, sockaddr or path, backlog) */
+static int lstreams_listen(lua_State *L)
+{
+    braid_stream_t *s = check_stream(L, 1);
+    struct sockaddr_storage ss;
+    int backlog = (int)luaL_optinteger(L, 3, 100);
+    int rc;
+    if (braid_stream_kind(s) == BRAID_STREAM_TCP)
+        rc = braid_stream_listen(s, to_sockaddr(L, 2, &ss), NULL, backlog);
+    else
+        rc = braid_stream_listen(s, NULL, luaL_checkstring(L, 2), backlog);
+    if (rc)
+        return lstreams_raise(L, rc, "listen");
+    return 0;
+}
+
+static int accept_op(lua_State *L)
+{
+    return braid_stream_accept_wait(check_stream(L, 1), cur());
+}
+
+static int accept_done(lua_State *L, int rc)
+{
+    braid_stream_t *c;
+    if (rc == 0)
+        rc = braid_stream_accept(check_stream(L, 1), &c);
+    if (rc == UV_ECANCELED) {
+        lua_pushnil(L); /* the listener was closed */
+        return 1;
+    }
+    if (rc)
+        return lstreams_raise(L, rc, "accept");
+    lstreams_push(L, c);
+    return 1;
+}
+
+static const lbraid_waitop_t ACCEPT_OP = {accept_op, accept_done};
+
+/* _accept(listener) -> stream, or nil once the listener is closed */
+static int lstreams_accept(lua_State *L)
+{
+    return lbraid_wait(L, &ACCEPT_OP);
+}
+
+/* ---- reading ---- */
+
+enum { READ_SOME, READ_ALL, READ_EXACTLY, READ_UNTIL, READ_LINE };
+
+/* stack: stream, mode, n or sep */
+static int read_op(lua_State *L)
+{
+    braid_stream_t *s = check_stream(L, 1);
+    int mode = (int)lua_tointeger(L, 2);
+    switch (mode) {
+    case READ_SOME:
+        return braid_stream_read_wait(s, 1, NULL, 0, cur());
+    case READ_ALL:
+        return braid_stream_read_wait(s, SIZE_MAX, NULL, 0, cur());
+    case READ_EXACTLY:
+        return braid_stream_read_wait(s, (size_t)lua_tointeger(L, 3), NULL, 0, cur());
+    default: {
+        size_t seplen;
+        const char *sep = lua_tolstring(L, 3, &seplen);
+        return braid_stream_read_wait(s, 0, sep, seplen, cur());
+    }
+    }
+}
+
+static int raise_read_error(lua_State *L, braid_stream_t *s)
+{
+    return lstreams_raise(L, braid_stream_read_error(s), "read");
+}
+
+/* raises kind with .partial (the first n buffered bytes, consumed when
+ * consume) and field/value */
+static int raise_partial(lua_State *L, braid_stream_t *s, const char *kind, const char *msg,
+                         size_t n, int consume, const char *field, lua_Integer value, int has)
+{
+    size_t have;
+    const char *p = braid_stream_peek(s, &have);
+    lbraid_push_error(L, kind, msg);
+    lua_pushlstring(L, p, n < have ? n : have);
+    lua_setfield(L, -2, "partial");
+    if (has) {
+        lua_pushinteger(L, value);
+        lua_setfield(L, -2, field);
+    }
+    if (consume)
+        braid_stream_consume(s, n);
+    return lua_error(L);
+}
+
+static int read_done(lua_State *L, int rc)
+{
+    braid_stream_t *s = check_stream(L, 1);
+    if (rc)
+        return lstreams_raise(L, rc, "read");
+    int mode = (int)lua_tointeger(L, 2);
+    size_t have;
+    const char *p = braid_stream_peek(s, &have);
+    switch (mode) {
+    case READ_SOME: {
+        size_t n = (size_t)lua_tointeger(L, 3);
+        if (have == 0 && braid_stream_read_error(s))
+            return raise_read_error(L, s);
+        n = n < have ? n : have;
+        lua_pushlstring(L, p, n);
+        braid_stream_consume(s, n);
+        return 1;
+    }
+    case READ_ALL:
+        if (braid_stream_read_error(s))
+            return raise_read_error(L, s);
+        lua_pushlstring(L, p, have);
+        braid_stream_consume(s, have);
+        return 1;
+    case READ_EXACTLY: {
+        size_t n = (size_t)lua_tointeger(L, 3);
+        if (have < n)
+            return raise_partial(
+                L,
+                s,
+                "IncompleteRead",
+                lua_pushfstring(
+                    L, "%d bytes read on a total of %d expected bytes", (int)have, (int)n),
+                have,
+                1,
+                "expected",
+                (lua_Integer)n,
+                1);
+        lua_pushlstring(L, p, n);
+        braid_stream_consume(s, n);
+        return 1;
+    }
+    default: {
+        size_t seplen, limit = braid_stream_limit(s);
+        const char *sep = lua_tolstring(L, 3, &seplen);
+        const char *at = have >= seplen ? memmem(p, have, sep, seplen) : NULL;
+        int line = mode == READ_LINE;
+        if (at) {
+            size_t end = (size_t)(at - p) + seplen;
+            if (end > limit) {
+                if (line) {
+                    braid_stream_consume(s, end);
+                    return lbraid_error(
+                        L, "LimitOverrun", "Separator is found, but chunk is longer than limit");
+                }
+                return raise_partial(L,
+                                     s,
+                                     "LimitOverrun",
+                                     "Separator is found, but chunk is longer than limit",
+                                     0,
+                                     0,
+                                     "consumed",
+                                     (lua_Integer)(at - p),
+                                     1);
+            }
+            lua_pushlstring(L, p, end);
+            braid_stream_consume(s, end);
+            return 1;
+        }
+        if (have > limit) {
+            if (line) {
+                braid_stream_consume(s, have);
+                return lbraid_error(
+                    L, "LimitOverrun", "Separator is not found, and chunk exceed the limit");
+            }
+            return raise_partial(L,
+                                 s,
+                                 "LimitOverrun",
+                                 "Separator is not found, and chunk exceed the limit",
+                                 0,
+                                 0,
+                                 "consumed",
+                                 (lua_Integer)have,
+                                 1);
+        }
+        /* EOF without the separator */
+        if (have == 0 && braid_stream_read_error(s))
+            return raise_read_error(L, s);
+        if (line) {
+            lua_pushlstring(L, p, have);
+            braid_stream_consume(s, have);
+            return 1;
+        }
+        return raise_partial(
+            L,
+            s,
+            "IncompleteRead",
+            lua_pushfstring(L, "%d bytes read on a total of undefined expected bytes", (int)have),
+            have,
+            1,
+            NULL,
+            0,
+            0);
+    }
+    }
+}
+
+static const lbraid_waitop_t READ_OP = {read_op, read_done};
+
+/* _read(stream, mode, n or sep) */
+static int lstreams_read(lua_State *L)
+{
+    lua_settop(L, 3);
+    return lbraid_wait(L, &READ_OP);
+}
+
+static int lstreams_at_eof(lua_State *L)
+{
+    lua_pushboolean(L, braid_stream_at_eof(check_stream(L, 1)));
+    return 1;
+}
+
+static int lstreams_set_limit(lua_State *L)
+{
+    braid_stream_t *s = check_stream(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n > 0, 2, "limit must be positive");
+    braid_stream_set_limit(s, (size_t)n);
+    return 0;
+}
+
+static int lstreams_limit(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)braid_stream_limit(check_stream(L, 1)));
+    return 1;
+}
+
+/* ---- writing ---- */
+
+/* _write(stream, data) */
+static int lstreams_write(lua_State *L)
+{
+    braid_stream_t *s = check_stream(L, 1);
+    size_t len;
+    const char *p = luaL_checklstring(L, 2, &len);
+    int rc = braid_stream_write(s, p, len);
+    if (rc)
+        return lstreams_raise(L, rc, "write");
+    return 0;
+}
+
+static int lstreams_shutdown(lua_State *L)
+{
+    int rc = braid_stream_shutdown(check_stream(L, 1));
+    if (rc)
+        return lstreams_raise(L, rc, "write_eof");
+    return 0;
+}
+
+static int drain_op(lua_State *L)
+{
+    return braid_stream_drain_wait(check_stream(L, 1), cur());
+}
+
+static int drain_done(lua_State *L, int rc)
+{
+    if (rc)
+        return lstreams_raise(L, rc, "drain");
+    return 0;
+}
+
+static const lbraid_waitop_t DRAIN_OP = {drain_op, drain_done};
+
+static int lstreams_drain(lua_State *L)
+{
+    lua_settop(L, 1);
+    return lbraid_wait(L, &DRAIN_OP);
+}
+
+/* _set_water(stream, high, low) */
+static int lstreams_set_water(lua_State *L)
+{
+    braid_stream_t *s = check_stream(L, 1);
+    lua_Integer high = luaL_checkinteger(L, 2), low = luaL_optinteger(L, 3, high / 4);
+    luaL_argcheck(L, high >= 0 && low >= 0 && low <= high, 2, "high must be >= low must be >= 0");
+    braid_stream_set_water(s, (size_t)high, (size_t)low);
+    return 0;
+}
+
+static int lstreams_write_size(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)braid_stream_write_size(check_stream(L, 1)));
+    return 1;
+}
+
+/* ---- closing ---- */
+
+static int lstreams_close(lua_State *L)
+{
+    lstream_t *b = luaL_checkudata(L, 1, STREAM_META);
+    if (b->s)
+        braid_stream_close(b->s);
+    return 0;
+}
+
+static int lstreams_is_closing(lua_State *L)
+{
+    lstream_t *b = luaL_checkudata(L, 1, STREAM_META);
+    lua_pushboolean(L, !b->s || braid_stream_is_closing(b->s));
+    return 1;
+}
+
+static int close_op(lua_State *L)
+{
+    return braid_stream_close_wait(check_stream(L, 1), cur());
+}
+
+static int close_done(lua_State *L, int rc)
+{
+    if (rc)
+        return lstreams_raise(L, rc, "wait_closed");
+    return 0;
+}
+
+static const lbraid_waitop_t CLOSE_OP = {close_op, close_done};
+
+static int lstreams_close_wait(lua_State *L)
+{
+    lua_settop(L, 1);
+    return lbraid_wait(L, &CLOSE_OP);
+}
+
+/* _name(stream, peer) -> host, port (TCP) or path (pipe), or nil */
+static int lstreams_name(lua_State *L)
+{
+    braid_stream_t *s = check_stream(L, 1);
+    struct sockaddr_storage ss;
+    char path[1024];
+    int rc = braid_stream_name(s, lua_toboolean(L, 2), &ss, path, sizeof path);
+    if (rc)
+        return 0;
+    if (braid_stream_kind(s) == BRAID_STREAM_PIPE) {
+        lua_pushstring(L, path);
+        return 1;
+    }
+    char host[64];
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, host, sizeof host);
+        lua_pushstring(L, host);
+        lua_pushinteger(L, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a, host, sizeof host);
+        lua_pushstring(L, host);
+        lua_pushinteger(L, ntohs(a->sin_port));
+    }
+    return 2;
+}
+
+/* ---- name resolution ---- */
+
+static int lresolve_gc(lua_State *L)
+{
+    lresolve_t *b = luaL_checkudata(L, 1, RESOLVE_META);
+    braid_resolve_release(b->r);
+    b->r = NULL;
+    return 0;
+}
+
+/* _resolver(loop, host or nil, port, passive) -> resolver */
+static int lstreams_resolver(lua_State *L)
+{
+    uv_loop_t *uv = braid_loop_uv(lasyncio_check_loop(L, 1));
+    const char *host = luaL_optstring(L, 2, NULL);
+    const char *port = luaL_checkstring(L, 3);
+    lresolve_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->r = NULL;
+    luaL_setmetatable(L, RESOLVE_META);
+    int rc = braid_resolve_new(uv, host, port, lua_toboolean(L, 4), &b->r);
+    if (rc)
+        return lstreams_raise(L, rc, lua_pushfstring(L, "getaddrinfo %s", host ? host : "*"));
+    return 1;
+}
+
+static int resolve_op(lua_State *L)
+{
+    lresolve_t *b = luaL_checkudata(L, 1, RESOLVE_META);
+    if (!b->r)
+        return UV_EBUSY;
+    return braid_resolve_wait(b->r, cur());
+}
+
+/* -> list of {family=, addr=<sockaddr bytes>, host=, port=} */
+static int resolve_done(lua_State *L, int rc)
+{
+    lresolve_t *b = luaL_checkudata(L, 1, RESOLVE_META);
+    const struct addrinfo *res = NULL;
+    if (rc == 0)
+        rc = braid_resolve_result(b->r, &res);
+    if (rc)
+        return lstreams_raise(L, rc, "getaddrinfo");
+    lua_newtable(L);
+    int i = 0;
+    for (const struct addrinfo *a = res; a; a = a->ai_next) {
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
+            continue;
+        char host[64];
+        int port;
+        if (a->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)a->ai_addr;
+            uv_ip6_name(s6, host, sizeof host);
+            port = ntohs(s6->sin6_port);
+        } else {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)a->ai_addr;
+            uv_ip4_name(s4, host, sizeof host);
+            port = ntohs(s4->sin_port);
+        }
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, a->ai_family == AF_INET6 ? "inet6" : "inet");
+        lua_setfield(L, -2, "family");
+        lua_pushlstring(L, (const char *)a->ai_addr, a->ai_addrlen);
+        lua_setfield(L, -2, "addr");
+        lua_pushstring(L, host);
+        lua_setfield(L, -2, "host");
+        lua_pushinteger(L, port);
+        lua_setfield(L, -2, "port");
+        lua_rawseti(L, -2, ++i);
+    }
+    return 1;
+}
+
+static const lbraid_waitop_t RESOLVE_OP = {resolve_op, resolve_done};
+
+static int lstreams_resolve(lua_State *L)
+{
+    lua_settop(L, 1);
+    return lbraid_wait(L, &RESOLVE_OP);
+}
+
+/* _handle_count(loop) -> libuv handles held by the loop (streams, listeners) */
+static int lstreams_handle_count(lua_State *L)
+{
+    lua_pushinteger(L, braid_loop_handle_count(lasyncio_check_loop(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg lstreams_funcs[] = {
+    {"_tcp_new", lstreams_tcp_new},
+    {"_pipe_new", lstreams_pipe_new},
+    {"_connect", lstreams_connect},
+    {"_connect_wait", lstreams_connect_wait},
+    {"_listen", lstreams_listen},
+    {"_accept", lstreams_accept},
+    {"_read", lstreams_read},
+    {"_at_eof", lstreams_at_eof},
+    {"_set_limit", lstreams_set_limit},
+    {"_limit", lstreams_limit},
+    {"_write", lstreams_write},
+    {"_shutdown", lstreams_shutdown},
+    {"_drain", lstreams_drain},
+    {"_set_water", lstreams_set_water},
+    {"_write_size", lstreams_write_size},
+    {"_close", lstreams_close},
+    {"_is_closing", lstreams_is_closing},
+    {"_close_wait", lstreams_close_wait},
+    {"_name", lstreams_name},
+    {"_release", lstream_gc},
+    {"_resolver", lstreams_resolver},
+    {"_resolve", lstreams_resolve},
+    {"_resolver_release", lresolve_gc},
+    {"_handle_count", lstreams_handle_count},
+    {NULL, NULL},
+};
+
+void lstreams_register(lua_State *L)
+{
+    if (luaL_newmetatable(L, STREAM_META)) {
+        lua_pushcfunction(L, lstream_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, RESOLVE_META)) {
+        lua_pushcfunction(L, lresolve_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, lresolve_gc);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    luaL_setfuncs(L, lstreams_funcs, 0);
+    lsubprocess_register(L);
+    lua_pushinteger(L, READ_SOME);
+    lua_setfield(L, -2, "READ_SOME");
+    lua_pushinteger(L, READ_ALL);
+    lua_setfield(L, -2, "READ_ALL");
+    lua_pushinteger(L, READ_EXACTLY);
+    lua_setfield(L, -2, "READ_EXACTLY");
+    lua_pushinteger(L, READ_UNTIL);
+    lua_setfield(L, -2, "READ_UNTIL");
+    lua_pushinteger(L, READ_LINE);
+    lua_setfield(L, -2, "READ_LINE");
+}
