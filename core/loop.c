@@ -214,11 +214,9 @@ size_t braid_loop_take_woken(braid_loop_t *loop, int64_t *ids, size_t max)
     return n;
 }
 
-/* braid_waiter_t.notify of task waiters: called by a waker (under the
- * primitive's lock) or by a cancel. */
-static void task_notify(braid_waiter_t *w)
+/* Puts tw on its loop's woken list (once) and marks the list non-empty. */
+static void queue_woken(braid_task_waiter_t *tw)
 {
-    braid_task_waiter_t *tw = (braid_task_waiter_t *)w;
     braid_loop_t *loop = tw->loop;
     pthread_mutex_lock(&loop->mu);
     if (!tw->queued) {
@@ -233,8 +231,16 @@ static void task_notify(braid_waiter_t *w)
     }
     atomic_store(&loop->queued, 1);
     pthread_mutex_unlock(&loop->mu);
-    if (atomic_load(&loop->sleeping))
-        uv_async_send(&loop->async);
+}
+
+/* braid_waiter_t.notify of task waiters: called by a waker (under the
+ * primitive's lock) or by a cancel. */
+static void task_notify(braid_waiter_t *w)
+{
+    braid_task_waiter_t *tw = (braid_task_waiter_t *)w;
+    queue_woken(tw);
+    if (atomic_load(&tw->loop->sleeping))
+        uv_async_send(&tw->loop->async);
 }
 
 void braid_waiter_wake_local(braid_waiter_t *w)
@@ -245,22 +251,8 @@ void braid_waiter_wake_local(braid_waiter_t *w)
     }
     /* the pass running now reads the woken list when it ends: no wake-up
      * through the async handle (a syscall and one more pass) is needed */
-    braid_task_waiter_t *tw = (braid_task_waiter_t *)w;
-    braid_loop_t *loop = tw->loop;
     atomic_store_explicit(&w->signaled, 1, memory_order_release);
-    pthread_mutex_lock(&loop->mu);
-    if (!tw->queued) {
-        tw->queued = 1;
-        tw->prev = loop->tail;
-        tw->next = NULL;
-        if (loop->tail)
-            loop->tail->next = tw;
-        else
-            loop->head = tw;
-        loop->tail = tw;
-    }
-    atomic_store(&loop->queued, 1);
-    pthread_mutex_unlock(&loop->mu);
+    queue_woken((braid_task_waiter_t *)w);
 }
 
 int braid_task_waiter_init(braid_task_waiter_t *tw, braid_loop_t *loop, int64_t id)

@@ -430,27 +430,10 @@ M.pool = setmetatable({}, {__index = function(t, k)
     end
 end})
 
--- ---- with / guard for the shared lock-likes ----
+-- ---- with / guard for the shared lock-likes (threading's) ----
 
-local Guard = {__name = "braid.multiprocessing.guard"}
-function Guard.__close(g)
-    local obj = g[1]
-    if obj then
-        g[1] = nil
-        obj:release()
-    end
-end
-
-local function guard(self, ...)
-    self:acquire(...)
-    return setmetatable({self}, Guard)
-end
-
-local function with(self, fn, ...)
-    local ok = self:acquire()
-    local g <close> = setmetatable({self}, Guard)
-    return fn(ok, ...)
-end
+local threading = require "braid.threading"
+local guard, with = threading._guard, threading._with
 
 for _, name in next, {"Lock", "RLock", "Semaphore", "Value"} do
     methods[name].guard = guard

@@ -44,6 +44,7 @@ for _, name in next, {"Lock", "RLock", "Condition", "Semaphore"} do
     methods[name].guard = guard
     methods[name].with = with
 end
+M._guard, M._with = guard, with -- multiprocessing's lock-likes share them
 
 -- Condition:wait_for(predicate, timeout) → the predicate's last value
 function methods.Condition:wait_for(predicate, timeout)
