@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <editline/readline.h>
@@ -196,7 +197,15 @@ static int repl_getc(FILE *in)
 {
     int fd = fileno(in);
     for (;;) {
+        double wait = asyncio_idle();
+        /* SIGINT stays blocked from the flag's check until pselect waits, so
+         * a Ctrl-C in between cannot be missed */
+        sigset_t block, orig;
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        sigprocmask(SIG_BLOCK, &block, &orig);
         if (prompt_interrupted) {
+            sigprocmask(SIG_SETMASK, &orig, NULL);
             line_interrupted = 1;
             return '\n';
         }
@@ -209,9 +218,9 @@ static int repl_getc(FILE *in)
             if (out_pipe[0] > maxfd)
                 maxfd = out_pipe[0];
         }
-        double wait = asyncio_idle();
-        struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (double)(time_t)wait) * 1e6)};
-        int n = select(maxfd + 1, &rd, NULL, NULL, wait >= 0 ? &tv : NULL);
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        int n = pselect(maxfd + 1, &rd, NULL, NULL, wait >= 0 ? &ts : NULL, &orig);
+        sigprocmask(SIG_SETMASK, &orig, NULL);
         if (n == 0)
             continue;
         if (n < 0) {
