@@ -10,6 +10,10 @@ local EXE = os.getenv("BRAID_EXE") or "build/braid"
 mp.fork_warning = false
 -- TSan's runtime reports in a forked child that forks again (exit code 66)
 local TSAN = os.getenv("TSAN_OPTIONS") ~= nil
+-- nor can it follow a child forked from a process whose other threads
+-- (earlier specs' parked pool threads, libuv's resolver threads) live on:
+-- under TSan the fork method is left to the plain and ASan runs
+local METHODS = TSAN and {"spawn"} or {"spawn", "fork"}
 
 local function kind_of(fn, ...)
   local ok, err = pcall(fn, ...)
@@ -43,7 +47,7 @@ local function no_child_left()
   tmpfiles = {}
 end
 
-for _, method in ipairs({"spawn", "fork"}) do
+for _, method in ipairs(METHODS) do
   local ctx = mp.get_context(method)
 
   describe("Process (" .. method .. ")", function()
@@ -242,7 +246,7 @@ p:start() p:join() print("code", p.exitcode)
   end)
 
   it("children die with their parent (SIGKILL leaves no orphan)", function()
-    for _, method in ipairs({"spawn", "fork"}) do
+    for _, method in ipairs(METHODS) do
       local script = tmpname()
       local f = assert(io.open(script, "w"))
       f:write(([[
@@ -277,7 +281,7 @@ local function shm_listing()
   return s
 end
 
-for _, method in ipairs({"spawn", "fork"}) do
+for _, method in ipairs(METHODS) do
   local ctx = mp.get_context(method)
   local function run(fn, ...)
     local p = ctx:Process{target = fn, args = table.pack(...)}

@@ -65,7 +65,8 @@ stage "install, pkg-config host, luarocks" bash tools/install_check.sh build
 # (Idle pooled OS threads still parked at exit show as "possibly lost".)
 valgrind_specs() {
   BRAID_EXE="$ROOT/build/braid" valgrind -q --error-exitcode=9 --leak-check=full --show-possibly-lost=no \
-    --errors-for-leak-kinds=definite build/braid /usr/bin/busted -o TAP spec | tail -n 3
+    --errors-for-leak-kinds=definite --suppressions="$ROOT/spec/valgrind.supp" \
+    build/braid /usr/bin/busted -o TAP spec | tail -n 3
   return "${PIPESTATUS[0]}"
 }
 stage "specs (valgrind)" valgrind_specs
