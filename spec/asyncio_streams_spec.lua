@@ -6,18 +6,7 @@ local asyncio = require "braid.asyncio"
 local support = require "spec.support.asyncio"
 local raises = support.raises
 
--- runs main in a new loop, then checks that every handle was released
-local function run(main)
-  return asyncio.run(function()
-    local r = main()
-    for _ = 1, 3 do asyncio.sleep(0) end
-    collectgarbage()
-    collectgarbage()
-    asyncio.sleep(0)
-    assert.are.equal(0, asyncio._handle_count(), "libuv handles left open")
-    return r
-  end)
-end
+local run = support.run_no_handles
 
 local function echo(reader, writer)
   while true do

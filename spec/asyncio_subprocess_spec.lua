@@ -7,17 +7,7 @@ local PIPE, DEVNULL, STDOUT = asyncio.PIPE, asyncio.DEVNULL, asyncio.STDOUT
 local support = require "spec.support.asyncio"
 local raises = support.raises
 
-local function run(main)
-  return asyncio.run(function()
-    local r = main()
-    for _ = 1, 3 do asyncio.sleep(0) end
-    collectgarbage()
-    collectgarbage()
-    asyncio.sleep(0.01)
-    assert.are.equal(0, asyncio._handle_count(), "libuv handles left open")
-    return r
-  end)
-end
+local function run(main) return support.run_no_handles(main, 0.01) end
 
 describe("asyncio subprocesses", function()
   after_each(support.no_loops_left)

@@ -30,6 +30,21 @@ function M.settle()
   for _ = 1, 5 do asyncio.sleep(0) end
 end
 
+-- asyncio.run(main) that then checks every libuv handle main opened was
+-- released (after letting closes finish: a few turns, a collection, and a
+-- last sleep of `linger` seconds, 0 by default).
+function M.run_no_handles(main, linger)
+  return asyncio.run(function()
+    local r = main()
+    for _ = 1, 3 do asyncio.sleep(0) end
+    collectgarbage()
+    collectgarbage()
+    asyncio.sleep(linger or 0)
+    assert.are.equal(0, asyncio._handle_count(), "libuv handles left open")
+    return r
+  end)
+end
+
 -- after_each: no event loop of a finished run is left behind.
 function M.no_loops_left()
   collectgarbage()
