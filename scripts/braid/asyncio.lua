@@ -855,5 +855,6 @@ M._PARK = PARK
 -- primitives and queues (scripts/braid/asyncio_locks.lua)
 require("braid.asyncio_locks")(M)
 require("braid.asyncio_streams")(M, C) -- streams (scripts/braid/asyncio_streams.lua)
+require("braid.asyncio_files")(M, C) -- files (scripts/braid/asyncio_files.lua)
 
 return M
