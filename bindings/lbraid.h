@@ -117,6 +117,8 @@ int lstreams_raise(lua_State *L, int rc, const char *what);
 void lsubprocess_register(lua_State *L);
 /* Adds the async file functions (lfiles.c) to the table on top. */
 void lfiles_register(lua_State *L);
+/* Adds the luv interop functions (lluv.c) to the table on top. */
+void lluv_register(lua_State *L);
 
 /* ---- arguments ---- */
 

@@ -634,6 +634,7 @@ void lstreams_register(lua_State *L)
     luaL_setfuncs(L, lstreams_funcs, 0);
     lsubprocess_register(L);
     lfiles_register(L);
+    lluv_register(L);
     lua_pushinteger(L, READ_SOME);
     lua_setfield(L, -2, "READ_SOME");
     lua_pushinteger(L, READ_ALL);

@@ -118,11 +118,13 @@ int braid_process_spawn(uv_loop_t *uv, const char *file, char **args, char **env
         }
         if (p) { /* the child runs on: keep reaping it */
             p->owner.on_close = on_close;
+            p->owner.magic = BRAID_HANDLE_MAGIC;
             p->refs = 1;
         }
         return rc;
     }
     p->owner.on_close = on_close;
+    p->owner.magic = BRAID_HANDLE_MAGIC;
     p->refs = 2;
     p->pid = p->proc.pid;
     *out = p;
