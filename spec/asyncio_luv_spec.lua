@@ -119,6 +119,29 @@ describe_luv("luv on the asyncio loop", function()
     assert.are.equal(1, n)
   end)
 
+  it("each braid thread's luv uses that thread's loop", function()
+    local threading = require "braid.threading"
+    local ts = {}
+    for i = 1, 3 do
+      ts[i] = threading.Thread{target = function(k)
+        local aio = require "braid.asyncio"
+        return aio.run(function()
+          local uv = require "luv"
+          local fired = 0
+          local t = uv.new_timer()
+          t:start(5, 0, function()
+            fired = fired + 1
+            t:close()
+          end)
+          aio.sleep(0.05)
+          return k * 10 + fired
+        end)
+      end, args = {i}}
+      ts[i]:start()
+    end
+    for i = 1, 3 do assert.are.equal(i * 10 + 1, ts[i]:result()) end
+  end)
+
   it("an error in a luv callback is reported and the program goes on", function()
     local exe = os.getenv("BRAID_EXE") or "build/braid"
     local p = io.popen(("%q -e %q 2>&1"):format(exe, [[
