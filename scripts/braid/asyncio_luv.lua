@@ -35,8 +35,8 @@ return function(M, C, running)
 
   local function searcher(name)
     if name ~= "luv" then return nil end
-    local path, err = searchpath(name, cpath_of())
-    if not path then return err end
+    local path = searchpath(name, cpath_of())
+    if not path then return nil end -- the C searcher says where it looked
     return function(_, p)
       C._luv_load(p)
       local loop = running()
