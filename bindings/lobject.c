@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "lbraid.h"
+#include "lpreload.h"
 
 static const char BOXES_KEY = 'b'; /* registry: weak-valued id -> box */
 
@@ -76,9 +77,7 @@ void lbraid_push_object(lua_State *L, braid_object_t *obj)
     lua_pop(L, 1);
     if (luaL_getmetatable(L, obj->type->name) == LUA_TNIL) {
         lua_pop(L, 1);
-        lua_getglobal(L, "require");
-        lua_pushstring(L, obj->type->module);
-        lua_call(L, 1, 0);
+        lbraid_load_meta(L, obj->type->module);
         if (luaL_getmetatable(L, obj->type->name) == LUA_TNIL)
             luaL_error(L, "module '%s' did not register '%s'", obj->type->module, obj->type->name);
     }
