@@ -8,6 +8,7 @@
 #include "executor.h"
 #include "future.h"
 #include "lfutures.h"
+#include "lstate.h"
 
 /* Worker-side cache of decoded task functions, keyed by chunk MAC. */
 #define FN_CACHE_MAX 64
@@ -321,20 +322,90 @@ static int lexecutor_new(lua_State *L)
     return 1;
 }
 
+/* The executor methods' upvalues: the executor metatable (the fast check
+ * of box 1), the Future metatable and this state's boxes table (the new
+ * future's box), the state context (light userdata, bound on the first
+ * submit: lbraid_ctx binds the calling thread's waiter) and submit's call
+ * buffer. */
+#define UP_META lua_upvalueindex(1)
+#define UP_FUTURE_META lua_upvalueindex(2)
+#define UP_BOXES lua_upvalueindex(3)
+#define UP_CTX lua_upvalueindex(4)
+#define UP_CALLBUF lua_upvalueindex(5)
+#define EXECUTOR_NUPS 5
+
+/* submit's own call buffer, reused by every submit in this state (no
+ * scratch box to look up and close per call). owner: the address of a
+ * local of the submit using it, NULL when free. A submit whose encode
+ * raised leaves it set; a later one takes it over when its own frame is
+ * not deeper on the C stack than that one was (the stack grows down), so
+ * that one has ended. A submit nested inside another (a metamethod run
+ * while encoding) is deeper, and uses a scratch buffer. */
+typedef struct callbuf {
+    braid_buf_t buf;
+    const char *owner;
+} callbuf_t;
+
+static int callbuf_gc(lua_State *L)
+{
+    callbuf_t *c = lua_touserdata(L, 1);
+    braid_buf_free(&c->buf);
+    return 0;
+}
+
+static void push_callbuf(lua_State *L)
+{
+    callbuf_t *c = lua_newuserdatauv(L, sizeof *c, 0);
+    braid_buf_init(&c->buf);
+    c->owner = NULL;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, callbuf_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+}
+
 /* ex:submit(fn, ...) -> Future */
 static int lexecutor_submit(lua_State *L)
 {
-    braid_executor_t *ex = lexecutor_check(L, 1);
+    braid_executor_t *ex = NULL;
+    if (lua_getmetatable(L, 1)) {
+        if (lua_rawequal(L, -1, UP_META))
+            ex = (braid_executor_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+        lua_pop(L, 1);
+    }
+    if (!ex)
+        ex = lexecutor_check(L, 1);
     if (!lua_isfunction(L, 2) && !luaL_getmetafield(L, 2, "__call"))
         luaL_typeerror(L, 2, "function");
-    lbraid_poll(L);
+    lbraid_ctx_t *ctx = lua_touserdata(L, UP_CTX);
+    if (!ctx) {
+        ctx = lbraid_ctx(L);
+        lua_pushlightuserdata(L, ctx);
+        lua_replace(L, UP_CTX);
+    }
+    if (ctx->poll)
+        ctx->poll(L);
     int n = lua_gettop(L);
-    braid_buf_t *call = lbraid_take_scratch(L);
+    char here;
+    callbuf_t *cb = lua_touserdata(L, UP_CALLBUF);
+    braid_buf_t *call;
+    if (cb && (!cb->owner || (uintptr_t)&here >= (uintptr_t)cb->owner)) {
+        cb->owner = &here;
+        call = &cb->buf;
+        braid_buf_reset(call);
+    } else {
+        cb = NULL;
+        call = lbraid_take_scratch(L);
+    }
     lbraid_encode(L, 2, call, "fn");
     size_t aux = call->len;
     lbraid_encode_seq(L, 3, n - 2, call, "args");
     braid_future_t *f;
     int rc = braid_executor_submit(ex, call, aux, &f);
+    if (cb) {
+        braid_buf_reset(call); /* a big call moved out: its memory is gone */
+        cb->owner = NULL;
+    }
     if (rc == BRAID_ESHUTDOWN)
         return lbraid_error(L, "RuntimeError", "cannot schedule new futures after shutdown");
     if (rc == BRAID_EBROKEN) {
@@ -344,7 +415,7 @@ static int lexecutor_submit(lua_State *L)
     }
     if (rc)
         return lbraid_core_error(L, rc, "submit");
-    lbraid_push_object(L, (braid_object_t *)f);
+    lbraid_push_new_object(L, (braid_object_t *)f, UP_FUTURE_META, UP_BOXES);
     braid_future_release(f);
     return 1;
 }
@@ -407,8 +478,14 @@ void lexecutor_open(lua_State *L, int mod)
     lua_setfield(L, mod, "ThreadPoolExecutor");
     lua_pushcfunction(L, lexecutor_fn_cache);
     lua_setfield(L, mod, "_fn_cache");
-    lbraid_newmeta(L, &braid_executor_type, executor_methods);
+    lbraid_newmeta(L, &braid_executor_type, NULL);
     lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, -2);
+    luaL_getmetatable(L, braid_future_type.name); /* lfutures.c registered it */
+    lbraid_push_boxes(L);
+    lua_pushnil(L); /* the context, on the first submit */
+    push_callbuf(L);
+    luaL_setfuncs(L, executor_methods, EXECUTOR_NUPS);
     lua_setfield(L, mod, "_Executor_methods");
     lua_setfield(L, mod, "_Executor_meta");
 }
