@@ -94,32 +94,6 @@ static int reserve(braid_buf_t *b, size_t extra)
     return 1;
 }
 
-int braid_buf_transfer(braid_buf_t *dst, braid_buf_t *src)
-{
-    braid_buf_reset(dst);
-    if (!reserve(dst, src->len)) {
-        dst->err = 0;
-        return BRAID_ENOMEM;
-    }
-    if (dst->objcap < src->nobjs) {
-        braid_object_t **n = realloc(dst->objs, src->nobjs * sizeof *n);
-        if (!n)
-            return BRAID_ENOMEM;
-        dst->objs = n;
-        dst->objcap = src->nobjs;
-    }
-    if (src->len)
-        memcpy(dst->data, src->data, src->len);
-    if (src->nobjs)
-        memcpy(dst->objs, src->objs, src->nobjs * sizeof *dst->objs);
-    dst->len = src->len;
-    dst->nobjs = src->nobjs;
-    src->len = 0;
-    src->nobjs = 0;
-    src->err = 0;
-    return 0;
-}
-
 void braid_buf_put_u8(braid_buf_t *b, uint8_t v)
 {
     if (reserve(b, 1))

@@ -73,10 +73,6 @@ void braid_buf_free(braid_buf_t *b);
 void braid_buf_reset(braid_buf_t *b);
 /* Moves src's contents into dst (dst must be empty or freed); src becomes empty. */
 void braid_buf_move(braid_buf_t *dst, braid_buf_t *src);
-/* Moves src's bytes and object references into dst, reusing dst's memory
- * (growing it if needed); src is left empty with its memory kept. Returns 0,
- * or BRAID_ENOMEM with src untouched and dst empty. */
-int braid_buf_transfer(braid_buf_t *dst, braid_buf_t *src);
 /* Replaces dst's contents (dst initialised; its memory is reused) with a
  * copy of src's, taking new references; returns 0 or BRAID_ENOMEM (dst is
  * then empty). */

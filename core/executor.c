@@ -384,11 +384,9 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
             return rc;
         }
     }
-    if (call->len > MAX_SPARE_CALL || braid_buf_transfer(&t->call, call) != 0) {
-        braid_buf_t spare = t->call; /* empty, maybe with room: the caller's now */
-        t->call = *call;
-        *call = spare;
-    } /* else copied: the caller's buffer keeps its room for the next call */
+    braid_buf_t spare = t->call; /* empty, maybe with room: the caller's now */
+    t->call = *call;
+    *call = spare;
     braid_future_retain(t->f);
     *out = t->f;
     if (p->tail)

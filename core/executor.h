@@ -49,8 +49,8 @@ void braid_executor_retain(braid_executor_t *ex);
 void braid_executor_release(braid_executor_t *ex);
 
 /* Queues a call (its contents MOVED in on success, leaving call empty but
- * maybe holding memory for the next one -- a small call is copied, so call
- * keeps its own: braid_buf_free it when done; untouched on failure)
+ * maybe holding memory for the next one: braid_buf_free it when done;
+ * untouched on failure)
  * and returns its future in *out (the caller's reference). Starts a worker
  * when none is idle and fewer than max_workers run. Returns 0,
  * BRAID_ESHUTDOWN (after shutdown), BRAID_EBROKEN (pool broken),
