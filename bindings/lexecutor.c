@@ -335,8 +335,8 @@ static int lexecutor_new(lua_State *L)
 #define EXECUTOR_NUPS 5
 
 /* submit's own call buffer, reused by every submit in this state (no
- * scratch box to look up and close per call). owner: the address of a
- * local of the submit using it, NULL when free. A submit whose encode
+ * scratch box to look up and close per call). owner: the frame address of
+ * the submit using it, NULL when free. A submit whose encode
  * raised leaves it set; a later one takes it over when its own frame is
  * not deeper on the C stack than that one was (the stack grows down), so
  * that one has ended. A submit nested inside another (a metamethod run
@@ -386,11 +386,13 @@ static int lexecutor_submit(lua_State *L)
     if (ctx->poll)
         ctx->poll(L);
     int n = lua_gettop(L);
-    char here;
+    /* the machine frame, not a local's address: a sanitizer's fake stack
+     * may place locals anywhere */
+    const char *here = __builtin_frame_address(0);
     callbuf_t *cb = lua_touserdata(L, UP_CALLBUF);
     braid_buf_t *call;
-    if (cb && (!cb->owner || (uintptr_t)&here >= (uintptr_t)cb->owner)) {
-        cb->owner = &here;
+    if (cb && (!cb->owner || (uintptr_t)here >= (uintptr_t)cb->owner)) {
+        cb->owner = here;
         call = &cb->buf;
         braid_buf_reset(call);
     } else {
