@@ -46,6 +46,12 @@ void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Re
 /* Pushes a new box holding a new reference to obj (retains). Loads
  * type->module first if its metatable is not registered yet. Stack: +1. */
 void lbraid_push_object(lua_State *L, braid_object_t *obj);
+/* Pushes this state's weak table of boxes (object id -> box). Stack: +1. */
+void lbraid_push_boxes(lua_State *L);
+/* lbraid_push_object for an object this state cannot have a box for yet
+ * (just created here), with its type's metatable at meta and the boxes
+ * table at boxes: no lookups. Stack: +1. */
+void lbraid_push_new_object(lua_State *L, braid_object_t *obj, int meta, int boxes);
 /* Pushes the registry table stored under key, creating it with the weak
  * mode ("k", "v" or "kv") on first use. Stack: +1. */
 void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode);
@@ -60,6 +66,9 @@ braid_object_t *lbraid_to_object(lua_State *L, int idx);
 /* Encodes the value at idx into buf (appending). On a value that cannot
  * cross, raises TypeError naming its path, rooted at `root` ("args"). */
 void lbraid_encode(lua_State *L, int idx, braid_buf_t *buf, const char *root);
+/* Appends the integer v exactly as lbraid_encode writes an integer value
+ * (for fast paths that already know the type). */
+void lbraid_encode_integer(braid_buf_t *buf, lua_Integer v);
 /* Encodes n values starting at idx as one sequence (shared references
  * across them kept). Paths are root[1], root[2]... */
 void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root);

@@ -39,8 +39,29 @@ typedef struct lbraid_modmap {
  * package.loaded changed (walk: check by walking package.loaded even if
  * the hook's count vouches for it). Stack: +1. */
 void lbraid_modmap_push(lua_State *L, lbraid_modmap_t *m, int box, int walk);
+/* True when lbraid_modmap_push would keep m's map as it is, without
+ * walking package.loaded (the loaded hook's count vouches for it). */
+int lbraid_modmap_current(lua_State *L, const lbraid_modmap_t *m);
 /* False when p is surely not a key of the map last pushed. */
 int lbraid_modmap_may_have(const lbraid_modmap_t *m, const void *p);
 void lbraid_modmap_free(lbraid_modmap_t *m);
+
+/* What encoding a Lua function needs (lcodec_fn.c), cached per function
+ * (the box's uservalue 1 anchors the chunk string, 2 the names in globals). */
+typedef struct fninfo {
+    const char *chunk;
+    size_t len;
+    uint64_t mac;
+    int nups;
+    int env;      /* number of the upvalue named _ENV, or 0 */
+    int nglobals; /* globals it reads that are not the standard ones */
+} fninfo_t;
+
+/* Pushes the fninfo box of the Lua function at idx, working it out on
+ * first use. Returns NULL (pushing nothing) when out of memory. */
+fninfo_t *lbraid_fninfo_push(lua_State *L, int idx);
+/* The cached fninfo of the function at idx, or NULL; it stays valid while
+ * that function lives. Stack: unchanged. */
+fninfo_t *lbraid_fninfo_find(lua_State *L, int idx);
 
 #endif

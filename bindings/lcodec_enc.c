@@ -6,8 +6,6 @@
 #include "lbraid.h"
 #include "lcodec.h"
 
-static const char FCACHE_KEY = 'f'; /* registry: weak func -> fninfo box */
-
 /* The encoder's state kept per Lua state between encodes, so a small
  * encode allocates nothing: the map of tables, functions and strings
  * already written, by address -> REF index (short strings are interned, so
@@ -93,13 +91,6 @@ static inline void put_tag_str(braid_buf_t *b, uint8_t tag, const char *s, size_
     put_tag_varint(b, tag, n);
     memcpy(b->data + b->len, s, n);
     b->len += n;
-}
-
-static int writer(lua_State *L, const void *p, size_t sz, void *ud)
-{
-    (void)L;
-    braid_buf_put_bytes(ud, p, sz);
-    return 0;
 }
 
 /* Turns a kind-7 segment (stack index of a key) into a printable one. */
@@ -468,75 +459,6 @@ static void enc_table(enc_t *e, int idx)
     }
 }
 
-/* What encoding a Lua function needs, cached per function (the box's
- * uservalue 1 anchors the chunk string, 2 the names in globals). */
-typedef struct fninfo {
-    const char *chunk;
-    size_t len;
-    uint64_t mac;
-    int nups;
-    int env;      /* number of the upvalue named _ENV, or 0 */
-    int nglobals; /* globals it reads that are not the standard ones */
-} fninfo_t;
-
-/* Pushes the fninfo box of the Lua function at idx. */
-static fninfo_t *push_fninfo(enc_t *e, int idx)
-{
-    lua_State *L = e->L;
-    lbraid_push_weak_table(L, &FCACHE_KEY, "k");
-    lua_pushvalue(L, idx);
-    if (lua_rawget(L, -2) == LUA_TUSERDATA) {
-        lua_remove(L, -2);
-        return lua_touserdata(L, -1);
-    }
-    lua_pop(L, 1);
-    fninfo_t *fi = lua_newuserdatauv(L, sizeof *fi, 2);
-    memset(fi, 0, sizeof *fi);
-    braid_buf_t *dump = lbraid_push_buf(L);
-    lua_pushvalue(L, idx);
-    lua_dump(L, writer, dump, 0);
-    lua_pop(L, 1);
-    if (dump->err) {
-        e->ctx->busy = 0;
-        lbraid_core_error(L, dump->err, "encode");
-    }
-    lua_pushlstring(L, (const char *)dump->data, dump->len);
-    lua_remove(L, -2);
-    fi->chunk = lua_tolstring(L, -1, &fi->len);
-    fi->mac = braid_codec_mac(fi->chunk, fi->len);
-    lbraid_chunk_globals(L, fi->chunk, fi->len);
-    lua_Integer nnames = (lua_Integer)lua_rawlen(L, -1), kept = 0;
-    for (lua_Integer i = 1; i <= nnames; i++) {
-        lua_rawgeti(L, -1, i);
-        if (lbraid_is_standard_global(lua_tostring(L, -1)))
-            lua_pop(L, 1);
-        else
-            lua_rawseti(L, -2, ++kept);
-    }
-    for (lua_Integer i = kept + 1; i <= nnames; i++) {
-        lua_pushnil(L);
-        lua_rawseti(L, -2, i);
-    }
-    fi->nglobals = (int)kept;
-    lua_setiuservalue(L, -3, 2);
-    lua_setiuservalue(L, -2, 1);
-    lua_Debug ar;
-    lua_pushvalue(L, idx);
-    lua_getinfo(L, ">u", &ar);
-    fi->nups = ar.nups;
-    for (int i = 1; i <= fi->nups && !fi->env; i++) {
-        const char *name = lua_getupvalue(L, idx, i);
-        if (name && strcmp(name, "_ENV") == 0)
-            fi->env = i;
-        lua_pop(L, 1);
-    }
-    lua_pushvalue(L, idx);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, -4);
-    lua_remove(L, -2);
-    return fi;
-}
-
 static void enc_function(enc_t *e, int idx)
 {
     lua_State *L = e->L;
@@ -550,7 +472,11 @@ static void enc_function(enc_t *e, int idx)
     if (enc_by_name(e, idx) || enc_seen(e, idx))
         return;
     lua_Integer myref = e->nrefs - 1; /* enc_seen just numbered it */
-    fninfo_t *fi = push_fninfo(e, idx);
+    fninfo_t *fi = lbraid_fninfo_push(L, idx);
+    if (!fi) {
+        e->ctx->busy = 0;
+        lbraid_core_error(L, BRAID_ENOMEM, "encode");
+    }
     int info = lua_gettop(L);
     braid_buf_put_u8(e->buf, BRAID_T_FUNC);
     braid_buf_put_str(e->buf, fi->chunk, fi->len);
@@ -766,10 +692,53 @@ static int enc_scalar(lua_State *L, int idx, braid_buf_t *buf)
     return 1;
 }
 
+/* A Lua function seen before, not reachable by module name, whose only
+ * upvalue is _ENV (or none) and that reads no non-standard global (the
+ * usual task function): writes what enc_function would, straight from its
+ * fninfo, without setting up an encoder. Returns 0 to take the long way. */
+static int enc_known_function(lua_State *L, int idx, braid_buf_t *buf)
+{
+    int top = lua_gettop(L), ok = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ECTX_KEY) == LUA_TUSERDATA) {
+        encctx_t *c = lua_touserdata(L, -1);
+        ok = !c->busy && lbraid_modmap_current(L, &c->mod) &&
+             !lbraid_modmap_may_have(&c->mod, lua_topointer(L, idx));
+    }
+    fninfo_t *fi = ok ? lbraid_fninfo_find(L, idx) : NULL;
+    ok = fi && !fi->nglobals &&
+         (fi->nups == 0 ||
+          (fi->nups == 1 && fi->env == 1 && lua_getupvalue(L, idx, 1) && lua_istable(L, -1)));
+    if (ok) { /* as enc_function writes it (the chunk is anchored by the fninfo box) */
+        braid_buf_put_u8(buf, BRAID_T_FUNC);
+        braid_buf_put_str(buf, fi->chunk, fi->len);
+        braid_buf_put_u64(buf, fi->mac);
+        braid_buf_put_varint(buf, (uint64_t)fi->nups);
+        if (fi->nups) {
+            braid_buf_put_u8(buf, BRAID_T_MODULE);
+            braid_buf_put_str(buf, "_G", 2);
+        }
+        braid_buf_put_u8(buf, 0);
+        if (buf->err)
+            lbraid_core_error(L, buf->err, "encode");
+    }
+    lua_settop(L, top);
+    return ok;
+}
+
+void lbraid_encode_integer(braid_buf_t *buf, lua_Integer v)
+{
+    int64_t i = (int64_t)v;
+    put_tag_varint(buf, BRAID_T_INT, ((uint64_t)i << 1) ^ (uint64_t)(i >> 63));
+}
+
 void lbraid_encode(lua_State *L, int idx, braid_buf_t *buf, const char *root)
 {
-    if (!enc_scalar(L, idx, buf))
-        enc_run(L, idx, 1, buf, root, 0);
+    if (enc_scalar(L, idx, buf))
+        return;
+    if (lua_type(L, idx) == LUA_TFUNCTION && !lua_iscfunction(L, idx) &&
+        enc_known_function(L, lua_absindex(L, idx), buf))
+        return;
+    enc_run(L, idx, 1, buf, root, 0);
 }
 
 void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root)

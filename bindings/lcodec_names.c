@@ -155,6 +155,16 @@ static void modkeys_build(lua_State *L, lbraid_modmap_t *m, int map)
 }
 
 /* False when p is surely not a key of the module map. */
+int lbraid_modmap_current(lua_State *L, const lbraid_modmap_t *m)
+{
+    if (m->valid != 2 || !m->hookmeta || !m->hookgen || m->gen != m->hookgen->n)
+        return 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    int ok = lua_getmetatable(L, -1) && lua_topointer(L, -1) == m->hookmeta;
+    lua_settop(L, lua_gettop(L) - 1 - ok);
+    return ok;
+}
+
 int lbraid_modmap_may_have(const lbraid_modmap_t *m, const void *p)
 {
     if (!m->keys)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "lbraid.h"
+#include "lpreload.h"
 
 static const char BOXES_KEY = 'b'; /* registry: weak-valued id -> box */
 
@@ -57,15 +58,28 @@ void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode)
     lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
-/* Pushes the weak id -> box cache. Stack: +1. */
-static void push_boxes(lua_State *L)
+void lbraid_push_boxes(lua_State *L)
 {
     lbraid_push_weak_table(L, &BOXES_KEY, "v");
 }
 
+void lbraid_push_new_object(lua_State *L, braid_object_t *obj, int meta, int boxes)
+{
+    meta = lua_absindex(L, meta);
+    boxes = lua_absindex(L, boxes);
+    lbraid_box_t *box = lua_newuserdatauv(L, sizeof *box, 1);
+    box->obj = NULL; /* inert until the metatable is on */
+    lua_pushvalue(L, meta);
+    lua_setmetatable(L, -2);
+    braid_object_retain(obj);
+    box->obj = obj;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, boxes, (lua_Integer)obj->id);
+}
+
 void lbraid_push_object(lua_State *L, braid_object_t *obj)
 {
-    push_boxes(L);
+    lbraid_push_boxes(L);
     if (lua_rawgeti(L, -1, (lua_Integer)obj->id) == LUA_TUSERDATA) {
         lbraid_box_t *box = lua_touserdata(L, -1);
         if (box->obj == obj) {
@@ -76,9 +90,7 @@ void lbraid_push_object(lua_State *L, braid_object_t *obj)
     lua_pop(L, 1);
     if (luaL_getmetatable(L, obj->type->name) == LUA_TNIL) {
         lua_pop(L, 1);
-        lua_getglobal(L, "require");
-        lua_pushstring(L, obj->type->module);
-        lua_call(L, 1, 0);
+        lbraid_load_meta(L, obj->type->module);
         if (luaL_getmetatable(L, obj->type->name) == LUA_TNIL)
             luaL_error(L, "module '%s' did not register '%s'", obj->type->module, obj->type->name);
     }

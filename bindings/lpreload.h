@@ -12,6 +12,10 @@ void lbraid_preload(lua_State *L);
  * empty table), then its embedded script with that table as `...`.
  * Pushes what the script returns, else the table. Stack: +1. */
 int lbraid_load_module(lua_State *L, const char *name);
+/* Makes sure the metatables of module name's types are registered: for a
+ * module whose script only adds methods, by its C half alone (the script
+ * runs on first need); otherwise by require. Stack: unchanged. */
+void lbraid_load_meta(lua_State *L, const char *name);
 
 /* The root module's C half (lbraid.c) and each module's (bindings/l<m>.c):
  * each returns its table of functions. */

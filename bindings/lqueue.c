@@ -5,15 +5,33 @@
 #include "lbraid.h"
 #include "queue.h"
 
+/* Per-state buffers behind every method (upvalue 5): put and get reuse
+ * them instead of taking a to-be-closed scratch box per call, which costs
+ * a dozen registry operations. Only a scalar is put through `put` (its
+ * encoding runs no Lua code, so nothing can re-enter); `get` marks its
+ * buffer busy while it decodes (a finalizer run by the decoder's
+ * allocations may call get again: that call takes the scratch path). */
+typedef struct lqueue_cache {
+    braid_buf_t put, get;
+    int get_busy;
+    lbraid_ctx_t *ctx;   /* this state's context, looked up once */
+    const void *meta[4]; /* the four kinds' metatables (upvalues 1..4) */
+} lqueue_cache_t;
+
+#define LQUEUE_CACHE lua_upvalueindex(5)
+
 /* The queue at idx, of any kind (SimpleQueue only if simple_ok). */
 static braid_queue_t *lqueue_check(lua_State *L, int idx, int simple_ok)
 {
-    /* fast path: the box's metatable is one of ours (upvalues 1..4) */
-    if (lua_getmetatable(L, idx)) {
-        int k = 0;
-        while (k < 4 && !lua_rawequal(L, -1, lua_upvalueindex(1 + k)))
-            k++;
+    /* fast path: the box's metatable is one of ours (by address; the
+     * module functions, which have no upvalues, see no cache) */
+    const lqueue_cache_t *c = lua_touserdata(L, LQUEUE_CACHE);
+    if (c && lua_getmetatable(L, idx)) {
+        const void *meta = lua_topointer(L, -1);
         lua_pop(L, 1);
+        int k = 0;
+        while (k < 4 && meta != c->meta[k])
+            k++;
         lbraid_box_t *box = lua_touserdata(L, idx);
         if (k < 4 && box->obj && (simple_ok || k != BRAID_QUEUE_SIMPLE))
             return (braid_queue_t *)box->obj;
@@ -39,6 +57,8 @@ static braid_queue_t *lqueue_check(lua_State *L, int idx, int simple_ok)
  * forever; a negative timeout -> ValueError. */
 static int64_t lqueue_deadline(lua_State *L, int idx)
 {
+    if (lua_gettop(L) < idx)
+        return BRAID_FOREVER; /* q:get(), q:put(x): the usual call */
     if (!lua_isnoneornil(L, idx) && !lua_toboolean(L, idx))
         return BRAID_QUEUE_NOWAIT;
     if (lua_isnoneornil(L, idx + 1))
@@ -50,20 +70,6 @@ static int64_t lqueue_deadline(lua_State *L, int idx)
         lbraid_error(L, "ValueError", "'timeout' must be a non-negative number");
     return braid_clock_deadline((double)t);
 }
-
-/* Per-state buffers behind every method (upvalue 5): put and get reuse
- * them instead of taking a to-be-closed scratch box per call, which costs
- * a dozen registry operations. Only a scalar is put through `put` (its
- * encoding runs no Lua code, so nothing can re-enter); `get` marks its
- * buffer busy while it decodes (a finalizer run by the decoder's
- * allocations may call get again: that call takes the scratch path). */
-typedef struct lqueue_cache {
-    braid_buf_t put, get;
-    int get_busy;
-    lbraid_ctx_t *ctx; /* this state's context, looked up once */
-} lqueue_cache_t;
-
-#define LQUEUE_CACHE lua_upvalueindex(5)
 
 static int lqueue_cache_gc(lua_State *L)
 {
@@ -433,6 +439,8 @@ int lbraid_open_queue(lua_State *L)
     memset(c, 0, sizeof *c);
     braid_buf_init(&c->put);
     braid_buf_init(&c->get);
+    for (int k = 0; k < 4; k++)
+        c->meta[k] = lua_topointer(L, base + 1 + k); /* the registry anchors them */
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, lqueue_cache_gc);
     lua_setfield(L, -2, "__gc");

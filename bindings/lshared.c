@@ -17,7 +17,12 @@ static void lshared_key(lua_State *L, int idx, braid_buf_t *buf)
 {
     braid_buf_reset(buf);
     lua_Integer i;
-    switch (lua_type(L, idx)) {
+    int t = lua_type(L, idx), isint;
+    if (t == LUA_TNUMBER && (i = lua_tointegerx(L, idx, &isint), isint)) {
+        lbraid_encode_integer(buf, i); /* an integer, or a float with an integral value */
+        return;
+    }
+    switch (t) {
     case LUA_TNIL:
         luaL_error(L, "shared table index is nil");
         break;
@@ -164,6 +169,7 @@ static int lshared_totable(lua_State *L);
 typedef struct lshared_cache {
     braid_buf_t key, val;
     int busy;
+    const void *meta; /* the metatable (upvalue 2), to check box 1 by address */
 } lshared_cache_t;
 
 static int lshared_cache_gc(lua_State *L)
@@ -184,14 +190,14 @@ static int is_scalar(int type)
 static braid_shared_t *lshared_fast(lua_State *L, int vidx, lshared_cache_t **cache)
 {
     braid_shared_t *t = NULL;
+    lshared_cache_t *c = lua_touserdata(L, lua_upvalueindex(1));
     if (lua_getmetatable(L, 1)) {
-        if (lua_rawequal(L, -1, lua_upvalueindex(2)))
+        if (lua_topointer(L, -1) == c->meta)
             t = (braid_shared_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
         lua_pop(L, 1);
     }
     if (!t)
         t = lshared_check(L, 1); /* raises with the right message */
-    lshared_cache_t *c = lua_touserdata(L, lua_upvalueindex(1));
     *cache = !c->busy && is_scalar(lua_type(L, 2)) &&
                      (vidx == 0 || lua_isnil(L, vidx) || is_scalar(lua_type(L, vidx)))
                  ? c
@@ -244,7 +250,9 @@ static int lshared_newindex(lua_State *L)
     lshared_key(L, 2, &c->key);
     braid_buf_reset(&c->val);
     int del = lua_isnil(L, 3);
-    if (!del)
+    if (lua_isinteger(L, 3))
+        lbraid_encode_integer(&c->val, lua_tointeger(L, 3));
+    else if (!del)
         lbraid_encode(L, 3, &c->val, "value");
     int rc = braid_shared_set(t, &c->key, del ? NULL : &c->val);
     if (rc)
@@ -349,6 +357,7 @@ int lbraid_open_shared(lua_State *L)
     luaL_setfuncs(L, shared_meta, 0);
     lshared_cache_t *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
+    c->meta = lua_topointer(L, -2);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, lshared_cache_gc);
     lua_setfield(L, -2, "__gc");

@@ -33,6 +33,21 @@ describe("codec", function()
     end)
   end)
 
+  describe("functions", function()
+    it("encodes a function the same way the first time and again (its cached form)", function()
+      local function plain(a) return a + 1 end
+      local up = 5
+      local function with_up() return up end
+      local g = load("return X", "=g", "t", { X = 1 })
+      for _, fn in ipairs({ plain, with_up, g }) do
+        local first = braid.encode(fn)
+        for _ = 1, 3 do assert.equal(first, braid.encode(fn)) end
+      end
+      assert.equal(3, braid.decode(braid.encode(plain))(2))
+      assert.equal(1, braid.decode(braid.encode(g))())
+    end)
+  end)
+
   describe("tables", function()
     it("deep-copies nested tables", function()
       local t = {1, 2, {3, {4, {5}}}, x = {y = {z = "deep"}}, [true] = "t", [2.5] = "f"}

@@ -186,6 +186,47 @@ describe("ThreadPoolExecutor", function()
     assert.equal(2, ex:submit(function() return 2 end):result())
   end)
 
+  it("a submit nested in another's encoding, and a submit after one that raised, both work", function()
+    local ex <close> = futures.ThreadPoolExecutor(2)
+    local inner
+    -- encoding g reads its global X through __index, which submits again
+    local env = setmetatable({}, { __index = function(_, k)
+      if k == "X" then
+        inner = ex:submit(function(a) return a * 2 end, 21)
+        return 1
+      end
+    end })
+    local g = load("return X", "=g", "t", env)
+    for _ = 1, 3 do
+      local f = ex:submit(g, "arg")
+      assert.equal(1, f:result(10))
+      assert.equal(42, inner:result(10))
+    end
+    -- an argument that cannot cross raises in the middle of the encoding
+    local co = coroutine.create(function() end)
+    local function task(x) return x end
+    for i = 1, 3 do
+      is_err("TypeError", pcall(ex.submit, ex, task, co))
+      assert.equal(i, ex:submit(task, i):result(10))
+    end
+    -- a call bigger than the reused buffer's limit, then small ones again
+    local big = string.rep("x", 100000)
+    assert.equal(100000, ex:submit(function(s) return #s end, big):result(10))
+    assert.equal(7, ex:submit(task, 7):result(10))
+  end)
+
+  it("a function submitted again, then reachable by module name, crosses by name", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local function f() return "by value" end
+    for _ = 1, 3 do assert.equal("by value", ex:submit(f):result(10)) end
+    -- now package.loaded names it: the worker looks the name up (and has
+    -- no such module), exactly as for a function encoded the first time
+    package.loaded["spec_i11_named"] = { f = f }
+    local ok = pcall(function() return ex:submit(f):result(10) end)
+    package.loaded["spec_i11_named"] = nil
+    assert.is_false(ok)
+  end)
+
   it("keeps nils in arguments and results", function()
     local ex <close> = futures.ThreadPoolExecutor(1)
     local r = table.pack(ex:submit(function(...) return select("#", ...), ... end, nil, 2, nil):result())

@@ -48,6 +48,16 @@ describe("shared.table", function()
     assert.equal(1, #t)
     t[2.5] = "x"
     assert.equal("x", t[2.5])
+    -- a numeric string stays a string key; values keep their number subtype
+    t["1"] = "string one"
+    assert.equal("one", t[1])
+    assert.equal("string one", t["1"])
+    t.f, t.i, t.big = 3.0, 3, math.mininteger
+    assert.equal("float", math.type(t.f))
+    assert.equal("integer", math.type(t.i))
+    assert.equal(math.mininteger, t.big)
+    t[math.maxinteger] = -1
+    assert.equal(-1, t[math.maxinteger])
     assert.has_error(function() t[nil] = 1 end)
     assert.has_error(function() t[0/0] = 1 end)
     local ok, err = pcall(function() t[{}] = 1 end)

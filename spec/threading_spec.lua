@@ -500,6 +500,40 @@ describe("threading", function()
   end)
 
   describe("Thread", function()
+    -- the targets below capture nothing, so only their arguments cross
+    it("a primitive crossing into a thread loads only the C half; the script runs on first need", function()
+      local t = Thread{target = function(lock, sem)
+        local before = package.loaded["braid.threading"]
+        assert(lock:acquire()); lock:release() -- a C method: no load
+        local still = package.loaded["braid.threading"]
+        local r = lock:with(function(ok, x) return ok and x end, "in") -- Lua half's method
+        local g <close> = sem:guard()
+        local loaded = package.loaded["braid.threading"]
+        return before == nil, still == nil, r, loaded ~= nil and loaded.Thread ~= nil,
+          getmetatable(getmetatable(lock).__index) == nil
+      end, args = {threading.Lock(), threading.Semaphore(1)}}
+      t:start()
+      assert.same({true, true, "in", true, true}, {t:result()})
+    end)
+
+    it("require after such a load keeps the same metatables; a missing method is nil", function()
+      local t = Thread{target = function(ev, cond)
+        local mt = getmetatable(ev)
+        local th = require "braid.threading"
+        local wait_for = getmetatable(cond).__index.wait_for
+        return mt == getmetatable(th.Event()), getmetatable(mt.__index) == nil, type(wait_for),
+          ev.no_such_method == nil, cond:acquire(), th.Lock():with(function(ok) return ok end)
+      end, args = {threading.Event(), threading.Condition()}}
+      t:start()
+      assert.same({true, true, "function", true, true, true}, {t:result()})
+      local u = Thread{target = function(ev)
+        local missing = ev.no_such_method -- loads the script, then finds nothing
+        return missing == nil, package.loaded["braid.threading"] ~= nil, ev:is_set()
+      end, args = {threading.Event()}}
+      u:start()
+      assert.same({true, true, false}, {u:result()})
+    end)
+
     it("runs the target with args (nils kept) and returns its results", function()
       local t = Thread{target = function(a, b, c) return c, b, a end, args = table.pack(1, nil, 3)}
       assert.is_nil(t.ident)
