@@ -11,6 +11,7 @@
 #include "lstate.h"
 #include "process.h"
 #include "thread.h"
+#include "trace.h"
 
 /* ---- root functions ---- */
 
@@ -188,6 +189,8 @@ int lbraid_root_open(lua_State *L)
     lua_setfield(L, -2, "version");
     lbraid_open_error(L);
     lua_setfield(L, -2, "Error");
+    lbraid_open_trace(L);
+    lua_setfield(L, -2, "trace");
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, root_index);
     lua_setfield(L, -2, "__index");
@@ -199,6 +202,7 @@ int lbraid_root_open(lua_State *L)
 
 int braid_openlibs(lua_State *L)
 {
+    braid_trace_init_from_env();
     lbraid_preload(L);
     lbraid_install_print(L);
     lbraid_ctx(L)->main = 1;

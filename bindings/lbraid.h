@@ -28,6 +28,8 @@ int lbraid_error(lua_State *L, const char *kind, const char *fmt, ...);
 int lbraid_core_error(lua_State *L, int code, const char *what);
 /* Pushes the braid.Error metatable (braid.Error), creating it once. */
 int lbraid_open_error(lua_State *L);
+/* Pushes the braid.trace table (ltrace.c). */
+void lbraid_open_trace(lua_State *L);
 /* True if the value at idx is a braid.Error (of kind, when kind != NULL). */
 int lbraid_is_error(lua_State *L, int idx, const char *kind);
 

@@ -1,12 +1,14 @@
 /* Queues of encoded values: a ring (FIFO/simple), a stack (LIFO) or a binary
  * heap (priority), one mutex, and waiter lists for getters/putters/joiners. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "error.h"
 #include "queue.h"
+#include "trace.h"
 #include "waiter.h"
 
 /* Items of up to INLINE_MAX bytes that name no objects (every integer,
@@ -95,6 +97,7 @@ struct braid_queue {
     _Alignas(LINE) entry_t *items;
     size_t cap; /* power of two (or 0 before the first put) */
     uint64_t seq;
+    uint64_t nput, nget; /* items stored / taken: the k-th get takes the k-th put (FIFO) */
     long unfinished;
     braid_waitlist_t getters, putters, joiners;
 };
@@ -147,6 +150,20 @@ static void queue_destroy(braid_object_t *obj)
     free_entries(q->items, q->cap, q->head, count_of(q), is_ring(q));
     pthread_mutex_destroy(&q->mu);
     free(q);
+}
+
+/* A put (or get) of item k leaving depth items: the flow arrow from the
+ * put to the get that takes the item (FIFO kinds), and the depth counter. */
+static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now)
+{
+    if (q->kind == BRAID_QUEUE_FIFO || q->kind == BRAID_QUEUE_SIMPLE)
+        braid_trace_flow(put, put ? "put" : "get",
+                         braid_trace_flow_id((q->obj.id & 0x3fffff) << 28 | (k & 0xfffffff), 3),
+                         now);
+    char label[BRAID_NAME_MAX + 1], name[BRAID_NAME_MAX + 16];
+    snprintf(name, sizeof name, "queue %s", braid_object_label(&q->obj, label, sizeof label));
+    braid_trace_arg_t a = {"depth", 'i', NULL, (int64_t)depth};
+    braid_trace_counter(name, &a, 1);
 }
 
 int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)
@@ -409,8 +426,16 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
         goto out;
     if (q->kind != BRAID_QUEUE_SIMPLE)
         q->unfinished++;
+    uint64_t k = q->nput++;
     if (q->getters.head)
         braid_waitlist_wake_one(&q->getters, 0);
+    if (braid_trace_enabled()) {
+        size_t depth = count_of(q);
+        int64_t now = braid_clock_now(); /* under the lock: the put precedes its get */
+        pthread_mutex_unlock(&q->mu);
+        queue_traced(q, 1, k, depth, now);
+        pthread_mutex_lock(&q->mu);
+    }
 out:
     pthread_mutex_unlock(&q->mu);
     if (big) { /* not stored: the caller keeps its item */
@@ -461,8 +486,16 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
     }
     rc = 0;
     take(q, out, &moved);
+    uint64_t k = q->nget++;
     if (q->putters.head)
         braid_waitlist_wake_one(&q->putters, 0);
+    if (braid_trace_enabled()) {
+        size_t depth = count_of(q);
+        int64_t now = braid_clock_now();
+        pthread_mutex_unlock(&q->mu);
+        queue_traced(q, 0, k, depth, now);
+        pthread_mutex_lock(&q->mu);
+    }
 out:
     pthread_mutex_unlock(&q->mu);
     if (moved) {

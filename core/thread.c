@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "error.h"
 #include "sync.h"
+#include "trace.h"
 #include "thread.h"
 
 struct braid_thread {
@@ -189,7 +190,19 @@ static void run_thread(braid_thread_t *t)
     }
     pthread_mutex_unlock(&t->mu);
 
+    int64_t t0 = braid_clock_now();
+    if (braid_trace_enabled()) {
+        char *name = braid_thread_name(t);
+        braid_trace_thread_name(name);
+        free(name);
+    }
     t->fn(t, t->arg);
+    if (braid_trace_enabled()) {
+        char *name = braid_thread_name(t);
+        braid_trace_thread_name(name); /* renamed meanwhile, or tracing began */
+        braid_trace_slice("thread", name ? name : "thread", t0, braid_clock_now(), NULL, 0);
+        free(name);
+    }
 
     pthread_mutex_lock(&pool_mu);
     pool_nfinishing++;

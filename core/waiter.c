@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "trace.h"
 #include "waiter.h"
 
 /* How often a parked interruptible waiter looks at the interrupt flag. */
@@ -319,7 +320,11 @@ void braid_waiter_begin(braid_waiter_t *w, const braid_object_t *on, const char 
 
 void braid_waiter_end(braid_waiter_t *w, int rc)
 {
-    (void)rc;
+    if (braid_trace_enabled() && !w->notify) /* a task's wait is no slice of its thread */
+        braid_trace_wait(atomic_load_explicit(&w->blocked_on, memory_order_relaxed),
+                         atomic_load_explicit(&w->blocked_op, memory_order_relaxed),
+                         atomic_load_explicit(&w->blocked_since, memory_order_relaxed),
+                         atomic_load_explicit(&w->blocked_deadline, memory_order_relaxed), rc);
     atomic_store_explicit(&w->blocked_op, NULL, memory_order_release);
 }
 
