@@ -30,6 +30,11 @@ int lbraid_core_error(lua_State *L, int code, const char *what);
 int lbraid_open_error(lua_State *L);
 /* Pushes the braid.trace table (ltrace.c). */
 void lbraid_open_trace(lua_State *L);
+/* Tracing on: names the running job after the function at idx
+ * ("source:line"). */
+void lbraid_trace_job_name(lua_State *L, int idx);
+/* Tracing on: an "error" instant for the error value at idx. */
+void lbraid_trace_error(lua_State *L, int idx);
 /* True if the value at idx is a braid.Error (of kind, when kind != NULL). */
 int lbraid_is_error(lua_State *L, int idx, const char *kind);
 

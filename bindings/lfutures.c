@@ -6,6 +6,8 @@
 
 #include "executor.h"
 #include "future.h"
+#include "clock.h"
+#include "trace.h"
 #include "lbraid.h"
 
 static const char INBOX_KEY = 'i'; /* registry: linbox_t userdata of this state */
@@ -205,6 +207,12 @@ static int lfuture_result_done(lua_State *L, int rc)
     int failed, code;
     const char *msg;
     lfuture_finished(L, rc, &out, &failed, &code, &msg);
+    if (braid_trace_enabled()) {
+        braid_future_t *f = (braid_future_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+        if (braid_future_traced(f))
+            braid_trace_flow(0, "result", braid_trace_flow_id(((braid_object_t *)f)->id, 2),
+                             braid_clock_now());
+    }
     raise_core_outcome(L, code, msg);
     lua_settop(L, 1);
     return lbraid_push_outcome(L, out, failed);
@@ -603,6 +611,8 @@ static int run_body(lua_State *L)
     wctx_t *w = lua_touserdata(L, 3);
     lua_settop(L, 0);
     push_task_fn(L, w, call->data, aux);
+    if (braid_trace_enabled())
+        lbraid_trace_job_name(L, 1);
     int n = lbraid_decode_seq(L, call->data + aux, call->len - aux);
     lua_call(L, n, LUA_MULTRET);
     return lua_gettop(L);
@@ -634,6 +644,8 @@ static int worker_run(void *wp, const braid_buf_t *call, size_t aux, braid_buf_t
     }
     /* stack: ..., error value, traceback */
     int top = lua_gettop(L);
+    if (braid_trace_enabled())
+        lbraid_trace_error(L, top - 1);
     lua_pushcfunction(L, encode_seq_body);
     lua_pushlightuserdata(L, out);
     lua_pushvalue(L, top - 1);

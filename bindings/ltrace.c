@@ -1,9 +1,10 @@
 /* braid.trace: start/stop the timeline (core/trace.c), and the private
  * helpers the Lua modules use to record task steps and process-pool jobs. */
+#include <stdio.h>
 #include <string.h>
 
-#include "../core/clock.h"
-#include "../core/trace.h"
+#include "clock.h"
+#include "trace.h"
 #include "lbraid.h"
 
 /* braid.trace.start(path) */
@@ -142,6 +143,39 @@ static int ltrace_process_name(lua_State *L)
 {
     braid_trace_set_process_name(luaL_checkstring(L, 1));
     return 0;
+}
+
+void lbraid_trace_job_name(lua_State *L, int idx)
+{
+    lua_Debug ar;
+    char name[300];
+    lua_pushvalue(L, idx);
+    if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0)
+        snprintf(name, sizeof name, "%s:%d", ar.short_src, ar.linedefined);
+    else
+        snprintf(name, sizeof name, "%s", ar.short_src[0] ? ar.short_src : "job");
+    braid_trace_set_job_name(name);
+}
+
+void lbraid_trace_error(lua_State *L, int idx)
+{
+    const char *msg = NULL;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        msg = lua_tostring(L, idx);
+    } else if (lua_type(L, idx) == LUA_TTABLE) {
+        lua_getfield(L, idx, "message");
+        msg = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the table keeps it */
+    }
+    char head[120];
+    size_t n = 0;
+    if (msg)
+        while (msg[n] && msg[n] != '\n' && n < sizeof head - 1)
+            n++;
+    memcpy(head, msg ? msg : "error", msg ? n : 5);
+    head[msg ? n : 5] = 0;
+    braid_trace_instant("error", head, NULL, 0);
 }
 
 static const luaL_Reg trace_funcs[] = {

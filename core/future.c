@@ -32,6 +32,7 @@ struct braid_future {
     watch_t *watches;
     callback_t *cbs;
     size_t ncbs, cbcap;
+    atomic_int traced; /* a job's end drew a flow arrow to the result() */
 };
 
 typedef struct delivery {
@@ -210,6 +211,16 @@ int braid_future_set_error(braid_future_t *f, int code, const char *msg)
     f->state = BRAID_FUTURE_FINISHED;
     future_complete_unlock(f);
     return 0;
+}
+
+void braid_future_set_traced(braid_future_t *f)
+{
+    atomic_store_explicit(&f->traced, 1, memory_order_relaxed);
+}
+
+int braid_future_traced(braid_future_t *f)
+{
+    return atomic_load_explicit(&f->traced, memory_order_relaxed);
 }
 
 int braid_future_wait(braid_future_t *f, int64_t deadline)

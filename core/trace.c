@@ -511,6 +511,18 @@ void braid_trace_wait(const braid_object_t *on, const char *op, int64_t since, i
         braid_trace_instant("cancel", name, a, n);
 }
 
+static _Thread_local char tls_job[STR_MAX];
+
+void braid_trace_set_job_name(const char *name)
+{
+    snprintf(tls_job, sizeof tls_job, "%s", name ? name : "");
+}
+
+const char *braid_trace_job_name(void)
+{
+    return tls_job[0] ? tls_job : "job";
+}
+
 int64_t braid_trace_started_at(void)
 {
     return started_at;

@@ -69,6 +69,10 @@ void braid_trace_thread_name(const char *name);
 /* A finished blocking wait of the calling thread (from its wait record). */
 void braid_trace_wait(const braid_object_t *on, const char *op, int64_t since, int64_t deadline,
                       int rc);
+/* The name of the job the calling worker runs (set by the runner, e.g.
+ * "script.lua:12"; read and cleared by the executor). */
+void braid_trace_set_job_name(const char *name);
+const char *braid_trace_job_name(void);
 /* The start of the current session (to clip slices begun before it). */
 int64_t braid_trace_started_at(void);
 
