@@ -127,6 +127,21 @@ static int ltrace_flow(lua_State *L)
     return 0;
 }
 
+/* _flow_object(start, name, obj, which) -> the flow's object id: an arrow
+ * end keyed by a braid object (e.g. a future) */
+static int ltrace_flow_object(lua_State *L)
+{
+    braid_object_t *o = lbraid_to_object(L, 3);
+    if (!o)
+        return luaL_typeerror(L, 3, "braid object");
+    if (braid_trace_enabled())
+        braid_trace_flow(lua_toboolean(L, 1), luaL_checkstring(L, 2),
+                         braid_trace_flow_id(o->id, (int)luaL_checkinteger(L, 4)),
+                         braid_clock_now());
+    lua_pushinteger(L, (lua_Integer)o->id);
+    return 1;
+}
+
 /* _counter(name, args) */
 static int ltrace_counter(lua_State *L)
 {
@@ -188,6 +203,7 @@ static const luaL_Reg trace_funcs[] = {
     {"_instant", ltrace_instant},
     {"_flow", ltrace_flow},
     {"_counter", ltrace_counter},
+    {"_flow_object", ltrace_flow_object},
     {"_process_name", ltrace_process_name},
     {NULL, NULL},
 };

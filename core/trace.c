@@ -604,6 +604,9 @@ static void atfork_child(void)
     child = 1;
     fd = -1;
     pid = getpid();
+    tls_name[0] = 0; /* the forking thread is this process's main thread */
+    if (tls_buf)
+        tls_buf->tid = gettid_();
     snprintf(part_path, sizeof part_path, "%s.%d.part", path, pid);
     snprintf(proc_name, sizeof proc_name, "worker %d", pid);
     atomic_fetch_add(&session, 1);

@@ -3,6 +3,7 @@
 -- manager thread in the parent completes the futures and watches the workers.
 local M = ... or {}
 local braid = require "braid"
+local trace = braid.trace
 local mp = require "braid.multiprocessing"
 local futures = require "braid.futures"
 local threading = require "braid.threading"
@@ -51,7 +52,20 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
         end
         cur[slot] = job[1]
         local a = job[3]
+        local t0
+        if job[4] then -- traced: the submit's arrow ends here
+            t0 = trace._now()
+            trace._flow(false, "submit", job[4], 1, t0)
+        end
         local r = pack(xpcall(job[2], handler, unpack(a, 1, a.n)))
+        if t0 then
+            local info = debug.getinfo(job[2], "S")
+            trace._slice("job", info.short_src .. ":" .. info.linedefined, t0, nil,
+                         {executor = job[5]})
+            if not r[1] then
+                trace._instant("error", tostring(type(r[2]) == "table" and r[2].message or r[2]))
+            end
+        end
         local answer
         if r[1] then
             answer = {job[1], true, pack(unpack(r, 2, r.n))}
@@ -260,7 +274,7 @@ local function new_pool(opts, replace)
         error("bad option 'name' (string expected, got " .. type(opts.name) .. ")", 3)
     end
     instances = instances + 1
-    local self = setmetatable({_name = opts.name, _n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
+    local self = setmetatable({_name = opts.name, _serial = instances - 1, _n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
                                _cur = mp.Array("q", n), _state = mp.Value("i", 0),
                                _ctl = queue.SimpleQueue(), _next = 0, _shutdown = false}, PPE)
     local cfg = {n = n, start_method = method, initializer = opts.initializer,
@@ -308,7 +322,12 @@ function PPE:submit(fn, ...)
     local id = self._next
     local f = futures.Future()
     self._ctl:put({id, f}) -- first: the answer may come back at once
-    local ok, err = pcall(self._jobs.put, self._jobs, {id, fn, pack(...)})
+    local job = {id, fn, pack(...)}
+    if trace._on() then
+        job[4] = trace._flow_object(true, "submit", f, 1)
+        job[5] = self._name or ("ProcessPoolExecutor-" .. self._serial)
+    end
+    local ok, err = pcall(self._jobs.put, self._jobs, job)
     if not ok then -- an argument that cannot cross fails this future only
         self._ctl:put({"forget", id})
         pcall(f.set_running_or_notify_cancel, f) -- the manager may have done it
