@@ -210,8 +210,8 @@ static int lfuture_result_done(lua_State *L, int rc)
     if (braid_trace_enabled()) {
         braid_future_t *f = (braid_future_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
         if (braid_future_traced(f))
-            braid_trace_flow(0, "result", braid_trace_flow_id(((braid_object_t *)f)->id, 2),
-                             braid_clock_now());
+            braid_trace_flow(
+                0, "result", braid_trace_flow_id(((braid_object_t *)f)->id, 2), braid_clock_now());
     }
     raise_core_outcome(L, code, msg);
     lua_settop(L, 1);

@@ -14,8 +14,8 @@ static int ltrace_start(lua_State *L)
     const char *name = luaL_optstring(L, 2, NULL);
     int rc = braid_trace_start(path, name);
     if (rc == BRAID_EINVAL)
-        return lbraid_error(L, "RuntimeError", "a trace is already being recorded (to %s)",
-                            braid_trace_path());
+        return lbraid_error(
+            L, "RuntimeError", "a trace is already being recorded (to %s)", braid_trace_path());
     if (rc)
         return lbraid_error(L, "OSError", "cannot open the trace file %s", path);
     return 0;
@@ -121,9 +121,11 @@ static int ltrace_flow(lua_State *L)
     if (!braid_trace_enabled())
         return 0;
     int64_t ts = lua_isnoneornil(L, 5) ? braid_clock_now() : (int64_t)luaL_checkinteger(L, 5);
-    braid_trace_flow(lua_toboolean(L, 1), luaL_checkstring(L, 2),
-                     braid_trace_flow_id((uint64_t)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4)),
-                     ts);
+    braid_trace_flow(
+        lua_toboolean(L, 1),
+        luaL_checkstring(L, 2),
+        braid_trace_flow_id((uint64_t)luaL_checkinteger(L, 3), (int)luaL_checkinteger(L, 4)),
+        ts);
     return 0;
 }
 
@@ -135,7 +137,8 @@ static int ltrace_flow_object(lua_State *L)
     if (!o)
         return luaL_typeerror(L, 3, "braid object");
     if (braid_trace_enabled())
-        braid_trace_flow(lua_toboolean(L, 1), luaL_checkstring(L, 2),
+        braid_trace_flow(lua_toboolean(L, 1),
+                         luaL_checkstring(L, 2),
                          braid_trace_flow_id(o->id, (int)luaL_checkinteger(L, 4)),
                          braid_clock_now());
     lua_pushinteger(L, (lua_Integer)o->id);

@@ -215,7 +215,8 @@ static void worker_main(braid_thread_t *thread, void *arg)
             if (traced) {
                 t0 = braid_clock_now();
                 pool_counter(p, label, queued);
-                braid_trace_flow(0, "submit", braid_trace_flow_id(((braid_object_t *)t->f)->id, 1), t0);
+                braid_trace_flow(
+                    0, "submit", braid_trace_flow_id(((braid_object_t *)t->f)->id, 1), t0);
                 braid_trace_set_job_name(NULL);
             }
             int failed = p->ops->run(wctx, &t->call, t->aux, &out);
@@ -225,7 +226,8 @@ static void worker_main(braid_thread_t *thread, void *arg)
                 int64_t t1 = braid_clock_now();
                 braid_trace_arg_t a = {"executor", 's', label, 0};
                 braid_trace_slice("job", braid_trace_job_name(), t0, t1, &a, 1);
-                braid_trace_flow(1, "result", braid_trace_flow_id(((braid_object_t *)t->f)->id, 2), t1 - 1);
+                braid_trace_flow(
+                    1, "result", braid_trace_flow_id(((braid_object_t *)t->f)->id, 2), t1 - 1);
                 braid_future_set_traced(t->f);
                 pool_counter(p, label, (size_t)-1);
             }
@@ -445,8 +447,8 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
     size_t queued = p->pending;
     pthread_mutex_unlock(&p->mu);
     if (traced) {
-        braid_trace_flow(1, "submit", braid_trace_flow_id(((braid_object_t *)f)->id, 1),
-                         braid_clock_now());
+        braid_trace_flow(
+            1, "submit", braid_trace_flow_id(((braid_object_t *)f)->id, 1), braid_clock_now());
         pool_counter(p, label, queued);
     }
     return 0;

@@ -1,7 +1,6 @@
 /* Reference counting and the id registry, which lets an encoded value name
  * an object safely: a stale id is detected instead of dereferenced. */
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +131,8 @@ const char *braid_object_name(const braid_object_t *obj)
 const char *braid_object_kind(const braid_object_t *obj)
 {
     const char *t = obj->type->name, *dot = strrchr(t, '.');
+    if (strcmp(t, "braid.ThreadHandle") == 0)
+        return "Thread"; /* what the script holds is a threading.Thread */
     return dot ? dot + 1 : t;
 }
 
@@ -139,15 +140,27 @@ const char *braid_object_label(const braid_object_t *obj, char *buf, size_t n)
 {
     if (!n)
         return buf;
+    /* no snprintf: the trace labels objects on every queue operation */
     const char *name = braid_object_name(obj);
-    if (name)
-        snprintf(buf, n, "%s", name);
-    else
-        snprintf(buf,
-                 n,
-                 "%s#%llu",
-                 braid_object_kind(obj),
-                 (unsigned long long)(obj->id & ~(1ULL << 63)));
+    size_t len = 0;
+    const char *s = name ? name : braid_object_kind(obj);
+    while (s[len] && len + 1 < n) {
+        buf[len] = s[len];
+        len++;
+    }
+    if (!name) {
+        char digits[24];
+        int d = 0;
+        uint64_t v = obj->id & ~(1ULL << 63);
+        do
+            digits[d++] = (char)('0' + v % 10);
+        while ((v /= 10) != 0);
+        if (len + 1 < n)
+            buf[len++] = '#';
+        while (d > 0 && len + 1 < n)
+            buf[len++] = digits[--d];
+    }
+    buf[len] = 0;
     return buf;
 }
 

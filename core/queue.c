@@ -1,7 +1,6 @@
 /* Queues of encoded values: a ring (FIFO/simple), a stack (LIFO) or a binary
  * heap (priority), one mutex, and waiter lists for getters/putters/joiners. */
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,11 +156,12 @@ static void queue_destroy(braid_object_t *obj)
 static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now)
 {
     if (q->kind == BRAID_QUEUE_FIFO || q->kind == BRAID_QUEUE_SIMPLE)
-        braid_trace_flow(put, put ? "put" : "get",
+        braid_trace_flow(put,
+                         put ? "put" : "get",
                          braid_trace_flow_id((q->obj.id & 0x3fffff) << 28 | (k & 0xfffffff), 3),
                          now);
-    char label[BRAID_NAME_MAX + 1], name[BRAID_NAME_MAX + 16];
-    snprintf(name, sizeof name, "queue %s", braid_object_label(&q->obj, label, sizeof label));
+    char name[BRAID_NAME_MAX + 16] = "queue ";
+    braid_object_label(&q->obj, name + 6, sizeof name - 6);
     braid_trace_arg_t a = {"depth", 'i', NULL, (int64_t)depth};
     braid_trace_counter(name, &a, 1);
 }

@@ -67,7 +67,8 @@ static _Thread_local char tls_name[64];
 static pthread_key_t buf_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
-static const char CLOSING[] = "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"tool\":\"braid\"}}\n";
+static const char CLOSING[] =
+    "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"tool\":\"braid\"}}\n";
 
 static int gettid_(void)
 {
@@ -141,8 +142,8 @@ static void put_us(out_t *o, int64_t ns)
     if (ns < 0)
         ns = 0;
     put_uint(o, (uint64_t)ns / 1000);
-    char frac[4] = {'.', (char)('0' + ns / 100 % 10), (char)('0' + ns / 10 % 10),
-                    (char)('0' + ns % 10)};
+    char frac[4] = {
+        '.', (char)('0' + ns / 100 % 10), (char)('0' + ns / 10 % 10), (char)('0' + ns % 10)};
     put_raw(o, frac, 4);
 }
 
@@ -504,8 +505,12 @@ void braid_trace_wait(const braid_object_t *on, const char *op, int64_t since, i
     }
     a[n++] = (braid_trace_arg_t){"op", 's', op, 0};
     a[n++] = (braid_trace_arg_t){"timeout", 'b', NULL, deadline != BRAID_FOREVER};
-    a[n++] = (braid_trace_arg_t){
-        "outcome", 's', rc == 0 ? "ok" : rc == BRAID_ETIMEOUT ? "timeout" : "cancelled", 0};
+    a[n++] = (braid_trace_arg_t){"outcome",
+                                 's',
+                                 rc == 0                ? "ok"
+                                 : rc == BRAID_ETIMEOUT ? "timeout"
+                                                        : "cancelled",
+                                 0};
     braid_trace_slice("wait", name, since, now, a, n);
     if (rc != 0 && rc != BRAID_ETIMEOUT)
         braid_trace_instant("cancel", name, a, n);
@@ -749,8 +754,12 @@ int braid_trace_stop(void)
     if (!atomic_load(&braid__trace_on))
         return BRAID_EINVAL;
     if (gettid_() == pid) /* the main thread's run, for what it did outside slices */
-        braid_trace_slice("thread", tls_name[0] ? tls_name : "MainThread", started_at,
-                          braid_clock_now(), NULL, 0);
+        braid_trace_slice("thread",
+                          tls_name[0] ? tls_name : "MainThread",
+                          started_at,
+                          braid_clock_now(),
+                          NULL,
+                          0);
     if (!atomic_exchange(&braid__trace_on, 0))
         return BRAID_EINVAL;
     for (tbuf_t *b = atomic_load(&all); b; b = b->next)

@@ -324,7 +324,8 @@ void braid_waiter_end(braid_waiter_t *w, int rc)
         braid_trace_wait(atomic_load_explicit(&w->blocked_on, memory_order_relaxed),
                          atomic_load_explicit(&w->blocked_op, memory_order_relaxed),
                          atomic_load_explicit(&w->blocked_since, memory_order_relaxed),
-                         atomic_load_explicit(&w->blocked_deadline, memory_order_relaxed), rc);
+                         atomic_load_explicit(&w->blocked_deadline, memory_order_relaxed),
+                         rc);
     atomic_store_explicit(&w->blocked_op, NULL, memory_order_release);
 }
 
