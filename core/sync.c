@@ -41,11 +41,11 @@ typedef struct lockcore {
     braid_waitlist_t wl;
 } lockcore_t;
 
-static int core_init(lockcore_t *c, const braid_object_t *owner)
+static int core_init(lockcore_t *c)
 {
     atomic_init(&c->state, 0);
     atomic_init(&c->nwait, 0);
-    braid_waitlist_init(&c->wl, owner, "acquire");
+    braid_waitlist_init(&c->wl, NULL, "acquire"); /* owner: set by the caller */
     return pthread_mutex_init(&c->mu, NULL) ? BRAID_EOS : 0;
 }
 
@@ -145,10 +145,11 @@ int braid_lock_new(braid_lock_t **out)
     braid_lock_t *l = malloc(sizeof *l);
     if (!l)
         return BRAID_ENOMEM;
-    if (core_init(&l->core, &l->obj)) {
+    if (core_init(&l->core)) {
         free(l);
         return BRAID_EOS;
     }
+    l->core.wl.owner = &l->obj;
     if (braid_object_init(&l->obj, &braid_lock_type)) {
         pthread_mutex_destroy(&l->core.mu);
         free(l);
@@ -196,10 +197,11 @@ int braid_rlock_new(braid_rlock_t **out)
     braid_rlock_t *l = malloc(sizeof *l);
     if (!l)
         return BRAID_ENOMEM;
-    if (core_init(&l->core, &l->obj)) {
+    if (core_init(&l->core)) {
         free(l);
         return BRAID_EOS;
     }
+    l->core.wl.owner = &l->obj;
     atomic_init(&l->owner, 0);
     l->count = 0;
     if (braid_object_init(&l->obj, &braid_rlock_type)) {

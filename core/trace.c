@@ -307,9 +307,7 @@ static void buf_release(void *p)
     tbuf_t *b = p;
     atomic_store(&b->busy, 1);
     if (atomic_load(&braid__trace_on))
-        spill(b);
-    else
-        b->len = 0;
+        spill(b); /* else stop owns (and empties) the buffer */
     atomic_store(&b->busy, 0);
     tls_buf = NULL;
     atomic_store(&b->used, 0);
