@@ -19,6 +19,11 @@ import argparse, os, re, statistics, subprocess, sys, tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# bench programs timed on both builds (tracing compiled in and off, and out)
+OFF_PROGRAMS = [("threading", "lock.lua"), ("threading", "event_pingpong.lua"),
+                ("futures", "submit_result.lua")]
+
+
 def result(cmd, env=None, cwd=None):
     out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=True).stdout
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"RESULT (\S+) (\S+)", out)}
@@ -52,6 +57,16 @@ def main():
             b = result([base, "1to1.lua", a.n], env_off, qdir)["queue_1to1"]
             rows["off/baseline (1to1)"].append(b / off)  # time ratio: > 1 = slower
         rows["on/off (1to1)"].append(off / on)
+        if os.path.exists(base):
+            for mod, prog in OFF_PROGRAMS:
+                d = os.path.join(ROOT, "bench", mod)
+                x = result([exe, prog], env_off, d)
+                y = result([base, prog], env_off, d)
+                for label in x:
+                    if label in y and x[label] > 0:
+                        cost = label.endswith(("_us", "_bytes", "_kb"))
+                        rows.setdefault("off/baseline %s/%s" % (mod, label), []).append(
+                            x[label] / y[label] if cost else y[label] / x[label])
         ev = result([exe, os.path.join(ROOT, "bench", "trace", "events.lua"), "0.3"], env_off)
         rows["event_us"].append(ev["trace_event_us"])
         print("round", r + 1, {k: round(v[-1], 3) for k, v in rows.items() if v}, file=sys.stderr)
