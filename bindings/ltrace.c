@@ -152,7 +152,7 @@ static int ltrace_counter(lua_State *L)
         return 0;
     braid_trace_arg_t a[8];
     int n = read_args(L, 2, a, 8);
-    braid_trace_counter(luaL_checkstring(L, 1), a, n);
+    braid_trace_counter(luaL_checkstring(L, 1), -1, a, n);
     return 0;
 }
 

@@ -163,7 +163,7 @@ static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, in
     char name[BRAID_NAME_MAX + 16] = "queue ";
     braid_object_label(&q->obj, name + 6, sizeof name - 6);
     braid_trace_arg_t a = {"depth", 'i', NULL, (int64_t)depth};
-    braid_trace_counter(name, &a, 1);
+    braid_trace_counter(name, now, &a, 1);
 }
 
 int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)

@@ -38,6 +38,9 @@ struct tbuf {
     _Atomic(char *) spare; /* NULL while the other half is being written */
     uint64_t session;      /* the session its thread_name went to */
     int tid;
+    int ids_pid;  /* the pid ids was made for */
+    char ids[48]; /* ,"pid":P,"tid":T */
+    size_t ids_len;
 };
 
 typedef struct job {
@@ -115,15 +118,27 @@ static void put_lit(out_t *o, const char *s)
     put_raw(o, s, strlen(s));
 }
 
+static const char DIGITS2[] = "00010203040506070809101112131415161718192021222324252627282930313233"
+                              "34353637383940414243444546474849505152535455565758596061626364656667"
+                              "6869707172737475767778798081828384858687888990919293949596979899";
+
 static void put_uint(out_t *o, uint64_t v)
 {
     char tmp[24];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (n > 0 && o->p < o->end)
-        *o->p++ = tmp[--n];
+    int n = 24;
+    while (v >= 100) { /* two digits a division: numbers here are long */
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        tmp[--n] = DIGITS2[2 * r + 1];
+        tmp[--n] = DIGITS2[2 * r];
+    }
+    if (v >= 10) {
+        tmp[--n] = DIGITS2[2 * v + 1];
+        tmp[--n] = DIGITS2[2 * v];
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    put_raw(o, tmp + n, (size_t)(24 - n));
 }
 
 static void put_int(out_t *o, int64_t v)
@@ -221,10 +236,14 @@ static void put_head(out_t *o, const char *ph, const char *cat, const char *name
     }
     put_lit(o, ",\"name\":");
     put_str(o, name);
-    put_lit(o, ",\"pid\":");
-    put_int(o, pid);
-    put_lit(o, ",\"tid\":");
-    put_int(o, tid);
+    if (tls_buf && tls_buf->tid == tid && tls_buf->ids_pid == pid) { /* the usual case */
+        put_raw(o, tls_buf->ids, tls_buf->ids_len);
+    } else {
+        put_lit(o, ",\"pid\":");
+        put_int(o, pid);
+        put_lit(o, ",\"tid\":");
+        put_int(o, tid);
+    }
     if (ts >= 0) {
         put_lit(o, ",\"ts\":");
         put_us(o, ts);
@@ -349,9 +368,22 @@ static tbuf_t *buf_get(void)
     }
     b->tid = gettid_();
     b->session = 0;
+    b->ids_pid = 0; /* made on first use */
     tls_buf = b;
     pthread_setspecific(buf_key, b);
     return b;
+}
+
+/* Caches ,"pid":P,"tid":T for b (pid changes in a forked child). */
+static void make_ids(tbuf_t *b)
+{
+    out_t o = {b->ids, b->ids + sizeof b->ids};
+    put_lit(&o, ",\"pid\":");
+    put_int(&o, pid);
+    put_lit(&o, ",\"tid\":");
+    put_int(&o, b->tid);
+    b->ids_len = (size_t)(o.p - b->ids);
+    b->ids_pid = pid;
 }
 
 static void put_thread_name(out_t *o, tbuf_t *b)
@@ -386,6 +418,8 @@ static tbuf_t *begin_event(out_t *o)
     }
     if (b->len + 2 * EVENT_MAX > buf_size)
         spill(b);
+    if (b->ids_pid != pid)
+        make_ids(b);
     o->p = b->cur + b->len;
     o->end = b->cur + buf_size;
     uint64_t s = atomic_load_explicit(&session, memory_order_relaxed);
@@ -452,13 +486,13 @@ void braid_trace_flow(int start, const char *name, uint64_t id, int64_t ts)
     end_event(b, &o);
 }
 
-void braid_trace_counter(const char *name, const braid_trace_arg_t *args, int nargs)
+void braid_trace_counter(const char *name, int64_t ts, const braid_trace_arg_t *args, int nargs)
 {
     out_t o;
     tbuf_t *b = begin_event(&o);
     if (!b)
         return;
-    put_head(&o, "C", NULL, name, b->tid, braid_clock_now());
+    put_head(&o, "C", NULL, name, b->tid, ts < 0 ? braid_clock_now() : ts);
     put_args(&o, args, nargs);
     put_raw(&o, "}", 1);
     end_event(b, &o);
