@@ -11,6 +11,7 @@
 #include "lstate.h"
 #include "process.h"
 #include "thread.h"
+#include "trace.h"
 
 /* ---- root functions ---- */
 
@@ -63,13 +64,18 @@ static int lbraid_sleep_park(lua_State *L, int rc)
         return 0;
     }
     braid_waiter_prepare(w);
+    braid_waiter_begin(w, NULL, "sleep", deadline);
     for (;;) {
         rc = braid_waiter_park(w, deadline);
-        if (rc == BRAID_ETIMEOUT)
+        if (rc == BRAID_ETIMEOUT) {
+            braid_waiter_end(w, 0);
             return 0;
-        if (rc)
+        }
+        if (rc) {
+            braid_waiter_end(w, rc);
             return lbraid_core_error(L, rc, NULL); /* cancelled, interrupted */
-        braid_waiter_prepare(w);                   /* a stray wake-up: keep sleeping */
+        }
+        braid_waiter_prepare(w); /* a stray wake-up: keep sleeping */
     }
 }
 
@@ -183,6 +189,8 @@ int lbraid_root_open(lua_State *L)
     lua_setfield(L, -2, "version");
     lbraid_open_error(L);
     lua_setfield(L, -2, "Error");
+    lbraid_open_trace(L);
+    lua_setfield(L, -2, "trace");
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, root_index);
     lua_setfield(L, -2, "__index");
@@ -194,6 +202,7 @@ int lbraid_root_open(lua_State *L)
 
 int braid_openlibs(lua_State *L)
 {
+    braid_trace_init_from_env();
     lbraid_preload(L);
     lbraid_install_print(L);
     lbraid_ctx(L)->main = 1;

@@ -28,6 +28,13 @@ int lbraid_error(lua_State *L, const char *kind, const char *fmt, ...);
 int lbraid_core_error(lua_State *L, int code, const char *what);
 /* Pushes the braid.Error metatable (braid.Error), creating it once. */
 int lbraid_open_error(lua_State *L);
+/* Pushes the braid.trace table (ltrace.c). */
+void lbraid_open_trace(lua_State *L);
+/* Tracing on: names the running job after the function at idx
+ * ("source:line"). */
+void lbraid_trace_job_name(lua_State *L, int idx);
+/* Tracing on: an "error" instant for the error value at idx. */
+void lbraid_trace_error(lua_State *L, int idx);
 /* True if the value at idx is a braid.Error (of kind, when kind != NULL). */
 int lbraid_is_error(lua_State *L, int idx, const char *kind);
 
@@ -60,6 +67,13 @@ void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode);
 braid_object_t *lbraid_check_object(lua_State *L, int idx, const braid_object_type_t *type);
 /* Any braid object at idx, or NULL. */
 braid_object_t *lbraid_to_object(lua_State *L, int idx);
+/* Constructor options: if argument 1 is a plain table, replaces the
+ * arguments by its fields keys[0..n-1] (the positional form) followed by
+ * the table itself at n+1; checks its name= is a string or nil. Otherwise
+ * leaves the arguments as they are. */
+void lbraid_unpack_opts(lua_State *L, const char *const *keys, int n);
+/* Names obj from the name= field of the table at idx, if any. */
+void lbraid_apply_name(lua_State *L, int idx, braid_object_t *obj);
 
 /* ---- codec (lcodec_enc.c, lcodec_dec.c) ---- */
 

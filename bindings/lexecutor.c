@@ -9,6 +9,7 @@
 #include "future.h"
 #include "lfutures.h"
 #include "lstate.h"
+#include "trace.h"
 
 /* Worker-side cache of decoded task functions, keyed by chunk MAC. */
 #define FN_CACHE_MAX 64
@@ -151,6 +152,8 @@ static int run_body(lua_State *L)
     wctx_t *w = lua_touserdata(L, 3);
     lua_settop(L, 0);
     push_task_fn(L, w, call->data, aux);
+    if (braid_trace_enabled())
+        lbraid_trace_job_name(L, 1);
     int n = lbraid_decode_seq(L, call->data + aux, call->len - aux);
     lua_call(L, n, LUA_MULTRET);
     return lua_gettop(L);
@@ -182,6 +185,8 @@ static int worker_run(void *wp, const braid_buf_t *call, size_t aux, braid_buf_t
     }
     /* stack: ..., error value, traceback */
     int top = lua_gettop(L);
+    if (braid_trace_enabled())
+        lbraid_trace_error(L, top - 1);
     lua_pushcfunction(L, lfutures_encode_seq_body);
     lua_pushlightuserdata(L, out);
     lua_pushvalue(L, top - 1);
@@ -251,6 +256,11 @@ static int lexecutor_new(lua_State *L)
         lua_getfield(L, 1, "initargs");
         init = 4;
         initargs = 5;
+        lua_getfield(L, 1, "name");
+        if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(
+                L, "bad option 'name' (string expected, got %s)", luaL_typename(L, -1));
+        lua_pop(L, 1);
         if (!lua_isnil(L, 2)) {
             if (!lua_isinteger(L, 2))
                 return luaL_error(L, "max_workers must be an integer");
@@ -317,6 +327,7 @@ static int lexecutor_new(lua_State *L)
     int rc = braid_executor_new(&ex, (int)max_workers, prefix, &thread_ops, u);
     if (rc)
         return lbraid_core_error(L, rc, "ThreadPoolExecutor");
+    lbraid_apply_name(L, 1, (braid_object_t *)ex);
     lbraid_push_object(L, (braid_object_t *)ex);
     braid_executor_release(ex);
     return 1;

@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "future.h"
 #include "lfutures.h"
+#include "trace.h"
 
 static const char INBOX_KEY = 'i'; /* registry: linbox_t userdata of this state */
 static const char CBS_KEY = 'b';   /* registry: {[id] = {fn, future box}} */
@@ -203,6 +205,12 @@ static int lfuture_result_done(lua_State *L, int rc)
     int failed, code;
     const char *msg;
     lfuture_finished(L, rc, &out, &failed, &code, &msg);
+    if (braid_trace_enabled()) {
+        braid_future_t *f = (braid_future_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+        if (braid_future_traced(f))
+            braid_trace_flow(
+                0, "result", braid_trace_flow_id(((braid_object_t *)f)->id, 2), braid_clock_now());
+    }
     raise_core_outcome(L, code, msg);
     lua_settop(L, 1);
     return lbraid_push_outcome(L, out, failed);

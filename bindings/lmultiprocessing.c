@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lbraid.h"
+#include "trace.h"
 #include "lprocess.h"
 #include "process.h"
 #include "shm.h"
@@ -122,6 +123,7 @@ static int lmp_fork_exit(lua_State *L)
     else
         code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
     fflush(NULL);
+    braid_trace_flush_child();
     _exit(code);
     return 0;
 }
@@ -176,6 +178,7 @@ static int lmp_fork(lua_State *L)
     int code = lbraid_worker_call(L, lua_gettop(L) - 2, lbraid_procinfo.name);
     braid_proc_finish_all(BRAID_FOREVER);
     fflush(NULL);
+    braid_trace_flush_child();
     _exit(code);
     return 0;
 }

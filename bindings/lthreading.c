@@ -7,6 +7,7 @@
 
 #include "lsync.h"
 #include "thread.h"
+#include "trace.h"
 
 static const char HOOK_KEY = 'h'; /* registry: excepthook handed over by the starter */
 
@@ -197,6 +198,8 @@ static void lthread_report(lua_State *L)
             hook = lua_gettop(L);
         }
     }
+    if (braid_trace_enabled())
+        lbraid_trace_error(L, err);
     lua_pushcfunction(L, lthread_call_hook);
     lua_pushvalue(L, err);
     lbraid_push_traceback(L, err);

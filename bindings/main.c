@@ -16,6 +16,7 @@
 #include "executor.h"
 #include "repl.h"
 #include "thread.h"
+#include "trace.h"
 #include "lprocess.h"
 #include "waiter.h"
 
@@ -75,9 +76,12 @@ static const char usage_text[] =
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n"
     "  --worker  (internal) run as a process pool's worker\n"
+    "  --trace FILE  record a timeline of the run into FILE (Chrome trace JSON;\n"
+    "                first option only; see docs/tracing.md)\n"
     "With no script, reads a script from stdin, or starts the REPL on a terminal.\n"
     "Environment: LUA_INIT_5_4 / LUA_INIT (run first), LUA_PATH, LUA_CPATH,\n"
-    "BRAID_HISTORY (REPL history file; empty: none). See braid(1).\n";
+    "BRAID_HISTORY (REPL history file; empty: none), BRAID_TRACE (like --trace).\n"
+    "See braid(1).\n";
 
 static void print_usage(const char *badoption)
 {
@@ -479,6 +483,32 @@ static void set_worker_exe(const char *argv0)
     }
 }
 
+/* "--trace FILE" (or --trace=FILE) as the first option: starts the
+ * timeline and removes the option from argv. Returns 0, or 1 on error. */
+static int take_trace_option(int *argc, char **argv)
+{
+    if (*argc < 2 || strncmp(argv[1], "--trace", 7) != 0 ||
+        (argv[1][7] != '\0' && argv[1][7] != '='))
+        return 0;
+    int used = argv[1][7] == '=' ? 1 : 2;
+    const char *path = used == 1 ? argv[1] + 8 : argv[2];
+    if (!path || !*path) {
+        l_message(argv[0], "--trace needs a file name");
+        return 1;
+    }
+    const char *script = *argc > used + 1 ? argv[used + 1] : "stdin";
+    char name[512];
+    snprintf(name, sizeof name, "braid %s", script);
+    if (braid_trace_start(path, name) != 0) {
+        l_message(argv[0], "cannot open the trace file");
+        return 1;
+    }
+    for (int i = 1; i + used <= *argc; i++)
+        argv[i] = argv[i + used];
+    *argc -= used;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int status, result;
@@ -489,6 +519,8 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "--worker") == 0)
         return lbraid_worker_main(argc, argv);
+    if (take_trace_option(&argc, argv))
+        return EXIT_FAILURE;
     set_worker_exe(argv[0]);
     L = luaL_newstate();
     if (L == NULL) {

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "executor.h"
 #include "thread.h"
+#include "trace.h"
 
 typedef struct task {
     struct task *next;
@@ -44,6 +45,7 @@ struct pool {
     void *ud;
     pool_t *reg_next, *reg_prev; /* live pools (pools_mu) */
     uint64_t group;              /* braid_thread_group of its creator */
+    char label[64];              /* the executor's label, for the trace (mu) */
 };
 
 struct braid_executor {
@@ -155,6 +157,8 @@ static task_t *task_take_locked(pool_t *p)
     return t;
 }
 
+static void pool_counter(pool_t *p, const char *label, size_t queued);
+
 static void worker_main(braid_thread_t *thread, void *arg)
 {
     (void)thread;
@@ -200,11 +204,33 @@ static void worker_main(braid_thread_t *thread, void *arg)
             p->tail = NULL;
         p->pending--;
         atomic_fetch_add_explicit(&p->busy, 1, memory_order_relaxed);
+        char label[sizeof p->label];
+        size_t queued = p->pending;
+        int traced = braid_trace_enabled();
+        if (traced)
+            memcpy(label, p->label, sizeof label);
         pthread_mutex_unlock(&p->mu);
         if (braid_future_set_running(t->f) == 1) {
+            int64_t t0 = 0;
+            if (traced) {
+                t0 = braid_clock_now();
+                pool_counter(p, label, queued);
+                braid_trace_flow(
+                    0, "submit", braid_trace_flow_id(((braid_object_t *)t->f)->id, 1), t0);
+                braid_trace_set_job_name(NULL);
+            }
             int failed = p->ops->run(wctx, &t->call, t->aux, &out);
             /* available again before anyone can see the result */
             atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
+            if (traced && braid_trace_enabled()) {
+                int64_t t1 = braid_clock_now();
+                braid_trace_arg_t a = {"executor", 's', label, 0};
+                braid_trace_slice("job", braid_trace_job_name(), t0, t1, &a, 1);
+                braid_trace_flow(
+                    1, "result", braid_trace_flow_id(((braid_object_t *)t->f)->id, 2), t1 - 1);
+                braid_future_set_traced(t->f);
+                pool_counter(p, label, (size_t)-1);
+            }
             if (out.err) {
                 braid_buf_free(&out);
                 braid_future_set_error(t->f, BRAID_ENOMEM, NULL);
@@ -270,6 +296,7 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
     }
     atomic_init(&p->refs, 1);
     atomic_init(&p->busy, 0);
+    braid_waitlist_init(&p->idle, NULL, "idle");
     p->max_workers = max_workers;
     p->ops = ops;
     p->ud = ud;
@@ -349,6 +376,22 @@ static int wake_idle_locked(pool_t *p)
     return 1;
 }
 
+/* The "executor <label>" counter: running jobs and queued ones (queued
+ * (size_t)-1: not known here, read it). */
+static void pool_counter(pool_t *p, const char *label, size_t queued)
+{
+    if (queued == (size_t)-1) {
+        pthread_mutex_lock(&p->mu);
+        queued = p->pending;
+        pthread_mutex_unlock(&p->mu);
+    }
+    char name[sizeof p->label + 16];
+    snprintf(name, sizeof name, "executor %s", label);
+    braid_trace_arg_t a[2] = {{"running", 'i', NULL, atomic_load(&p->busy)},
+                              {"queued", 'i', NULL, (int64_t)queued}};
+    braid_trace_counter(name, -1, a, 2);
+}
+
 int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, braid_future_t **out)
 {
     pool_t *p = ex->pool;
@@ -370,6 +413,12 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
     t->f = f;
     t->next = NULL;
     t->aux = aux;
+    int traced = braid_trace_enabled();
+    char label[sizeof p->label];
+    if (traced) {
+        braid_object_label(&ex->obj, label, sizeof label);
+        memcpy(p->label, label, sizeof label);
+    }
     /* A worker parked on the idle list takes the task; one that is starting
      * up or between tasks looks at the queue before it parks. Spawn only
      * when every worker is busy or already claimed by a queued task. */
@@ -395,7 +444,13 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
         p->head = t;
     p->tail = t;
     p->pending++;
+    size_t queued = p->pending;
     pthread_mutex_unlock(&p->mu);
+    if (traced) {
+        braid_trace_flow(
+            1, "submit", braid_trace_flow_id(((braid_object_t *)f)->id, 1), braid_clock_now());
+        pool_counter(p, label, queued);
+    }
     return 0;
 }
 

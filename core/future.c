@@ -32,6 +32,7 @@ struct braid_future {
     watch_t *watches;
     callback_t *cbs;
     size_t ncbs, cbcap;
+    atomic_int traced; /* a job's end drew a flow arrow to the result() */
 };
 
 typedef struct delivery {
@@ -87,6 +88,7 @@ int braid_future_new(braid_future_t **out)
         return BRAID_EOS;
     }
     f->state = BRAID_FUTURE_PENDING;
+    braid_waitlist_init(&f->waiters, &f->obj, "result");
     if (braid_object_init(&f->obj, &braid_future_type) != 0) {
         pthread_mutex_destroy(&f->mu);
         free(f);
@@ -209,6 +211,16 @@ int braid_future_set_error(braid_future_t *f, int code, const char *msg)
     f->state = BRAID_FUTURE_FINISHED;
     future_complete_unlock(f);
     return 0;
+}
+
+void braid_future_set_traced(braid_future_t *f)
+{
+    atomic_store_explicit(&f->traced, 1, memory_order_relaxed);
+}
+
+int braid_future_traced(braid_future_t *f)
+{
+    return atomic_load_explicit(&f->traced, memory_order_relaxed);
 }
 
 int braid_future_wait(braid_future_t *f, int64_t deadline)
@@ -398,6 +410,7 @@ int braid_waitset_new(braid_waitset_t **out, braid_future_t *const *fs, size_t n
     if (!ws)
         return BRAID_ENOMEM;
     ws->n = n;
+    braid_waitlist_init(&ws->waiters, NULL, "wait");
     ws->fs = malloc((n ? n : 1) * sizeof *ws->fs);
     ws->watches = calloc(n + 1, sizeof *ws->watches);
     ws->ready = malloc((n ? n : 1) * sizeof *ws->ready);

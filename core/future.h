@@ -59,6 +59,9 @@ int braid_future_set_error(braid_future_t *f, int code, const char *msg);
 
 /* Blocks until the future is done or the deadline passes. Returns 0,
  * BRAID_ETIMEOUT or BRAID_ECANCELLED (the calling thread was cancelled). */
+/* Marks / tells whether the job that finished f drew a trace flow to it. */
+void braid_future_set_traced(braid_future_t *f);
+int braid_future_traced(braid_future_t *f);
 int braid_future_wait(braid_future_t *f, int64_t deadline);
 
 /* After done: the outcome. out, failed: the encoded outcome (empty when

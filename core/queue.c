@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "error.h"
 #include "queue.h"
+#include "trace.h"
 #include "waiter.h"
 
 /* Items of up to INLINE_MAX bytes that name no objects (every integer,
@@ -95,6 +96,7 @@ struct braid_queue {
     _Alignas(LINE) entry_t *items;
     size_t cap; /* power of two (or 0 before the first put) */
     uint64_t seq;
+    uint64_t nput, nget; /* items stored / taken: the k-th get takes the k-th put (FIFO) */
     long unfinished;
     braid_waitlist_t getters, putters, joiners;
 };
@@ -149,6 +151,21 @@ static void queue_destroy(braid_object_t *obj)
     free(q);
 }
 
+/* A put (or get) of item k leaving depth items: the flow arrow from the
+ * put to the get that takes the item (FIFO kinds), and the depth counter. */
+static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now)
+{
+    if (q->kind == BRAID_QUEUE_FIFO || q->kind == BRAID_QUEUE_SIMPLE)
+        braid_trace_flow(put,
+                         put ? "put" : "get",
+                         braid_trace_flow_id((q->obj.id & 0x3fffff) << 28 | (k & 0xfffffff), 3),
+                         now);
+    char name[BRAID_NAME_MAX + 16] = "queue ";
+    braid_object_label(&q->obj, name + 6, sizeof name - 6);
+    braid_trace_arg_t a = {"depth", 'i', NULL, (int64_t)depth};
+    braid_trace_counter(name, now, &a, 1);
+}
+
 int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)
 {
     *out = NULL;
@@ -171,6 +188,9 @@ int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)
         return BRAID_EOS;
     }
     q->kind = kind;
+    braid_waitlist_init(&q->getters, &q->obj, "get");
+    braid_waitlist_init(&q->putters, &q->obj, "put");
+    braid_waitlist_init(&q->joiners, &q->obj, "join");
     q->maxsize = kind == BRAID_QUEUE_SIMPLE || maxsize < 0 ? 0 : maxsize;
     if (braid_object_init(&q->obj, &braid_queue_types[kind]) != 0) {
         pthread_mutex_destroy(&q->mu);
@@ -406,8 +426,16 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
         goto out;
     if (q->kind != BRAID_QUEUE_SIMPLE)
         q->unfinished++;
+    uint64_t k = q->nput++;
     if (q->getters.head)
         braid_waitlist_wake_one(&q->getters, 0);
+    if (braid_trace_enabled()) {
+        size_t depth = count_of(q);
+        int64_t now = braid_clock_now(); /* under the lock: the put precedes its get */
+        pthread_mutex_unlock(&q->mu);
+        queue_traced(q, 1, k, depth, now);
+        pthread_mutex_lock(&q->mu);
+    }
 out:
     pthread_mutex_unlock(&q->mu);
     if (big) { /* not stored: the caller keeps its item */
@@ -458,8 +486,16 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
     }
     rc = 0;
     take(q, out, &moved);
+    uint64_t k = q->nget++;
     if (q->putters.head)
         braid_waitlist_wake_one(&q->putters, 0);
+    if (braid_trace_enabled()) {
+        size_t depth = count_of(q);
+        int64_t now = braid_clock_now();
+        pthread_mutex_unlock(&q->mu);
+        queue_traced(q, 0, k, depth, now);
+        pthread_mutex_lock(&q->mu);
+    }
 out:
     pthread_mutex_unlock(&q->mu);
     if (moved) {

@@ -45,7 +45,7 @@ static int core_init(lockcore_t *c)
 {
     atomic_init(&c->state, 0);
     atomic_init(&c->nwait, 0);
-    c->wl.head = c->wl.tail = NULL;
+    braid_waitlist_init(&c->wl, NULL, "acquire"); /* owner: set by the caller */
     return pthread_mutex_init(&c->mu, NULL) ? BRAID_EOS : 0;
 }
 
@@ -149,6 +149,7 @@ int braid_lock_new(braid_lock_t **out)
         free(l);
         return BRAID_EOS;
     }
+    l->core.wl.owner = &l->obj;
     if (braid_object_init(&l->obj, &braid_lock_type)) {
         pthread_mutex_destroy(&l->core.mu);
         free(l);
@@ -200,6 +201,7 @@ int braid_rlock_new(braid_rlock_t **out)
         free(l);
         return BRAID_EOS;
     }
+    l->core.wl.owner = &l->obj;
     atomic_init(&l->owner, 0);
     l->count = 0;
     if (braid_object_init(&l->obj, &braid_rlock_type)) {
@@ -282,7 +284,7 @@ int braid_cond_new(braid_cond_t **out, braid_object_t *lock)
         free(c);
         return BRAID_EOS;
     }
-    c->wl.head = c->wl.tail = NULL;
+    braid_waitlist_init(&c->wl, &c->obj, "wait");
     if (braid_object_init(&c->obj, &braid_cond_type)) {
         pthread_mutex_destroy(&c->mu);
         free(c);
@@ -437,7 +439,7 @@ int braid_sem_new(braid_sem_t **out, long value, int bounded)
         free(s);
         return BRAID_EOS;
     }
-    s->wl.head = s->wl.tail = NULL;
+    braid_waitlist_init(&s->wl, &s->obj, "acquire");
     s->value = s->initial = value;
     s->bounded = bounded;
     if (braid_object_init(&s->obj, &braid_sem_type)) {
@@ -524,7 +526,7 @@ int braid_event_new(braid_event_t **out)
         return BRAID_EOS;
     }
     atomic_init(&e->flag, 0);
-    e->wl.head = e->wl.tail = NULL;
+    braid_waitlist_init(&e->wl, &e->obj, "wait");
     if (braid_object_init(&e->obj, &braid_event_type)) {
         pthread_mutex_destroy(&e->mu);
         free(e);
@@ -617,8 +619,8 @@ int braid_barrier_new(braid_barrier_t **out, long parties)
         free(b);
         return BRAID_EOS;
     }
-    b->wl.head = b->wl.tail = NULL;
-    b->enter.head = b->enter.tail = NULL;
+    braid_waitlist_init(&b->wl, &b->obj, "wait");
+    braid_waitlist_init(&b->enter, &b->obj, "wait");
     b->parties = parties;
     b->count = 0;
     b->state = B_FILLING;

@@ -12,6 +12,8 @@ local co_running, co_close = coroutine.running, coroutine.close
 local setmetatable, getmetatable, rawget, type, select, tostring, error, pcall =
   setmetatable, getmetatable, rawget, type, select, tostring, error, pcall
 local pack, unpack = table.pack, table.unpack
+local trace = braid.trace
+local trace_on, trace_now, trace_slice = trace._on, trace._now, trace._slice
 
 local M = {}
 M.PIPE, M.DEVNULL, M.STDOUT = -1, -3, -2
@@ -452,8 +454,29 @@ local function bad_yield(loop, task)
     "coroutine.yield inside an asyncio task: use asyncio.sleep(0) or await instead"))
 end
 
+local step
+
+-- step with a "task" slice on the timeline (tracing on)
+local function traced_step(loop, task)
+  local t0 = trace_now()
+  step(loop, task)
+  local lb = loop.label
+  if not lb then
+    lb = "Loop " .. tostring(loop.c):gsub("^.-: ", "")
+    loop.label = lb
+  end
+  local name = rawget(task, "_name") or ("Task-" .. task.id)
+  trace_slice("task", name, t0, nil, {loop = lb})
+  if task._state == CANCELLED then
+    trace._instant("cancel", name, {loop = lb})
+  elseif task._failed then
+    local ok, s = pcall(tostring, task._err)
+    trace._instant("error", ok and s:match("[^\n]*") or "error", {task = name})
+  end
+end
+
 -- Runs task until it suspends or ends, and files what it waits on.
-local function step(loop, task)
+function step(loop, task)
   local a1, a2 = task._a1, task._a2
   task._a1, task._a2 = nil, nil
   local mc = task._must_cancel
@@ -547,11 +570,12 @@ end
 local function run_ready(loop)
   local q, n = loop.q, loop.qn
   loop.q, loop.qn = loop.spare, 0
+  local tr = n > 0 and trace_on()
   for i = 1, n do
     local x = q[i]
     q[i] = nil
     if x.co then
-      step(loop, x)
+      if tr then traced_step(loop, x) else step(loop, x) end
     elseif not x.cancelled then
       local ok, err
       if x.n == 1 then

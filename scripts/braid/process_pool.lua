@@ -3,6 +3,7 @@
 -- manager thread in the parent completes the futures and watches the workers.
 local M = ... or {}
 local braid = require "braid"
+local trace = braid.trace
 local mp = require "braid.multiprocessing"
 local futures = require "braid.futures"
 local threading = require "braid.threading"
@@ -51,7 +52,20 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
         end
         cur[slot] = job[1]
         local a = job[3]
+        local t0
+        if job[4] then -- traced: the submit's arrow ends here
+            t0 = trace._now()
+            trace._flow(false, "submit", job[4], 1, t0)
+        end
         local r = pack(xpcall(job[2], handler, unpack(a, 1, a.n)))
+        if t0 then
+            local info = debug.getinfo(job[2], "S")
+            trace._slice("job", info.short_src .. ":" .. info.linedefined, t0, nil,
+                         {executor = job[5]})
+            if not r[1] then
+                trace._instant("error", tostring(type(r[2]) == "table" and r[2].message or r[2]))
+            end
+        end
         local answer
         if r[1] then
             answer = {job[1], true, pack(unpack(r, 2, r.n))}
@@ -256,8 +270,11 @@ local function new_pool(opts, replace)
     end
     local method = opts.start_method or mp.get_start_method()
     mp.get_context(method)
+    if opts.name ~= nil and type(opts.name) ~= "string" then
+        error("bad option 'name' (string expected, got " .. type(opts.name) .. ")", 3)
+    end
     instances = instances + 1
-    local self = setmetatable({_n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
+    local self = setmetatable({_name = opts.name, _serial = instances - 1, _n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
                                _cur = mp.Array("q", n), _state = mp.Value("i", 0),
                                _ctl = queue.SimpleQueue(), _next = 0, _shutdown = false}, PPE)
     local cfg = {n = n, start_method = method, initializer = opts.initializer,
@@ -273,6 +290,17 @@ end
 --- ProcessPoolExecutor{max_workers=, initializer=, initargs=, max_tasks_per_child=, start_method=}
 function M.ProcessPoolExecutor(opts)
     return new_pool(opts, false)
+end
+
+function PPE:get_name()
+    return self._name
+end
+
+function PPE:set_name(name)
+    if name ~= nil and type(name) ~= "string" then
+        error("bad argument #1 to 'set_name' (string expected, got " .. type(name) .. ")", 2)
+    end
+    self._name = name
 end
 
 function PPE:_max_workers()
@@ -294,7 +322,12 @@ function PPE:submit(fn, ...)
     local id = self._next
     local f = futures.Future()
     self._ctl:put({id, f}) -- first: the answer may come back at once
-    local ok, err = pcall(self._jobs.put, self._jobs, {id, fn, pack(...)})
+    local job = {id, fn, pack(...)}
+    if trace._on() then
+        job[4] = trace._flow_object(true, "submit", f, 1)
+        job[5] = self._name or ("ProcessPoolExecutor-" .. self._serial)
+    end
+    local ok, err = pcall(self._jobs.put, self._jobs, job)
     if not ok then -- an argument that cannot cross fails this future only
         self._ctl:put({"forget", id})
         pcall(f.set_running_or_notify_cancel, f) -- the manager may have done it

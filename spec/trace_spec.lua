@@ -1,0 +1,363 @@
+-- Seeing a run (API.md §9), the timeline part: object names and the trace.
+local threading = require "braid.threading"
+local queue = require "braid.queue"
+local futures = require "braid.futures"
+
+describe("object names", function()
+  it("every primitive, queue and executor takes name= and keeps the positional form", function()
+    local l = threading.Lock{name = "db"}
+    assert.equal("db", l:get_name())
+    assert.is_nil(threading.Lock():get_name())
+    assert.equal("r", threading.RLock{name = "r"}:get_name())
+    local c = threading.Condition{lock = l, name = "cv"}
+    assert.equal("cv", c:get_name())
+    assert.equal("cv2", threading.Condition{name = "cv2"}:get_name())
+    local s = threading.Semaphore{value = 3, name = "sem"}
+    assert.equal("sem", s:get_name())
+    assert.is_true(s:acquire(false) and s:acquire(false) and s:acquire(false))
+    assert.is_false(s:acquire(false))
+    assert.equal("bs", threading.BoundedSemaphore{value = 2, name = "bs"}:get_name())
+    assert.equal(2, threading.Semaphore(2):_value())
+    assert.equal("ev", threading.Event{name = "ev"}:get_name())
+    local b = threading.Barrier{parties = 1, name = "bar"}
+    assert.equal("bar", b:get_name())
+    assert.equal(0, b:wait())
+    local q = queue.Queue{maxsize = 8, name = "jobs"}
+    assert.equal("jobs", q:get_name())
+    assert.equal(8, q:maxsize())
+    assert.equal("lq", queue.LifoQueue{name = "lq"}:get_name())
+    assert.equal("sq", queue.SimpleQueue{name = "sq"}:get_name())
+    local ex = futures.ThreadPoolExecutor{max_workers = 2, name = "pool"}
+    assert.equal("pool", ex:get_name())
+    assert.equal(3, ex:submit(function() return 3 end):result())
+    ex:shutdown()
+  end)
+
+  it("unnamed objects are labelled Kind#N; set_name renames, nil clears", function()
+    local l = threading.Lock()
+    assert.matches("^Lock#%d+$", l:_label())
+    assert.matches("^Queue#%d+$", queue.Queue():_label())
+    l:set_name("renamed")
+    assert.equal("renamed", l:get_name())
+    assert.equal("renamed", l:_label())
+    l:set_name(nil)
+    assert.is_nil(l:get_name())
+  end)
+
+  it("a name crosses with the object to another thread", function()
+    local l = threading.Lock{name = "shared-lock"}
+    local t = threading.Thread{target = function(lk)
+      local n = lk:get_name()
+      lk:set_name("from-thread")
+      return n
+    end, args = {l}}
+    t:start()
+    assert.equal("shared-lock", t:result())
+    assert.equal("from-thread", l:get_name())
+  end)
+
+  it("Thread has get_name/set_name alongside .name", function()
+    local t = threading.Thread{target = function() end, name = "w"}
+    assert.equal("w", t:get_name())
+    t:set_name("w2")
+    assert.equal("w2", t.name)
+  end)
+
+  it("a name that is not a string is a clear error", function()
+    assert.has_error(function() threading.Lock{name = 3} end,
+                     "bad option 'name' (string expected, got number)")
+    assert.has_error(function() queue.Queue{name = {}} end,
+                     "bad option 'name' (string expected, got table)")
+    assert.has_error(function() futures.ThreadPoolExecutor{name = true} end,
+                     "bad option 'name' (string expected, got boolean)")
+    assert.has_error(function() threading.Lock():set_name(false) end)
+  end)
+end)
+
+-- ---- the timeline ----
+
+local braid = require "braid"
+local json = require "spec.support.json"
+
+local EXE = os.getenv("BRAID_EXE") or "build/braid"
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local tmpfiles = {}
+local function tmpname()
+  local name = os.tmpname()
+  tmpfiles[#tmpfiles + 1] = name
+  return name
+end
+
+local function writefile(name, text)
+  local f = assert(io.open(name, "wb"))
+  f:write(text)
+  f:close()
+  return name
+end
+
+local function readfile(name)
+  local f = assert(io.open(name, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Runs `braid [pre...] script` (the script's text in a temp file) with env
+-- (NAME=value pairs); returns stdout, stderr, how ("exit"/"signal"), code.
+local function run(pre, text, env)
+  local out, err = tmpname(), tmpname()
+  local cmd = {"env", "-u", "LUA_INIT", "-u", "LUA_INIT_5_4", "-u", "BRAID_TRACE", "-u",
+               "BRAID_TRACE_PARENT"}
+  for k, v in pairs(env or {}) do cmd[#cmd + 1] = quote(k .. "=" .. v) end
+  cmd[#cmd + 1] = quote(EXE)
+  for _, a in ipairs(pre) do cmd[#cmd + 1] = quote(a) end
+  cmd[#cmd + 1] = quote(writefile(tmpname(), text))
+  cmd[#cmd + 1] = "</dev/null >" .. quote(out) .. " 2>" .. quote(err)
+  local _, how, code = os.execute(table.concat(cmd, " "))
+  return readfile(out), readfile(err), how, code
+end
+
+local function events(path)
+  local doc = json.decode(readfile(path))
+  assert.equal("braid", doc.otherData.tool)
+  assert.equal("ms", doc.displayTimeUnit)
+  return doc.traceEvents
+end
+
+local function select_events(evs, pred)
+  local r = {}
+  for i = 1, evs.n do
+    if pred(evs[i]) then r[#r + 1] = evs[i] end
+  end
+  return r
+end
+
+-- every flow end has its start and the other way round
+local function check_flows(evs)
+  local s, f, n = {}, {}, 0
+  for i = 1, evs.n do
+    local e = evs[i]
+    if e.ph == "s" then s[e.id] = (s[e.id] or 0) + 1; n = n + 1 end
+    if e.ph == "f" then
+      f[e.id] = (f[e.id] or 0) + 1
+      assert.equal("e", e.bp)
+    end
+  end
+  for id in pairs(f) do assert.is_truthy(s[id], "flow end without start: " .. id) end
+  for id in pairs(s) do assert.is_truthy(f[id], "flow start without end: " .. id) end
+  return n
+end
+
+describe("trace", function()
+  after_each(function()
+    for i = #tmpfiles, 1, -1 do
+      os.remove(tmpfiles[i])
+      tmpfiles[i] = nil
+    end
+  end)
+
+  it("braid --trace records named thread tracks, wait slices on a labelled lock, " ..
+     "jobs with source:line and paired flows", function()
+    local out = tmpname()
+    local stdout, stderr, how, code = run({"--trace", out}, [[
+local threading = require "braid.threading"
+local queue = require "braid.queue"
+local futures = require "braid.futures"
+local db = threading.Lock{name = "db"}
+local q = queue.Queue{name = "jobs"}
+local ts = {}
+for i = 1, 3 do
+  ts[i] = threading.Thread{name = "worker-" .. i, target = function()
+    for k = 1, 10 do
+      db:acquire()
+      require("braid").sleep(0.002)
+      db:release()
+      q:put(k)
+    end
+  end}
+  ts[i]:start()
+end
+for _ = 1, 30 do q:get() end
+for i = 1, 3 do ts[i]:join() end
+local ex = futures.ThreadPoolExecutor{max_workers = 2, name = "pool"}
+local fs = {}
+for i = 1, 4 do
+  fs[i] = ex:submit(function(x) return x * 2 end, i)
+end
+for i = 1, 4 do assert(fs[i]:result() == 2 * i) end
+ex:shutdown()
+print("done")
+]])
+    assert.equal("done\n", stdout, stderr)
+    assert.equal(0, code)
+    local evs = events(out)
+    local names = {}
+    for _, e in ipairs(select_events(evs, function(e) return e.name == "thread_name" end)) do
+      names[e.args.name] = e.tid
+    end
+    for i = 1, 3 do assert.is_truthy(names["worker-" .. i]) end
+    assert.is_truthy(names.MainThread)
+    assert.equal(1, #select_events(evs, function(e)
+      return e.name == "process_name" and e.args.name:find("^braid ")
+    end))
+    -- each thread's run is a slice on its own track
+    for i = 1, 3 do
+      assert.equal(1, #select_events(evs, function(e)
+        return e.cat == "thread" and e.name == "worker-" .. i and e.tid == names["worker-" .. i]
+      end))
+    end
+    -- three threads on one lock: somebody waited on "db"
+    local waits = select_events(evs, function(e) return e.cat == "wait" and e.args.object == "db" end)
+    assert.is_true(#waits > 0)
+    for _, w in ipairs(waits) do
+      assert.equal("X", w.ph)
+      assert.equal("Lock acquire", w.name)
+      assert.same({"Lock", "acquire", false, "ok"}, {w.args.kind, w.args.op, w.args.timeout, w.args.outcome})
+      assert.is_true(w.dur >= 0)
+    end
+    -- jobs: source:line of their function, the executor's label
+    local jobs = select_events(evs, function(e) return e.cat == "job" end)
+    assert.equal(4, #jobs)
+    for _, j in ipairs(jobs) do
+      assert.matches(":23$", j.name)
+      assert.equal("pool", j.args.executor)
+    end
+    assert.is_true(#select_events(evs, function(e)
+      return e.ph == "C" and e.name == "executor pool" and e.args.running ~= nil and e.args.queued ~= nil
+    end) > 0)
+    assert.is_true(#select_events(evs, function(e)
+      return e.ph == "C" and e.name == "queue jobs" and math.type(e.args.depth) == "integer"
+    end) >= 60)
+    -- 30 put->get arrows, 4 submit->job, 4 job->result
+    assert.equal(38, check_flows(evs))
+  end)
+
+  it("braid.trace.start/stop record a part of a run; tasks steps and errors show", function()
+    local out = tmpname()
+    local asyncio = require "braid.asyncio"
+    braid.trace.start(out)
+    assert.equal(out, braid.trace.path())
+    assert.has_error(function() braid.trace.start(out) end)
+    asyncio.run(function()
+      local t = asyncio.create_task(function() asyncio.sleep(0) error("task broke") end)
+      pcall(asyncio.wait_for, t, 5)
+    end)
+    local hook = threading.excepthook
+    threading.excepthook = function() end -- quiet: the trace is what we look at
+    local t = threading.Thread{target = function() error("thread broke") end, name = "bad"}
+    t:start()
+    t:join()
+    threading.excepthook = hook
+    assert.equal(out, braid.trace.stop())
+    assert.is_nil(braid.trace.stop())
+    local evs = events(out)
+    assert.is_true(#select_events(evs, function(e)
+      return e.cat == "task" and e.ph == "X" and e.args.loop ~= nil
+    end) >= 2)
+    assert.equal(1, #select_events(evs, function(e)
+      return e.cat == "error" and e.ph == "i" and e.s == "t" and e.name:find("task broke")
+    end))
+    assert.equal(1, #select_events(evs, function(e)
+      return e.cat == "error" and e.name:find("thread broke")
+    end))
+  end)
+
+  it("a child process's events are in the same file, under its own pid", function()
+    local out = tmpname()
+    local stdout, stderr, _, code = run({"--trace", out}, [[
+local futures = require "braid.futures"
+local ex = futures.ProcessPoolExecutor{max_workers = 1, name = "procs"}
+assert(ex:submit(function(x) return x + 1 end, 1):result() == 2)
+ex:shutdown()
+print("done")
+]])
+    assert.equal("done\n", stdout, stderr)
+    assert.equal(0, code)
+    local evs = events(out)
+    local main = select_events(evs, function(e) return e.name == "process_name" end)
+    assert.is_true(#main >= 2)
+    local job = select_events(evs, function(e) return e.cat == "job" end)
+    assert.equal(1, #job)
+    assert.equal("procs", job[1].args.executor)
+    assert.not_equal(main[1].pid, job[1].pid)
+    check_flows(evs)
+    -- no chunk left behind
+    local leftovers = io.popen("ls " .. quote(out) .. ".*.part 2>/dev/null"):read("a")
+    assert.equal("", leftovers)
+  end)
+
+  it("os.exit(3), an error and SIGTERM still leave a valid JSON file", function()
+    for _, case in ipairs{
+      {"threading = require 'braid.threading'; threading.Lock{name='x'}:acquire(); os.exit(3)", 3},
+      {"require 'braid.threading'; error('the end')", 1},
+      {"local mp = require 'braid.multiprocessing'; " ..
+       "os.execute('kill -TERM ' .. mp.current_process().pid); require('braid').sleep(5)", nil},
+    } do
+      local out = tmpname()
+      local _, _, how, code = run({"--trace", out}, case[1])
+      if case[2] then
+        assert.equal("exit", how)
+        assert.equal(case[2], code)
+      else -- killed by SIGTERM (the shell reports 128 + 15)
+        assert.is_true(how == "signal" or code == 143, how .. " " .. tostring(code))
+      end
+      local evs = events(out)
+      assert.is_true(evs.n >= 1)
+    end
+  end)
+
+  it("BRAID_TRACE records too", function()
+    local out = tmpname()
+    local stdout, _, _, code = run({}, "print(require('braid').trace.path() ~= nil)",
+                                   {BRAID_TRACE = out})
+    assert.equal("true\n", stdout)
+    assert.equal(0, code)
+    assert.is_true(events(out).n >= 1)
+  end)
+
+  it("BRAID_TRACE works under stock lua5.4 with braid.so", function()
+    local dir = EXE:match("^(.*)/[^/]*$") or "."
+    if not io.open(dir .. "/braid.so") or os.execute("LUA_CPATH=" .. quote(dir .. "/?.so") ..
+        " lua5.4 -e 'require \"braid\"' >/dev/null 2>&1") ~= true then
+      return -- no lua5.4 that loads braid.so from dir (a sanitizer build)
+    end
+    local out = tmpname()
+    local ok = os.execute("env -u BRAID_TRACE_PARENT BRAID_TRACE=" .. quote(out) .. " LUA_CPATH=" ..
+      quote(dir .. "/?.so") .. " lua5.4 -e " ..
+      quote("local t = require('braid.threading'); local l = t.Lock{name='L'}; " ..
+            "local th = t.Thread{target=function() l:acquire() l:release() end}; " ..
+            "l:acquire(); th:start(); require('braid').sleep(0.01); l:release(); th:join()"))
+    assert.is_true(ok)
+    local evs = events(out)
+    assert.is_true(#select_events(evs, function(e) return e.cat == "wait" and e.args.object == "L" end) >= 1)
+  end)
+
+  it("keeps memory bounded: full buffers spill to the file while recording", function()
+    local out = tmpname()
+    local stdout, stderr, _, code = run({}, [[
+local braid = require "braid"
+local queue = require "braid.queue"
+local q = queue.Queue{name = "q"}
+braid.trace.start(arg[1] or os.getenv("OUT"))
+for i = 1, 20000 do q:put(i) q:get() end -- 4 events each
+local f = io.open(os.getenv("OUT"), "rb")
+local size = f:seek("end")
+f:close()
+braid.trace.stop()
+f = io.open(os.getenv("OUT"), "rb")
+print(size, f:seek("end"))
+f:close()
+]], {BRAID_TRACE_BUFFER = "16384", OUT = out})
+    assert.equal(0, code, stderr)
+    local before, after = stdout:match("(%d+)%s+(%d+)")
+    before, after = tonumber(before), tonumber(after)
+    assert.is_true(after > 80000 * 50)
+    -- at most two buffers of 16 KiB were still in memory when we looked
+    assert.is_true(after - before <= 2 * 16384 + 4096, before .. " " .. after)
+    check_flows(events(out))
+  end)
+end)
