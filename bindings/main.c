@@ -14,6 +14,7 @@
 #include "braid.h"
 #include "clock.h"
 #include "executor.h"
+#include "ldump.h"
 #include "repl.h"
 #include "thread.h"
 #include "lprocess.h"
@@ -75,9 +76,11 @@ static const char usage_text[] =
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n"
     "  --worker  (internal) run as a process pool's worker\n"
+    "  --dump-on-timeout SECONDS  print a live dump (braid.dump) if still running then\n"
     "With no script, reads a script from stdin, or starts the REPL on a terminal.\n"
     "Environment: LUA_INIT_5_4 / LUA_INIT (run first), LUA_PATH, LUA_CPATH,\n"
-    "BRAID_HISTORY (REPL history file; empty: none). See braid(1).\n";
+    "BRAID_HISTORY (REPL history file; empty: none), BRAID_DUMP_AFTER (seconds, as\n"
+    "--dump-on-timeout). SIGQUIT (kill -QUIT) prints a live dump. See braid(1).\n";
 
 static void print_usage(const char *badoption)
 {
@@ -489,6 +492,20 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "--worker") == 0)
         return lbraid_worker_main(argc, argv);
+    /* --dump-on-timeout SECONDS, before the other options */
+    while (argc > 1 && strcmp(argv[1], "--dump-on-timeout") == 0) {
+        char *end = NULL;
+        double secs = argc > 2 ? strtod(argv[2], &end) : -1;
+        if (!end || *end || end == argv[2] || !(secs >= 0)) {
+            l_message(argv[0], "--dump-on-timeout needs a number of seconds");
+            return EXIT_FAILURE;
+        }
+        lbraid_dump_after(secs);
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
+    lbraid_dump_install_sigquit();
     set_worker_exe(argv[0]);
     L = luaL_newstate();
     if (L == NULL) {

@@ -519,3 +519,31 @@ int braid_executor_shutdown_group(uint64_t group, int64_t deadline)
             return rc;
     }
 }
+
+void braid_executor_visit(void (*fn)(void *ud, const braid_executor_view_t *v),
+                          void (*call_fn)(void *ud, const braid_buf_t *call, size_t aux),
+                          size_t max_calls, void *ud)
+{
+    pthread_mutex_lock(&pools_mu);
+    for (pool_t *p = pools_head; p; p = p->reg_next) {
+        if (atomic_load(&p->refs) <= 0)
+            continue; /* being freed */
+        pthread_mutex_lock(&p->mu);
+        if (!p->shutdown || p->nthreads > 0 || p->pending > 0) {
+            braid_executor_view_t v = {p->prefix,
+                                       p->max_workers,
+                                       p->nthreads,
+                                       atomic_load(&p->busy),
+                                       p->shutdown,
+                                       p->broken,
+                                       p->pending,
+                                       p->threads};
+            fn(ud, &v);
+            size_t k = 0;
+            for (task_t *t = p->head; call_fn && t && k < max_calls; t = t->next, k++)
+                call_fn(ud, &t->call, t->aux);
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_unlock(&pools_mu);
+}
