@@ -25,6 +25,7 @@
 #define MAX_FRAMES 40 /* per coroutine */
 #define MAX_COROS 16  /* nesting followed through resume/wrap */
 #define MAX_QUEUED 10 /* queued jobs listed per executor */
+#define NO_REPORT "not answering (in a C call, or running Lua code inside a coroutine)"
 
 /* ---- a growable text buffer (no Lua state needed) ---- */
 
@@ -514,7 +515,7 @@ static void format_dump(sbuf_t *b, braid_dump_entry_t *e, size_t n)
         if ((shown && shown[j]) || !e[j].thread)
             continue;
         add_thread_head(b, e[j].thread);
-        sb_printf(b, "%s", e[j].report ? e[j].report : "running C code (no report)");
+        sb_printf(b, "%s", e[j].report ? e[j].report : NO_REPORT);
     }
     free(shown);
     braid_thread_list_free(ts, nt);
@@ -614,6 +615,27 @@ static int start_detached(void *(*fn)(void *), void *arg, pthread_t *out)
 }
 
 static int quit_pipe[2] = {-1, -1};
+static int timer_forked; /* in a forked child: no timer thread to stop */
+
+/* A forked child has neither helper thread: SIGQUIT kills it as usual
+ * (not writing the parent's pipe) and exit does not wait for the timer. */
+static void helpers_atfork_child(void)
+{
+    if (quit_pipe[0] >= 0) {
+        signal(SIGQUIT, SIG_DFL);
+        close(quit_pipe[0]);
+        close(quit_pipe[1]);
+        quit_pipe[0] = quit_pipe[1] = -1;
+    }
+    timer_forked = 1;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, helpers_atfork_child);
+}
 
 static void on_sigquit(int sig)
 {
@@ -648,6 +670,7 @@ void lbraid_dump_install_sigquit(void)
         return;
     fcntl(quit_pipe[1], F_SETFL, O_NONBLOCK);
     pin_library();
+    pthread_once(&atfork_once, install_atfork);
     if (start_detached(quit_main, NULL, NULL) != 0)
         return;
     struct sigaction sa;
@@ -686,6 +709,8 @@ static void *timer_main(void *arg)
 /* At exit: the program ended in time, no dump. */
 static void timer_atexit(void)
 {
+    if (timer_forked)
+        return;
     pthread_mutex_lock(&timer_mu);
     timer_stop = 1;
     pthread_cond_signal(&timer_cv);
@@ -707,6 +732,7 @@ void lbraid_dump_after(double secs)
     pthread_condattr_destroy(&ca);
     timer_deadline = braid_clock_deadline(secs);
     pin_library();
+    pthread_once(&atfork_once, install_atfork);
     if (start_detached(timer_main, NULL, &timer_thread) == 0) {
         timer_started = 1;
         atexit(timer_atexit);

@@ -21,8 +21,29 @@ static atomic_uint open_gen; /* the generation being collected, 0: none */
 static braid_dump_serve_fn serve_fn;
 static _Thread_local braid_dump_slot_t *tls_slot;
 
+/* A forked child has only the forking thread: its slots (the chain of
+ * tls_slot) stay, the others belong to threads that do not exist there;
+ * locks another thread held at fork are made anew. */
+static void dump_atfork_child(void)
+{
+    pthread_mutex_init(&dump_mu, NULL);
+    pthread_mutex_init(&reg_mu, NULL);
+    atomic_store(&open_gen, 0);
+    reg_head = reg_tail = NULL;
+    for (braid_dump_slot_t *s = tls_slot; s; s = s->tls_prev) {
+        s->prev = NULL;
+        s->next = reg_head;
+        if (reg_head)
+            reg_head->prev = s;
+        else
+            reg_tail = s;
+        reg_head = s;
+    }
+}
+
 static void init_cv(void)
 {
+    pthread_atfork(NULL, NULL, dump_atfork_child);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -33,6 +54,7 @@ static void init_cv(void)
 braid_dump_slot_t *braid_dump_attach(void *data, braid_dump_request_fn request,
                                      braid_waiter_t *waiter)
 {
+    pthread_once(&cv_once, init_cv);
     braid_dump_slot_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
