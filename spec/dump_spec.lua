@@ -30,10 +30,11 @@ local function readfile(name)
   return s
 end
 
+-- Whether stock lua5.4 can load the braid.so beside $BRAID_EXE (not one
+-- built with a sanitizer runtime).
 local function have_stock()
-  local f = io.open(SO_DIR .. "/braid.so")
-  if f then f:close() end
-  return f ~= nil and os.execute("command -v lua5.4 >/dev/null 2>&1")
+  return os.execute("LUA_CPATH=" .. quote(SO_DIR .. "/?.so") ..
+    " lua5.4 -e 'require \"braid\"' >/dev/null 2>&1")
 end
 
 -- Runs `script` (text) with args; the child's stderr goes to a file whose
