@@ -271,6 +271,8 @@ static void ldump_hook(lua_State *L, lua_Debug *ar)
     ldump_unhook(ld, L);
     if (braid_dump_wanted(s))
         report_running(s, L, 0, "running");
+    if (ld->kind == LDUMP_THREAD)
+        lbraid_check_cancel(L); /* a cancel's hook may have been replaced by ours */
 }
 
 /* A parked owner's report (braid_waiter_park calls this through

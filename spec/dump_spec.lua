@@ -206,6 +206,30 @@ describe("live dump", function()
     assert.matches("needs a number of seconds", err)
   end)
 
+  it("shows a thread running Lua code at its next instruction, and cancel still stops it", function()
+    local out, err, code = run([==[
+local braid = require "braid"
+local threading = braid.threading
+local started = threading.Event()
+function spin()
+  started:set()
+  local x = 0
+  while true do x = x + 1 end
+end
+local t = threading.Thread{name = "spinner", target = function() spin() end}
+t:start()
+started:wait()
+for _ = 1, 5 do braid.dump() end
+t:cancel()
+print("joined", t:join(10) == nil and not t:is_alive())
+]==])
+    assert.equal(0, code, err)
+    assert.equal("joined\ttrue\n", out)
+    local th = threads_of(err)
+    assert.matches("^[^\n]*: running\n", th.spinner)
+    assert.matches("in function 'spin'", th.spinner)
+  end)
+
   -- 8 threads (queues, a lock, an event, sleeps) and 100 asyncio tasks
   -- (asyncio queue, lock, sleeps) in a loop thread, while the main thread
   -- dumps arg[1] times: the results must not change.
