@@ -64,13 +64,18 @@ static int lbraid_sleep_park(lua_State *L, int rc)
         return 0;
     }
     braid_waiter_prepare(w);
+    braid_waiter_begin(w, NULL, "sleep", deadline);
     for (;;) {
         rc = braid_waiter_park(w, deadline);
-        if (rc == BRAID_ETIMEOUT)
+        if (rc == BRAID_ETIMEOUT) {
+            braid_waiter_end(w, 0);
             return 0;
-        if (rc)
+        }
+        if (rc) {
+            braid_waiter_end(w, rc);
             return lbraid_core_error(L, rc, NULL); /* cancelled, interrupted */
-        braid_waiter_prepare(w);                   /* a stray wake-up: keep sleeping */
+        }
+        braid_waiter_prepare(w); /* a stray wake-up: keep sleeping */
     }
 }
 

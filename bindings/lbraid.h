@@ -54,6 +54,13 @@ void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode);
 braid_object_t *lbraid_check_object(lua_State *L, int idx, const braid_object_type_t *type);
 /* Any braid object at idx, or NULL. */
 braid_object_t *lbraid_to_object(lua_State *L, int idx);
+/* Constructor options: if argument 1 is a plain table, replaces the
+ * arguments by its fields keys[0..n-1] (the positional form) followed by
+ * the table itself at n+1; checks its name= is a string or nil. Otherwise
+ * leaves the arguments as they are. */
+void lbraid_unpack_opts(lua_State *L, const char *const *keys, int n);
+/* Names obj from the name= field of the table at idx, if any. */
+void lbraid_apply_name(lua_State *L, int idx, braid_object_t *obj);
 
 /* ---- codec (lcodec_enc.c, lcodec_dec.c) ---- */
 

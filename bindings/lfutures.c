@@ -705,6 +705,11 @@ static int lfutures_executor(lua_State *L)
         lua_getfield(L, 1, "initargs");
         init = 4;
         initargs = 5;
+        lua_getfield(L, 1, "name");
+        if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(
+                L, "bad option 'name' (string expected, got %s)", luaL_typename(L, -1));
+        lua_pop(L, 1);
         if (!lua_isnil(L, 2)) {
             if (!lua_isinteger(L, 2))
                 return luaL_error(L, "max_workers must be an integer");
@@ -771,6 +776,7 @@ static int lfutures_executor(lua_State *L)
     int rc = braid_executor_new(&ex, (int)max_workers, prefix, &thread_ops, u);
     if (rc)
         return lbraid_core_error(L, rc, "ThreadPoolExecutor");
+    lbraid_apply_name(L, 1, (braid_object_t *)ex);
     lbraid_push_object(L, (braid_object_t *)ex);
     braid_executor_release(ex);
     return 1;

@@ -27,12 +27,81 @@ static int lobject_tostring(lua_State *L)
     return 1;
 }
 
+static int lobject_set_name(lua_State *L)
+{
+    braid_object_t *obj = lbraid_to_object(L, 1);
+    if (!obj)
+        return luaL_typeerror(L, 1, "braid object");
+    const char *name = lua_isnil(L, 2) ? NULL : luaL_checkstring(L, 2);
+    int rc = braid_object_set_name(obj, name);
+    if (rc)
+        return lbraid_core_error(L, rc, "set_name");
+    return 0;
+}
+
+static int lobject_get_name(lua_State *L)
+{
+    braid_object_t *obj = lbraid_to_object(L, 1);
+    if (!obj)
+        return luaL_typeerror(L, 1, "braid object");
+    const char *name = braid_object_name(obj);
+    if (name)
+        lua_pushstring(L, name);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int lobject_label(lua_State *L)
+{
+    braid_object_t *obj = lbraid_to_object(L, 1);
+    if (!obj)
+        return luaL_typeerror(L, 1, "braid object");
+    char buf[BRAID_NAME_MAX + 1];
+    lua_pushstring(L, braid_object_label(obj, buf, sizeof buf));
+    return 1;
+}
+
+void lbraid_unpack_opts(lua_State *L, const char *const *keys, int n)
+{
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return;
+    lua_settop(L, 1);
+    luaL_checkstack(L, n + 2, NULL);
+    lua_getfield(L, 1, "name");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "bad option 'name' (string expected, got %s)", luaL_typename(L, -1));
+    lua_pop(L, 1);
+    for (int i = 0; i < n; i++)
+        lua_getfield(L, 1, keys[i]);
+    lua_rotate(L, 1, -1);
+}
+
+void lbraid_apply_name(lua_State *L, int idx, braid_object_t *obj)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return;
+    lua_getfield(L, idx, "name");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        braid_object_set_name(obj, lua_tostring(L, -1)); /* ENOMEM: unnamed */
+    lua_pop(L, 1);
+}
+
 void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods)
 {
     luaL_newmetatable(L, type->name);
     lua_newtable(L);
     if (methods)
         luaL_setfuncs(L, methods, 0);
+    static const luaL_Reg naming[] = {
+        {"set_name", lobject_set_name}, {"get_name", lobject_get_name}, {"_label", lobject_label}};
+    for (size_t i = 0; i < sizeof naming / sizeof *naming; i++) {
+        if (lua_getfield(L, -1, naming[i].name) == LUA_TNIL) {
+            lua_pushcfunction(L, naming[i].func);
+            lua_setfield(L, -3, naming[i].name);
+        }
+        lua_pop(L, 1);
+    }
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, lobject_gc);
     lua_setfield(L, -2, "__gc");

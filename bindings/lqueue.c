@@ -226,9 +226,15 @@ static int lqueue_in_loop(lua_State *L)
 static int lqueue_new(lua_State *L, braid_queue_kind_t kind)
 {
     lua_Integer maxsize = 0;
-    if (lua_istable(L, 1)) {
+    int opts = lua_istable(L, 1);
+    if (opts) {
         lua_getfield(L, 1, "maxsize");
         maxsize = luaL_optinteger(L, -1, 0);
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "name");
+        if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(
+                L, "bad option 'name' (string expected, got %s)", luaL_typename(L, -1));
         lua_pop(L, 1);
     } else if (kind != BRAID_QUEUE_SIMPLE) {
         maxsize = luaL_optinteger(L, 1, 0);
@@ -237,6 +243,8 @@ static int lqueue_new(lua_State *L, braid_queue_kind_t kind)
     int rc = braid_queue_new(kind, maxsize < 0 ? 0 : (long)maxsize, &q);
     if (rc)
         return lbraid_core_error(L, rc, "Queue");
+    if (opts)
+        lbraid_apply_name(L, 1, (braid_object_t *)q);
     lbraid_push_object(L, (braid_object_t *)q);
     braid_queue_release(q);
     return 1;

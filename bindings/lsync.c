@@ -108,6 +108,8 @@ int lsync_push_new(lua_State *L, int rc, braid_object_t *obj)
 {
     if (rc)
         return lbraid_core_error(L, rc, NULL);
+    if (lua_gettop(L) > 0)
+        lbraid_apply_name(L, lua_gettop(L), obj); /* an options table on top */
     lbraid_push_object(L, obj);
     braid_object_release(obj);
     return 1;
@@ -115,6 +117,7 @@ int lsync_push_new(lua_State *L, int rc, braid_object_t *obj)
 
 static int llock_new(lua_State *L)
 {
+    lbraid_unpack_opts(L, NULL, 0);
     braid_lock_t *l = NULL;
     int rc = braid_lock_new(&l);
     return lsync_push_new(L, rc, (braid_object_t *)l);
@@ -188,6 +191,7 @@ static braid_rlock_t *lrlock_check(lua_State *L, int idx)
 
 static int lrlock_new(lua_State *L)
 {
+    lbraid_unpack_opts(L, NULL, 0);
     braid_rlock_t *l = NULL;
     int rc = braid_rlock_new(&l);
     return lsync_push_new(L, rc, (braid_object_t *)l);
@@ -258,6 +262,8 @@ static braid_cond_t *lcond_check(lua_State *L, int idx)
 /* Condition(lock=RLock()) */
 static int lcond_new(lua_State *L)
 {
+    static const char *const keys[] = {"lock"};
+    lbraid_unpack_opts(L, keys, 1);
     braid_object_t *lock = NULL;
     int own = 0;
     if (lua_isnoneornil(L, 1)) {
@@ -430,6 +436,8 @@ static braid_sem_t *lsem_check(lua_State *L, int idx)
 
 static int sem_new(lua_State *L, int bounded)
 {
+    static const char *const keys[] = {"value"};
+    lbraid_unpack_opts(L, keys, 1);
     lua_Integer v = luaL_optinteger(L, 1, 1);
     if (v < 0)
         return lbraid_error(L, "ValueError", "semaphore initial value must be >= 0");
@@ -505,6 +513,7 @@ static braid_event_t *levent_check(lua_State *L, int idx)
 
 static int levent_new(lua_State *L)
 {
+    lbraid_unpack_opts(L, NULL, 0);
     braid_event_t *e = NULL;
     int rc = braid_event_new(&e);
     return lsync_push_new(L, rc, (braid_object_t *)e);
@@ -577,7 +586,10 @@ static braid_barrier_t *lbarrier_check(lua_State *L, int idx)
 /* Barrier(parties, action=nil, timeout=nil) */
 static int lbarrier_new(lua_State *L)
 {
-    lua_settop(L, 3);
+    static const char *const keys[] = {"parties", "action", "timeout"};
+    lbraid_unpack_opts(L, keys, 3);
+    int opts = lua_type(L, 4) == LUA_TTABLE ? 4 : 0;
+    lua_settop(L, opts ? 4 : 3);
     lua_Integer parties = luaL_checkinteger(L, 1);
     if (!lua_isnil(L, 2) && !lua_isfunction(L, 2)) {
         if (!luaL_getmetafield(L, 2, "__call"))
@@ -595,6 +607,8 @@ static int lbarrier_new(lua_State *L)
     if (rc)
         return lbraid_core_error(L, rc, NULL);
     braid_barrier_set_extra(b, action, timeout);
+    if (opts)
+        lbraid_apply_name(L, opts, (braid_object_t *)b);
     return lsync_push_new(L, 0, (braid_object_t *)b);
 }
 

@@ -270,6 +270,7 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
     }
     atomic_init(&p->refs, 1);
     atomic_init(&p->busy, 0);
+    braid_waitlist_init(&p->idle, NULL, "idle");
     p->max_workers = max_workers;
     p->ops = ops;
     p->ud = ud;

@@ -87,6 +87,7 @@ int braid_future_new(braid_future_t **out)
         return BRAID_EOS;
     }
     f->state = BRAID_FUTURE_PENDING;
+    braid_waitlist_init(&f->waiters, &f->obj, "result");
     if (braid_object_init(&f->obj, &braid_future_type) != 0) {
         pthread_mutex_destroy(&f->mu);
         free(f);
@@ -398,6 +399,7 @@ int braid_waitset_new(braid_waitset_t **out, braid_future_t *const *fs, size_t n
     if (!ws)
         return BRAID_ENOMEM;
     ws->n = n;
+    braid_waitlist_init(&ws->waiters, NULL, "wait");
     ws->fs = malloc((n ? n : 1) * sizeof *ws->fs);
     ws->watches = calloc(n + 1, sizeof *ws->watches);
     ws->ready = malloc((n ? n : 1) * sizeof *ws->ready);

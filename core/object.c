@@ -1,7 +1,9 @@
 /* Reference counting and the id registry, which lets an encoded value name
  * an object safely: a stale id is detected instead of dereferenced. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 #include "object.h"
@@ -51,6 +53,7 @@ int braid_object_init_id(braid_object_t *obj, const braid_object_type_t *type, u
 {
     obj->type = type;
     atomic_init(&obj->refs, 1);
+    atomic_init(&obj->name, NULL);
     pthread_mutex_lock(&reg_lock);
     if ((reg_count + 1) * 2 > reg_cap && reg_grow() != 0) {
         pthread_mutex_unlock(&reg_lock);
@@ -85,6 +88,69 @@ static void reg_remove(braid_object_t *obj)
     }
 }
 
+/* ---- names ---- */
+
+struct braid_name {
+    braid_name_t *older; /* the names this one replaced, freed with it */
+    char s[];
+};
+
+static void names_free(braid_name_t *n)
+{
+    while (n) {
+        braid_name_t *o = n->older;
+        free(n);
+        n = o;
+    }
+}
+
+int braid_object_set_name(braid_object_t *obj, const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (len > BRAID_NAME_MAX)
+        len = BRAID_NAME_MAX;
+    braid_name_t *n = malloc(sizeof *n + len + 1);
+    if (!n)
+        return BRAID_ENOMEM;
+    memcpy(n->s, name ? name : "", len);
+    n->s[len] = 0;
+    /* an empty string is "no name"; the node still keeps older ones */
+    braid_name_t *old = atomic_load_explicit(&obj->name, memory_order_relaxed);
+    do
+        n->older = old;
+    while (!atomic_compare_exchange_weak_explicit(
+        &obj->name, &old, n, memory_order_release, memory_order_relaxed));
+    return 0;
+}
+
+const char *braid_object_name(const braid_object_t *obj)
+{
+    braid_name_t *n = atomic_load_explicit(&((braid_object_t *)obj)->name, memory_order_acquire);
+    return n && n->s[0] ? n->s : NULL;
+}
+
+const char *braid_object_kind(const braid_object_t *obj)
+{
+    const char *t = obj->type->name, *dot = strrchr(t, '.');
+    return dot ? dot + 1 : t;
+}
+
+const char *braid_object_label(const braid_object_t *obj, char *buf, size_t n)
+{
+    if (!n)
+        return buf;
+    const char *name = braid_object_name(obj);
+    if (name)
+        snprintf(buf, n, "%s", name);
+    else
+        snprintf(buf,
+                 n,
+                 "%s#%llu",
+                 braid_object_kind(obj),
+                 (unsigned long long)(obj->id & ~(1ULL << 63)));
+    return buf;
+}
+
 void braid_object_retain(braid_object_t *obj)
 {
     atomic_fetch_add_explicit(&obj->refs, 1, memory_order_relaxed);
@@ -102,6 +168,7 @@ void braid_object_release(braid_object_t *obj)
         reg_remove(obj);
         pthread_mutex_unlock(&reg_lock);
     }
+    names_free(atomic_load_explicit(&obj->name, memory_order_acquire));
     obj->type->destroy(obj);
 }
 

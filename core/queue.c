@@ -171,6 +171,9 @@ int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)
         return BRAID_EOS;
     }
     q->kind = kind;
+    braid_waitlist_init(&q->getters, &q->obj, "get");
+    braid_waitlist_init(&q->putters, &q->obj, "put");
+    braid_waitlist_init(&q->joiners, &q->obj, "join");
     q->maxsize = kind == BRAID_QUEUE_SIMPLE || maxsize < 0 ? 0 : maxsize;
     if (braid_object_init(&q->obj, &braid_queue_types[kind]) != 0) {
         pthread_mutex_destroy(&q->mu);

@@ -41,11 +41,11 @@ typedef struct lockcore {
     braid_waitlist_t wl;
 } lockcore_t;
 
-static int core_init(lockcore_t *c)
+static int core_init(lockcore_t *c, const braid_object_t *owner)
 {
     atomic_init(&c->state, 0);
     atomic_init(&c->nwait, 0);
-    c->wl.head = c->wl.tail = NULL;
+    braid_waitlist_init(&c->wl, owner, "acquire");
     return pthread_mutex_init(&c->mu, NULL) ? BRAID_EOS : 0;
 }
 
@@ -145,7 +145,7 @@ int braid_lock_new(braid_lock_t **out)
     braid_lock_t *l = malloc(sizeof *l);
     if (!l)
         return BRAID_ENOMEM;
-    if (core_init(&l->core)) {
+    if (core_init(&l->core, &l->obj)) {
         free(l);
         return BRAID_EOS;
     }
@@ -196,7 +196,7 @@ int braid_rlock_new(braid_rlock_t **out)
     braid_rlock_t *l = malloc(sizeof *l);
     if (!l)
         return BRAID_ENOMEM;
-    if (core_init(&l->core)) {
+    if (core_init(&l->core, &l->obj)) {
         free(l);
         return BRAID_EOS;
     }
@@ -282,7 +282,7 @@ int braid_cond_new(braid_cond_t **out, braid_object_t *lock)
         free(c);
         return BRAID_EOS;
     }
-    c->wl.head = c->wl.tail = NULL;
+    braid_waitlist_init(&c->wl, &c->obj, "wait");
     if (braid_object_init(&c->obj, &braid_cond_type)) {
         pthread_mutex_destroy(&c->mu);
         free(c);
@@ -437,7 +437,7 @@ int braid_sem_new(braid_sem_t **out, long value, int bounded)
         free(s);
         return BRAID_EOS;
     }
-    s->wl.head = s->wl.tail = NULL;
+    braid_waitlist_init(&s->wl, &s->obj, "acquire");
     s->value = s->initial = value;
     s->bounded = bounded;
     if (braid_object_init(&s->obj, &braid_sem_type)) {
@@ -524,7 +524,7 @@ int braid_event_new(braid_event_t **out)
         return BRAID_EOS;
     }
     atomic_init(&e->flag, 0);
-    e->wl.head = e->wl.tail = NULL;
+    braid_waitlist_init(&e->wl, &e->obj, "wait");
     if (braid_object_init(&e->obj, &braid_event_type)) {
         pthread_mutex_destroy(&e->mu);
         free(e);
@@ -617,8 +617,8 @@ int braid_barrier_new(braid_barrier_t **out, long parties)
         free(b);
         return BRAID_EOS;
     }
-    b->wl.head = b->wl.tail = NULL;
-    b->enter.head = b->enter.tail = NULL;
+    braid_waitlist_init(&b->wl, &b->obj, "wait");
+    braid_waitlist_init(&b->enter, &b->obj, "wait");
     b->parties = parties;
     b->count = 0;
     b->state = B_FILLING;

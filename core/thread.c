@@ -87,6 +87,7 @@ static braid_thread_t *thread_alloc(const char *name, int kind, int daemon)
     }
     t->kind = kind;
     t->daemon = daemon;
+    braid_waitlist_init(&t->joiners, &t->obj, "join");
     t->state = kind == K_BRAID ? BRAID_THREAD_NEW : BRAID_THREAD_RUNNING;
     atomic_init(&t->cancel_flag, 0);
     atomic_init(&t->done, 0);
@@ -95,6 +96,7 @@ static braid_thread_t *thread_alloc(const char *name, int kind, int daemon)
         thread_destroy(&t->obj);
         return NULL;
     }
+    braid_object_set_name(&t->obj, name); /* best effort: the label only */
     return t;
 }
 
@@ -156,7 +158,7 @@ typedef struct worker {
 } worker_t;
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static braid_waitlist_t pool_idle;
+static braid_waitlist_t pool_idle = {NULL, NULL, NULL, "idle"};
 static int pool_nidle;
 /* Workers whose thread is about to be DONE (a joiner may already be back)
  * take queued starts before parking: a start right after a join does not
@@ -322,8 +324,8 @@ static braid_thread_prep_fn prep_fn;
 static braid_thread_discard_fn prep_discard;
 static void *prep_stock[PREP_MAX];
 static int prep_nstock;
-static int prep_running;           /* the preparer exists (pool_mu) */
-static braid_waitlist_t prep_idle; /* the parked preparer */
+static int prep_running;                                        /* the preparer exists (pool_mu) */
+static braid_waitlist_t prep_idle = {NULL, NULL, NULL, "idle"}; /* the parked preparer */
 
 void braid_thread_set_prep(braid_thread_prep_fn prep, braid_thread_discard_fn discard)
 {
@@ -501,7 +503,7 @@ int braid_thread_set_name(braid_thread_t *t, const char *name)
     t->name = n;
     pthread_mutex_unlock(&t->mu);
     free(old);
-    return 0;
+    return braid_object_set_name(&t->obj, name);
 }
 
 int braid_thread_daemon(braid_thread_t *t)

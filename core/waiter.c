@@ -102,6 +102,10 @@ int braid_waiter_init(braid_waiter_t *w)
     w->list_mu = NULL;
     w->deadline = 0;
     w->settle_count = NULL;
+    atomic_init(&w->blocked_on, NULL);
+    atomic_init(&w->blocked_op, NULL);
+    atomic_init(&w->blocked_since, 0);
+    atomic_init(&w->blocked_deadline, 0);
     return 0;
 }
 
@@ -308,6 +312,42 @@ int braid_waiter_take_cancel(braid_waiter_t *w)
     return atomic_exchange(&w->cancelled, 0);
 }
 
+/* ---- wait records ---- */
+
+void braid_waiter_begin(braid_waiter_t *w, const braid_object_t *on, const char *op,
+                        int64_t deadline)
+{
+    /* since first (readers use it as the record's version), op last */
+    atomic_store_explicit(&w->blocked_since, braid_clock_now(), memory_order_relaxed);
+    atomic_store_explicit(&w->blocked_on, on, memory_order_relaxed);
+    atomic_store_explicit(&w->blocked_deadline, deadline, memory_order_relaxed);
+    atomic_store_explicit(&w->blocked_op, op ? op : "wait", memory_order_release);
+}
+
+void braid_waiter_end(braid_waiter_t *w, int rc)
+{
+    (void)rc;
+    atomic_store_explicit(&w->blocked_op, NULL, memory_order_release);
+}
+
+int braid_waiter_record(const braid_waiter_t *w, braid_wait_record_t *out)
+{
+    braid_waiter_t *m = (braid_waiter_t *)w;
+    for (int i = 0; i < 8; i++) {
+        int64_t since = atomic_load_explicit(&m->blocked_since, memory_order_acquire);
+        out->op = atomic_load_explicit(&m->blocked_op, memory_order_acquire);
+        out->on = atomic_load_explicit(&m->blocked_on, memory_order_relaxed);
+        out->deadline = atomic_load_explicit(&m->blocked_deadline, memory_order_relaxed);
+        out->since = since;
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&m->blocked_since, memory_order_relaxed) == since)
+            break;
+    }
+    if (!out->op)
+        out->on = NULL;
+    return out->op != NULL;
+}
+
 void braid_waitlist_push(braid_waitlist_t *l, braid_waiter_t *w)
 {
     w->next = NULL;
@@ -367,18 +407,25 @@ static int wait_async(braid_waitlist_t *l, pthread_mutex_t *mu, int64_t deadline
         if (w->woken) {
             if (token_io)
                 *token_io = w->token;
+            braid_waiter_end(w, 0);
             return 0;
         }
-        if (atomic_load(&w->cancelled))
+        if (atomic_load(&w->cancelled)) {
+            braid_waiter_end(w, BRAID_ECANCELLED);
             return BRAID_ECANCELLED;
-        if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
+        }
+        if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline) {
+            braid_waiter_end(w, BRAID_ETIMEOUT);
             return BRAID_ETIMEOUT;
+        }
     } else if (atomic_load(&w->cancelled)) {
         return BRAID_ECANCELLED;
     }
     braid_waiter_prepare(w);
     w->token = token_io ? *token_io : 0;
     braid_waitlist_push(l, w);
+    if (!atomic_load_explicit(&w->blocked_op, memory_order_relaxed))
+        braid_waiter_begin(w, l->owner, l->op, deadline);
     w->list = l;
     w->list_mu = mu;
     w->deadline = deadline;
@@ -399,6 +446,7 @@ int braid_waitlist_wait(braid_waitlist_t *l, pthread_mutex_t *mu, int64_t deadli
     braid_waiter_prepare(w);
     w->token = token_io ? *token_io : 0;
     braid_waitlist_push(l, w);
+    braid_waiter_begin(w, l->owner, l->op, deadline);
     pthread_mutex_unlock(mu);
     int rc = braid_waiter_park(w, deadline);
     pthread_mutex_lock(mu);
@@ -406,6 +454,7 @@ int braid_waitlist_wait(braid_waitlist_t *l, pthread_mutex_t *mu, int64_t deadli
         braid_waitlist_remove(l, w);
     else
         rc = 0; /* a waker got to us first: we own what it handed over */
+    braid_waiter_end(w, rc);
     if (token_io)
         *token_io = w->token;
     return rc;

@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "object.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -45,13 +47,48 @@ struct braid_waiter {
     /* A count the primitive keeps while the waiter is linked (a lock's
      * waiter count): settle decrements it, as the call returning would. */
     atomic_int *settle_count;
+    /* The wait record: what this waiter is blocked on, for the trace and
+     * the dump. Set by the owner when a blocking wait begins (in
+     * braid_waitlist_wait from the list's owner/op, or braid_waiter_begin)
+     * and cleared when it ends; read from any thread with
+     * braid_waiter_record. blocked_op is a static string ("acquire", "get",
+     * "put", "wait", "join", "result", "sleep", "idle", ...), NULL while
+     * not blocked; blocked_on is the object (NULL for sleep and for waits
+     * on no object), alive while the record is set since the waiting call
+     * holds a reference; blocked_since is braid_clock_now() at the start,
+     * blocked_deadline the wait's deadline (BRAID_FOREVER: no timeout).
+     * A task waiter's record stays set while the task is suspended on the
+     * wait. */
+    _Atomic(const braid_object_t *) blocked_on;
+    _Atomic(const char *) blocked_op;
+    _Atomic int64_t blocked_since, blocked_deadline;
 };
+
+/* A snapshot of a waiter's wait record. */
+typedef struct braid_wait_record {
+    const braid_object_t *on;
+    const char *op; /* NULL: not blocked */
+    int64_t since, deadline;
+} braid_wait_record_t;
 
 enum { BRAID_WAIT_IDLE, BRAID_WAIT_PENDING, BRAID_WAIT_RESUMED };
 
 struct braid_waitlist {
     braid_waiter_t *head, *tail;
+    /* What a wait on this list is (copied into the wait record): the
+     * object that owns the list (may be NULL) and a static op name. */
+    const braid_object_t *owner;
+    const char *op;
 };
+
+/* Initialises an empty wait list owned by owner, whose waits are op. */
+static inline void braid_waitlist_init(braid_waitlist_t *l, const braid_object_t *owner,
+                                       const char *op)
+{
+    l->head = l->tail = NULL;
+    l->owner = owner;
+    l->op = op;
+}
 
 /* Initialise/destroy a waiter. init returns 0 or BRAID_EOS. */
 int braid_waiter_init(braid_waiter_t *w);
@@ -67,6 +104,17 @@ void braid_waiter_set_current(braid_waiter_t *w);
 braid_waiter_t *braid_waiter_swap_current(braid_waiter_t *w);
 /* The current waiter if there is one, else NULL (never creates one). */
 braid_waiter_t *braid_waiter_peek_current(void);
+
+/* Sets / clears the wait record of w for a blocking wait that does not go
+ * through braid_waitlist_wait (e.g. sleep: braid_waiter_park directly).
+ * end reports the outcome (0, BRAID_ETIMEOUT, BRAID_ECANCELLED...) to the
+ * trace. */
+void braid_waiter_begin(braid_waiter_t *w, const braid_object_t *on, const char *op,
+                        int64_t deadline);
+void braid_waiter_end(braid_waiter_t *w, int rc);
+/* Snapshots w's wait record; thread-safe (a record changing meanwhile is
+ * read again). Returns 1 if w is blocked (out->op non-NULL), else 0. */
+int braid_waiter_record(const braid_waiter_t *w, braid_wait_record_t *out);
 
 /* Whether a thread may spin a few microseconds on a condition of its own
  * (before waiting on a list): there is more than one core and no more of

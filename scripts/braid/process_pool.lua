@@ -256,8 +256,11 @@ local function new_pool(opts, replace)
     end
     local method = opts.start_method or mp.get_start_method()
     mp.get_context(method)
+    if opts.name ~= nil and type(opts.name) ~= "string" then
+        error("bad option 'name' (string expected, got " .. type(opts.name) .. ")", 3)
+    end
     instances = instances + 1
-    local self = setmetatable({_n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
+    local self = setmetatable({_name = opts.name, _n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
                                _cur = mp.Array("q", n), _state = mp.Value("i", 0),
                                _ctl = queue.SimpleQueue(), _next = 0, _shutdown = false}, PPE)
     local cfg = {n = n, start_method = method, initializer = opts.initializer,
@@ -273,6 +276,17 @@ end
 --- ProcessPoolExecutor{max_workers=, initializer=, initargs=, max_tasks_per_child=, start_method=}
 function M.ProcessPoolExecutor(opts)
     return new_pool(opts, false)
+end
+
+function PPE:get_name()
+    return self._name
+end
+
+function PPE:set_name(name)
+    if name ~= nil and type(name) ~= "string" then
+        error("bad argument #1 to 'set_name' (string expected, got " .. type(name) .. ")", 2)
+    end
+    self._name = name
 end
 
 function PPE:_max_workers()

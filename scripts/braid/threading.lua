@@ -246,6 +246,14 @@ function Thread:result(timeout)
     return C._result(rawget(self, "_handle"), timeout)
 end
 
+function Thread:get_name()
+    return self.name
+end
+
+function Thread:set_name(name)
+    self.name = name
+end
+
 function Thread:is_alive()
     return C._is_alive(rawget(self, "_handle"))
 end
