@@ -199,21 +199,53 @@ static void job_of(lua_State *root, char *out, size_t n)
     }
 }
 
-/* The first line of a report: the thread's state. */
+/* Appends what the waiter w (its owner's, read by the owner) is blocked
+ * on: ` on Lock "db" in acquire for 1.50 s, no timeout`. */
+static void add_wait(sbuf_t *b, braid_waiter_t *w)
+{
+    braid_wait_record_t r;
+    if (!w || !braid_waiter_record(w, &r))
+        return;
+    if (r.on && r.on->type == &braid_thread_type) {
+        char *name = braid_thread_name((braid_thread_t *)r.on);
+        sb_printf(b, " on Thread \"%s\"", name ? name : "?");
+        free(name);
+    } else if (r.on && braid_object_name(r.on)) {
+        sb_printf(b, " on %s \"%s\"", braid_object_kind(r.on), braid_object_name(r.on));
+    } else if (r.on) {
+        char label[64];
+        sb_printf(b, " on %s", braid_object_label(r.on, label, sizeof label));
+    }
+    int64_t now = braid_clock_now();
+    sb_printf(b, " in %s for %.2f s, ", r.op, (double)(now - r.since) / 1e9);
+    if (r.deadline == BRAID_FOREVER)
+        sb_printf(b, "no timeout");
+    else
+        sb_printf(
+            b, "timeout in %.2f s", r.deadline > now ? (double)(r.deadline - now) / 1e9 : 0.0);
+}
+
+/* The first line of a report: the thread's state (running is what to say
+ * of a running thread, NULL for a parked one). */
 static void add_state(sbuf_t *b, ldump_state_t *ld, const char *running)
 {
     lua_Debug ar;
     int idle = !lua_getstack(ld->L, 0, &ar);
+    braid_waiter_t *w = running ? NULL : ld->slot->waiter;
     if (ld->kind == LDUMP_WORKER) {
         char job[256];
         job_of(ld->L, job, sizeof job);
-        if (idle || !*job)
+        if (idle || !*job) {
             sb_printf(b, "idle in pool");
-        else
-            sb_printf(b, "%s job %s", running ? running : "blocked in", job);
-        return;
+            return;
+        }
+        sb_printf(b, "%s job %s", running ? running : "blocked in", job);
+        if (w)
+            sb_printf(b, ":");
+    } else {
+        sb_printf(b, "%s", running ? running : idle ? "idle" : "blocked");
     }
-    sb_printf(b, "%s", running ? running : idle ? "idle" : "blocked");
+    add_wait(b, w);
 }
 
 /* ---- asyncio tasks of a loop running in the state (Lua code) ---- */
@@ -447,7 +479,7 @@ static void ex_view(void *ud, const braid_executor_view_t *v)
     ex_ctx_t *x = ud;
     sb_printf(x->b,
               "\nExecutor \"%s\" (max_workers %d, %d thread%s, %d busy, %zu queued%s%s)",
-              v->prefix,
+              v->name ? v->name : v->prefix,
               v->max_workers,
               v->nthreads,
               v->nthreads == 1 ? "" : "s",

@@ -44,6 +44,7 @@ struct pool {
     void *ud;
     pool_t *reg_next, *reg_prev; /* live pools (pools_mu) */
     uint64_t group;              /* braid_thread_group of its creator */
+    braid_executor_t *ex;        /* its executor object while alive (mu) */
 };
 
 struct braid_executor {
@@ -228,6 +229,9 @@ static void worker_main(braid_thread_t *thread, void *arg)
 static void executor_destroy(braid_object_t *o)
 {
     braid_executor_t *ex = (braid_executor_t *)o;
+    pthread_mutex_lock(&ex->pool->mu);
+    ex->pool->ex = NULL;
+    pthread_mutex_unlock(&ex->pool->mu);
     braid_executor_shutdown(ex, 0, 0, 0);
     pool_release(ex->pool);
     free(ex);
@@ -276,6 +280,7 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
     p->ud = ud;
     p->group = braid_thread_group();
     ex->pool = p;
+    p->ex = ex;
     if (braid_object_init(&ex->obj, &braid_executor_type) != 0) {
         free(ex);
         pool_release(p);
@@ -532,6 +537,7 @@ void braid_executor_visit(void (*fn)(void *ud, const braid_executor_view_t *v),
         pthread_mutex_lock(&p->mu);
         if (!p->shutdown || p->nthreads > 0 || p->pending > 0) {
             braid_executor_view_t v = {p->prefix,
+                                       p->ex ? braid_object_name(&p->ex->obj) : NULL,
                                        p->max_workers,
                                        p->nthreads,
                                        atomic_load(&p->busy),

@@ -77,6 +77,7 @@ size_t braid_executor_pending(braid_executor_t *ex);
  * visit only). */
 typedef struct braid_executor_view {
     const char *prefix; /* its workers' name prefix */
+    const char *name;   /* the executor's name (braid_object_set_name) or NULL */
     int max_workers, nthreads, busy, shutdown, broken;
     size_t pending;
     braid_thread_t *const *threads; /* nthreads workers, borrowed */

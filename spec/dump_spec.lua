@@ -153,7 +153,10 @@ local function check_deadlock(out, err, code)
   assert.is_truthy(au, err)
   assert.matches("in function 'transfer'", tr)
   assert.matches("in function 'audit'", au)
+  assert.matches('Lock "ledger"', tr)
+  assert.matches('Lock "accounts"', au)
   assert.matches("acquire", tr)
+  assert.matches("no timeout", tr)
   assert.matches("native id %d+", tr)
   assert.is_truthy(t.MainThread, err)
 end
@@ -228,6 +231,37 @@ print("joined", t:join(10) == nil and not t:is_alive())
     local th = threads_of(err)
     assert.matches("^[^\n]*: running\n", th.spinner)
     assert.matches("in function 'spin'", th.spinner)
+  end)
+
+  it("shows executors: each worker's job and wait, the queued jobs, idle workers", function()
+    local out, err, code = run([==[
+local braid = require "braid"
+local threading, futures = braid.threading, braid.futures
+local gate, started = threading.Event{name = "gate"}, threading.Event()
+local ex = futures.ThreadPoolExecutor{max_workers = 1, name = "jobs"}
+local function blocked_job() started:set() gate:wait() return 1 end
+local function queued_job() return 2 end
+local f = ex:submit(blocked_job)
+local q = {}
+for i = 1, 3 do q[i] = ex:submit(queued_job) end
+started:wait()
+braid.dump()
+gate:set()
+local s = f:result()
+for i = 1, 3 do s = s + q[i]:result() end
+braid.dump()
+ex:shutdown()
+print("sum", s)
+]==])
+    assert.equal(0, code, err)
+    assert.equal("sum\t7\n", out)
+    local first = err:match("^(.-==== end of braid dump ====)")
+    local second = err:sub(#first + 1)
+    assert.matches('Executor "jobs" %(max_workers 1, 1 thread, 1 busy, 3 queued%)', first)
+    assert.matches("worker [^\n]*: blocked in job [^\n]+:5: on Event \"gate\" in wait for [%d.]+ s, no timeout", first)
+    local _, nq = first:gsub("\n    [^\n]+:6", "")
+    assert.equal(3, nq)
+    assert.matches("worker [^\n]*: idle in pool", second)
   end)
 
   -- 8 threads (queues, a lock, an event, sleeps) and 100 asyncio tasks
