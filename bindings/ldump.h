@@ -4,6 +4,7 @@
 #define BRAID_LDUMP_H
 
 #include <lua.h>
+#include <stddef.h>
 
 enum { LDUMP_MAIN, LDUMP_THREAD, LDUMP_WORKER };
 
@@ -24,5 +25,19 @@ void lbraid_dump_from_env(void);
 /* SIGQUIT dumps (the braid executable): the handler writes a pipe that a
  * watcher thread reads. */
 void lbraid_dump_install_sigquit(void);
+
+/* ---- internal to ldump.c and ldump_print.c ---- */
+
+/* A growable text buffer, filled without a Lua state. */
+typedef struct ldump_buf {
+    char *p;
+    size_t n, cap;
+} ldump_buf_t;
+/* Appends printf-style text (the text stops where memory runs out). */
+void ldump_printf(ldump_buf_t *b, const char *fmt, ...);
+struct braid_dump_slot;
+/* Collects one dump (self, may be NULL, reporting self_report) and prints
+ * it whole to stderr. */
+void ldump_print(struct braid_dump_slot *self, const char *self_report);
 
 #endif
