@@ -269,6 +269,31 @@ print("sum", s)
     assert.matches("worker [^\n]*: idle in pool", second)
   end)
 
+  it("from inside an asyncio task: the traceback goes through the task into the loop", function()
+    local out, err, code = run([==[
+local braid = require "braid"
+local asyncio = braid.asyncio
+function napper() asyncio.sleep(30) end
+function reporter()
+  asyncio.sleep(0)
+  braid.dump()
+end
+asyncio.run(function()
+  local t = asyncio.create_task(napper)
+  asyncio.await(asyncio.create_task(reporter))
+  t:cancel()
+end)
+print("done")
+]==])
+    assert.equal(0, code, err)
+    assert.equal("done\n", out)
+    local main = threads_of(err).MainThread
+    assert.matches(":6: in local 'fn'\n.*in field 'run'\n[^\n]*:8: in main chunk", main)
+    assert.matches("asyncio loop: 3 tasks", main)
+    assert.matches("Task 'Task%-3' %(id 3%) running", main)
+    assert.matches("Task 'Task%-2' %(id 2%)\n[^\n]*\n[^\n]*asyncio.sleep'\n[^\n]*in function 'napper'", main)
+  end)
+
   -- 8 threads (queues, a lock, an event, sleeps) and 100 asyncio tasks
   -- (asyncio queue, lock, sleeps) in a loop thread, while the main thread
   -- dumps arg[1] times: the results must not change.

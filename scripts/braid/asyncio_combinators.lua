@@ -515,10 +515,11 @@ return function(M, I)
         chain[#chain + 1] = name(a.future)
         a = a.awaited_by[1]
       end
+      local running = t == I.current()
       lines[#lines + 1] = ("  Task %s (id %d)%s%s"):format(name(t), t.id,
-        t == I.current() and " running" or "",
+        running and " running (its stack is the thread's, above)" or "",
         #chain > 0 and (" awaited by " .. table.concat(chain, " <- ")) or "")
-      for line in (g.call_stack or ""):gmatch("[^\n]+") do
+      for line in (not running and g.call_stack or ""):gmatch("[^\n]+") do
         if not line:match("^stack traceback") then lines[#lines + 1] = "\t" .. line:gsub("^\t", "  ") end
       end
     end
