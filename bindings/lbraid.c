@@ -7,6 +7,7 @@
 #include "braid.h"
 #include "executor.h"
 #include "lbraid.h"
+#include "ldump.h"
 #include "lpreload.h"
 #include "lstate.h"
 #include "process.h"
@@ -187,6 +188,8 @@ int lbraid_root_open(lua_State *L)
     luaL_newlib(L, root_funcs);
     lua_pushliteral(L, BRAID_VERSION);
     lua_setfield(L, -2, "version");
+    lua_pushcfunction(L, lbraid_dump_fn());
+    lua_setfield(L, -2, "dump");
     lbraid_open_error(L);
     lua_setfield(L, -2, "Error");
     lbraid_open_trace(L);
@@ -206,6 +209,8 @@ int braid_openlibs(lua_State *L)
     lbraid_preload(L);
     lbraid_install_print(L);
     lbraid_ctx(L)->main = 1;
+    lbraid_dump_attach(L, LDUMP_MAIN); /* this thread reports in live dumps */
+    lbraid_dump_from_env();
     return 0;
 }
 

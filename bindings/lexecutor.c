@@ -7,6 +7,7 @@
 
 #include "executor.h"
 #include "future.h"
+#include "ldump.h"
 #include "lfutures.h"
 #include "lstate.h"
 #include "trace.h"
@@ -67,6 +68,7 @@ static int worker_start(void *ud, int index, void **wctxp, char **errmsg)
     *wctxp = w;
     lua_gc(L, LUA_GCGEN, 0, 0);
     lbraid_ctx(L); /* binds this thread's waiter */
+    lbraid_dump_attach(L, LDUMP_WORKER);
     lua_getglobal(L, "package");
     if (u->path) {
         lua_pushstring(L, u->path);

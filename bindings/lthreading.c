@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ldump.h"
 #include "lsync.h"
 #include "thread.h"
 #include "trace.h"
@@ -261,6 +262,7 @@ static void lthread_entry(braid_thread_t *t, void *arg)
     ctx->thread = (braid_object_t *)t;
     ctx->waiter = braid_thread_waiter(t);
     braid_thread_set_cancel_hook(t, lthread_interrupt, L);
+    lbraid_dump_attach(L, LDUMP_THREAD);
 
     lua_pushcfunction(L, lthread_body);
     lua_pushlightuserdata(L, t);

@@ -14,6 +14,7 @@
 #include "braid.h"
 #include "clock.h"
 #include "executor.h"
+#include "ldump.h"
 #include "repl.h"
 #include "thread.h"
 #include "trace.h"
@@ -77,11 +78,14 @@ static const char usage_text[] =
     "  -         stop handling options and execute stdin\n"
     "  --worker  (internal) run as a process pool's worker\n"
     "  --trace FILE  record a timeline of the run into FILE (Chrome trace JSON;\n"
-    "                first option only; see docs/tracing.md)\n"
+    "                see docs/tracing.md)\n"
+    "  --dump-on-timeout SECONDS  print a live dump (braid.dump) if still running then\n"
+    "(--trace and --dump-on-timeout come before other options.)\n"
     "With no script, reads a script from stdin, or starts the REPL on a terminal.\n"
     "Environment: LUA_INIT_5_4 / LUA_INIT (run first), LUA_PATH, LUA_CPATH,\n"
-    "BRAID_HISTORY (REPL history file; empty: none), BRAID_TRACE (like --trace).\n"
-    "See braid(1).\n";
+    "BRAID_HISTORY (REPL history file; empty: none), BRAID_TRACE (like --trace),\n"
+    "BRAID_DUMP_AFTER (seconds, as --dump-on-timeout). SIGQUIT (kill -QUIT) prints\n"
+    "a live dump. See braid(1).\n";
 
 static void print_usage(const char *badoption)
 {
@@ -483,8 +487,9 @@ static void set_worker_exe(const char *argv0)
     }
 }
 
-/* "--trace FILE" (or --trace=FILE) as the first option: starts the
- * timeline and removes the option from argv. Returns 0, or 1 on error. */
+/* "--trace FILE" (or --trace=FILE) as a leading option: starts the
+ * timeline and removes the option from argv. -1 on error, 1 when taken,
+ * 0 if absent. */
 static int take_trace_option(int *argc, char **argv)
 {
     if (*argc < 2 || strncmp(argv[1], "--trace", 7) != 0 ||
@@ -494,19 +499,37 @@ static int take_trace_option(int *argc, char **argv)
     const char *path = used == 1 ? argv[1] + 8 : argv[2];
     if (!path || !*path) {
         l_message(argv[0], "--trace needs a file name");
-        return 1;
+        return -1;
     }
     const char *script = *argc > used + 1 ? argv[used + 1] : "stdin";
     char name[512];
     snprintf(name, sizeof name, "braid %s", script);
     if (braid_trace_start(path, name) != 0) {
         l_message(argv[0], "cannot open the trace file");
-        return 1;
+        return -1;
     }
     for (int i = 1; i + used <= *argc; i++)
         argv[i] = argv[i + used];
     *argc -= used;
-    return 0;
+    return 1;
+}
+
+/* --dump-on-timeout SECONDS: -1 on a bad value, 1 when taken, 0 if absent */
+static int take_dump_option(int *argc, char **argv)
+{
+    if (*argc < 2 || strcmp(argv[1], "--dump-on-timeout") != 0)
+        return 0;
+    char *end = NULL;
+    double secs = *argc > 2 ? strtod(argv[2], &end) : -1;
+    if (!end || *end || end == argv[2] || !(secs >= 0)) {
+        l_message(argv[0], "--dump-on-timeout needs a number of seconds");
+        return -1;
+    }
+    lbraid_dump_after(secs);
+    for (int i = 1; i + 2 <= *argc; i++)
+        argv[i] = argv[i + 2];
+    *argc -= 2;
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -519,8 +542,10 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "--worker") == 0)
         return lbraid_worker_main(argc, argv);
-    if (take_trace_option(&argc, argv))
-        return EXIT_FAILURE;
+    for (int r; (r = take_trace_option(&argc, argv) | take_dump_option(&argc, argv)) != 0;)
+        if (r < 0)
+            return EXIT_FAILURE;
+    lbraid_dump_install_sigquit();
     set_worker_exe(argv[0]);
     L = luaL_newstate();
     if (L == NULL) {

@@ -46,6 +46,7 @@ struct pool {
     pool_t *reg_next, *reg_prev; /* live pools (pools_mu) */
     uint64_t group;              /* braid_thread_group of its creator */
     char label[64];              /* the executor's label, for the trace (mu) */
+    braid_executor_t *ex;        /* its executor object while alive (mu) */
 };
 
 struct braid_executor {
@@ -254,6 +255,9 @@ static void worker_main(braid_thread_t *thread, void *arg)
 static void executor_destroy(braid_object_t *o)
 {
     braid_executor_t *ex = (braid_executor_t *)o;
+    pthread_mutex_lock(&ex->pool->mu);
+    ex->pool->ex = NULL;
+    pthread_mutex_unlock(&ex->pool->mu);
     braid_executor_shutdown(ex, 0, 0, 0);
     pool_release(ex->pool);
     free(ex);
@@ -302,6 +306,7 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
     p->ud = ud;
     p->group = braid_thread_group();
     ex->pool = p;
+    p->ex = ex;
     if (braid_object_init(&ex->obj, &braid_executor_type) != 0) {
         free(ex);
         pool_release(p);
@@ -573,4 +578,33 @@ int braid_executor_shutdown_group(uint64_t group, int64_t deadline)
         if (rc)
             return rc;
     }
+}
+
+void braid_executor_visit(void (*fn)(void *ud, const braid_executor_view_t *v),
+                          void (*call_fn)(void *ud, const braid_buf_t *call, size_t aux),
+                          size_t max_calls, void *ud)
+{
+    pthread_mutex_lock(&pools_mu);
+    for (pool_t *p = pools_head; p; p = p->reg_next) {
+        if (atomic_load(&p->refs) <= 0)
+            continue; /* being freed */
+        pthread_mutex_lock(&p->mu);
+        if (!p->shutdown || p->nthreads > 0 || p->pending > 0) {
+            braid_executor_view_t v = {p->prefix,
+                                       p->ex ? braid_object_name(&p->ex->obj) : NULL,
+                                       p->max_workers,
+                                       p->nthreads,
+                                       atomic_load(&p->busy),
+                                       p->shutdown,
+                                       p->broken,
+                                       p->pending,
+                                       p->threads};
+            fn(ud, &v);
+            size_t k = 0;
+            for (task_t *t = p->head; call_fn && t && k < max_calls; t = t->next, k++)
+                call_fn(ud, &t->call, t->aux);
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_unlock(&pools_mu);
 }

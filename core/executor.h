@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "future.h"
 #include "object.h"
+#include "thread.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,6 +72,23 @@ int braid_executor_max_workers(braid_executor_t *ex);
 int braid_executor_nthreads(braid_executor_t *ex);
 /* Calls queued and not yet taken by a worker (a snapshot). */
 size_t braid_executor_pending(braid_executor_t *ex);
+
+/* What a live dump shows of one executor (a snapshot, valid during the
+ * visit only). */
+typedef struct braid_executor_view {
+    const char *prefix; /* its workers' name prefix */
+    const char *name;   /* the executor's name (braid_object_set_name) or NULL */
+    int max_workers, nthreads, busy, shutdown, broken;
+    size_t pending;
+    braid_thread_t *const *threads; /* nthreads workers, borrowed */
+} braid_executor_view_t;
+/* Calls fn once per live executor with its view, then call_fn for each of
+ * its queued calls, oldest first (at most max_calls; NULL: none). Both run
+ * under the executor's lock: they may only read, copy and take thread
+ * locks (braid_thread_name). */
+void braid_executor_visit(void (*fn)(void *ud, const braid_executor_view_t *v),
+                          void (*call_fn)(void *ud, const braid_buf_t *call, size_t aux),
+                          size_t max_calls, void *ud);
 
 /* Shuts down every live executor (finishing queued work) and joins their
  * workers: what the program does at exit, like Python's

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "dump.h"
 #include "psync.h"
 
 /* A waiter re-checks cancellation and the owner this often. */
@@ -70,6 +71,7 @@ static int wait_check(int64_t deadline, braid_waiter_t *w)
     }
     if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
         return BRAID_ETIMEOUT;
+    braid_dump_serve_pending(); /* a live dump's request, seen once a slice */
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "dump.h"
 #include "error.h"
 #include "trace.h"
 #include "waiter.h"
@@ -252,6 +253,12 @@ static int park_blocking(braid_waiter_t *w, int64_t deadline)
         if (w->interruptible && atomic_load(&interrupt_pending)) {
             rc = BRAID_EINTR;
             break;
+        }
+        if (braid__dump_wanted(w)) { /* report for a live dump, then park again */
+            pthread_mutex_unlock(&w->mu);
+            braid__dump_serve_parked();
+            pthread_mutex_lock(&w->mu);
+            continue;
         }
         int64_t until = deadline;
         if (w->interruptible) {

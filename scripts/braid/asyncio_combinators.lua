@@ -498,6 +498,34 @@ return function(M, I)
     return table.concat(lines, "\n")
   end
 
+  -- _dump_tasks() -> text or nil: the tasks of the loop running in this
+  -- state, each with its call stack and await chain (for braid.dump)
+  function M._dump_tasks()
+    local ok, loop = pcall(get_loop, "dump")
+    if not ok then return nil end
+    local tasks = {}
+    for t in pairs(loop.tasks) do tasks[#tasks + 1] = t end
+    table.sort(tasks, function(a, b) return a.id < b.id end)
+    local lines = {("  asyncio loop: %d task%s"):format(#tasks, #tasks == 1 and "" or "s")}
+    local function name(f) return f._is_task and ("'" .. f:get_name() .. "'") or tostring(f) end
+    for _, t in ipairs(tasks) do
+      local g = M.capture_call_graph(t, 48)
+      local chain, a = {}, g.awaited_by[1]
+      while a and #chain < 16 do
+        chain[#chain + 1] = name(a.future)
+        a = a.awaited_by[1]
+      end
+      local running = t == I.current()
+      lines[#lines + 1] = ("  Task %s (id %d)%s%s"):format(name(t), t.id,
+        running and " running (its stack is the thread's, above)" or "",
+        #chain > 0 and (" awaited by " .. table.concat(chain, " <- ")) or "")
+      for line in (not running and g.call_stack or ""):gmatch("[^\n]+") do
+        if not line:match("^stack traceback") then lines[#lines + 1] = "\t" .. line:gsub("^\t", "  ") end
+      end
+    end
+    return table.concat(lines, "\n")
+  end
+
   function M.print_call_graph(fut)
     print(M.format_call_graph(fut or I.current()))
   end
