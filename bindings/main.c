@@ -75,6 +75,7 @@ static const char usage_text[] =
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n"
     "  --worker  (internal) run as a process pool's worker\n"
+    "  --trace-html in.json [-o out.html]  write a trace's HTML view and exit\n"
     "With no script, reads a script from stdin, or starts the REPL on a terminal.\n"
     "Environment: LUA_INIT_5_4 / LUA_INIT (run first), LUA_PATH, LUA_CPATH,\n"
     "BRAID_HISTORY (REPL history file; empty: none). See braid(1).\n";
@@ -490,6 +491,15 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--worker") == 0)
         return lbraid_worker_main(argc, argv);
     set_worker_exe(argv[0]);
+    char *html_argv[argc + 2]; /* --trace-html IN [-o OUT]: -m braid.trace_html IN ... */
+    if (argc > 1 && strcmp(argv[1], "--trace-html") == 0) {
+        html_argv[0] = argv[0];
+        html_argv[1] = "-m";
+        html_argv[2] = "braid.trace_html";
+        memcpy(html_argv + 3, argv + 2, (size_t)(argc - 1) * sizeof *argv); /* with the NULL */
+        argv = html_argv;
+        argc++;
+    }
     L = luaL_newstate();
     if (L == NULL) {
         l_message(argv[0], "cannot create state: not enough memory");
