@@ -75,33 +75,63 @@ end
 
 local parse_value
 
-local function parse_object(s, i) -- i just past "{"
-  local obj = {}
+-- The slow path of parse_object: anything the fast path's patterns do not
+-- take (an empty object, escaped keys, odd spacing, errors).
+local function object_rest(s, i, obj)
   i = skip(s, i)
   if not i then error(EOF, 0) end
-  if byte(s, i) == 125 then return obj, i + 1 end
+  if byte(s, i) == 125 and next(obj) == nil then return obj, i + 1 end
+  if byte(s, i) ~= 34 then fail(i, "expected a key") end
+  local k, v
+  k, i = parse_string(s, i + 1)
+  i = skip(s, i)
+  if not i then error(EOF, 0) end
+  if byte(s, i) ~= 58 then fail(i, "expected ':'") end
+  i = skip(s, i + 1)
+  if not i then error(EOF, 0) end
+  v, i = parse_value(s, i)
+  obj[k] = v
+  return nil, i
+end
+
+-- Objects are most of a trace, so the common shapes ("key":"plain string",
+-- "key":number) are taken by one anchored pattern each.
+local function parse_object(s, i) -- i just past "{"
+  local obj = {}
   while true do
-    if byte(s, i) ~= 34 then fail(i, "expected a key") end
-    local k, v
-    k, i = parse_string(s, i + 1)
-    i = skip(s, i)
-    if not i then error(EOF, 0) end
-    if byte(s, i) ~= 58 then fail(i, "expected ':'") end
-    i = skip(s, i + 1)
-    if not i then error(EOF, 0) end
-    v, i = parse_value(s, i)
-    obj[k] = v
-    i = skip(s, i)
-    if not i then error(EOF, 0) end
-    local c = byte(s, i)
-    if c == 44 then
-      i = skip(s, i + 1)
-      if not i then error(EOF, 0) end
-    elseif c == 125 then
-      return obj, i + 1
+    local _, e, k = find(s, '^%s*"([^"\\]*)"%s*:%s*', i)
+    if e then
+      i = e + 1
+      local c, v = byte(s, i)
+      if c == 34 then
+        local _, e2, str = find(s, '^"([^"\\]*)"', i)
+        if e2 then
+          v, i = str, e2 + 1
+        else
+          v, i = parse_string(s, i + 1)
+        end
+      elseif c == 45 or (c and c >= 48 and c <= 57) then
+        local _, e2, num = find(s, "^([%d.eE+-]+)", i)
+        v = tonumber(num)
+        if not v then fail(i, "bad number") end
+        i = e2 + 1
+      else
+        v, i = parse_value(s, i)
+      end
+      obj[k] = v
     else
+      local done
+      done, i = object_rest(s, i, obj)
+      if done then return done, i end
+    end
+    local _, e3, sep = find(s, "^%s*([,}])", i)
+    if sep == "}" then return obj, e3 + 1 end
+    if not sep then
+      i = skip(s, i)
+      if not i then error(EOF, 0) end
       fail(i, "expected ',' or '}'")
     end
+    i = e3 + 1
   end
 end
 

@@ -32,7 +32,10 @@ end
 
 -- An event's args as one canonical line per key ("key=value"), sorted.
 local function args_text(args)
-  if type(args) ~= "table" or next(args) == nil then return "" end
+  if type(args) ~= "table" then return "" end
+  local k1, v1 = next(args)
+  if k1 == nil then return "" end
+  if next(args, k1) == nil then return tostring(k1) .. "=" .. scalar_text(v1) end
   local keys = {}
   for k in pairs(args) do keys[#keys + 1] = tostring(k) end
   sort(keys)
@@ -56,14 +59,23 @@ function M.new()
   }, Model)
 end
 
+-- The id of a (name, cat, args text) triple; index[name][cat][args].
 local function kind_id(self, name, cat, args)
-  local key = name .. "\0" .. cat .. "\0" .. args
-  local id = self.kinds.index[key]
+  local by_name = self.kinds.index[name]
+  if not by_name then
+    by_name = {}
+    self.kinds.index[name] = by_name
+  end
+  local by_cat = by_name[cat]
+  if not by_cat then
+    by_cat = {}
+    by_name[cat] = by_cat
+  end
+  local id = by_cat[args]
   if not id then
-    local k = { intern(self.strings, name), intern(self.strings, cat), intern(self.strings, args) }
     id = #self.kinds + 1
-    self.kinds[id] = k
-    self.kinds.index[key] = id
+    self.kinds[id] = { intern(self.strings, name), intern(self.strings, cat), intern(self.strings, args) }
+    by_cat[args] = id
   end
   return id
 end
@@ -123,9 +135,8 @@ local function add_slice(self, t, ts, dur, name, cat, args)
       x = { tids = {}, workers = 0, n = 0, total = 0, first = math.huge, last = -math.huge }
       self.executor_jobs[label] = x
     end
-    local key = tostring(t.pid) .. ":" .. tostring(t.tid)
-    if not x.tids[key] then
-      x.tids[key] = true
+    if not x.tids[t] then
+      x.tids[t] = true
       x.workers = x.workers + 1
     end
     x.n, x.total = x.n + 1, x.total + dur

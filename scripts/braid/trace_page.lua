@@ -48,6 +48,7 @@ local js = [==[
 "use strict";
 var body = document.body;
 window.addEventListener("error", function (e) { body.setAttribute("data-error", String(e.message)); });
+var started = performance.now();
 var D = JSON.parse(document.getElementById("braid-data").textContent);
 var svg = document.getElementById("timeline-svg"), box = document.getElementById("timeline");
 var tip = document.getElementById("tooltip"), noteEl = document.getElementById("note");
@@ -117,13 +118,26 @@ D.procs.forEach(function (p) {
   y += GAP;
 });
 var totalH = y + 2;
-var flows = D.flows;
+var flows = D.flows, flowRows = new Int32Array(flows.length / 5 * 2);
+// the deepest row of thread t with a slice around ts: where an arrow ends
+function rowAt(t, ts) {
+  for (var ri = t.rows.length - 1; ri > 0; ri--) {
+    var r = t.rows[ri], i = lower(r.ts, ts + 1e-3) - 1;
+    if (i >= 0 && r.ts[i] + r.dur[i] >= ts - 1e-3) return ri;
+  }
+  return 0;
+}
+for (var fi = 0; fi < flows.length; fi += 5) {
+  flowRows[fi / 5 * 2] = rowAt(threads[flows[fi]], flows[fi + 1] / 1000);
+  flowRows[fi / 5 * 2 + 1] = rowAt(threads[flows[fi + 2]], flows[fi + 3] / 1000);
+}
 var span = D.span > 0 ? D.span : 1;
 var v0, v1, W = 800;
 function reset() { v0 = -span * 0.01; v1 = span * 1.01; schedule(); }
 v0 = -span * 0.01; v1 = span * 1.01;
 
 function render() {
+  var r0 = performance.now();
   W = Math.max(500, box.clientWidth || 800);
   var plotW = W - LABEL_W - 6, sc = plotW / (v1 - v0);
   function X(t) { return LABEL_W + (t - v0) * sc; }
@@ -231,7 +245,7 @@ function render() {
     var fx0 = X(flows[f + 1] / 1000), fx1 = X(flows[f + 3] / 1000);
     if (Math.max(fx0, fx1) < LABEL_W || Math.min(fx0, fx1) > W) continue;
     if (shownFlows >= MAX_FLOWS) { hiddenFlows++; continue; }
-    var fy0 = a.y + ROW_H / 2 + 2, fy1 = b.y + ROW_H / 2 + 2, dx = Math.max(12, Math.abs(fx1 - fx0) / 3);
+    var fy0 = a.y + ROW_H * (flowRows[f / 5 * 2] + 0.5) + 2, fy1 = b.y + ROW_H * (flowRows[f / 5 * 2 + 1] + 0.5) + 2, dx = Math.max(12, Math.abs(fx1 - fx0) / 3);
     if (a === b && Math.abs(fx1 - fx0) < 2) continue;
     h.push('<path class="flow" marker-end="url(#ah)" d="M' + fx0.toFixed(1) + "," + fy0 + "C" + (fx0 + dx).toFixed(1) + "," +
       (a === b ? fy0 - 10 : fy0) + " " + (fx1 - dx).toFixed(1) + "," + (a === b ? fy1 - 10 : fy1) + " " + fx1.toFixed(1) +
@@ -252,6 +266,7 @@ function render() {
   body.setAttribute("data-merged", merged);
   body.setAttribute("data-capped", capped ? "1" : "0");
   body.setAttribute("data-flows-drawn", shownFlows);
+  body.setAttribute("data-render-ms", (performance.now() - r0).toFixed(1));
   body.setAttribute("data-rendered", "ok");
 }
 
@@ -371,6 +386,7 @@ document.getElementById("zoom-in").addEventListener("click", function () { zoom(
 document.getElementById("zoom-out").addEventListener("click", function () { zoom(2, LABEL_W + (W - LABEL_W) / 2); });
 window.addEventListener("resize", schedule);
 render();
+body.setAttribute("data-load-ms", (performance.now() - started).toFixed(1));
 })();
 ]==]
 
