@@ -326,14 +326,14 @@ end
 describe("the HTML view in headless Chromium", function()
   local profile
 
-  local function chromium(args, page)
+  local function chromium(args, page, fragment)
     profile = os.tmpname()
     os.remove(profile)
     assert(os.execute("mkdir -p " .. quote(profile)))
     local out, err = tmpname(), tmpname()
     local cmd = "timeout -k 5 90 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run " ..
       "--disable-background-networking --disable-component-update --disable-sync --user-data-dir=" ..
-      quote(profile) .. " --virtual-time-budget=3000 " .. args .. " " .. quote("file://" .. page) ..
+      quote(profile) .. " --virtual-time-budget=3000 " .. args .. " " .. quote("file://" .. page .. (fragment or "")) ..
       " >" .. quote(out) .. " 2>" .. quote(err)
     local ok = os.execute(cmd)
     assert(ok, "chromium failed: " .. readfile(err):sub(-2000))
@@ -381,6 +381,50 @@ describe("the HTML view in headless Chromium", function()
     local _, instants = dom:gsub('<path class="inst', "")
     assert.equal(2, instants)
     check_summary(dom)
+  end)
+
+  it("opens on a time range given in the address, drawing only what is in it", function()
+    if not have_chromium() then
+      pending("chromium is not installed (tools/deps.sh installs it): browser checks skipped")
+      return
+    end
+    local page = tmpname(".html")
+    writefile(page, (trace_html.convert(fixture_text())))
+    local dom = chromium("--dump-dom", page, "#view=1,3.5"):gsub("<script.-</script>", "")
+    local b = attrs(dom:match("<body[^>]*>"))
+    assert.equal("ok", b["data-rendered"])
+    assert.equal("1000.000,3500.000", b["data-view"])
+    local want = 0 -- waits reaching into 1 ms .. 3.5 ms
+    for _, t in ipairs(THREADS) do
+      for _, w in ipairs(t.waits) do if w[2] >= 1000 and w[1] <= 3500 then want = want + 1 end end
+    end
+    local _, waits = dom:gsub('<rect class="s c%-wait', "")
+    assert.equal(want, waits)
+  end)
+
+  it("merges slices narrower than a pixel when zoomed out", function()
+    if not have_chromium() then
+      pending("chromium is not installed (tools/deps.sh installs it): browser checks skipped")
+      return
+    end
+    local ev = { '{"ph":"X","pid":1,"tid":1,"ts":0,"dur":40000,"name":"busy","cat":"thread"}' }
+    for i = 0, 19999 do -- 20,000 jobs of 1 us, 2 us apart: 40 ms
+      ev[#ev + 1] = fmt('{"ph":"X","pid":1,"tid":1,"ts":%d,"dur":1,"name":"tiny","cat":"job"}', 2 * i)
+    end
+    local page = tmpname(".html")
+    writefile(page, (trace_html.convert("[" .. table.concat(ev, ",") .. "]")))
+    local dom = chromium("--dump-dom --window-size=1200,600", page):gsub("<script.-</script>", "")
+    local b = attrs(dom:match("<body[^>]*>"))
+    assert.equal("ok", b["data-rendered"])
+    assert.equal("20000", b["data-merged"])
+    assert.is_true(tonumber(b["data-drawn"]) < 50, b["data-drawn"])
+    assert.matches("20000 slices narrower than a pixel", dom)
+    -- zoomed in to 20 us, each is drawn
+    dom = chromium("--dump-dom --window-size=1200,600", page, "#view=0,0.02"):gsub("<script.-</script>", "")
+    b = attrs(dom:match("<body[^>]*>"))
+    assert.equal("0", b["data-merged"])
+    local _, jobs = dom:gsub('<rect class="s c%-job', "")
+    assert.equal(11, jobs) -- those starting at 0, 2, ... 20 us
   end)
 
   it("takes a PNG screenshot", function()
