@@ -100,21 +100,24 @@ local function parse_object(s, i) -- i just past "{"
   local obj = {}
   while true do
     local _, e, k = find(s, '^%s*"([^"\\]*)"%s*:%s*', i)
+    local sep, e3
     if e then
       i = e + 1
       local c, v = byte(s, i)
-      if c == 34 then
-        local _, e2, str = find(s, '^"([^"\\]*)"', i)
+      if c == 34 then -- a plain string and the separator after it, in one match
+        local _, e2, str
+        _, e2, str, sep = find(s, '^"([^"\\]*)"%s*([,}]?)', i)
         if e2 then
-          v, i = str, e2 + 1
+          v, i, e3 = str, e2 + 1, e2
         else
           v, i = parse_string(s, i + 1)
         end
       elseif c == 45 or (c and c >= 48 and c <= 57) then
-        local _, e2, num = find(s, "^([%d.eE+-]+)", i)
+        local _, e2, num
+        _, e2, num, sep = find(s, "^([%d.eE+-]+)%s*([,}]?)", i)
         v = tonumber(num)
         if not v then fail(i, "bad number") end
-        i = e2 + 1
+        i, e3 = e2 + 1, e2
       else
         v, i = parse_value(s, i)
       end
@@ -124,7 +127,9 @@ local function parse_object(s, i) -- i just past "{"
       done, i = object_rest(s, i, obj)
       if done then return done, i end
     end
-    local _, e3, sep = find(s, "^%s*([,}])", i)
+    if not sep or sep == "" then
+      _, e3, sep = find(s, "^%s*([,}])", i)
+    end
     if sep == "}" then return obj, e3 + 1 end
     if not sep then
       i = skip(s, i)
