@@ -427,6 +427,40 @@ describe("the HTML view in headless Chromium", function()
     assert.equal(11, jobs) -- those starting at 0, 2, ... 20 us
   end)
 
+  it("zooms with the wheel, pans with a drag, resets on double-click, shows a tooltip", function()
+    if not (have_chromium() and os.execute("command -v python3 >/dev/null")) then
+      pending("chromium or python3 is not installed (tools/deps.sh installs them): mouse checks skipped")
+      return
+    end
+    local page = tmpname(".html")
+    writefile(page, (trace_html.convert(fixture_text())))
+    profile = os.tmpname()
+    os.remove(profile)
+    local p = io.popen("timeout -k 5 90 python3 spec/support/trace_cdp.py " .. quote(page) .. " " .. quote(profile))
+    local text = p:read("a")
+    p:close()
+    local r = json.decode(text)
+    assert.equal("", r.error)
+    local function view(s)
+      local a, b = s:match("^([-%d.]+),([-%d.]+)$")
+      return tonumber(a), tonumber(b)
+    end
+    local a0, b0 = view(r.initial)
+    local a1, b1 = view(r.wheel)
+    local plot_w, mx = r.plot[3], 500 -- the wheel turned 200 px up at x = 500 in the page's SVG
+    local at = a0 + (mx - 190) / plot_w * (b0 - a0)
+    assert.is_true(math.abs((b1 - a1) / (b0 - a0) - math.exp(-0.4)) < 1e-3, r.wheel) -- zoomed in
+    assert.is_true(math.abs(a1 + (mx - 190) / plot_w * (b1 - a1) - at) < 1, text) -- around the pointer
+    local a2, b2 = view(r.drag) -- dragged 100 px to the left: later times come into view
+    local shift = 100 / plot_w * (b1 - a1)
+    assert.is_true(math.abs(a2 - a1 - shift) < 1 and math.abs(b2 - b1 - shift) < 1, text)
+    assert.equal(r.initial, r.reset)
+    assert.matches("^block|", r.tooltip)
+    assert.matches("cat: wait", r.tooltip)
+    assert.matches("duration: ", r.tooltip)
+    assert.matches("object=", r.tooltip)
+  end)
+
   it("takes a PNG screenshot", function()
     if not have_chromium() then
       pending("chromium is not installed (tools/deps.sh installs it): screenshot skipped")

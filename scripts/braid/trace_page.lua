@@ -271,6 +271,7 @@ function render() {
   body.setAttribute("data-flows-drawn", shownFlows);
   body.setAttribute("data-render-ms", (performance.now() - r0).toFixed(1));
   body.setAttribute("data-view", v0.toFixed(3) + "," + v1.toFixed(3));
+  body.setAttribute("data-plot-w", plotW);
   body.setAttribute("data-rendered", "ok");
 }
 
@@ -389,6 +390,9 @@ document.getElementById("reset").addEventListener("click", reset);
 document.getElementById("zoom-in").addEventListener("click", function () { zoom(0.5, LABEL_W + (W - LABEL_W) / 2); });
 document.getElementById("zoom-out").addEventListener("click", function () { zoom(2, LABEL_W + (W - LABEL_W) / 2); });
 window.addEventListener("resize", schedule);
+if (window.ResizeObserver) { // a page scrollbar appearing narrows the box without a resize event
+  new ResizeObserver(function () { if ((box.clientWidth || 800) !== W) schedule(); }).observe(box);
+}
 render();
 body.setAttribute("data-load-ms", (performance.now() - started).toFixed(1));
 })();
