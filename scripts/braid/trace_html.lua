@@ -226,7 +226,7 @@ function M.main(...)
       output = args[i + 1]
       if not output then input = nil break end
       i = i + 2
-    elseif input == nil and (a == "-" or a:sub(1, 1) ~= "-" or a:sub(1, 1) == "") then
+    elseif input == nil and (a == "-" or a:sub(1, 1) ~= "-") then
       input = a
       i = i + 1
     else

@@ -56,7 +56,7 @@ var tip = document.getElementById("tooltip"), noteEl = document.getElementById("
 var rangeEl = document.getElementById("range");
 var S = D.strings, K = D.kinds;
 var LABEL_W = 190, ROW_H = 17, AXIS_H = 20, PROC_H = 19, CNT_H = 32, GAP = 6;
-var MAX_ELEMS = 60000, MAX_FLOWS = 3000;
+var MAX_ELEMS = 60000, MAX_FLOWS = 2000;
 var CATS = { thread: "c-thread", job: "c-job", task: "c-task", wait: "c-wait" };
 var CNT_COLORS = ["#7b4fa0", "#f28e2b", "#4e79a7", "#59a14f", "#e15759"];
 function kname(k) { return S[K[3 * k]]; }
@@ -247,7 +247,7 @@ function render() {
     var a = threads[flows[f]], b = threads[flows[f + 2]];
     var fx0 = X(flows[f + 1] / 1000), fx1 = X(flows[f + 3] / 1000);
     if (Math.max(fx0, fx1) < LABEL_W || Math.min(fx0, fx1) > W) continue;
-    if (shownFlows >= MAX_FLOWS) { hiddenFlows++; continue; }
+    if (shownFlows >= MAX_FLOWS) { hiddenFlows = 1; break; } // the rest: zoom in
     var fy0 = a.y + ROW_H * (flowRows[f / 5 * 2] + 0.5) + 2, fy1 = b.y + ROW_H * (flowRows[f / 5 * 2 + 1] + 0.5) + 2, dx = Math.max(12, Math.abs(fx1 - fx0) / 3);
     if (a === b && Math.abs(fx1 - fx0) < 2) continue;
     h.push('<path class="flow" marker-end="url(#ah)" d="M' + fx0.toFixed(1) + "," + fy0 + "C" + (fx0 + dx).toFixed(1) + "," +
@@ -262,7 +262,7 @@ function render() {
   var notes = [];
   if (bars) notes.push(merged + " slices narrower than a pixel drawn as " + bars + " grey bars: zoom in");
   if (capped) notes.push("drawing capped at " + MAX_ELEMS + " shapes: zoom in for the rest");
-  if (hiddenFlows) notes.push(hiddenFlows + " more flow arrows not drawn");
+  if (hiddenFlows) notes.push("only " + MAX_FLOWS + " flow arrows drawn: zoom in for the rest");
   noteEl.textContent = notes.join(" · ");
   rangeEl.textContent = fmtDur(Math.max(0, v0)) + " – " + fmtDur(v1) + " of " + fmtDur(span);
   body.setAttribute("data-drawn", elems);
