@@ -115,6 +115,10 @@ void lstreams_push(lua_State *L, struct braid_stream *s);
 int lstreams_raise(lua_State *L, int rc, const char *what);
 /* Adds the subprocess functions (lsubprocess.c) to the table on top. */
 void lsubprocess_register(lua_State *L);
+/* Adds the async file functions (lfiles.c) to the table on top. */
+void lfiles_register(lua_State *L);
+/* Adds the luv interop functions (lluv.c) to the table on top. */
+void lluv_register(lua_State *L);
 
 /* ---- arguments ---- */
 

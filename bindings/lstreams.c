@@ -633,6 +633,8 @@ void lstreams_register(lua_State *L)
     lua_pop(L, 1);
     luaL_setfuncs(L, lstreams_funcs, 0);
     lsubprocess_register(L);
+    lfiles_register(L);
+    lluv_register(L);
     lua_pushinteger(L, READ_SOME);
     lua_setfield(L, -2, "READ_SOME");
     lua_pushinteger(L, READ_ALL);

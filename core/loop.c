@@ -86,13 +86,15 @@ int braid_loop_new(braid_loop_t **out)
 }
 
 /* Handles braid left open (streams of tasks never closed) close with
- * their owner's callback (stream.h's braid_handle_owner_t). */
+ * their owner's callback (stream.h's braid_handle_owner_t); others (luv's,
+ * when luv shares the loop) close without a callback. */
 static void close_stray(uv_handle_t *h, void *arg)
 {
     braid_loop_t *loop = arg;
     if (h == (uv_handle_t *)&loop->async || h == (uv_handle_t *)&loop->timer || uv_is_closing(h))
         return;
-    uv_close(h, h->data ? ((braid_handle_owner_t *)h->data)->on_close : NULL);
+    const braid_handle_owner_t *o = h->data;
+    uv_close(h, o && o->magic == BRAID_HANDLE_MAGIC ? o->on_close : NULL);
 }
 
 int braid_loop_handle_count(braid_loop_t *loop)

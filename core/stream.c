@@ -194,6 +194,7 @@ int braid_stream_new(uv_loop_t *uv, int kind, int family, int reuseport, braid_s
             if (rc) {
                 s->refs = 1;
                 s->owner.on_close = on_close;
+                s->owner.magic = BRAID_HANDLE_MAGIC;
                 s->u.h.data = s;
                 uv_close(&s->u.h, on_close);
                 return rc;
@@ -207,6 +208,7 @@ int braid_stream_new(uv_loop_t *uv, int kind, int family, int reuseport, braid_s
         return rc;
     }
     s->owner.on_close = on_close;
+    s->owner.magic = BRAID_HANDLE_MAGIC;
     s->u.h.data = s;
     s->kind = kind;
     s->refs = 2;

@@ -27,10 +27,13 @@ enum { BRAID_STREAM_TCP = 1, BRAID_STREAM_PIPE = 2 };
 
 /* Handles owned by braid carry in handle->data a pointer to a struct whose
  * first member is their close callback: a loop being freed closes stray
- * handles with it (core/loop.c). */
+ * handles with it (core/loop.c). magic (BRAID_HANDLE_MAGIC) tells them
+ * from handles others (luv) opened on the same loop. */
 typedef struct braid_handle_owner {
     uv_close_cb on_close;
+    unsigned magic;
 } braid_handle_owner_t;
+#define BRAID_HANDLE_MAGIC 0x62726164u
 
 /* A new, unconnected stream of kind on uv (the caller's reference). For
  * TCP, family (AF_INET/AF_INET6, or AF_UNSPEC for later) and reuseport

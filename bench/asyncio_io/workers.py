@@ -1,8 +1,10 @@
 # The same server in Python asyncio (one loop: Python cannot spread one
 # asyncio server over cores): a handler doing about 100 µs of Python work
-# per request, 50 connections from a load generator in its own process.
+# per request, 50 connections from a load generator in its own process
+# (anchors/loadgen.c compiled with cc, as workers.lua does; else this
+# script with `client`).
 # usage: python3 workers.py
-import asyncio, sys, time
+import asyncio, os, subprocess, sys, tempfile, time
 
 
 async def work(reader, writer):
@@ -37,9 +39,17 @@ async def client(port, secs):
 async def main():
     server = await asyncio.start_server(work, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    p = await asyncio.create_subprocess_exec(sys.executable, sys.argv[0], "client", str(port), "1.5",
-                                             stdout=asyncio.subprocess.PIPE)
+    here = os.path.dirname(os.path.abspath(sys.argv[0]))
+    loadgen = tempfile.mktemp()
+    if subprocess.call(["cc", "-O2", "-o", loadgen, os.path.join(here, "anchors", "loadgen.c")],
+                       stderr=subprocess.DEVNULL) == 0:
+        cmd = [loadgen, str(port), "1.5", "50"]
+    else:
+        cmd = [sys.executable, sys.argv[0], "client", str(port), "1.5"]
+    p = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
     out, _ = await p.communicate()
+    if os.path.exists(loadgen):
+        os.remove(loadgen)
     server.close()
     print("RESULT workers_1loop %.0f" % float(out))
 

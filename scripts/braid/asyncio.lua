@@ -29,6 +29,8 @@ local PENDING, FINISHED, CANCELLED = "PENDING", "FINISHED", "CANCELLED"
 
 local running_loop -- the loop running in this state, if any
 local current -- the task running now
+-- `require "luv"` shares the running loop (scripts/braid/asyncio_luv.lua)
+local luv_enter, luv_leave = require("braid.asyncio_luv")(M, C, function() return running_loop end)
 local task_counter = 0
 
 local function raise(kind, msg, level)
@@ -646,6 +648,7 @@ function M.run(fn, ...)
   local loop = new_loop()
   running_loop = loop
   C._set_running(true)
+  luv_enter(loop)
   local main = new_task(loop, fn, nil, select("#", ...), ...)
   loop.main = main
   local ok, err = pcall(run_until, loop, main)
@@ -654,6 +657,7 @@ function M.run(fn, ...)
   running_loop = nil
   current = nil
   C._set_running(false)
+  luv_leave()
   if not ok then error(err, 0) end
   if not ok2 then error(err2, 0) end
   if loop.interrupt == "interrupt" then error("interrupted!", 0) end
@@ -671,12 +675,14 @@ local repl_loop
 local function enter(loop)
   running_loop = loop
   C._set_running(true)
+  luv_enter(loop)
 end
 
 local function leave()
   running_loop = nil
   current = nil
   C._set_running(false)
+  luv_leave()
 end
 
 function M.__repl_run(chunk)
@@ -855,5 +861,6 @@ M._PARK = PARK
 -- primitives and queues (scripts/braid/asyncio_locks.lua)
 require("braid.asyncio_locks")(M)
 require("braid.asyncio_streams")(M, C) -- streams (scripts/braid/asyncio_streams.lua)
+require("braid.asyncio_files")(M, C) -- files (scripts/braid/asyncio_files.lua)
 
 return M
