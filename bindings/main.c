@@ -80,6 +80,7 @@ static const char usage_text[] =
     "  --trace FILE  record a timeline of the run into FILE (Chrome trace JSON;\n"
     "                see docs/tracing.md)\n"
     "  --dump-on-timeout SECONDS  print a live dump (braid.dump) if still running then\n"
+    "  --trace-html in.json [-o out.html]  write a trace's HTML view and exit\n"
     "(--trace and --dump-on-timeout come before other options.)\n"
     "With no script, reads a script from stdin, or starts the REPL on a terminal.\n"
     "Environment: LUA_INIT_5_4 / LUA_INIT (run first), LUA_PATH, LUA_CPATH,\n"
@@ -547,6 +548,15 @@ int main(int argc, char **argv)
             return EXIT_FAILURE;
     lbraid_dump_install_sigquit();
     set_worker_exe(argv[0]);
+    char *html_argv[argc + 2]; /* --trace-html IN [-o OUT]: -m braid.trace_html IN ... */
+    if (argc > 1 && strcmp(argv[1], "--trace-html") == 0) {
+        html_argv[0] = argv[0];
+        html_argv[1] = "-m";
+        html_argv[2] = "braid.trace_html";
+        memcpy(html_argv + 3, argv + 2, (size_t)(argc - 1) * sizeof *argv); /* with the NULL */
+        argv = html_argv;
+        argc++;
+    }
     L = luaL_newstate();
     if (L == NULL) {
         l_message(argv[0], "cannot create state: not enough memory");

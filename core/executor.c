@@ -392,9 +392,11 @@ static void pool_counter(pool_t *p, const char *label, size_t queued)
     }
     char name[sizeof p->label + 16];
     snprintf(name, sizeof name, "executor %s", label);
-    braid_trace_arg_t a[2] = {{"running", 'i', NULL, atomic_load(&p->busy)},
-                              {"queued", 'i', NULL, (int64_t)queued}};
-    braid_trace_counter(name, -1, a, 2);
+    /* workers: the pool's size, for the HTML view's utilisation */
+    braid_trace_arg_t a[3] = {{"running", 'i', NULL, atomic_load(&p->busy)},
+                              {"queued", 'i', NULL, (int64_t)queued},
+                              {"workers", 'i', NULL, p->max_workers}};
+    braid_trace_counter(name, -1, a, 3);
 }
 
 int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, braid_future_t **out)
