@@ -14,6 +14,7 @@
 
 #include "dump.h"
 #include "executor.h"
+#include "fdio.h"
 #include "lbraid.h"
 #include "ldump.h"
 #include "thread.h"
@@ -186,19 +187,6 @@ static void format_dump(ldump_buf_t *b, braid_dump_entry_t *e, size_t n)
     ldump_printf(b, "\n==== end of braid dump ====\n");
 }
 
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 /* Collects (self reporting self_report) and prints one dump. */
 void ldump_print(braid_dump_slot_t *self, const char *self_report)
 {
@@ -211,7 +199,7 @@ void ldump_print(braid_dump_slot_t *self, const char *self_report)
     if (b.p) {
         flockfile(stderr);
         fflush(stderr);
-        write_all(STDERR_FILENO, b.p, b.n);
+        braid_write_all(STDERR_FILENO, b.p, b.n);
         funlockfile(stderr);
     }
     free(b.p);

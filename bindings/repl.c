@@ -16,6 +16,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "fdio.h"
 #include "repl.h"
 
 #define PROMPT1 "> "
@@ -73,19 +74,6 @@ static int tty_fd = -1, tty_err = -1; /* the terminal's stdout and stderr */
 static int out_pipe[2] = {-1, -1};    /* [0] non-blocking */
 static FILE *tty_stream;
 
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 /* Copies what is in the pipe to the terminal; with redraw, above the line
  * being edited. Returns whether anything was copied. */
 static int relay(int redraw)
@@ -95,9 +83,9 @@ static int relay(int redraw)
     int any = 0;
     while ((n = read(out_pipe[0], buf, sizeof buf)) > 0) {
         if (!any && redraw)
-            write_all(tty_fd, "\r\x1b[K", 4); /* to column 0, clear the line */
+            braid_write_all(tty_fd, "\r\x1b[K", 4); /* to column 0, clear the line */
         any = 1;
-        write_all(tty_fd, buf, (size_t)n);
+        braid_write_all(tty_fd, buf, (size_t)n);
     }
     if (any && redraw)
         rl_forced_update_display();

@@ -20,6 +20,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "fdio.h"
 #include "trace.h"
 
 atomic_int braid__trace_on;
@@ -76,19 +77,6 @@ static const char CLOSING[] =
 static int gettid_(void)
 {
     return (int)syscall(SYS_gettid);
-}
-
-static void write_all(int f, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(f, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
 }
 
 /* The file this process writes (a child opens its chunk on first use). */
@@ -256,7 +244,7 @@ static void enqueue_locked(tbuf_t *b, char *data, size_t len)
 {
     job_t *j = malloc(sizeof *j);
     if (!j) { /* write it here */
-        write_all(out_fd(), data, len);
+        braid_write_all(out_fd(), data, len);
         atomic_store(&b->spare, data);
         return;
     }
@@ -286,7 +274,7 @@ static void *flusher_main(void *arg)
         if (!q_head)
             q_tail = NULL;
         pthread_mutex_unlock(&mu);
-        write_all(out_fd(), j->data, j->len);
+        braid_write_all(out_fd(), j->data, j->len);
         atomic_store_explicit(&j->owner->spare, j->data, memory_order_release);
         free(j);
         pthread_mutex_lock(&mu);
@@ -302,7 +290,7 @@ static void spill(tbuf_t *b)
         return;
     char *spare = atomic_exchange_explicit(&b->spare, NULL, memory_order_acquire);
     if (!spare) { /* the other half is still in flight: write this one here */
-        write_all(out_fd(), b->cur, b->len);
+        braid_write_all(out_fd(), b->cur, b->len);
         b->len = 0;
         return;
     }
@@ -314,7 +302,7 @@ static void spill(tbuf_t *b)
         enqueue_locked(b, b->cur, b->len);
         b->cur = spare;
     } else {
-        write_all(out_fd(), b->cur, b->len);
+        braid_write_all(out_fd(), b->cur, b->len);
         atomic_store(&b->spare, spare);
     }
     pthread_mutex_unlock(&mu);
@@ -581,7 +569,7 @@ static void header(void)
     put_lit(&o, ",\"args\":{\"name\":");
     put_str(&o, proc_name);
     put_lit(&o, "}}");
-    write_all(out_fd(), buf, (size_t)(o.p - buf));
+    braid_write_all(out_fd(), buf, (size_t)(o.p - buf));
 }
 
 static void on_fatal(int sig)
@@ -755,7 +743,7 @@ static void merge_parts(void)
             continue;
         ssize_t r;
         while ((r = read(in, buf, sizeof buf)) > 0)
-            write_all(fd, buf, (size_t)r);
+            braid_write_all(fd, buf, (size_t)r);
         close(in);
         unlink(full);
     }
@@ -776,7 +764,7 @@ static void finish(void)
     pthread_mutex_unlock(&mu);
     for (tbuf_t *b = atomic_load(&all); b; b = b->next) {
         if (b->len)
-            write_all(out_fd(), b->cur, b->len);
+            braid_write_all(out_fd(), b->cur, b->len);
         b->len = 0;
     }
 }
@@ -802,7 +790,7 @@ int braid_trace_stop(void)
     if (!child) {
         merge_parts();
         if (!atomic_exchange(&finished, 1))
-            write_all(fd, CLOSING, sizeof CLOSING - 1);
+            braid_write_all(fd, CLOSING, sizeof CLOSING - 1);
         unsetenv("BRAID_TRACE");
         unsetenv("BRAID_TRACE_PARENT");
     }

@@ -2,32 +2,9 @@
 -- arg table, script arguments, stdin, exit statuses and tracebacks.
 -- The executable is $BRAID_EXE (default build/braid).
 
-local EXE = os.getenv("BRAID_EXE") or "build/braid"
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local tmpfiles = {}
-local function tmpname()
-  local name = os.tmpname()
-  tmpfiles[#tmpfiles + 1] = name
-  return name
-end
-
-local function writefile(name, text)
-  local f = assert(io.open(name, "wb"))
-  f:write(text)
-  f:close()
-  return name
-end
-
-local function readfile(name)
-  local f = assert(io.open(name, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local files = require "spec.support.files"
+local EXE, quote, tmpname = files.EXE, files.quote, files.tmpname
+local writefile, readfile = files.writefile, files.readfile
 
 -- Writes a script into a temp file and returns its path.
 local function script(text)
@@ -57,12 +34,7 @@ local function run(args, opts)
 end
 
 describe("braid executable", function()
-  after_each(function()
-    for i = #tmpfiles, 1, -1 do
-      os.remove(tmpfiles[i])
-      tmpfiles[i] = nil
-    end
-  end)
+  after_each(files.remove_tmpfiles)
 
   describe("-v", function()
     it("prints 'braid <version> (Lua 5.4)' and exits 0", function()

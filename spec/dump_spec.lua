@@ -2,33 +2,10 @@
 -- each run in a child process: $BRAID_EXE (default build/braid), and stock
 -- lua5.4 with the braid.so beside it when there is one.
 
-local EXE = os.getenv("BRAID_EXE") or "build/braid"
+local files = require "spec.support.files"
+local EXE, quote, tmpname = files.EXE, files.quote, files.tmpname
+local writefile, readfile = files.writefile, files.readfile
 local SO_DIR = EXE:match("^(.*)/[^/]*$") or "."
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local tmpfiles = {}
-local function tmpname()
-  local name = os.tmpname()
-  tmpfiles[#tmpfiles + 1] = name
-  return name
-end
-
-local function writefile(name, text)
-  local f = assert(io.open(name, "wb"))
-  f:write(text)
-  f:close()
-  return name
-end
-
-local function readfile(name)
-  local f = assert(io.open(name, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- Whether stock lua5.4 can load the braid.so beside $BRAID_EXE (not one
 -- built with a sanitizer runtime).
@@ -162,12 +139,7 @@ local function check_deadlock(out, err, code)
 end
 
 describe("live dump", function()
-  after_each(function()
-    for i = #tmpfiles, 1, -1 do
-      os.remove(tmpfiles[i])
-      tmpfiles[i] = nil
-    end
-  end)
+  after_each(files.remove_tmpfiles)
 
   describe("of a deadlock", function()
     it("braid.dump() names both threads, both locks and their functions", function()

@@ -79,32 +79,9 @@ end)
 local braid = require "braid"
 local json = require "spec.support.json"
 
-local EXE = os.getenv("BRAID_EXE") or "build/braid"
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local tmpfiles = {}
-local function tmpname()
-  local name = os.tmpname()
-  tmpfiles[#tmpfiles + 1] = name
-  return name
-end
-
-local function writefile(name, text)
-  local f = assert(io.open(name, "wb"))
-  f:write(text)
-  f:close()
-  return name
-end
-
-local function readfile(name)
-  local f = assert(io.open(name, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local files = require "spec.support.files"
+local EXE, quote, tmpname = files.EXE, files.quote, files.tmpname
+local writefile, readfile = files.writefile, files.readfile
 
 -- Runs `braid [pre...] script` (the script's text in a temp file) with env
 -- (NAME=value pairs); returns stdout, stderr, how ("exit"/"signal"), code.
@@ -153,12 +130,7 @@ local function check_flows(evs)
 end
 
 describe("trace", function()
-  after_each(function()
-    for i = #tmpfiles, 1, -1 do
-      os.remove(tmpfiles[i])
-      tmpfiles[i] = nil
-    end
-  end)
+  after_each(files.remove_tmpfiles)
 
   it("braid --trace records named thread tracks, wait slices on a labelled lock, " ..
      "jobs with source:line and paired flows", function()
