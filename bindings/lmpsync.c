@@ -558,7 +558,7 @@ static braid_shm_t *check_conn(lua_State *L, int idx, int need)
     return s;
 }
 
-static void push_conn(lua_State *L, int fd, int flags)
+void lbraid_mp_push_conn(lua_State *L, int fd, int flags)
 {
     braid_shm_t *s;
     int rc = braid_shm_new_conn(fd, flags, &s);
@@ -582,8 +582,9 @@ static int lpipe_new(lua_State *L)
         shutdown(sv[1], SHUT_RD);
     }
     lua_settop(L, 0);
-    push_conn(L, sv[1], duplex ? READABLE | WRITABLE : WRITABLE); /* anchors sv[1] first */
-    push_conn(L, sv[0], duplex ? READABLE | WRITABLE : READABLE);
+    lbraid_mp_push_conn(
+        L, sv[1], duplex ? READABLE | WRITABLE : WRITABLE); /* anchors sv[1] first */
+    lbraid_mp_push_conn(L, sv[0], duplex ? READABLE | WRITABLE : READABLE);
     lua_insert(L, 1);
     return 2;
 }

@@ -386,6 +386,7 @@ int lbraid_open_multiprocessing(lua_State *L)
     lua_settop(L, 0);
     luaL_newlib(L, lmp_funcs);
     lbraid_mp_open_sync(L, lua_gettop(L));
+    lbraid_mp_open_manager(L, lua_gettop(L));
     lua_pushinteger(L, SIGTERM);
     lua_setfield(L, -2, "SIGTERM");
     lua_pushinteger(L, SIGKILL);

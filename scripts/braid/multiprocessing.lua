@@ -422,6 +422,16 @@ function M.Pool(...)
     return require("braid.process_pool").Pool(...)
 end
 
+-- ---- the manager (braid.mp_manager), loaded on first use ----
+
+function M.Manager(...)
+    return require("braid.mp_manager").Manager(...)
+end
+
+M.managers = setmetatable({}, {__index = function(t, k)
+    return require("braid.mp_manager")[k]
+end})
+
 M.pool = setmetatable({}, {__index = function(t, k)
     if k == "ThreadPool" then
         return require("braid.pool").ThreadPool
