@@ -93,7 +93,8 @@ static int lmgr_cleanup_at_death(lua_State *L)
     return 0;
 }
 
-static int unix_addr(lua_State *L, int idx, struct sockaddr_un *a)
+/* A new Unix stream socket, and in *a the address of the path at idx. */
+static int unix_socket(lua_State *L, int idx, struct sockaddr_un *a)
 {
     size_t n;
     const char *path = luaL_checklstring(L, idx, &n);
@@ -102,17 +103,17 @@ static int unix_addr(lua_State *L, int idx, struct sockaddr_un *a)
     memset(a, 0, sizeof *a);
     a->sun_family = AF_UNIX;
     memcpy(a->sun_path, path, n);
-    return 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return lbraid_error(L, "OSError", "socket: %s", strerror(errno));
+    return fd;
 }
 
 /* _mgr_listen(path) -> a listening socket box (mode 0600) */
 static int lmgr_listen(lua_State *L)
 {
     struct sockaddr_un a;
-    unix_addr(L, 1, &a);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return lbraid_error(L, "OSError", "socket: %s", strerror(errno));
+    int fd = unix_socket(L, 1, &a);
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || chmod(a.sun_path, 0600) != 0 ||
         listen(fd, 128) != 0) {
         int err = errno;
@@ -146,10 +147,7 @@ static int lmgr_accept(lua_State *L)
 static int lmgr_connect(lua_State *L)
 {
     struct sockaddr_un a;
-    unix_addr(L, 1, &a);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return lbraid_error(L, "OSError", "socket: %s", strerror(errno));
+    int fd = unix_socket(L, 1, &a);
     int r;
     do
         r = connect(fd, (struct sockaddr *)&a, sizeof a);
@@ -187,21 +185,6 @@ static int read_exact(int fd, void *p, size_t n, int64_t deadline, braid_waiter_
     return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return BRAID_EOS;
-        b += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Server side: challenges the peer, then answers its challenge. 0 if the
  * peer proved it holds key, 1 if not (told 'F'), or a core error. */
 static int auth_server(lua_State *L, int fd, const char *key, size_t kl, int64_t deadline)
@@ -211,13 +194,13 @@ static int auth_server(lua_State *L, int fd, const char *key, size_t kl, int64_t
     memcpy(hello, HELLO, HELLO_LEN);
     fill_random(L, hello + HELLO_LEN, NONCE_LEN);
     braid_hmac_sha256(key, kl, hello, sizeof hello, want);
-    int rc = write_all(fd, hello, sizeof hello);
+    int rc = braid_fd_send_all(fd, hello, sizeof hello);
     if (!rc)
         rc = read_exact(fd, got, sizeof got, deadline, w);
     if (rc)
         return rc;
     int ok = braid_digest_equal(want, got, sizeof got);
-    rc = write_all(fd, ok ? "W" : "F", 1);
+    rc = braid_fd_send_all(fd, ok ? "W" : "F", 1);
     if (rc || !ok)
         return rc ? rc : 1;
     uint8_t nonce[NONCE_LEN];
@@ -225,7 +208,7 @@ static int auth_server(lua_State *L, int fd, const char *key, size_t kl, int64_t
     if (rc)
         return rc;
     braid_hmac_sha256(key, kl, nonce, sizeof nonce, want);
-    return write_all(fd, want, sizeof want);
+    return braid_fd_send_all(fd, want, sizeof want);
 }
 
 /* Client side: answers the server's challenge, then challenges it. 0, 1
@@ -241,7 +224,7 @@ static int auth_client(lua_State *L, int fd, const char *key, size_t kl, int64_t
     if (memcmp(hello, HELLO, HELLO_LEN) != 0)
         return 3;
     braid_hmac_sha256(key, kl, hello, sizeof hello, d);
-    rc = write_all(fd, d, sizeof d);
+    rc = braid_fd_send_all(fd, d, sizeof d);
     char verdict = 0;
     if (!rc)
         rc = read_exact(fd, &verdict, 1, deadline, w);
@@ -251,7 +234,7 @@ static int auth_client(lua_State *L, int fd, const char *key, size_t kl, int64_t
         return 1;
     uint8_t nonce[NONCE_LEN];
     fill_random(L, nonce, sizeof nonce);
-    rc = write_all(fd, nonce, sizeof nonce);
+    rc = braid_fd_send_all(fd, nonce, sizeof nonce);
     if (!rc)
         rc = read_exact(fd, got, sizeof got, deadline, w);
     if (rc)

@@ -154,7 +154,7 @@ typedef struct desc {
     uint64_t size;
 } desc_t;
 
-static int send_all(int sock, const void *p, size_t n)
+int braid_fd_send_all(int sock, const void *p, size_t n)
 {
     const uint8_t *b = p;
     while (n > 0) {
@@ -224,11 +224,11 @@ int braid_msg_send(int sock, const braid_buf_t *buf, braid_object_t **bad)
         rc = BRAID_EOS;
     size_t off = w > 0 ? (size_t)w : 0;
     if (!rc && off < hlen)
-        rc = send_all(sock, head + off, hlen - off);
+        rc = braid_fd_send_all(sock, head + off, hlen - off);
     if (!rc)
-        rc = send_all(sock,
-                      buf->data + (off > hlen ? off - hlen : 0),
-                      buf->len - (off > hlen ? off - hlen : 0));
+        rc = braid_fd_send_all(sock,
+                               buf->data + (off > hlen ? off - hlen : 0),
+                               buf->len - (off > hlen ? off - hlen : 0));
     free(head);
     return rc;
 }

@@ -81,6 +81,9 @@ int braid_msg_recv_rb(int sock, braid_rbuf_t *rb, braid_buf_t *out, int64_t dead
 /* A connection's recv (read ahead, serialised per process) and poll. */
 int braid_conn_recv(braid_shm_t *c, braid_buf_t *out, int64_t deadline, braid_waiter_t *w);
 int braid_conn_poll(braid_shm_t *c, int64_t deadline, braid_waiter_t *w);
+/* Writes all n bytes to the stream socket sock (no SIGPIPE): 0 or
+ * BRAID_EOS (errno). Blocks while the socket is full. */
+int braid_fd_send_all(int sock, const void *p, size_t n);
 /* Waits until fd is readable (POLLIN/POLLHUP): 1 ready, 0 timeout, or
  * BRAID_ECANCELLED/BRAID_EINTR. */
 int braid_fd_wait(int fd, int64_t deadline, braid_waiter_t *w);

@@ -5,29 +5,12 @@ local braid = require "braid"
 local mp = require "braid.multiprocessing"
 local Error = braid.Error
 
-local EXE = os.getenv("BRAID_EXE") or "build/braid"
+local support = require "spec.support.multiprocessing"
+local METHODS, kind_of, no_child_left = support.METHODS, support.kind_of, support.no_child_left
 mp.fork_warning = false
-local TSAN = os.getenv("TSAN_OPTIONS") ~= nil
-local METHODS = TSAN and {"spawn"} or {"spawn", "fork"}
-
-local function kind_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  if Error.is(err) then return err.kind end
-  return tostring(err)
-end
 
 local function exists(path)
   return os.execute("test -e '" .. path .. "'") == true
-end
-
-local function no_child_left()
-  for _, p in ipairs(mp.active_children()) do
-    p:kill()
-    p:join()
-  end
-  assert.are.equal(0, mp._count(), "a child was not reaped")
-  assert.is_false(mp._has_children(), "a child process remains")
 end
 
 local function run_all(ctx, n, fn, ...)
@@ -323,6 +306,28 @@ describe("Manager lifetime", function()
     assert.are.equal("ValueError", kind_of(m.dict, m))
   end)
 
+  it("proxies reach pool workers; a terminated manager removes its directory", function()
+    local futures = require "braid.futures"
+    local m = mp.Manager()
+    local d = m:dict()
+    do
+      local ex <close> = futures.ProcessPoolExecutor(2)
+      local fs = {}
+      for i = 1, 6 do
+        fs[i] = ex:submit(function(d, i) d[i] = i * i; return #d > 0 end, d, i)
+      end
+      for i = 1, 6 do assert.is_true(fs[i]:result(30)) end
+    end
+    assert.are.equal(6, #d)
+    assert.are.equal(25, d[5])
+    local p = m:get_process()
+    p:terminate()
+    p:join()
+    assert.are.equal(-15, p.exitcode)
+    assert.is_false(exists(m._dir))
+    m:shutdown()
+  end)
+
   it("the socket directory is private (0700) and the socket 0600", function()
     local m = mp.Manager()
     local h = io.popen("stat -c '%a' " .. m._dir .. " " .. m.address)
@@ -334,9 +339,9 @@ describe("Manager lifetime", function()
 
   it("the manager dies with its parent and leaves no socket directory", function()
     for _, method in ipairs(METHODS) do
-      local script = os.tmpname()
-      local f = assert(io.open(script, "w"))
-      f:write(([[
+      local t0 = braid.monotonic()
+      -- the pipe reaches EOF only when the manager, which holds it too, is gone
+      local out = support.run_script(([[
 local mp = require "braid.multiprocessing"
 local m = mp.Manager{start_method = "%s"}
 local d = m:dict()
@@ -344,13 +349,6 @@ d.x = 1
 io.stdout:write(m._dir, "\n") io.stdout:flush()
 os.execute("kill -9 " .. mp.current_process().pid)
 ]]):format(method))
-      f:close()
-      local t0 = braid.monotonic()
-      -- the pipe reaches EOF only when the manager, which holds it too, is gone
-      local h = io.popen(EXE .. " " .. script)
-      local out = h:read("a")
-      h:close()
-      os.remove(script)
       local dir = out:match("^(%S+)\n")
       assert.is_truthy(dir, out)
       assert.is_true(braid.monotonic() - t0 < 20, method .. ": the manager outlived its parent")
@@ -359,19 +357,12 @@ os.execute("kill -9 " .. mp.current_process().pid)
   end)
 
   it("a parent that exits without shutdown leaves no directory", function()
-    local script = os.tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write([[
+    local out = support.run_script([[
 local mp = require "braid.multiprocessing"
 local m = mp.Manager()
 m:dict().x = 1
 io.stdout:write(m._dir, "\n")
 ]])
-    f:close()
-    local h = io.popen(EXE .. " " .. script)
-    local out = h:read("a")
-    h:close()
-    os.remove(script)
     local dir = out:match("^(%S+)\n")
     assert.is_truthy(dir, out)
     assert.is_false(exists(dir), dir .. " remains")

@@ -5,22 +5,10 @@ local braid = require "braid"
 local mp = require "braid.multiprocessing"
 local Error = braid.Error
 
-local EXE = os.getenv("BRAID_EXE") or "build/braid"
+local support = require "spec.support.multiprocessing"
+local EXE, TSAN, METHODS, kind_of = support.EXE, support.TSAN, support.METHODS, support.kind_of
 -- busted's process has other specs' idle threads: the fork warning is noise here
 mp.fork_warning = false
--- TSan's runtime reports in a forked child that forks again (exit code 66)
-local TSAN = os.getenv("TSAN_OPTIONS") ~= nil
--- nor can it follow a child forked from a process whose other threads
--- (earlier specs' parked pool threads, libuv's resolver threads) live on:
--- under TSan the fork method is left to the plain and ASan runs
-local METHODS = TSAN and {"spawn"} or {"spawn", "fork"}
-
-local function kind_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  if Error.is(err) then return err.kind end
-  return tostring(err)
-end
 
 local function readfile(name)
   local f = assert(io.open(name, "rb"))
@@ -37,12 +25,7 @@ local function tmpname()
 end
 
 local function no_child_left()
-  for _, p in ipairs(mp.active_children()) do
-    p:kill()
-    p:join()
-  end
-  assert.are.equal(0, mp._count(), "a child was not reaped")
-  assert.is_false(mp._has_children(), "a child process remains")
+  support.no_child_left()
   for _, name in ipairs(tmpfiles) do os.remove(name) end
   tmpfiles = {}
 end

@@ -6,12 +6,7 @@ local futures = require "braid.futures"
 local mp = require "braid.multiprocessing"
 local Error = braid.Error
 
-local function kind_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  if Error.is(err) then return err.kind end
-  return tostring(err)
-end
+local kind_of = require("spec.support.multiprocessing").kind_of
 
 local function no_child_left()
   collectgarbage()
