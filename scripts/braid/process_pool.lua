@@ -71,10 +71,55 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
     end
 end
 
+-- ---- the feeder thread (in the parent) ----
+
+-- Moves submitted jobs {id, future, job} from the backlog into the jobs
+-- Queue while fewer than the window are in flight (it holds one of sem's
+-- permits per job handed over), marking each future running then — a job
+-- still in the backlog can be cancelled and never runs. nil ends it
+-- (shutdown): it then tells the manager thread.
+local BROKEN_MSG = "A child process terminated abruptly, the process pool is not usable anymore"
+
+function M._feeder(backlog, sem, ctl, jobs, state, reg)
+    while true do
+        sem:acquire() -- first: a job waiting for a place stays in the backlog
+        local item = backlog:get()
+        if item == nil then
+            ctl:put({"shutdown"})
+            return
+        end
+        local id, f, job = item[1], item[2], item[3]
+        if f:set_running_or_notify_cancel() then
+            -- reg: either the manager sees this future or it sees the pool broken
+            reg:acquire()
+            local live = state.value == 0
+            if live then
+                ctl:put({id, f})
+            end
+            reg:release()
+            local ok, err
+            if live then
+                ok, err = pcall(jobs.put, jobs, job)
+            else
+                ok, err = false, Error.new("BrokenProcessPool", BROKEN_MSG)
+            end
+            if not ok then
+                if live then
+                    ctl:put({"forget", id})
+                end
+                sem:release() -- (once broken, this passes the permit on)
+                pcall(f.set_exception, f, err)
+            end
+        else
+            sem:release() -- cancelled while queued: it never runs
+        end
+    end
+end
+
 -- ---- the manager thread (in the parent) ----
 
 -- ctl: a braid.queue of {id, future} and {"shutdown"}, {"signal", sig}.
-function M._manager(cfg, ctl, jobs, answers, cur, state)
+function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
     local mpm = require "braid.multiprocessing"
     local pp = require "braid.process_pool"
     local ctx = mpm.get_context(cfg.start_method)
@@ -110,15 +155,10 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
             end
             if m[1] == "shutdown" then
                 shutting = true
-            elseif m[1] == "forget" or m[1] == "drop" then
-                local f = pending[m[2]]
-                if f then
+            elseif m[1] == "forget" then -- its job never reached the workers
+                if pending[m[2]] then
                     pending[m[2]] = nil
                     npending = npending - 1
-                    if m[1] == "drop" then -- shutdown(wait, cancel_futures=true)
-                        pcall(f.set_exception, f, Error.new("Cancelled",
-                            "cancelled by shutdown(cancel_futures=true)"))
-                    end
                 end
             elseif m[1] == "signal" then
                 for _, p in pairs(workers) do
@@ -130,10 +170,9 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                 fail_all(broken)
             elseif broken then
                 pcall(m[2].set_exception, m[2], broken)
-            else
+            else -- {id, future}: running (the submitter or the feeder marked it)
                 pending[m[1]] = m[2]
                 npending = npending + 1
-                pcall(m[2].set_running_or_notify_cancel, m[2])
             end
         end
     end
@@ -158,6 +197,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                         if f then
                             pending[job] = nil
                             npending = npending - 1
+                            sem:release()
                             pcall(f.set_exception, f, err)
                         end
                         if not shutting then start(slot) end
@@ -197,6 +237,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                 if f then
                     pending[a[1]] = nil
                     npending = npending - 1
+                    sem:release()
                     if a[2] then
                         local r = a[3]
                         pcall(f.set_result, f, unpack(r, 1, r.n))
@@ -221,8 +262,17 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                 p:join(shutting and 30 or 1)
                 if p:is_alive() then p:kill(); p:join() end
             end
+            reg:acquire()
+            if broken then
+                state.value = 1
+            end
             drain()
             fail_all(broken or Error.new("BrokenProcessPool", "the pool was shut down"))
+            reg:release()
+            if broken then -- the feeder fails what is still queued, then ends
+                sem:release(cfg.n + 1)
+                backlog:put(nil)
+            end
             return
         end
     end
@@ -257,16 +307,24 @@ local function new_pool(opts, replace)
     local method = opts.start_method or mp.get_start_method()
     mp.get_context(method)
     instances = instances + 1
+    -- at most n + 1 jobs are in the workers' hands (running or in the jobs
+    -- Queue), as Python's call queue; the rest wait in the backlog, pending
     local self = setmetatable({_n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
                                _cur = mp.Array("q", n), _state = mp.Value("i", 0),
-                               _ctl = queue.SimpleQueue(), _next = 0, _shutdown = false}, PPE)
+                               _ctl = queue.SimpleQueue(), _backlog = queue.SimpleQueue(),
+                               _sem = threading.Semaphore(n + 1), _reg = threading.Lock(), _next = 0,
+                               _shutdown = false}, PPE)
     local cfg = {n = n, start_method = method, initializer = opts.initializer,
                  initargs = opts.initargs, max_tasks = mt, replace = replace,
                  name = (replace and "PoolWorker" or "ProcessPoolWorker") .. "-" .. instances}
     self._thread = threading.Thread{target = M._manager, daemon = true,
                                     args = {cfg, self._ctl, self._jobs, self._answers, self._cur,
-                                            self._state}}
+                                            self._state, self._sem, self._backlog, self._reg}}
     self._thread:start()
+    self._feeder = threading.Thread{target = M._feeder, daemon = true,
+                                    args = {self._backlog, self._sem, self._ctl, self._jobs,
+                                            self._state, self._reg}}
+    self._feeder:start()
     return self
 end
 
@@ -284,8 +342,7 @@ function PPE:submit(fn, ...)
         raise("RuntimeError", "cannot schedule new futures after shutdown", 2)
     end
     if self._state.value ~= 0 then
-        raise("BrokenProcessPool", "A child process terminated abruptly, the process pool is " ..
-              "not usable anymore", 2)
+        raise("BrokenProcessPool", BROKEN_MSG, 2)
     end
     if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
         error("bad argument #1 to 'submit' (function expected, got " .. type(fn) .. ")", 2)
@@ -293,12 +350,34 @@ function PPE:submit(fn, ...)
     self._next = self._next + 1
     local id = self._next
     local f = futures.Future()
-    self._ctl:put({id, f}) -- first: the answer may come back at once
-    local ok, err = pcall(self._jobs.put, self._jobs, {id, fn, pack(...)})
-    if not ok then -- an argument that cannot cross fails this future only
-        self._ctl:put({"forget", id})
-        pcall(f.set_running_or_notify_cancel, f) -- the manager may have done it
-        f:set_exception(err)
+    local job = {id, fn, pack(...)}
+    if self._backlog:empty() and self._sem:acquire(false) then
+        -- a free place in the window: straight to the workers, running
+        f:set_running_or_notify_cancel()
+        local reg = self._reg
+        reg:acquire()
+        local live = self._state.value == 0
+        if live then
+            self._ctl:put({id, f}) -- first: the answer may come back at once
+        end
+        reg:release()
+        if not live then
+            self._sem:release()
+            f:set_exception(Error.new("BrokenProcessPool", BROKEN_MSG))
+            return f
+        end
+        local ok, err = pcall(self._jobs.put, self._jobs, job)
+        if not ok then -- an argument that cannot cross fails this future only
+            self._ctl:put({"forget", id})
+            self._sem:release()
+            f:set_exception(err)
+        end
+    else -- pending in the backlog until the feeder hands it over
+        local ok, err = pcall(self._backlog.put, self._backlog, {id, f, job})
+        if not ok then
+            f:set_running_or_notify_cancel()
+            f:set_exception(err)
+        end
     end
     return f
 end
@@ -310,16 +389,17 @@ function PPE:shutdown(wait, cancel_futures)
     if not self._shutdown then
         self._shutdown = true
         if cancel_futures then
-            -- jobs not yet taken by a worker are dropped
+            -- jobs still pending (in the backlog) are cancelled
             while true do
-                local ok, job = pcall(self._jobs.get, self._jobs, false)
+                local ok, item = pcall(self._backlog.get_nowait, self._backlog)
                 if not ok then break end
-                self._ctl:put({"drop", job[1]})
+                item[2]:cancel()
             end
         end
-        self._ctl:put({"shutdown"})
+        self._backlog:put(nil) -- the feeder hands over the rest, then stops the manager
     end
     if wait then
+        self._feeder:join()
         self._thread:join()
     end
 end
@@ -330,6 +410,7 @@ local function stop_workers(self, how)
         self._shutdown = true
     end
     self._thread:join()
+    self._feeder:join()
 end
 
 --- ex:terminate_workers(): SIGTERM to every worker; pending futures fail
