@@ -43,6 +43,8 @@ int lbraid_mp_send(lua_State *L, int fd, struct braid_buf *buf);
 /* Pushes a Connection box taking fd (flags: 1 readable, 2 writable; on
  * failure fd is closed and an error raised). */
 void lbraid_mp_push_conn(lua_State *L, int fd, int flags);
+/* Adds the queues' put/flush helpers (_conn_*) to the module table at mod. */
+void lbraid_mp_open_feed(lua_State *L, int mod);
 /* Adds the manager's C helpers (_mgr_*) to the module table at mod. */
 void lbraid_mp_open_manager(lua_State *L, int mod);
 

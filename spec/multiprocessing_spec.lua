@@ -431,6 +431,51 @@ for _, method in ipairs(METHODS) do
       assert.are.equal("Empty", kind_of(q.get, q, true, 0.05))
     end)
 
+    it("Queue:put never waits for a slow reader (the feeder thread); all arrive in order", function()
+      local q = mp.Queue()
+      local chunk = string.rep("x", 64 * 1024)
+      -- 8 MiB put with nobody reading: far past what the socket holds
+      local t, _ = elapsed(function()
+        for i = 1, 128 do q:put(chunk .. i) end
+      end)
+      assert.is_true(t < 5, "put waited for the reader: " .. t)
+      assert.are.equal(128, q:qsize())
+      -- a child that puts too and exits at once: its feeder finishes first
+      local p = run(function(q, chunk)
+        for i = 1, 64 do q:put({i, chunk}) end
+      end, q, chunk)
+      local nparent, nchild = 0, 0 -- the producers interleave, each in order
+      for _ = 1, 128 + 64 do
+        local item = q:get(true, 30)
+        if type(item) == "string" then
+          nparent = nparent + 1
+          assert.are.equal(chunk .. nparent, item)
+        else
+          nchild = nchild + 1
+          assert.are.equal(nchild, item[1])
+          assert.are.equal(#chunk, #item[2])
+        end
+      end
+      assert.are.equal(128, nparent)
+      p:join()
+      assert.are.equal(0, p.exitcode)
+      q:put("last")
+      q:join_thread() -- written through
+      assert.are.equal("last", q:get(false))
+    end)
+
+    it("Queue: cancel_join_thread lets a child exit with items nobody reads", function()
+      local q = mp.Queue()
+      local p = run(function(q)
+        q:cancel_join_thread()
+        local chunk = string.rep("y", 64 * 1024)
+        for _ = 1, 64 do q:put(chunk) end
+      end, q)
+      p:join(30)
+      assert.is_false(p:is_alive())
+      assert.are.equal(0, p.exitcode)
+    end)
+
     it("objects made after the child started reach it through a Queue", function()
       local q, back = mp.Queue(), mp.Queue()
       local p = run(function(q, back)

@@ -38,13 +38,12 @@ return function(M, raise)
         if sem and not sem:acquire(block, block and timeout or nil) then
             raise("Full", "queue is full", 2)
         end
-        local wl = self._wlock
-        wl:acquire()
-        local ok, err = pcall(self._w.send, self._w, item)
+        -- never waits for the reader: what the socket cannot take at once
+        -- goes to this process's feeder thread (core/feed.c)
+        local ok, err = pcall(M._conn_put, self._w, item, self._wlock)
         if ok then
             self._size:_add(1)
         end
-        wl:release()
         if not ok then
             if sem then
                 sem:release()
@@ -116,10 +115,14 @@ return function(M, raise)
         rawset(self, "_closed", true)
     end
 
+    -- Waits until this process's feeder has written every item put here.
     function Queue:join_thread()
+        M._conn_flush(self._w)
     end
 
+    -- This process's exit stops waiting for the items still to be written.
     function Queue:cancel_join_thread()
+        M._conn_nojoin(self._w)
     end
 
     local SimpleQueue = setmetatable({__name = "braid.mp.SimpleQueue"}, {__index = Queue})
