@@ -134,7 +134,12 @@ static void fork_check(braid_shm_t *c)
     pid_t me = getpid();
     if (c->wpid != me) {
         c->wpid = me;
-        c->whead = c->wtail = NULL;
+        while (c->whead) { /* the parent's, inherited: it sends them itself */
+            feed_item_t *it = c->whead;
+            c->whead = it->next;
+            item_free(it);
+        }
+        c->wtail = NULL;
         c->wbusy = 0;
         c->wnojoin = 0;
     }

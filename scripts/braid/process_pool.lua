@@ -71,54 +71,16 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
     end
 end
 
--- ---- the feeder thread (in the parent) ----
-
--- Moves submitted jobs {id, future, job} from the backlog into the jobs
--- Queue while fewer than the window are in flight (it holds one of sem's
--- permits per job handed over), marking each future running then — a job
--- still in the backlog can be cancelled and never runs. nil ends it
--- (shutdown): it then tells the manager thread.
 local BROKEN_MSG = "A child process terminated abruptly, the process pool is not usable anymore"
-
-function M._feeder(backlog, sem, ctl, jobs, state, reg)
-    while true do
-        sem:acquire() -- first: a job waiting for a place stays in the backlog
-        local item = backlog:get()
-        if item == nil then
-            ctl:put({"shutdown"})
-            return
-        end
-        local id, f, job = item[1], item[2], item[3]
-        if f:set_running_or_notify_cancel() then
-            -- reg: either the manager sees this future or it sees the pool broken
-            reg:acquire()
-            local live = state.value == 0
-            if live then
-                ctl:put({id, f})
-            end
-            reg:release()
-            local ok, err
-            if live then
-                ok, err = pcall(jobs.put, jobs, job)
-            else
-                ok, err = false, Error.new("BrokenProcessPool", BROKEN_MSG)
-            end
-            if not ok then
-                if live then
-                    ctl:put({"forget", id})
-                end
-                sem:release() -- (once broken, this passes the permit on)
-                pcall(f.set_exception, f, err)
-            end
-        else
-            sem:release() -- cancelled while queued: it never runs
-        end
-    end
-end
 
 -- ---- the manager thread (in the parent) ----
 
 -- ctl: a braid.queue of {id, future} and {"shutdown"}, {"signal", sig}.
+-- Jobs wait, pending, in the backlog ({id, future, job}) while max_workers
+-- + 1 are in the workers' hands (sem's permits); forward() hands them over
+-- as places free up, marking each future running then, so a job still in
+-- the backlog can be cancelled and never runs. (jobs:put never waits for
+-- the workers: the Queue's feeder thread does.)
 function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
     local mpm = require "braid.multiprocessing"
     local pp = require "braid.process_pool"
@@ -147,6 +109,39 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
         end
         npending = 0
     end
+    local function forward()
+        while not backlog:empty() and sem:acquire(false) do
+            local ok, item = pcall(backlog.get_nowait, backlog)
+            if not ok then
+                sem:release()
+                return
+            end
+            local id, f, job = item[1], item[2], item[3]
+            if not f:set_running_or_notify_cancel() then
+                sem:release() -- cancelled while pending: it never runs
+            else
+                local sent, err = pcall(jobs.put, jobs, job)
+                if sent then
+                    pending[id] = f
+                    npending = npending + 1
+                else -- an argument that cannot cross another process
+                    sem:release()
+                    pcall(f.set_exception, f, err)
+                end
+            end
+        end
+    end
+    local function fail_backlog(err)
+        while true do
+            local ok, item = pcall(backlog.get_nowait, backlog)
+            if not ok then
+                return
+            end
+            if item[2]:set_running_or_notify_cancel() then
+                pcall(item[2].set_exception, item[2], err)
+            end
+        end
+    end
     local function drain()
         while true do
             local ok, m = pcall(ctl.get_nowait, ctl)
@@ -170,7 +165,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
                 fail_all(broken)
             elseif broken then
                 pcall(m[2].set_exception, m[2], broken)
-            else -- {id, future}: running (the submitter or the feeder marked it)
+            else -- {id, future}: running (the submitter marked it)
                 pending[m[1]] = m[2]
                 npending = npending + 1
             end
@@ -221,6 +216,9 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
     local count = 0
     while true do
         drain()
+        if not broken then
+            forward()
+        end
         local ok, a = pcall(answers.get, answers, true, 0.05)
         if ok then
             if a[1] == "exit" then
@@ -238,6 +236,9 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
                     pending[a[1]] = nil
                     npending = npending - 1
                     sem:release()
+                    if not broken then
+                        forward()
+                    end
                     if a[2] then
                         local r = a[3]
                         pcall(f.set_result, f, unpack(r, 1, r.n))
@@ -254,7 +255,8 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
         if not ok or count % 64 == 0 or broken then
             check_workers()
         end
-        if (shutting and (npending == 0 or next(workers) == nil)) or broken then
+        if (shutting and ((npending == 0 and backlog:empty()) or next(workers) == nil)) or
+            broken then
             if shutting and not broken then
                 for _ = 1, cfg.n do jobs:put(nil) end
             end
@@ -267,12 +269,10 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
                 state.value = 1
             end
             drain()
-            fail_all(broken or Error.new("BrokenProcessPool", "the pool was shut down"))
+            local err = broken or Error.new("BrokenProcessPool", "the pool was shut down")
+            fail_all(err)
+            fail_backlog(err)
             reg:release()
-            if broken then -- the feeder fails what is still queued, then ends
-                sem:release(cfg.n + 1)
-                backlog:put(nil)
-            end
             return
         end
     end
@@ -321,10 +321,6 @@ local function new_pool(opts, replace)
                                     args = {cfg, self._ctl, self._jobs, self._answers, self._cur,
                                             self._state, self._sem, self._backlog, self._reg}}
     self._thread:start()
-    self._feeder = threading.Thread{target = M._feeder, daemon = true,
-                                    args = {self._backlog, self._sem, self._ctl, self._jobs,
-                                            self._state, self._reg}}
-    self._feeder:start()
     return self
 end
 
@@ -372,9 +368,18 @@ function PPE:submit(fn, ...)
             self._sem:release()
             f:set_exception(err)
         end
-    else -- pending in the backlog until the feeder hands it over
-        local ok, err = pcall(self._backlog.put, self._backlog, {id, f, job})
-        if not ok then
+    else -- pending in the backlog until the manager thread hands it over
+        local reg = self._reg
+        reg:acquire()
+        local live = self._state.value == 0
+        local ok, err = true, nil
+        if live then
+            ok, err = pcall(self._backlog.put, self._backlog, {id, f, job})
+        end
+        reg:release()
+        if not live then
+            raise("BrokenProcessPool", BROKEN_MSG, 2)
+        elseif not ok then
             f:set_running_or_notify_cancel()
             f:set_exception(err)
         end
@@ -396,10 +401,9 @@ function PPE:shutdown(wait, cancel_futures)
                 item[2]:cancel()
             end
         end
-        self._backlog:put(nil) -- the feeder hands over the rest, then stops the manager
+        self._ctl:put({"shutdown"}) -- the manager hands over the backlog first
     end
     if wait then
-        self._feeder:join()
         self._thread:join()
     end
 end
@@ -410,7 +414,6 @@ local function stop_workers(self, how)
         self._shutdown = true
     end
     self._thread:join()
-    self._feeder:join()
 end
 
 --- ex:terminate_workers(): SIGTERM to every worker; pending futures fail
