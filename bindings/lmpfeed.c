@@ -1,8 +1,5 @@
 /* braid.multiprocessing, the queues' writing side: a put that never waits
  * for the reader (core/feed.c's feeder thread), its flush and opt-out. */
-#include <errno.h>
-#include <string.h>
-
 #include "lbraid.h"
 #include "lprocess.h"
 #include "shm.h"
@@ -28,19 +25,8 @@ static int lconn_put(lua_State *L)
     braid_buf_t *buf = lbraid_take_scratch(L);
     lbraid_encode(L, 2, buf, "item");
     braid_object_t *bad = NULL;
-    int rc = braid_conn_put(c, lock, buf, &bad);
-    if (rc == BRAID_ETYPE)
-        return lbraid_error(L,
-                            "TypeError",
-                            "%s cannot cross to another process (only braid.multiprocessing "
-                            "objects can)",
-                            bad->type->name);
-    if (rc == BRAID_EOS)
-        return lbraid_error(
-            L, errno == EPIPE ? "ConnectionError" : "OSError", "put: %s", strerror(errno));
-    if (rc)
-        return lbraid_core_error(L, rc, NULL);
-    return 0;
+    int rc = braid_conn_put(c, lock, buf, &bad); /* first: it sets bad */
+    return lbraid_mp_send_result(L, rc, bad, "put");
 }
 
 /* _conn_flush(conn, timeout) -> true once its feeder has sent everything */

@@ -592,7 +592,12 @@ static int lpipe_new(lua_State *L)
 int lbraid_mp_send(lua_State *L, int fd, braid_buf_t *buf)
 {
     braid_object_t *bad = NULL;
-    int rc = braid_msg_send(fd, buf, &bad);
+    int rc = braid_msg_send(fd, buf, &bad); /* first: it sets bad */
+    return lbraid_mp_send_result(L, rc, bad, "send");
+}
+
+int lbraid_mp_send_result(lua_State *L, int rc, braid_object_t *bad, const char *what)
+{
     if (rc == BRAID_ETYPE)
         return lbraid_error(L,
                             "TypeError",
@@ -601,7 +606,7 @@ int lbraid_mp_send(lua_State *L, int fd, braid_buf_t *buf)
                             bad->type->name);
     if (rc == BRAID_EOS)
         return lbraid_error(
-            L, errno == EPIPE ? "ConnectionError" : "OSError", "send: %s", strerror(errno));
+            L, errno == EPIPE ? "ConnectionError" : "OSError", "%s: %s", what, strerror(errno));
     if (rc)
         return lbraid_core_error(L, rc, NULL);
     return 0;

@@ -40,6 +40,10 @@ void lbraid_mp_open_sync(lua_State *L, int mod);
 /* Sends buf on fd as one message (shm.h), raising TypeError for an object
  * that cannot cross processes and OSError/ConnectionError. */
 int lbraid_mp_send(lua_State *L, int fd, struct braid_buf *buf);
+/* Raises the error for a send's core result rc (0: returns 0): TypeError
+ * naming the object bad that cannot cross, ConnectionError/OSError. */
+struct braid_object;
+int lbraid_mp_send_result(lua_State *L, int rc, struct braid_object *bad, const char *what);
 /* Pushes a Connection box taking fd (flags: 1 readable, 2 writable; on
  * failure fd is closed and an error raised). */
 void lbraid_mp_push_conn(lua_State *L, int fd, int flags);

@@ -245,6 +245,19 @@ int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, br
     return rc;
 }
 
+/* Waits on feed_cv (feed_mu held) for a feeder to finish, or 20 ms. */
+static void wait_a_while(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 20 * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&feed_cv, &feed_mu, &ts);
+}
+
 int braid_conn_flush(braid_shm_t *c, int64_t deadline)
 {
     for (;;) {
@@ -257,14 +270,7 @@ int braid_conn_flush(braid_shm_t *c, int64_t deadline)
         if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
             return BRAID_ETIMEOUT;
         pthread_mutex_lock(&feed_mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&feed_cv, &feed_mu, &ts);
+        wait_a_while();
         pthread_mutex_unlock(&feed_mu);
     }
 }
@@ -275,14 +281,7 @@ void braid_feed_flush_all(int64_t deadline)
     while (feed_active > 0) {
         if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&feed_cv, &feed_mu, &ts);
+        wait_a_while();
     }
     pthread_mutex_unlock(&feed_mu);
 }

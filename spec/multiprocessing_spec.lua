@@ -518,6 +518,17 @@ end
 describe("shared objects", function()
   after_each(no_child_left)
 
+  it("Queue: an item that cannot cross fails that put with a TypeError; the queue carries on", function()
+    local q = mp.Queue()
+    local err = select(2, pcall(q.put, q, {lock = require("braid.threading").Lock()}))
+    assert.is_true(Error.is(err, "TypeError"), tostring(err))
+    assert.matches("braid.Lock", err.message, 1, true)
+    assert.are.equal("TypeError", kind_of(q.put, q, coroutine.create(print)))
+    assert.are.equal(0, q:qsize())
+    q:put("fine")
+    assert.are.equal("fine", q:get(true, 5))
+  end)
+
   it("Queue(maxsize): Full, qsize, closed queue", function()
     local q = mp.Queue(2)
     q:put(1)
