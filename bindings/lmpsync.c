@@ -558,7 +558,7 @@ static braid_shm_t *check_conn(lua_State *L, int idx, int need)
     return s;
 }
 
-static void push_conn(lua_State *L, int fd, int flags)
+void lbraid_mp_push_conn(lua_State *L, int fd, int flags)
 {
     braid_shm_t *s;
     int rc = braid_shm_new_conn(fd, flags, &s);
@@ -582,8 +582,9 @@ static int lpipe_new(lua_State *L)
         shutdown(sv[1], SHUT_RD);
     }
     lua_settop(L, 0);
-    push_conn(L, sv[1], duplex ? READABLE | WRITABLE : WRITABLE); /* anchors sv[1] first */
-    push_conn(L, sv[0], duplex ? READABLE | WRITABLE : READABLE);
+    lbraid_mp_push_conn(
+        L, sv[1], duplex ? READABLE | WRITABLE : WRITABLE); /* anchors sv[1] first */
+    lbraid_mp_push_conn(L, sv[0], duplex ? READABLE | WRITABLE : READABLE);
     lua_insert(L, 1);
     return 2;
 }
@@ -591,7 +592,12 @@ static int lpipe_new(lua_State *L)
 int lbraid_mp_send(lua_State *L, int fd, braid_buf_t *buf)
 {
     braid_object_t *bad = NULL;
-    int rc = braid_msg_send(fd, buf, &bad);
+    int rc = braid_msg_send(fd, buf, &bad); /* first: it sets bad */
+    return lbraid_mp_send_result(L, rc, bad, "send");
+}
+
+int lbraid_mp_send_result(lua_State *L, int rc, braid_object_t *bad, const char *what)
+{
     if (rc == BRAID_ETYPE)
         return lbraid_error(L,
                             "TypeError",
@@ -600,7 +606,7 @@ int lbraid_mp_send(lua_State *L, int fd, braid_buf_t *buf)
                             bad->type->name);
     if (rc == BRAID_EOS)
         return lbraid_error(
-            L, errno == EPIPE ? "ConnectionError" : "OSError", "send: %s", strerror(errno));
+            L, errno == EPIPE ? "ConnectionError" : "OSError", "%s: %s", what, strerror(errno));
     if (rc)
         return lbraid_core_error(L, rc, NULL);
     return 0;

@@ -122,6 +122,7 @@ static int lmp_fork_exit(lua_State *L)
         code = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
     else
         code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+    braid_feed_flush_all(BRAID_FOREVER); /* what its queues' feeders hold */
     fflush(NULL);
     braid_trace_flush_child();
     _exit(code);
@@ -176,6 +177,7 @@ static int lmp_fork(lua_State *L)
     }
     lua_pop(L, 2); /* os, the handle */
     int code = lbraid_worker_call(L, lua_gettop(L) - 2, lbraid_procinfo.name);
+    braid_feed_flush_all(BRAID_FOREVER);
     braid_proc_finish_all(BRAID_FOREVER);
     fflush(NULL);
     braid_trace_flush_child();
@@ -389,6 +391,8 @@ int lbraid_open_multiprocessing(lua_State *L)
     lua_settop(L, 0);
     luaL_newlib(L, lmp_funcs);
     lbraid_mp_open_sync(L, lua_gettop(L));
+    lbraid_mp_open_manager(L, lua_gettop(L));
+    lbraid_mp_open_feed(L, lua_gettop(L));
     lua_pushinteger(L, SIGTERM);
     lua_setfield(L, -2, "SIGTERM");
     lua_pushinteger(L, SIGKILL);

@@ -23,6 +23,10 @@ void lbraid_worker_run(lua_State *L, int fd);
  * kill it when the parent dies (PR_SET_PDEATHSIG); ppid is the expected
  * parent, checked after the request to close the race. */
 void lbraid_worker_watch_parent(int fd, pid_t ppid);
+/* From now on, when the parent is gone the watch removes file and the
+ * directory dir before it ends this process; the kernel's parent-death
+ * signal (which would end it first) is turned off. */
+void lbraid_worker_cleanup_at_death(const char *file, const char *dir);
 
 /* Runs the function at the stack top (below it: nothing of interest) with
  * nargs arguments above it as a process body, protected: an error prints
@@ -36,6 +40,17 @@ void lbraid_mp_open_sync(lua_State *L, int mod);
 /* Sends buf on fd as one message (shm.h), raising TypeError for an object
  * that cannot cross processes and OSError/ConnectionError. */
 int lbraid_mp_send(lua_State *L, int fd, struct braid_buf *buf);
+/* Raises the error for a send's core result rc (0: returns 0): TypeError
+ * naming the object bad that cannot cross, ConnectionError/OSError. */
+struct braid_object;
+int lbraid_mp_send_result(lua_State *L, int rc, struct braid_object *bad, const char *what);
+/* Pushes a Connection box taking fd (flags: 1 readable, 2 writable; on
+ * failure fd is closed and an error raised). */
+void lbraid_mp_push_conn(lua_State *L, int fd, int flags);
+/* Adds the queues' put/flush helpers (_conn_*) to the module table at mod. */
+void lbraid_mp_open_feed(lua_State *L, int mod);
+/* Adds the manager's C helpers (_mgr_*) to the module table at mod. */
+void lbraid_mp_open_manager(lua_State *L, int mod);
 
 /* This process's multiprocessing identity (set in children). */
 typedef struct lbraid_procinfo {

@@ -2,6 +2,7 @@
  * fd 3, watches its parent, runs the body and turns the outcome into an exit code. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,29 @@ lbraid_procinfo_t lbraid_procinfo = {"MainProcess", 0, "", 0};
 
 /* ---- the parent watch ---- */
 
+static char death_file[256], death_dir[256];
+static atomic_int death_paths_set;
+
+static void cleanup_on_term(int sig)
+{
+    unlink(death_file); /* both async-signal-safe */
+    rmdir(death_dir);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void lbraid_worker_cleanup_at_death(const char *file, const char *dir)
+{
+    snprintf(death_file, sizeof death_file, "%s", file);
+    snprintf(death_dir, sizeof death_dir, "%s", dir);
+    atomic_store(&death_paths_set, 1);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cleanup_on_term;
+    sigaction(SIGTERM, &sa, NULL); /* terminate(), or the parent's exit ending daemons */
+    prctl(PR_SET_PDEATHSIG, 0);    /* the watch below ends this process, after the cleanup */
+}
+
 static void *watch_main(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -29,6 +53,10 @@ static void *watch_main(void *arg)
         ssize_t r = read(fd, &c, 1);
         if (r == 0 || (r < 0 && errno != EINTR))
             break; /* EOF: every copy of the parent's end is closed */
+    }
+    if (atomic_load(&death_paths_set)) {
+        unlink(death_file);
+        rmdir(death_dir);
     }
     kill(getpid(), SIGKILL);
     return NULL;

@@ -162,6 +162,11 @@ int braid_plock_release(braid_plock_t *l, int recursive)
     return 0;
 }
 
+void braid_plock_adopt(braid_plock_t *l)
+{
+    atomic_store(&l->owner, tid());
+}
+
 int braid_plock_locked(braid_plock_t *l)
 {
     return atomic_load(&l->state) != 0;

@@ -32,6 +32,9 @@ int braid_plock_acquire(braid_plock_t *l, int recursive, int64_t deadline, braid
 int braid_plock_try(braid_plock_t *l, int recursive);
 /* Releases. BRAID_ENOTOWNER if unlocked (or, recursive, not the caller's). */
 int braid_plock_release(braid_plock_t *l, int recursive);
+/* Makes the calling thread the holder of a lock another thread of this
+ * process acquired (a queue's feeder finishing a message). */
+void braid_plock_adopt(braid_plock_t *l);
 /* 1 if locked (by anyone). */
 int braid_plock_locked(braid_plock_t *l);
 /* 1 if the calling thread holds it (recursive locks). */

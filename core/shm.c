@@ -26,6 +26,7 @@ static void shm_destroy(braid_object_t *obj)
         free(s->rb);
     }
     pthread_mutex_destroy(&s->rmu);
+    pthread_mutex_destroy(&s->wmu);
     if (s->mem)
         munmap(s->mem, s->size);
     if (s->fd >= 0)
@@ -67,6 +68,7 @@ static int shm_make(int kind, int fd, size_t size, int flags, uint64_t id, braid
     s->kind = kind;
     s->fd = fd;
     pthread_mutex_init(&s->rmu, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
     s->size = size;
     s->flags = flags;
     if (size) {
@@ -80,6 +82,7 @@ static int shm_make(int kind, int fd, size_t size, int flags, uint64_t id, braid
         if (s->mem)
             munmap(s->mem, size);
         pthread_mutex_destroy(&s->rmu);
+        pthread_mutex_destroy(&s->wmu);
         free(s);
         return BRAID_ENOMEM;
     }
@@ -154,7 +157,7 @@ typedef struct desc {
     uint64_t size;
 } desc_t;
 
-static int send_all(int sock, const void *p, size_t n)
+int braid_fd_send_all(int sock, const void *p, size_t n)
 {
     const uint8_t *b = p;
     while (n > 0) {
@@ -169,9 +172,9 @@ static int send_all(int sock, const void *p, size_t n)
     return 0;
 }
 
-int braid_msg_send(int sock, const braid_buf_t *buf, braid_object_t **bad)
+int braid__msg_head(const braid_buf_t *buf, braid_object_t **bad, uint8_t **head, size_t *hlen,
+                    int *fds)
 {
-    size_t n = 0;
     if (buf->len > UINT32_MAX)
         return BRAID_ETOOBIG;
     for (size_t i = 0; i < buf->nobjs; i++) {
@@ -183,52 +186,68 @@ int braid_msg_send(int sock, const braid_buf_t *buf, braid_object_t **bad)
     }
     if (buf->nobjs > MAX_FDS)
         return BRAID_ETOOBIG;
-    size_t hlen = 8 + buf->nobjs * sizeof(desc_t);
-    uint8_t *head = malloc(hlen);
-    if (!head)
+    *hlen = 8 + buf->nobjs * sizeof(desc_t);
+    uint8_t *h = *head = malloc(*hlen);
+    if (!h)
         return BRAID_ENOMEM;
     uint32_t len32 = (uint32_t)buf->len, nobj32 = (uint32_t)buf->nobjs;
-    memcpy(head, &len32, 4);
-    memcpy(head + 4, &nobj32, 4);
-    int fds[MAX_FDS];
+    memcpy(h, &len32, 4);
+    memcpy(h + 4, &nobj32, 4);
     for (size_t i = 0; i < buf->nobjs; i++) {
         braid_shm_t *s = (braid_shm_t *)buf->objs[i];
         desc_t d = {s->base.id, (uint32_t)s->kind, (uint32_t)s->flags, s->size};
-        memcpy(head + 8 + i * sizeof d, &d, sizeof d);
-        fds[n++] = s->fd;
+        memcpy(h + 8 + i * sizeof d, &d, sizeof d);
+        fds[i] = s->fd;
     }
-    /* one sendmsg for header and bytes (the descriptors ride on its first
-     * byte); the rest, if the socket took only part, with send */
+    return 0;
+}
+
+ssize_t braid__msg_sendmsg(int sock, const void *a, size_t alen, const void *b, size_t blen,
+                           const int *fds, size_t nfds, int flags)
+{
     union {
         struct cmsghdr h;
         char b[CMSG_SPACE(sizeof(int) * MAX_FDS)];
     } cm;
     memset(&cm, 0, sizeof cm);
-    struct iovec iov[2] = {{head, hlen}, {buf->data, buf->len}};
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = buf->len ? 2 : 1};
-    if (n) {
+    struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = blen ? 2 : 1};
+    if (nfds) {
         mh.msg_control = cm.b;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     }
     ssize_t w;
     do
-        w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        w = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
     while (w < 0 && errno == EINTR);
-    int rc = 0;
+    return w;
+}
+
+int braid_msg_send(int sock, const braid_buf_t *buf, braid_object_t **bad)
+{
+    uint8_t *head;
+    size_t hlen;
+    int fds[MAX_FDS];
+    int rc = braid__msg_head(buf, bad, &head, &hlen, fds);
+    if (rc)
+        return rc;
+    /* one sendmsg for header and bytes (the descriptors ride on its first
+     * byte); the rest, if the socket took only part, with send */
+    ssize_t w = braid__msg_sendmsg(sock, head, hlen, buf->data, buf->len, fds, buf->nobjs, 0);
     if (w < 0)
         rc = BRAID_EOS;
     size_t off = w > 0 ? (size_t)w : 0;
     if (!rc && off < hlen)
-        rc = send_all(sock, head + off, hlen - off);
+        rc = braid_fd_send_all(sock, head + off, hlen - off);
     if (!rc)
-        rc = send_all(sock,
-                      buf->data + (off > hlen ? off - hlen : 0),
-                      buf->len - (off > hlen ? off - hlen : 0));
+        rc = braid_fd_send_all(sock,
+                               buf->data + (off > hlen ? off - hlen : 0),
+                               buf->len - (off > hlen ? off - hlen : 0));
     free(head);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "codec.h"
 #include "object.h"
@@ -41,10 +42,15 @@ typedef struct braid_shm {
     int kind;
     int fd; /* memfd or socket; owned */
     size_t size;
-    void *mem;           /* the mapping (NULL for CONN) */
-    int flags;           /* owner's use (CONN: readable 1, writable 2) */
-    pthread_mutex_t rmu; /* CONN: one reader at a time in this process */
-    braid_rbuf_t *rb;    /* CONN: read-ahead, made on first recv */
+    void *mem;                             /* the mapping (NULL for CONN) */
+    int flags;                             /* owner's use (CONN: readable 1, writable 2) */
+    pthread_mutex_t rmu;                   /* CONN: one reader at a time in this process */
+    braid_rbuf_t *rb;                      /* CONN: read-ahead, made on first recv */
+    pthread_mutex_t wmu;                   /* CONN: guards the feeder's list below */
+    struct braid_feed_item *whead, *wtail; /* CONN: messages the feeder still sends */
+    int wbusy;                             /* CONN: a feeder thread is running */
+    int wnojoin;                           /* CONN: exit does not wait for its feeder */
+    pid_t wpid; /* CONN: the process the feeder fields above belong to (fork) */
 } braid_shm_t;
 
 /* One object type per kind (metatable names "braid.mp.<Kind>", module
@@ -81,6 +87,34 @@ int braid_msg_recv_rb(int sock, braid_rbuf_t *rb, braid_buf_t *out, int64_t dead
 /* A connection's recv (read ahead, serialised per process) and poll. */
 int braid_conn_recv(braid_shm_t *c, braid_buf_t *out, int64_t deadline, braid_waiter_t *w);
 int braid_conn_poll(braid_shm_t *c, int64_t deadline, braid_waiter_t *w);
+/* Writes all n bytes to the stream socket sock (no SIGPIPE): 0 or
+ * BRAID_EOS (errno). Blocks while the socket is full. */
+int braid_fd_send_all(int sock, const void *p, size_t n);
+/* Internal (shm.c, feed.c): a message's header for buf (length, count,
+ * one descriptor record per shared object; malloc'ed, *hlen bytes) and in
+ * fds the objects' descriptors; and one sendmsg of a then b with the fds
+ * (flags added to MSG_NOSIGNAL), returning sendmsg's result. */
+int braid__msg_head(const braid_buf_t *buf, braid_object_t **bad, uint8_t **head, size_t *hlen,
+                    int *fds);
+ssize_t braid__msg_sendmsg(int sock, const void *a, size_t alen, const void *b, size_t blen,
+                           const int *fds, size_t nfds, int flags);
+
+/* Queue-style send that never waits for the reader: sends buf as one
+ * message holding lock (a process-shared Lock over the writing end) if it
+ * can at once; otherwise (the socket full, the lock or the feeder busy) a
+ * copy goes to the connection's feeder thread, which sends messages in
+ * order, each under lock. 0, BRAID_ETYPE (*bad set), BRAID_ETOOBIG,
+ * BRAID_ENOMEM, BRAID_EOS (errno). Thread-safe. */
+int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, braid_object_t **bad);
+/* Waits until c's feeder has sent everything (or deadline): 0 or
+ * BRAID_ETIMEOUT. */
+int braid_conn_flush(braid_shm_t *c, int64_t deadline);
+/* The process's exit (braid_feed_flush_all) does not wait for c's feeder
+ * (Python's cancel_join_thread). */
+void braid_conn_nojoin(braid_shm_t *c);
+/* Waits until every feeder of this process has finished, except those
+ * marked wnojoin (process exit, as Python joins its queues' feeders). */
+void braid_feed_flush_all(int64_t deadline);
 /* Waits until fd is readable (POLLIN/POLLHUP): 1 ready, 0 timeout, or
  * BRAID_ECANCELLED/BRAID_EINTR. */
 int braid_fd_wait(int fd, int64_t deadline, braid_waiter_t *w);

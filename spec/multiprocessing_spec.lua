@@ -5,22 +5,10 @@ local braid = require "braid"
 local mp = require "braid.multiprocessing"
 local Error = braid.Error
 
-local EXE = os.getenv("BRAID_EXE") or "build/braid"
+local support = require "spec.support.multiprocessing"
+local EXE, TSAN, METHODS, kind_of = support.EXE, support.TSAN, support.METHODS, support.kind_of
 -- busted's process has other specs' idle threads: the fork warning is noise here
 mp.fork_warning = false
--- TSan's runtime reports in a forked child that forks again (exit code 66)
-local TSAN = os.getenv("TSAN_OPTIONS") ~= nil
--- nor can it follow a child forked from a process whose other threads
--- (earlier specs' parked pool threads, libuv's resolver threads) live on:
--- under TSan the fork method is left to the plain and ASan runs
-local METHODS = TSAN and {"spawn"} or {"spawn", "fork"}
-
-local function kind_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  if Error.is(err) then return err.kind end
-  return tostring(err)
-end
 
 local function readfile(name)
   local f = assert(io.open(name, "rb"))
@@ -37,12 +25,7 @@ local function tmpname()
 end
 
 local function no_child_left()
-  for _, p in ipairs(mp.active_children()) do
-    p:kill()
-    p:join()
-  end
-  assert.are.equal(0, mp._count(), "a child was not reaped")
-  assert.is_false(mp._has_children(), "a child process remains")
+  support.no_child_left()
   for _, name in ipairs(tmpfiles) do os.remove(name) end
   tmpfiles = {}
 end
@@ -448,6 +431,51 @@ for _, method in ipairs(METHODS) do
       assert.are.equal("Empty", kind_of(q.get, q, true, 0.05))
     end)
 
+    it("Queue:put never waits for a slow reader (the feeder thread); all arrive in order", function()
+      local q = mp.Queue()
+      local chunk = string.rep("x", 64 * 1024)
+      -- 8 MiB put with nobody reading: far past what the socket holds
+      local t, _ = elapsed(function()
+        for i = 1, 128 do q:put(chunk .. i) end
+      end)
+      assert.is_true(t < 5, "put waited for the reader: " .. t)
+      assert.are.equal(128, q:qsize())
+      -- a child that puts too and exits at once: its feeder finishes first
+      local p = run(function(q, chunk)
+        for i = 1, 64 do q:put({i, chunk}) end
+      end, q, chunk)
+      local nparent, nchild = 0, 0 -- the producers interleave, each in order
+      for _ = 1, 128 + 64 do
+        local item = q:get(true, 30)
+        if type(item) == "string" then
+          nparent = nparent + 1
+          assert.are.equal(chunk .. nparent, item)
+        else
+          nchild = nchild + 1
+          assert.are.equal(nchild, item[1])
+          assert.are.equal(#chunk, #item[2])
+        end
+      end
+      assert.are.equal(128, nparent)
+      p:join()
+      assert.are.equal(0, p.exitcode)
+      q:put("last")
+      q:join_thread() -- written through
+      assert.are.equal("last", q:get(false))
+    end)
+
+    it("Queue: cancel_join_thread lets a child exit with items nobody reads", function()
+      local q = mp.Queue()
+      local p = run(function(q)
+        q:cancel_join_thread()
+        local chunk = string.rep("y", 64 * 1024)
+        for _ = 1, 64 do q:put(chunk) end
+      end, q)
+      p:join(30)
+      assert.is_false(p:is_alive())
+      assert.are.equal(0, p.exitcode)
+    end)
+
     it("objects made after the child started reach it through a Queue", function()
       local q, back = mp.Queue(), mp.Queue()
       local p = run(function(q, back)
@@ -489,6 +517,17 @@ end
 
 describe("shared objects", function()
   after_each(no_child_left)
+
+  it("Queue: an item that cannot cross fails that put with a TypeError; the queue carries on", function()
+    local q = mp.Queue()
+    local err = select(2, pcall(q.put, q, {lock = require("braid.threading").Lock()}))
+    assert.is_true(Error.is(err, "TypeError"), tostring(err))
+    assert.matches("braid.Lock", err.message, 1, true)
+    assert.are.equal("TypeError", kind_of(q.put, q, coroutine.create(print)))
+    assert.are.equal(0, q:qsize())
+    q:put("fine")
+    assert.are.equal("fine", q:get(true, 5))
+  end)
 
   it("Queue(maxsize): Full, qsize, closed queue", function()
     local q = mp.Queue(2)

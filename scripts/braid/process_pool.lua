@@ -85,10 +85,17 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
     end
 end
 
+local BROKEN_MSG = "A child process terminated abruptly, the process pool is not usable anymore"
+
 -- ---- the manager thread (in the parent) ----
 
 -- ctl: a braid.queue of {id, future} and {"shutdown"}, {"signal", sig}.
-function M._manager(cfg, ctl, jobs, answers, cur, state)
+-- Jobs wait, pending, in the backlog ({id, future, job}) while max_workers
+-- + 1 are in the workers' hands (sem's permits); forward() hands them over
+-- as places free up, marking each future running then, so a job still in
+-- the backlog can be cancelled and never runs. (jobs:put never waits for
+-- the workers: the Queue's feeder thread does.)
+function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
     local mpm = require "braid.multiprocessing"
     local pp = require "braid.process_pool"
     local ctx = mpm.get_context(cfg.start_method)
@@ -116,6 +123,39 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
         end
         npending = 0
     end
+    local function forward()
+        while not backlog:empty() and sem:acquire(false) do
+            local ok, item = pcall(backlog.get_nowait, backlog)
+            if not ok then
+                sem:release()
+                return
+            end
+            local id, f, job = item[1], item[2], item[3]
+            if not f:set_running_or_notify_cancel() then
+                sem:release() -- cancelled while pending: it never runs
+            else
+                local sent, err = pcall(jobs.put, jobs, job)
+                if sent then
+                    pending[id] = f
+                    npending = npending + 1
+                else -- an argument that cannot cross another process
+                    sem:release()
+                    pcall(f.set_exception, f, err)
+                end
+            end
+        end
+    end
+    local function fail_backlog(err)
+        while true do
+            local ok, item = pcall(backlog.get_nowait, backlog)
+            if not ok then
+                return
+            end
+            if item[2]:set_running_or_notify_cancel() then
+                pcall(item[2].set_exception, item[2], err)
+            end
+        end
+    end
     local function drain()
         while true do
             local ok, m = pcall(ctl.get_nowait, ctl)
@@ -124,15 +164,10 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
             end
             if m[1] == "shutdown" then
                 shutting = true
-            elseif m[1] == "forget" or m[1] == "drop" then
-                local f = pending[m[2]]
-                if f then
+            elseif m[1] == "forget" then -- its job never reached the workers
+                if pending[m[2]] then
                     pending[m[2]] = nil
                     npending = npending - 1
-                    if m[1] == "drop" then -- shutdown(wait, cancel_futures=true)
-                        pcall(f.set_exception, f, Error.new("Cancelled",
-                            "cancelled by shutdown(cancel_futures=true)"))
-                    end
                 end
             elseif m[1] == "signal" then
                 for _, p in pairs(workers) do
@@ -144,10 +179,9 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                 fail_all(broken)
             elseif broken then
                 pcall(m[2].set_exception, m[2], broken)
-            else
+            else -- {id, future}: running (the submitter marked it)
                 pending[m[1]] = m[2]
                 npending = npending + 1
-                pcall(m[2].set_running_or_notify_cancel, m[2])
             end
         end
     end
@@ -172,6 +206,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                         if f then
                             pending[job] = nil
                             npending = npending - 1
+                            sem:release()
                             pcall(f.set_exception, f, err)
                         end
                         if not shutting then start(slot) end
@@ -195,6 +230,9 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
     local count = 0
     while true do
         drain()
+        if not broken then
+            forward()
+        end
         local ok, a = pcall(answers.get, answers, true, 0.05)
         if ok then
             if a[1] == "exit" then
@@ -211,6 +249,10 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                 if f then
                     pending[a[1]] = nil
                     npending = npending - 1
+                    sem:release()
+                    if not broken then
+                        forward()
+                    end
                     if a[2] then
                         local r = a[3]
                         pcall(f.set_result, f, unpack(r, 1, r.n))
@@ -227,7 +269,8 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
         if not ok or count % 64 == 0 or broken then
             check_workers()
         end
-        if (shutting and (npending == 0 or next(workers) == nil)) or broken then
+        if (shutting and ((npending == 0 and backlog:empty()) or next(workers) == nil)) or
+            broken then
             if shutting and not broken then
                 for _ = 1, cfg.n do jobs:put(nil) end
             end
@@ -235,8 +278,15 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                 p:join(shutting and 30 or 1)
                 if p:is_alive() then p:kill(); p:join() end
             end
+            reg:acquire()
+            if broken then
+                state.value = 1
+            end
             drain()
-            fail_all(broken or Error.new("BrokenProcessPool", "the pool was shut down"))
+            local err = broken or Error.new("BrokenProcessPool", "the pool was shut down")
+            fail_all(err)
+            fail_backlog(err)
+            reg:release()
             return
         end
     end
@@ -274,15 +324,19 @@ local function new_pool(opts, replace)
         error("bad option 'name' (string expected, got " .. type(opts.name) .. ")", 3)
     end
     instances = instances + 1
+    -- at most n + 1 jobs are in the workers' hands (running or in the jobs
+    -- Queue), as Python's call queue; the rest wait in the backlog, pending
     local self = setmetatable({_name = opts.name, _serial = instances - 1, _n = n, _jobs = mp.Queue(), _answers = mp.Queue(),
                                _cur = mp.Array("q", n), _state = mp.Value("i", 0),
-                               _ctl = queue.SimpleQueue(), _next = 0, _shutdown = false}, PPE)
+                               _ctl = queue.SimpleQueue(), _backlog = queue.SimpleQueue(),
+                               _sem = threading.Semaphore(n + 1), _reg = threading.Lock(), _next = 0,
+                               _shutdown = false}, PPE)
     local cfg = {n = n, start_method = method, initializer = opts.initializer,
                  initargs = opts.initargs, max_tasks = mt, replace = replace,
                  name = (replace and "PoolWorker" or "ProcessPoolWorker") .. "-" .. instances}
     self._thread = threading.Thread{target = M._manager, daemon = true,
                                     args = {cfg, self._ctl, self._jobs, self._answers, self._cur,
-                                            self._state}}
+                                            self._state, self._sem, self._backlog, self._reg}}
     self._thread:start()
     return self
 end
@@ -312,8 +366,7 @@ function PPE:submit(fn, ...)
         raise("RuntimeError", "cannot schedule new futures after shutdown", 2)
     end
     if self._state.value ~= 0 then
-        raise("BrokenProcessPool", "A child process terminated abruptly, the process pool is " ..
-              "not usable anymore", 2)
+        raise("BrokenProcessPool", BROKEN_MSG, 2)
     end
     if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
         error("bad argument #1 to 'submit' (function expected, got " .. type(fn) .. ")", 2)
@@ -321,17 +374,47 @@ function PPE:submit(fn, ...)
     self._next = self._next + 1
     local id = self._next
     local f = futures.Future()
-    self._ctl:put({id, f}) -- first: the answer may come back at once
     local job = {id, fn, pack(...)}
     if trace._on() then
         job[4] = trace._flow_object(true, "submit", f, 1)
         job[5] = self._name or ("ProcessPoolExecutor-" .. self._serial)
     end
-    local ok, err = pcall(self._jobs.put, self._jobs, job)
-    if not ok then -- an argument that cannot cross fails this future only
-        self._ctl:put({"forget", id})
-        pcall(f.set_running_or_notify_cancel, f) -- the manager may have done it
-        f:set_exception(err)
+    if self._backlog:empty() and self._sem:acquire(false) then
+        -- a free place in the window: straight to the workers, running
+        f:set_running_or_notify_cancel()
+        local reg = self._reg
+        reg:acquire()
+        local live = self._state.value == 0
+        if live then
+            self._ctl:put({id, f}) -- first: the answer may come back at once
+        end
+        reg:release()
+        if not live then
+            self._sem:release()
+            f:set_exception(Error.new("BrokenProcessPool", BROKEN_MSG))
+            return f
+        end
+        local ok, err = pcall(self._jobs.put, self._jobs, job)
+        if not ok then -- an argument that cannot cross fails this future only
+            self._ctl:put({"forget", id})
+            self._sem:release()
+            f:set_exception(err)
+        end
+    else -- pending in the backlog until the manager thread hands it over
+        local reg = self._reg
+        reg:acquire()
+        local live = self._state.value == 0
+        local ok, err = true, nil
+        if live then
+            ok, err = pcall(self._backlog.put, self._backlog, {id, f, job})
+        end
+        reg:release()
+        if not live then
+            raise("BrokenProcessPool", BROKEN_MSG, 2)
+        elseif not ok then
+            f:set_running_or_notify_cancel()
+            f:set_exception(err)
+        end
     end
     return f
 end
@@ -343,14 +426,14 @@ function PPE:shutdown(wait, cancel_futures)
     if not self._shutdown then
         self._shutdown = true
         if cancel_futures then
-            -- jobs not yet taken by a worker are dropped
+            -- jobs still pending (in the backlog) are cancelled
             while true do
-                local ok, job = pcall(self._jobs.get, self._jobs, false)
+                local ok, item = pcall(self._backlog.get_nowait, self._backlog)
                 if not ok then break end
-                self._ctl:put({"drop", job[1]})
+                item[2]:cancel()
             end
         end
-        self._ctl:put({"shutdown"})
+        self._ctl:put({"shutdown"}) -- the manager hands over the backlog first
     end
     if wait then
         self._thread:join()

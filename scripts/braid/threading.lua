@@ -46,8 +46,9 @@ for _, name in next, {"Lock", "RLock", "Condition", "Semaphore"} do
 end
 M._guard, M._with = guard, with -- multiprocessing's lock-likes share them
 
--- Condition:wait_for(predicate, timeout) → the predicate's last value
-function methods.Condition:wait_for(predicate, timeout)
+-- Condition:wait_for(predicate, timeout) → the predicate's last value;
+-- any object with wait(timeout) may use it (multiprocessing's Conditions do)
+local function wait_for(self, predicate, timeout)
     if timeout ~= nil and timeout < 0 then
         timeout = nil
     end
@@ -69,6 +70,8 @@ function methods.Condition:wait_for(predicate, timeout)
     end
     return result
 end
+methods.Condition.wait_for = wait_for
+M._wait_for = wait_for
 
 -- ---- Thread ----
 

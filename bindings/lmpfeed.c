@@ -1,0 +1,60 @@
+/* braid.multiprocessing, the queues' writing side: a put that never waits
+ * for the reader (core/feed.c's feeder thread), its flush and opt-out. */
+#include "lbraid.h"
+#include "lprocess.h"
+#include "shm.h"
+
+static braid_shm_t *check_kind(lua_State *L, int idx, int kind)
+{
+    braid_shm_t *s = (braid_shm_t *)lbraid_check_object(L, idx, &braid_shm_types[kind]);
+    if (s->fd < 0)
+        lbraid_error(L, "OSError", "handle is closed");
+    return s;
+}
+
+/* _conn_put(conn, item, lock): sends item on conn as one message under the
+ * shared lock, or leaves it to the connection's feeder thread */
+static int lconn_put(lua_State *L)
+{
+    braid_shm_t *c = check_kind(L, 1, BRAID_SHM_CONN);
+    luaL_checkany(L, 2);
+    braid_shm_t *lock = check_kind(L, 3, BRAID_SHM_LOCK);
+    if (!(c->flags & 2))
+        return lbraid_error(L, "OSError", "connection is read-only");
+    lua_settop(L, 3);
+    braid_buf_t *buf = lbraid_take_scratch(L);
+    lbraid_encode(L, 2, buf, "item");
+    braid_object_t *bad = NULL;
+    int rc = braid_conn_put(c, lock, buf, &bad); /* first: it sets bad */
+    return lbraid_mp_send_result(L, rc, bad, "put");
+}
+
+/* _conn_flush(conn, timeout) -> true once its feeder has sent everything */
+static int lconn_flush(lua_State *L)
+{
+    braid_shm_t *c = (braid_shm_t *)lbraid_check_object(L, 1, &braid_shm_types[BRAID_SHM_CONN]);
+    lua_pushboolean(L, braid_conn_flush(c, lbraid_opt_deadline(L, 2)) == 0);
+    return 1;
+}
+
+/* _conn_nojoin(conn): the process's exit does not wait for its feeder */
+static int lconn_nojoin(lua_State *L)
+{
+    braid_shm_t *c = (braid_shm_t *)lbraid_check_object(L, 1, &braid_shm_types[BRAID_SHM_CONN]);
+    braid_conn_nojoin(c);
+    return 0;
+}
+
+static const luaL_Reg lfeed_funcs[] = {
+    {"_conn_put", lconn_put},
+    {"_conn_flush", lconn_flush},
+    {"_conn_nojoin", lconn_nojoin},
+    {NULL, NULL},
+};
+
+void lbraid_mp_open_feed(lua_State *L, int mod)
+{
+    lua_pushvalue(L, mod);
+    luaL_setfuncs(L, lfeed_funcs, 0);
+    lua_pop(L, 1);
+}

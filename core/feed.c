@@ -1,0 +1,303 @@
+/* A connection's feeder (Python's Queue feeder thread): messages a writer
+ * could not send at once go, in order, to a thread that sends each one
+ * under the queue's process-shared write lock, so put never waits for the
+ * reader. Lock order: a connection's wmu, then feed_mu. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "error.h"
+#include "psync.h"
+#include "shm.h"
+
+typedef struct braid_feed_item {
+    struct braid_feed_item *next;
+    uint8_t *bytes; /* the whole message still to send: header then data */
+    size_t len, off;
+    int held;              /* the writer left the lock held for us (a partial send) */
+    braid_shm_t *lock;     /* retained */
+    braid_object_t **objs; /* retained until sent: their fds ride on byte 0 */
+    size_t nobjs;
+} feed_item_t;
+
+static pthread_mutex_t feed_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t feed_cv = PTHREAD_COND_INITIALIZER; /* a feeder finished */
+static int feed_active;                                   /* running feeders (joinable ones) */
+
+static void item_free(feed_item_t *it)
+{
+    for (size_t i = 0; i < it->nobjs; i++)
+        braid_object_release(it->objs[i]);
+    free(it->objs);
+    braid_object_release(&it->lock->base);
+    free(it->bytes);
+    free(it);
+}
+
+/* Sends the rest of it on sock (blocking); the descriptors go with byte 0. */
+static int item_send(int sock, feed_item_t *it)
+{
+    if (it->off == 0 && it->nobjs) {
+        int fds[MAX_FDS];
+        for (size_t i = 0; i < it->nobjs; i++)
+            fds[i] = ((braid_shm_t *)it->objs[i])->fd;
+        ssize_t w = braid__msg_sendmsg(sock, it->bytes, it->len, NULL, 0, fds, it->nobjs, 0);
+        if (w < 0)
+            return BRAID_EOS;
+        it->off = (size_t)w;
+    }
+    return braid_fd_send_all(sock, it->bytes + it->off, it->len - it->off);
+}
+
+static void *feeder_main(void *arg)
+{
+    braid_shm_t *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->wmu);
+        feed_item_t *it = c->whead;
+        if (!it) {
+            c->wbusy = 0;
+            int joinable = !c->wnojoin;
+            pthread_mutex_unlock(&c->wmu);
+            pthread_mutex_lock(&feed_mu);
+            if (joinable)
+                feed_active--;
+            pthread_cond_broadcast(&feed_cv);
+            pthread_mutex_unlock(&feed_mu);
+            braid_object_release(&c->base);
+            return NULL;
+        }
+        pthread_mutex_unlock(&c->wmu); /* it stays first: later puts queue behind it */
+        braid_plock_t *l = it->lock->mem;
+        if (it->held)
+            braid_plock_adopt(l);
+        else
+            braid_plock_acquire(l, 0, BRAID_FOREVER, NULL); /* an owner that died: ours */
+        item_send(c->fd, it); /* the reader gone (EPIPE): nobody wants it */
+        braid_plock_release(l, 0);
+        pthread_mutex_lock(&c->wmu);
+        c->whead = it->next;
+        if (!c->whead)
+            c->wtail = NULL;
+        pthread_mutex_unlock(&c->wmu);
+        item_free(it);
+    }
+}
+
+/* A copy of the message (from byte off) for the feeder; NULL if no memory. */
+static feed_item_t *item_new(braid_shm_t *lock, const braid_buf_t *buf, const uint8_t *head,
+                             size_t hlen, size_t off, int held)
+{
+    feed_item_t *it = calloc(1, sizeof *it);
+    size_t total = hlen + buf->len;
+    if (!it || !(it->bytes = malloc(total ? total : 1))) {
+        free(it);
+        return NULL;
+    }
+    memcpy(it->bytes, head, hlen);
+    if (buf->len)
+        memcpy(it->bytes + hlen, buf->data, buf->len);
+    it->len = total;
+    it->off = off;
+    it->held = held;
+    if (off == 0 && buf->nobjs) {
+        it->objs = malloc(buf->nobjs * sizeof *it->objs);
+        if (!it->objs) {
+            free(it->bytes);
+            free(it);
+            return NULL;
+        }
+        for (size_t i = 0; i < buf->nobjs; i++) {
+            braid_object_retain(buf->objs[i]);
+            it->objs[i] = buf->objs[i];
+        }
+        it->nobjs = buf->nobjs;
+    }
+    it->lock = lock;
+    braid_object_retain(&lock->base);
+    return it;
+}
+
+/* A forked child inherits the counts and lists of feeders it does not
+ * have: it starts with none (the parent sends its own items). */
+static void forget_feeders(void)
+{
+    feed_active = 0;
+}
+
+static void fork_check(braid_shm_t *c)
+{
+    pid_t me = getpid();
+    if (c->wpid != me) {
+        c->wpid = me;
+        while (c->whead) { /* the parent's, inherited: it sends them itself */
+            feed_item_t *it = c->whead;
+            c->whead = it->next;
+            item_free(it);
+        }
+        c->wtail = NULL;
+        c->wbusy = 0;
+        c->wnojoin = 0;
+    }
+}
+
+static void flush_at_exit(void)
+{
+    braid_feed_flush_all(BRAID_FOREVER);
+}
+
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static void register_exit(void)
+{
+    atexit(flush_at_exit); /* exit() waits for the feeders, as Python's */
+    pthread_atfork(NULL, NULL, forget_feeders);
+}
+
+/* Queues it on c and makes sure a feeder runs; c->wmu is held. */
+static int enqueue(braid_shm_t *c, feed_item_t *it)
+{
+    if (c->wtail)
+        c->wtail->next = it;
+    else
+        c->whead = it;
+    c->wtail = it;
+    if (c->wbusy)
+        return 0;
+    pthread_once(&exit_once, register_exit);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    braid_object_retain(&c->base);
+    c->wbusy = 1;
+    pthread_mutex_lock(&feed_mu);
+    if (!c->wnojoin)
+        feed_active++;
+    pthread_mutex_unlock(&feed_mu);
+    int rc = pthread_create(&t, &at, feeder_main, c);
+    pthread_attr_destroy(&at);
+    if (rc != 0) { /* no thread: send here, waiting, as before the feeder */
+        c->wbusy = 0;
+        pthread_mutex_lock(&feed_mu);
+        if (!c->wnojoin)
+            feed_active--;
+        pthread_mutex_unlock(&feed_mu);
+        braid_object_release(&c->base);
+        return BRAID_ENOMEM;
+    }
+    return 0;
+}
+
+int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, braid_object_t **bad)
+{
+    uint8_t *head;
+    size_t hlen;
+    int fds[MAX_FDS];
+    int rc = braid__msg_head(buf, bad, &head, &hlen, fds);
+    if (rc)
+        return rc;
+    braid_plock_t *l = lock->mem;
+    pthread_mutex_lock(&c->wmu);
+    fork_check(c);
+    size_t off = 0;
+    int held = 0;
+    if (!c->whead && braid_plock_try(l, 0) == 0) {
+        ssize_t w = braid__msg_sendmsg(
+            c->fd, head, hlen, buf->data, buf->len, fds, buf->nobjs, MSG_DONTWAIT);
+        if (w == (ssize_t)(hlen + buf->len)) {
+            braid_plock_release(l, 0);
+            pthread_mutex_unlock(&c->wmu);
+            free(head);
+            return 0;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            int err = errno;
+            braid_plock_release(l, 0);
+            pthread_mutex_unlock(&c->wmu);
+            free(head);
+            errno = err;
+            return BRAID_EOS;
+        }
+        off = w > 0 ? (size_t)w : 0;
+        held = 1; /* the feeder finishes this message under our lock */
+    }
+    feed_item_t *it = item_new(lock, buf, head, hlen, off, held);
+    rc = it ? enqueue(c, it) : BRAID_ENOMEM;
+    if (rc && it) /* no feeder was running, so it was alone: send it here */
+        c->whead = c->wtail = NULL;
+    pthread_mutex_unlock(&c->wmu);
+    free(head);
+    if (rc && it) {
+        if (!held)
+            braid_plock_acquire(l, 0, BRAID_FOREVER, NULL);
+        rc = item_send(c->fd, it);
+        braid_plock_release(l, 0);
+        item_free(it);
+    } else if (rc && held) {
+        braid_plock_release(l, 0); /* a partial message: the stream is broken */
+    }
+    return rc;
+}
+
+/* Waits on feed_cv (feed_mu held) for a feeder to finish, or 20 ms. */
+static void wait_a_while(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 20 * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&feed_cv, &feed_mu, &ts);
+}
+
+int braid_conn_flush(braid_shm_t *c, int64_t deadline)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->wmu);
+        fork_check(c);
+        int busy = c->wbusy;
+        pthread_mutex_unlock(&c->wmu);
+        if (!busy)
+            return 0;
+        if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
+            return BRAID_ETIMEOUT;
+        pthread_mutex_lock(&feed_mu);
+        wait_a_while();
+        pthread_mutex_unlock(&feed_mu);
+    }
+}
+
+void braid_feed_flush_all(int64_t deadline)
+{
+    pthread_mutex_lock(&feed_mu);
+    while (feed_active > 0) {
+        if (deadline != BRAID_FOREVER && braid_clock_now() >= deadline)
+            break;
+        wait_a_while();
+    }
+    pthread_mutex_unlock(&feed_mu);
+}
+
+void braid_conn_nojoin(braid_shm_t *c)
+{
+    pthread_mutex_lock(&c->wmu);
+    fork_check(c);
+    if (!c->wnojoin) {
+        c->wnojoin = 1;
+        if (c->wbusy) {
+            pthread_mutex_lock(&feed_mu);
+            feed_active--;
+            pthread_cond_broadcast(&feed_cv);
+            pthread_mutex_unlock(&feed_mu);
+        }
+    }
+    pthread_mutex_unlock(&c->wmu);
+}

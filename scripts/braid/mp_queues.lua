@@ -1,0 +1,193 @@
+-- braid.multiprocessing's queues: Queue, SimpleQueue and JoinableQueue, a
+-- one-way Pipe with a shared lock on each end (installed into the module).
+return function(M, raise)
+    local braid = require "braid"
+    local setmetatable, rawget, rawset, tostring, pcall, error =
+        setmetatable, rawget, rawset, tostring, pcall, error
+
+    local Queue = {__name = "braid.mp.Queue"}
+    Queue.__index = Queue
+    M._Queue = Queue
+
+    local function new_queue(cls, maxsize)
+        local r, w = M.Pipe(false)
+        local q = {_r = r, _w = w, _rlock = M.Lock(), _wlock = M.Lock(), _size = M.Value("q", 0)}
+        if maxsize ~= nil and maxsize > 0 then
+            q._sem = M.BoundedSemaphore(maxsize)
+            q._maxsize = maxsize
+        end
+        return setmetatable(q, cls)
+    end
+
+    function M.Queue(maxsize)
+        return new_queue(Queue, maxsize)
+    end
+
+    local function check_queue_open(self, level)
+        if rawget(self, "_closed") then
+            raise("ValueError", ("Queue %s is closed"):format(tostring(self)), level + 1)
+        end
+    end
+
+    function Queue:put(item, block, timeout)
+        check_queue_open(self, 2)
+        if block == nil then
+            block = true
+        end
+        local sem = self._sem
+        if sem and not sem:acquire(block, block and timeout or nil) then
+            raise("Full", "queue is full", 2)
+        end
+        -- never waits for the reader: what the socket cannot take at once
+        -- goes to this process's feeder thread (core/feed.c)
+        local ok, err = pcall(M._conn_put, self._w, item, self._wlock)
+        if ok then
+            self._size:_add(1)
+        end
+        if not ok then
+            if sem then
+                sem:release()
+            end
+            error(err, 2)
+        end
+    end
+
+    function Queue:get(block, timeout)
+        check_queue_open(self, 2)
+        if block == nil then
+            block = true
+        end
+        local rl, r = self._rlock, self._r
+        local deadline = block and timeout and timeout >= 0 and braid.monotonic() + timeout or nil
+        if not rl:acquire(block, block and timeout or nil) then
+            raise("Empty", "queue is empty", 2)
+        end
+        local ready
+        if not block then
+            ready = r:poll(0)
+        elseif deadline then
+            ready = r:poll(math.max(0, deadline - braid.monotonic()))
+        else
+            ready = true
+        end
+        local ok, item = false, nil
+        if ready then
+            ok, item = pcall(r.recv, r)
+        end
+        if ok then
+            self._size:_add(-1)
+        end
+        rl:release()
+        if not ready then
+            raise("Empty", "queue is empty", 2)
+        end
+        if not ok then
+            error(item, 2)
+        end
+        if self._sem then
+            self._sem:release()
+        end
+        return item
+    end
+
+    function Queue:put_nowait(item)
+        return self:put(item, false)
+    end
+
+    function Queue:get_nowait()
+        return self:get(false)
+    end
+
+    function Queue:qsize()
+        return self._size.value
+    end
+
+    function Queue:empty()
+        return self._size.value == 0
+    end
+
+    function Queue:full()
+        return self._maxsize ~= nil and self._size.value >= self._maxsize
+    end
+
+    -- Closes this process's use of the queue: later put/get here → ValueError.
+    function Queue:close()
+        rawset(self, "_closed", true)
+    end
+
+    -- Waits until this process's feeder has written every item put here.
+    function Queue:join_thread()
+        M._conn_flush(self._w)
+    end
+
+    -- This process's exit stops waiting for the items still to be written.
+    function Queue:cancel_join_thread()
+        M._conn_nojoin(self._w)
+    end
+
+    local SimpleQueue = setmetatable({__name = "braid.mp.SimpleQueue"}, {__index = Queue})
+    SimpleQueue.__index = SimpleQueue
+    M._SimpleQueue = SimpleQueue
+
+    function M.SimpleQueue()
+        return new_queue(SimpleQueue)
+    end
+
+    function SimpleQueue:get()
+        return Queue.get(self)
+    end
+
+    function SimpleQueue:put(item)
+        return Queue.put(self, item)
+    end
+
+    local JoinableQueue = setmetatable({__name = "braid.mp.JoinableQueue"}, {__index = Queue})
+    JoinableQueue.__index = JoinableQueue
+    M._JoinableQueue = JoinableQueue
+
+    function M.JoinableQueue(maxsize)
+        local q = new_queue(JoinableQueue, maxsize)
+        q._unfinished = M.Value("q", 0)
+        q._alldone = M.Event()
+        q._alldone:set()
+        return q
+    end
+
+    function JoinableQueue:put(item, block, timeout)
+        local u = self._unfinished
+        local l = u:get_lock()
+        l:acquire()
+        u.value = u.value + 1
+        self._alldone:clear()
+        l:release()
+        local ok, err = pcall(Queue.put, self, item, block, timeout)
+        if not ok then
+            l:acquire()
+            u.value = u.value - 1
+            if u.value == 0 then
+                self._alldone:set()
+            end
+            l:release()
+            error(err, 2)
+        end
+    end
+
+    function JoinableQueue:task_done()
+        local u = self._unfinished
+        local l = u:get_lock()
+        l:acquire()
+        if u.value <= 0 then
+            l:release()
+            raise("ValueError", "task_done() called too many times", 2)
+        end
+        u.value = u.value - 1
+        if u.value == 0 then
+            self._alldone:set()
+        end
+        l:release()
+    end
+
+    function JoinableQueue:join(timeout)
+        return self._alldone:wait(timeout)
+    end
+end
