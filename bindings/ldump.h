@@ -25,6 +25,9 @@ void lbraid_dump_from_env(void);
 /* SIGQUIT dumps (the braid executable): the handler writes a pipe that a
  * watcher thread reads. */
 void lbraid_dump_install_sigquit(void);
+/* How many of those helper threads (SIGQUIT's watcher, the timer) run now:
+ * idle and lock-free, so fork's warning leaves them out. */
+int lbraid_dump_helpers(void);
 
 /* ---- internal to ldump.c and ldump_print.c ---- */
 

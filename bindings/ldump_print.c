@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +231,14 @@ static int start_detached(void *(*fn)(void *), void *arg, pthread_t *out)
 
 static int quit_pipe[2] = {-1, -1};
 static int timer_forked; /* in a forked child: no timer thread to stop */
+/* The quit watcher and the timer while they run: idle helpers holding no
+ * lock, which fork's "other threads" warning does not count. */
+static atomic_int helpers_running;
+
+int lbraid_dump_helpers(void)
+{
+    return atomic_load(&helpers_running);
+}
 
 /* A forked child has neither helper thread: SIGQUIT kills it as usual
  * (not writing the parent's pipe) and exit does not wait for the timer. */
@@ -242,6 +251,7 @@ static void helpers_atfork_child(void)
         quit_pipe[0] = quit_pipe[1] = -1;
     }
     timer_forked = 1;
+    atomic_store(&helpers_running, 0);
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -285,8 +295,11 @@ void lbraid_dump_install_sigquit(void)
     fcntl(quit_pipe[1], F_SETFL, O_NONBLOCK);
     pin_library();
     pthread_once(&atfork_once, install_atfork);
-    if (start_detached(quit_main, NULL, NULL) != 0)
+    atomic_fetch_add(&helpers_running, 1);
+    if (start_detached(quit_main, NULL, NULL) != 0) {
+        atomic_fetch_sub(&helpers_running, 1);
         return;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigquit;
@@ -317,6 +330,7 @@ static void *timer_main(void *arg)
     pthread_mutex_unlock(&timer_mu);
     if (fire)
         ldump_print(NULL, NULL);
+    atomic_fetch_sub(&helpers_running, 1);
     return NULL;
 }
 
@@ -347,7 +361,10 @@ void lbraid_dump_after(double secs)
     timer_deadline = braid_clock_deadline(secs);
     pin_library();
     pthread_once(&atfork_once, install_atfork);
-    if (start_detached(timer_main, NULL, &timer_thread) == 0) {
+    atomic_fetch_add(&helpers_running, 1);
+    if (start_detached(timer_main, NULL, &timer_thread) != 0) {
+        atomic_fetch_sub(&helpers_running, 1);
+    } else {
         timer_started = 1;
         atexit(timer_atexit);
     }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lbraid.h"
+#include "ldump.h"
 #include "trace.h"
 #include "lprocess.h"
 #include "process.h"
@@ -285,7 +286,8 @@ static int lmp_exe(lua_State *L)
     return 2;
 }
 
-/* _nthreads() -> OS threads in this process (for fork's warning). */
+/* _nthreads() -> OS threads in this process (for fork's warning), less
+ * the live dump's idle helpers. */
 static int lmp_nthreads(lua_State *L)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -296,7 +298,7 @@ static int lmp_nthreads(lua_State *L)
             break;
     if (f)
         fclose(f);
-    lua_pushinteger(L, n);
+    lua_pushinteger(L, n - lbraid_dump_helpers());
     return 1;
 }
 
