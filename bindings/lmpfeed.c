@@ -29,6 +29,37 @@ static int lconn_put(lua_State *L)
     return lbraid_mp_send_result(L, rc, bad, "put");
 }
 
+/* _encode_plain(v) -> its encoded bytes, or nil when it carries objects
+ * (shared memory, descriptors) that only a message can carry */
+static int lencode_plain(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    braid_buf_t *buf = lbraid_take_scratch(L);
+    lbraid_encode(L, 1, buf, "item");
+    if (buf->nobjs)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, (const char *)buf->data, buf->len);
+    return 1;
+}
+
+/* _conn_put_raw(conn, bytes, lock): as _conn_put, of a value _encode_plain
+ * already encoded (the value is sent once encoded, not encoded again) */
+static int lconn_put_raw(lua_State *L)
+{
+    braid_shm_t *c = check_kind(L, 1, BRAID_SHM_CONN);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    braid_shm_t *lock = check_kind(L, 3, BRAID_SHM_LOCK);
+    if (!(c->flags & 2))
+        return lbraid_error(L, "OSError", "connection is read-only");
+    braid_buf_t buf = {.data = (uint8_t *)s, .len = n};
+    braid_object_t *bad = NULL;
+    int rc = braid_conn_put(c, lock, &buf, &bad);
+    return lbraid_mp_send_result(L, rc, bad, "put");
+}
+
 /* _conn_flush(conn, timeout) -> true once its feeder has sent everything */
 static int lconn_flush(lua_State *L)
 {
@@ -47,6 +78,8 @@ static int lconn_nojoin(lua_State *L)
 
 static const luaL_Reg lfeed_funcs[] = {
     {"_conn_put", lconn_put},
+    {"_conn_put_raw", lconn_put_raw},
+    {"_encode_plain", lencode_plain},
     {"_conn_flush", lconn_flush},
     {"_conn_nojoin", lconn_nojoin},
     {NULL, NULL},
