@@ -1,5 +1,7 @@
 /* braid.multiprocessing, the queues' writing side: a put that never waits
  * for the reader (core/feed.c's feeder thread), its flush and opt-out. */
+#include <string.h>
+
 #include "lbraid.h"
 #include "lprocess.h"
 #include "shm.h"
@@ -12,20 +14,92 @@ static braid_shm_t *check_kind(lua_State *L, int idx, int kind)
     return s;
 }
 
+/* _conn_put's per-state cache (its upvalue): a scalar item's buffer (its
+ * encoding runs no Lua code, so nothing re-enters) and the connection's and
+ * lock's metatables, so the hot path does no registry lookup. */
+typedef struct lfeed_cache {
+    braid_buf_t put;
+    const void *meta[2];
+} lfeed_cache_t;
+
+static int lfeed_cache_gc(lua_State *L)
+{
+    braid_buf_free(&((lfeed_cache_t *)lua_touserdata(L, 1))->put);
+    return 0;
+}
+
+/* check_kind, by the metatable's address once one box of the kind was seen */
+static braid_shm_t *check_cached(lua_State *L, int idx, int kind, lfeed_cache_t *fc, int slot)
+{
+    if (lua_getmetatable(L, idx)) {
+        const void *m = lua_topointer(L, -1);
+        lua_pop(L, 1);
+        if (m == fc->meta[slot]) {
+            braid_shm_t *s = (braid_shm_t *)((lbraid_box_t *)lua_touserdata(L, idx))->obj;
+            if (s && s->fd >= 0)
+                return s;
+        }
+    }
+    braid_shm_t *s = check_kind(L, idx, kind); /* raises unless it is one */
+    lua_getmetatable(L, idx);
+    fc->meta[slot] = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
 /* _conn_put(conn, item, lock): sends item on conn as one message under the
  * shared lock, or leaves it to the connection's feeder thread */
 static int lconn_put(lua_State *L)
 {
-    braid_shm_t *c = check_kind(L, 1, BRAID_SHM_CONN);
+    lfeed_cache_t *fc = lua_touserdata(L, lua_upvalueindex(1));
+    braid_shm_t *c = check_cached(L, 1, BRAID_SHM_CONN, fc, 0);
     luaL_checkany(L, 2);
-    braid_shm_t *lock = check_kind(L, 3, BRAID_SHM_LOCK);
+    braid_shm_t *lock = check_cached(L, 3, BRAID_SHM_LOCK, fc, 1);
     if (!(c->flags & 2))
         return lbraid_error(L, "OSError", "connection is read-only");
     lua_settop(L, 3);
-    braid_buf_t *buf = lbraid_take_scratch(L);
+    braid_buf_t *buf;
+    int t = lua_type(L, 2);
+    if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN || t == LUA_TNIL) {
+        buf = &fc->put; /* stays owned by the cache if the encode raises (OOM) */
+        braid_buf_reset(buf);
+    } else {
+        buf = lbraid_take_scratch(L);
+    }
     lbraid_encode(L, 2, buf, "item");
     braid_object_t *bad = NULL;
     int rc = braid_conn_put(c, lock, buf, &bad); /* first: it sets bad */
+    return lbraid_mp_send_result(L, rc, bad, "put");
+}
+
+/* _encode_plain(v) -> its encoded bytes, or nil when it carries objects
+ * (shared memory, descriptors) that only a message can carry */
+static int lencode_plain(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    braid_buf_t *buf = lbraid_take_scratch(L);
+    lbraid_encode(L, 1, buf, "item");
+    if (buf->nobjs)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, (const char *)buf->data, buf->len);
+    return 1;
+}
+
+/* _conn_put_raw(conn, bytes, lock): as _conn_put, of a value _encode_plain
+ * already encoded (the value is sent once encoded, not encoded again) */
+static int lconn_put_raw(lua_State *L)
+{
+    braid_shm_t *c = check_kind(L, 1, BRAID_SHM_CONN);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    braid_shm_t *lock = check_kind(L, 3, BRAID_SHM_LOCK);
+    if (!(c->flags & 2))
+        return lbraid_error(L, "OSError", "connection is read-only");
+    braid_buf_t buf = {.data = (uint8_t *)s, .len = n};
+    braid_object_t *bad = NULL;
+    int rc = braid_conn_put(c, lock, &buf, &bad);
     return lbraid_mp_send_result(L, rc, bad, "put");
 }
 
@@ -45,8 +119,14 @@ static int lconn_nojoin(lua_State *L)
     return 0;
 }
 
-static const luaL_Reg lfeed_funcs[] = {
+static const luaL_Reg lfeed_cached[] = {
     {"_conn_put", lconn_put},
+    {NULL, NULL},
+};
+
+static const luaL_Reg lfeed_funcs[] = {
+    {"_conn_put_raw", lconn_put_raw},
+    {"_encode_plain", lencode_plain},
     {"_conn_flush", lconn_flush},
     {"_conn_nojoin", lconn_nojoin},
     {NULL, NULL},
@@ -56,5 +136,12 @@ void lbraid_mp_open_feed(lua_State *L, int mod)
 {
     lua_pushvalue(L, mod);
     luaL_setfuncs(L, lfeed_funcs, 0);
+    lfeed_cache_t *fc = lua_newuserdatauv(L, sizeof *fc, 0);
+    memset(fc, 0, sizeof *fc);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, lfeed_cache_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    luaL_setfuncs(L, lfeed_cached, 1);
     lua_pop(L, 1);
 }

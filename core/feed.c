@@ -3,10 +3,12 @@
  * under the queue's process-shared write lock, so put never waits for the
  * reader. Lock order: a connection's wmu, then feed_mu. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -16,13 +18,15 @@
 
 typedef struct braid_feed_item {
     struct braid_feed_item *next;
-    uint8_t *bytes; /* the whole message still to send: header then data */
     size_t len, off;
     int held;              /* the writer left the lock held for us (a partial send) */
     braid_shm_t *lock;     /* retained */
     braid_object_t **objs; /* retained until sent: their fds ride on byte 0 */
     size_t nobjs;
+    uint8_t bytes[]; /* the whole message still to send: header then data */
 } feed_item_t;
+
+#define FEED_BATCH 64 /* messages a feeder sends with one lock hold */
 
 static pthread_mutex_t feed_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t feed_cv = PTHREAD_COND_INITIALIZER; /* a feeder finished */
@@ -34,7 +38,6 @@ static void item_free(feed_item_t *it)
         braid_object_release(it->objs[i]);
     free(it->objs);
     braid_object_release(&it->lock->base);
-    free(it->bytes);
     free(it);
 }
 
@@ -51,6 +54,46 @@ static int item_send(int sock, feed_item_t *it)
         it->off = (size_t)w;
     }
     return braid_fd_send_all(sock, it->bytes + it->off, it->len - it->off);
+}
+
+/* Sends batch[0..n) on sock, in order, with as few system calls as the
+ * socket allows (the first one's descriptors ride on its byte 0). */
+static int batch_send(int sock, feed_item_t **batch, size_t n)
+{
+    size_t i = 0;
+    if (batch[0]->nobjs && batch[0]->off == 0) {
+        int rc = item_send(sock, batch[0]);
+        if (rc)
+            return rc;
+        i = 1;
+    }
+    while (i < n) {
+        struct iovec iov[FEED_BATCH];
+        size_t k = 0;
+        for (size_t j = i; j < n; j++, k++)
+            iov[k] = (struct iovec){batch[j]->bytes + batch[j]->off, batch[j]->len - batch[j]->off};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = k};
+        ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                struct pollfd p = {.fd = sock, .events = POLLOUT};
+                poll(&p, 1, -1);
+                continue;
+            }
+            return BRAID_EOS;
+        }
+        size_t left = (size_t)w;
+        while (i < n && left >= batch[i]->len - batch[i]->off) {
+            left -= batch[i]->len - batch[i]->off;
+            batch[i]->off = batch[i]->len;
+            i++;
+        }
+        if (i < n)
+            batch[i]->off += left;
+    }
+    return 0;
 }
 
 static void *feeder_main(void *arg)
@@ -71,20 +114,30 @@ static void *feeder_main(void *arg)
             braid_object_release(&c->base);
             return NULL;
         }
-        pthread_mutex_unlock(&c->wmu); /* it stays first: later puts queue behind it */
+        /* a batch from the head, under one lock; the items stay listed
+         * while they are sent, so later puts queue behind them */
+        feed_item_t *batch[FEED_BATCH];
+        size_t n = 0;
+        for (feed_item_t *p = it; p && n < FEED_BATCH; p = p->next) {
+            if (n > 0 && (p->lock != it->lock || p->nobjs || p->held))
+                break;
+            batch[n++] = p;
+        }
+        pthread_mutex_unlock(&c->wmu);
         braid_plock_t *l = it->lock->mem;
         if (it->held)
             braid_plock_adopt(l);
         else
             braid_plock_acquire(l, 0, BRAID_FOREVER, NULL); /* an owner that died: ours */
-        item_send(c->fd, it); /* the reader gone (EPIPE): nobody wants it */
+        batch_send(c->fd, batch, n); /* the reader gone (EPIPE): nobody wants them */
         braid_plock_release(l, 0);
         pthread_mutex_lock(&c->wmu);
-        c->whead = it->next;
+        c->whead = batch[n - 1]->next;
         if (!c->whead)
             c->wtail = NULL;
         pthread_mutex_unlock(&c->wmu);
-        item_free(it);
+        for (size_t i = 0; i < n; i++)
+            item_free(batch[i]);
     }
 }
 
@@ -92,12 +145,11 @@ static void *feeder_main(void *arg)
 static feed_item_t *item_new(braid_shm_t *lock, const braid_buf_t *buf, const uint8_t *head,
                              size_t hlen, size_t off, int held)
 {
-    feed_item_t *it = calloc(1, sizeof *it);
     size_t total = hlen + buf->len;
-    if (!it || !(it->bytes = malloc(total ? total : 1))) {
-        free(it);
+    feed_item_t *it = malloc(sizeof *it + total);
+    if (!it)
         return NULL;
-    }
+    memset(it, 0, sizeof *it);
     memcpy(it->bytes, head, hlen);
     if (buf->len)
         memcpy(it->bytes + hlen, buf->data, buf->len);
@@ -107,7 +159,6 @@ static feed_item_t *item_new(braid_shm_t *lock, const braid_buf_t *buf, const ui
     if (off == 0 && buf->nobjs) {
         it->objs = malloc(buf->nobjs * sizeof *it->objs);
         if (!it->objs) {
-            free(it->bytes);
             free(it);
             return NULL;
         }
@@ -196,12 +247,19 @@ static int enqueue(braid_shm_t *c, feed_item_t *it)
 
 int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, braid_object_t **bad)
 {
-    uint8_t *head;
+    uint8_t *head, small[8];
     size_t hlen;
     int fds[MAX_FDS];
-    int rc = braid__msg_head(buf, bad, &head, &hlen, fds);
-    if (rc)
+    int rc;
+    if (buf->nobjs == 0 && buf->len <= UINT32_MAX) { /* the common case: no malloc */
+        uint32_t len32 = (uint32_t)buf->len, zero = 0;
+        memcpy(small, &len32, 4);
+        memcpy(small + 4, &zero, 4);
+        head = small;
+        hlen = 8;
+    } else if ((rc = braid__msg_head(buf, bad, &head, &hlen, fds)) != 0) {
         return rc;
+    }
     braid_plock_t *l = lock->mem;
     pthread_mutex_lock(&c->wmu);
     fork_check(c);
@@ -213,14 +271,16 @@ int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, br
         if (w == (ssize_t)(hlen + buf->len)) {
             braid_plock_release(l, 0);
             pthread_mutex_unlock(&c->wmu);
-            free(head);
+            if (head != small)
+                free(head);
             return 0;
         }
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             int err = errno;
             braid_plock_release(l, 0);
             pthread_mutex_unlock(&c->wmu);
-            free(head);
+            if (head != small)
+                free(head);
             errno = err;
             return BRAID_EOS;
         }
@@ -232,7 +292,8 @@ int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, br
     if (rc && it) /* no feeder was running, so it was alone: send it here */
         c->whead = c->wtail = NULL;
     pthread_mutex_unlock(&c->wmu);
-    free(head);
+    if (head != small)
+        free(head);
     if (rc && it) {
         if (!held)
             braid_plock_acquire(l, 0, BRAID_FOREVER, NULL);

@@ -84,6 +84,35 @@ for _, method in ipairs(METHODS) do
       assert.are.equal(3, ex:submit(function() return 3 end):result(10))
     end)
 
+    it("backlog jobs (encoded once) run in order; shared objects and bad arguments too", function()
+      local ex <close> = new()
+      local mp = require "braid.multiprocessing"
+      local q = mp.Queue()
+      local fs = {}
+      for i = 1, 40 do -- far more than max_workers + 1: most wait in the backlog
+        if i == 20 then
+          fs[i] = ex:submit(print, {conn = coroutine.create(print)})
+        elseif i == 30 then
+          fs[i] = ex:submit(function(qq, v) qq:put(v) return v end, q, 30)
+        else
+          fs[i] = ex:submit(function(x, t) return x + #t end, i, {"a", "b"})
+        end
+      end
+      for i = 1, 40 do
+        if i == 20 then
+          local ok, err = pcall(fs[i].result, fs[i], 30)
+          assert.is_false(ok)
+          assert.is_true(Error.is(err, "TypeError"), tostring(err))
+          assert.matches("conn", err.message)
+        elseif i == 30 then
+          assert.are.equal(30, fs[i]:result(30))
+        else
+          assert.are.equal(i + 2, fs[i]:result(30))
+        end
+      end
+      assert.are.equal(30, q:get(true, 10))
+    end)
+
     for _, crash in ipairs({
       {"killed", function() os.execute("kill -9 " .. require("braid.multiprocessing").current_process().pid) braid.sleep(10) end, "signal 9 %(SIGKILL%)"},
       {"os.exit", function() os.exit(3) end, "exit code 3"},

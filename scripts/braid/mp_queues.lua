@@ -52,6 +52,25 @@ return function(M, raise)
         end
     end
 
+    -- put of a value M._encode_plain already encoded (the process pool's
+    -- backlog keeps its jobs encoded, so each is encoded once)
+    function Queue:_put_encoded(bytes)
+        check_queue_open(self, 2)
+        local sem = self._sem
+        if sem then
+            sem:acquire()
+        end
+        local ok, err = pcall(M._conn_put_raw, self._w, bytes, self._wlock)
+        if ok then
+            self._size:_add(1)
+        else
+            if sem then
+                sem:release()
+            end
+            error(err, 2)
+        end
+    end
+
     function Queue:get(block, timeout)
         check_queue_open(self, 2)
         if block == nil then

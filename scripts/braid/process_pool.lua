@@ -134,7 +134,12 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
             if not f:set_running_or_notify_cancel() then
                 sem:release() -- cancelled while pending: it never runs
             else
-                local sent, err = pcall(jobs.put, jobs, job)
+                local sent, err
+                if type(job) == "string" then -- encoded by submit
+                    sent, err = pcall(jobs._put_encoded, jobs, job)
+                else
+                    sent, err = pcall(jobs.put, jobs, job)
+                end
                 if sent then
                     pending[id] = f
                     npending = npending + 1
@@ -157,7 +162,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
         end
     end
     local function drain()
-        while true do
+        while not ctl:empty() do -- (an Empty error each turn costs)
             local ok, m = pcall(ctl.get_nowait, ctl)
             if not ok then
                 return
@@ -406,7 +411,16 @@ function PPE:submit(fn, ...)
         local live = self._state.value == 0
         local ok, err = true, nil
         if live then
-            ok, err = pcall(self._backlog.put, self._backlog, {id, f, job})
+            -- encoded once, here: the manager sends these bytes as they are
+            -- (a job carrying shared objects stays a table: only a message
+            -- carries their descriptors)
+            local bytes
+            ok, bytes = pcall(mp._encode_plain, job)
+            if ok then
+                ok, err = pcall(self._backlog.put, self._backlog, {id, f, bytes or job})
+            else
+                err = bytes
+            end
         end
         reg:release()
         if not live then
