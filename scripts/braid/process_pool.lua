@@ -16,6 +16,18 @@ local function raise(kind, msg, level)
     error(Error.new(kind, msg), (level or 1) + 1)
 end
 
+-- A job crosses as {id, fn, {args...}} and an answer as {id, true,
+-- {results...}}: the codec's path "item[3][2].conn" is the caller's
+-- "args[2].conn" (what = "args") or "result[2].conn" (what = "result").
+local function in_caller_terms(err, what)
+    if type(err) == "table" and type(err.message) == "string" then
+        err.message = err.message:gsub("item%[3%]%[(%d+)%]", what .. "[%1]")
+    elseif type(err) == "string" then
+        err = err:gsub("item%[3%]%[(%d+)%]", what .. "[%1]")
+    end
+    return err
+end
+
 local SIGNAMES = {[1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [4] = "SIGILL",
                   [6] = "SIGABRT", [7] = "SIGBUS", [8] = "SIGFPE", [9] = "SIGKILL",
                   [11] = "SIGSEGV", [13] = "SIGPIPE", [14] = "SIGALRM", [15] = "SIGTERM"}
@@ -74,6 +86,7 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
         end
         local ok, err = pcall(answers.put, answers, answer)
         if not ok then -- a result that cannot cross: say so instead
+            err = in_caller_terms(err, "result")
             answers:put({job[1], false, Error.new("TypeError", tostring(err.message or err)), nil})
         end
         cur[slot] = 0
@@ -145,7 +158,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
                     npending = npending + 1
                 else -- an argument that cannot cross another process
                     sem:release()
-                    pcall(f.set_exception, f, err)
+                    pcall(f.set_exception, f, in_caller_terms(err, "args"))
                 end
             end
         end
@@ -403,7 +416,7 @@ function PPE:submit(fn, ...)
         if not ok then -- an argument that cannot cross fails this future only
             self._ctl:put({"forget", id})
             self._sem:release()
-            f:set_exception(err)
+            f:set_exception(in_caller_terms(err, "args"))
         end
     else -- pending in the backlog until the manager thread hands it over
         local reg = self._reg
@@ -427,7 +440,7 @@ function PPE:submit(fn, ...)
             raise("BrokenProcessPool", BROKEN_MSG, 2)
         elseif not ok then
             f:set_running_or_notify_cancel()
-            f:set_exception(err)
+            f:set_exception(in_caller_terms(err, "args"))
         end
     end
     return f
