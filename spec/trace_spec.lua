@@ -336,6 +336,32 @@ print("done")
     assert.is_true(#select_events(evs, function(e) return e.cat == "wait" and e.args.object == "L" end) >= 1)
   end)
 
+  it("draws put->get arrows to the get that took the item in LifoQueue and PriorityQueue", function()
+    local out = tmpname()
+    local stdout, stderr, _, code = run({"--trace", out}, [[
+local queue = require "braid.queue"
+local lq, pq = queue.LifoQueue{name = "lq"}, queue.PriorityQueue{name = "pq"}
+for _, v in ipairs{10, 20, 30} do lq:put(v) end
+for _, v in ipairs{30, 10, 20} do pq:put(v) end
+local got = {}
+for _ = 1, 3 do got[#got + 1] = lq:get() end
+for _ = 1, 3 do got[#got + 1] = pq:get() end
+print(table.concat(got, " "))
+]])
+    assert.equal(0, code, stderr)
+    assert.equal("30 20 10 10 20 30\n", stdout)
+    local evs = events(out)
+    assert.equal(6, check_flows(evs))
+    local puts, gets = {}, {}
+    for i = 1, evs.n do -- one thread: the file keeps the order of recording
+      local e = evs[i]
+      if e.ph == "s" then puts[#puts + 1] = e.id end
+      if e.ph == "f" then gets[#gets + 1] = e.id end
+    end
+    -- LIFO takes puts 3, 2, 1; the heap takes 10 (put 2), 20 (put 3), 30 (put 1)
+    assert.same({puts[3], puts[2], puts[1], puts[5], puts[6], puts[4]}, gets)
+  end)
+
   it("keeps memory bounded: full buffers spill to the file while recording", function()
     local out = tmpname()
     local stdout, stderr, _, code = run({}, [[
