@@ -63,6 +63,27 @@ describe("object names", function()
     assert.equal("w2", t.name)
   end)
 
+  it("multiprocessing Lock, RLock, Event, Semaphore and BoundedSemaphore take name=", function()
+    local mp = require "braid.multiprocessing"
+    assert.equal("a", mp.Lock{name = "a"}:get_name())
+    assert.equal("b", mp.RLock{name = "b"}:get_name())
+    assert.equal("e", mp.Event{name = "e"}:get_name())
+    local s = mp.Semaphore{value = 3, name = "s"}
+    assert.equal("s", s:get_name())
+    assert.equal(3, s:get_value())
+    local bs = mp.BoundedSemaphore{name = "bs", value = 2}
+    assert.equal("bs", bs:get_name())
+    bs:acquire()
+    bs:release()
+    assert.has_error(function() bs:release() end)
+    assert.equal(2, mp.Semaphore(2):get_value()) -- the positional form still works
+    assert.equal(1, mp.Semaphore{}:get_value())
+    assert.has_error(function() mp.Lock{name = 3} end,
+                     "bad option 'name' (string expected, got number)")
+    assert.has_error(function() mp.Semaphore{value = 1, name = {}} end,
+                     "bad option 'name' (string expected, got table)")
+  end)
+
   it("a name that is not a string is a clear error", function()
     assert.has_error(function() threading.Lock{name = 3} end,
                      "bad option 'name' (string expected, got number)")
