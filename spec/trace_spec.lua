@@ -305,7 +305,14 @@ print("done")
     assert.equal(1, #job)
     assert.equal("procs", job[1].args.executor)
     assert.not_equal(main[1].pid, job[1].pid)
-    check_flows(evs)
+    check_flows(evs) -- submit -> job, job -> result(), the pool's own queues
+    local rs = select_events(evs, function(e) return e.name == "result" and e.ph == "s" end)
+    local rf = select_events(evs, function(e) return e.name == "result" and e.ph == "f" end)
+    assert.equal(1, #rs)
+    assert.equal(1, #rf)
+    assert.equal(job[1].pid, rs[1].pid) -- from the worker's job
+    assert.equal(main[1].pid, rf[1].pid) -- to the parent's result()
+    assert.equal(rs[1].id, rf[1].id)
     -- no chunk left behind
     local leftovers = io.popen("ls " .. quote(out) .. ".*.part 2>/dev/null"):read("a")
     assert.equal("", leftovers)

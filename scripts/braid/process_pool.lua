@@ -65,6 +65,7 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
             if not r[1] then
                 trace._instant("error", tostring(type(r[2]) == "table" and r[2].message or r[2]))
             end
+            trace._flow(true, "result", job[4], 2) -- to the parent's result()
         end
         local answer
         if r[1] then
@@ -72,6 +73,7 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
         else
             answer = {job[1], false, r[2], tb}
         end
+        answer[5] = t0 and trace._on() or nil -- traced: result() ends the arrow
         local ok, err = pcall(answers.put, answers, answer)
         if not ok then -- a result that cannot cross: say so instead
             answers:put({job[1], false, Error.new("TypeError", tostring(err.message or err)), nil})
@@ -211,6 +213,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state)
                 if f then
                     pending[a[1]] = nil
                     npending = npending - 1
+                    if a[5] then futures._set_traced(f) end
                     if a[2] then
                         local r = a[3]
                         pcall(f.set_result, f, unpack(r, 1, r.n))
