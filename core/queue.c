@@ -99,6 +99,8 @@ struct braid_queue {
     uint64_t nput, nget; /* items stored / taken (a ring: the k-th get takes the k-th put) */
     long unfinished;
     braid_waitlist_t getters, putters, joiners;
+    int64_t counter_ts;   /* tracing: when the depth counter was last written (under mu) */
+    size_t counter_depth; /* and the depth it said */
 };
 
 static void queue_destroy(braid_object_t *obj);
@@ -151,14 +153,32 @@ static void queue_destroy(braid_object_t *obj)
     free(q);
 }
 
+/* The depth counter is written at most once per COUNTER_NS per queue, and
+ * always when the depth comes back to 0: a fast stream of items would
+ * otherwise spend most of its tracing cost on counters. */
+#define COUNTER_NS 10000
+
+/* Under mu: whether this put or get writes the depth counter. */
+static int counter_due(braid_queue_t *q, size_t depth, int64_t now)
+{
+    if (now - q->counter_ts < COUNTER_NS && (depth != 0 || q->counter_depth == 0))
+        return 0;
+    q->counter_ts = now;
+    q->counter_depth = depth;
+    return 1;
+}
+
 /* A put (or get) of item k leaving depth items: the flow arrow from the
- * put to the get that takes the item, and the depth counter. */
-static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now)
+ * put to the get that takes the item, and the depth counter if due. */
+static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now,
+                         int counter)
 {
     braid_trace_flow(put,
                      put ? "put" : "get",
                      braid_trace_flow_id((q->obj.id & 0x3fffff) << 28 | (k & 0xfffffff), 3),
                      now);
+    if (!counter)
+        return;
     char name[BRAID_NAME_MAX + 16] = "queue ";
     braid_object_label(&q->obj, name + 6, sizeof name - 6);
     braid_trace_arg_t a = {"depth", 'i', NULL, (int64_t)depth};
@@ -436,8 +456,9 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
     if (braid_trace_enabled()) {
         size_t depth = count_of(q);
         int64_t now = braid_clock_now(); /* under the lock: the put precedes its get */
+        int counter = counter_due(q, depth, now);
         pthread_mutex_unlock(&q->mu);
-        queue_traced(q, 1, k, depth, now);
+        queue_traced(q, 1, k, depth, now, counter);
         pthread_mutex_lock(&q->mu);
     }
 out:
@@ -496,8 +517,9 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
     if (braid_trace_enabled()) {
         size_t depth = count_of(q);
         int64_t now = braid_clock_now();
+        int counter = counter_due(q, depth, now);
         pthread_mutex_unlock(&q->mu);
-        queue_traced(q, 0, k, depth, now);
+        queue_traced(q, 0, k, depth, now, counter);
         pthread_mutex_lock(&q->mu);
     }
 out:

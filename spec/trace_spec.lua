@@ -390,6 +390,25 @@ print(table.concat(got, " "))
     assert.same({puts[3], puts[2], puts[1], puts[5], puts[6], puts[4]}, gets)
   end)
 
+  it("throttles a queue's depth counter, and writes depth 0 when the queue empties", function()
+    local out = tmpname()
+    local _, stderr, _, code = run({"--trace", out}, [[
+local queue = require "braid.queue"
+local q = queue.Queue{name = "fast"}
+for i = 1, 5000 do q:put(i) q:get() end
+for i = 1, 2000 do q:put(i) end
+for _ = 1, 2000 do q:get() end
+]])
+    assert.equal(0, code, stderr)
+    local c = select_events(events(out), function(e) return e.ph == "C" and e.name == "queue fast" end)
+    assert.is_true(#c >= 2)
+    assert.is_true(#c < 14000 / 4, #c) -- 14,000 puts and gets: a counter each without throttling
+    assert.equal(0, c[#c].args.depth) -- the last value is there
+    local peak = 0
+    for _, e in ipairs(c) do peak = math.max(peak, e.args.depth) end
+    assert.is_true(peak > 0)
+  end)
+
   it("keeps memory bounded: full buffers spill to the file while recording", function()
     local out = tmpname()
     local stdout, stderr, _, code = run({}, [[
@@ -397,7 +416,7 @@ local braid = require "braid"
 local queue = require "braid.queue"
 local q = queue.Queue{name = "q"}
 braid.trace.start(arg[1] or os.getenv("OUT"))
-for i = 1, 20000 do q:put(i) q:get() end -- 4 events each
+for i = 1, 40000 do q:put(i) q:get() end -- 2 flow events each (counters: throttled)
 local f = io.open(os.getenv("OUT"), "rb")
 local size = f:seek("end")
 f:close()
