@@ -494,6 +494,14 @@ static int lfutures_raise(lua_State *L)
     return lua_error(L);
 }
 
+/* futures._set_traced(f): a recorded job's end drew an arrow to f's
+ * result() (a process pool's worker), so result() draws its end. */
+static int lfutures_set_traced(lua_State *L)
+{
+    braid_future_set_traced(lfuture_check(L, 1));
+    return 0;
+}
+
 /* futures._state(f) -> "pending" | "running" | "cancelled" | "finished",
  * and for finished: whether it failed (not cancelled). */
 static int lfutures_state(lua_State *L)
@@ -538,6 +546,7 @@ static const luaL_Reg futures_funcs[] = {
     {"_id", lfutures_id},
     {"_raise", lfutures_raise},
     {"_state", lfutures_state},
+    {"_set_traced", lfutures_set_traced},
     {NULL, NULL},
 };
 

@@ -65,16 +65,23 @@ static int push_wait_result(lua_State *L, int rc)
 
 /* ---- Lock / RLock ---- */
 
+/* Lock{name=}, RLock{name=}, Event{name=}: no other option. */
+static int lnamed_new(lua_State *L, int kind)
+{
+    lbraid_unpack_opts(L, NULL, 0);
+    braid_shm_t *s = push_new(L, kind, 4096);
+    lbraid_apply_name(L, 1, &s->base);
+    return 1;
+}
+
 static int llock_new(lua_State *L)
 {
-    push_new(L, BRAID_SHM_LOCK, 4096);
-    return 1;
+    return lnamed_new(L, BRAID_SHM_LOCK);
 }
 
 static int lrlock_new(lua_State *L)
 {
-    push_new(L, BRAID_SHM_RLOCK, 4096);
-    return 1;
+    return lnamed_new(L, BRAID_SHM_RLOCK);
 }
 
 /* A Lock, an RLock, or a Value's lock (the plock at its start). */
@@ -132,8 +139,12 @@ static int llock_is_owned(lua_State *L)
 
 /* ---- Semaphore ---- */
 
+/* Semaphore(value) or Semaphore{value=, name=} */
 static int lsem_make(lua_State *L, int bounded)
 {
+    static const char *const keys[] = {"value"};
+    int opts = lua_type(L, 1) == LUA_TTABLE;
+    lbraid_unpack_opts(L, keys, 1);
     lua_Integer v = luaL_optinteger(L, 1, 1);
     if (v < 0)
         return lbraid_error(L, "ValueError", "semaphore initial value must be >= 0");
@@ -143,6 +154,8 @@ static int lsem_make(lua_State *L, int bounded)
     braid_psem_init(s->mem, (unsigned)v, bounded ? (unsigned)(v ? v : 0) : 0);
     if (bounded && v == 0)
         ((braid_psem_t *)s->mem)->max = UINT32_MAX; /* bounded at 0: nothing to release */
+    if (opts)
+        lbraid_apply_name(L, 2, &s->base);
     return 1;
 }
 
@@ -186,8 +199,7 @@ static int lsem_get_value(lua_State *L)
 
 static int levent_new(lua_State *L)
 {
-    push_new(L, BRAID_SHM_EVENT, 4096);
-    return 1;
+    return lnamed_new(L, BRAID_SHM_EVENT);
 }
 
 static int levent_set(lua_State *L)

@@ -19,7 +19,8 @@
 #define NOT_INLINE 0xff
 
 typedef struct entry {
-    uint64_t seq; /* PRIORITY: insertion order, breaks ties first-in first-out */
+    uint64_t seq; /* LIFO, PRIORITY: insertion order (the put's number); in a
+                   * heap it breaks ties first-in first-out */
     union {
         uint8_t bytes[INLINE_MAX];
         braid_buf_t *buf; /* when ilen == NOT_INLINE */
@@ -94,11 +95,12 @@ struct braid_queue {
     atomic_size_t count; /* written under mu; read without it to spin (count_of) */
     int shutdown;
     _Alignas(LINE) entry_t *items;
-    size_t cap; /* power of two (or 0 before the first put) */
-    uint64_t seq;
-    uint64_t nput, nget; /* items stored / taken: the k-th get takes the k-th put (FIFO) */
+    size_t cap;          /* power of two (or 0 before the first put) */
+    uint64_t nput, nget; /* items stored / taken (a ring: the k-th get takes the k-th put) */
     long unfinished;
     braid_waitlist_t getters, putters, joiners;
+    int64_t counter_ts;   /* tracing: when the depth counter was last written (under mu) */
+    size_t counter_depth; /* and the depth it said */
 };
 
 static void queue_destroy(braid_object_t *obj);
@@ -151,15 +153,32 @@ static void queue_destroy(braid_object_t *obj)
     free(q);
 }
 
-/* A put (or get) of item k leaving depth items: the flow arrow from the
- * put to the get that takes the item (FIFO kinds), and the depth counter. */
-static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now)
+/* The depth counter is written at most once per COUNTER_NS per queue, and
+ * always when the depth comes back to 0: a fast stream of items would
+ * otherwise spend most of its tracing cost on counters. */
+#define COUNTER_NS 10000
+
+/* Under mu: whether this put or get writes the depth counter. */
+static int counter_due(braid_queue_t *q, size_t depth, int64_t now)
 {
-    if (q->kind == BRAID_QUEUE_FIFO || q->kind == BRAID_QUEUE_SIMPLE)
-        braid_trace_flow(put,
-                         put ? "put" : "get",
-                         braid_trace_flow_id((q->obj.id & 0x3fffff) << 28 | (k & 0xfffffff), 3),
-                         now);
+    if (now - q->counter_ts < COUNTER_NS && (depth != 0 || q->counter_depth == 0))
+        return 0;
+    q->counter_ts = now;
+    q->counter_depth = depth;
+    return 1;
+}
+
+/* A put (or get) of item k leaving depth items: the flow arrow from the
+ * put to the get that takes the item, and the depth counter if due. */
+static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now,
+                         int counter)
+{
+    braid_trace_flow(put,
+                     put ? "put" : "get",
+                     braid_trace_flow_id((q->obj.id & 0x3fffff) << 28 | (k & 0xfffffff), 3),
+                     now);
+    if (!counter)
+        return;
     char name[BRAID_NAME_MAX + 16] = "queue ";
     braid_object_label(&q->obj, name + 6, sizeof name - 6);
     braid_trace_arg_t a = {"depth", 'i', NULL, (int64_t)depth};
@@ -275,7 +294,7 @@ static int heap_push(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
         q->items[j] = q->items[p];
         j = p;
     }
-    q->items[i].seq = q->seq++;
+    q->items[i].seq = q->nput;
     entry_fill(&q->items[i], item, big);
     count_set(q, count_of(q) + 1);
     return 0;
@@ -311,6 +330,7 @@ static int store(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
     case BRAID_QUEUE_PRIORITY:
         return heap_push(q, item, big);
     case BRAID_QUEUE_LIFO:
+        q->items[count_of(q)].seq = q->nput;
         entry_fill(&q->items[count_of(q)], item, big);
         count_set(q, count_of(q) + 1);
         return 0;
@@ -321,21 +341,25 @@ static int store(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
     }
 }
 
-static void take(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
+/* Takes the next item; returns the number of the put that stored it. */
+static uint64_t take(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
 {
+    uint64_t k;
     switch (q->kind) {
     case BRAID_QUEUE_PRIORITY:
+        k = q->items[0].seq;
         heap_pop(q, out, moved);
-        break;
+        return k;
     case BRAID_QUEUE_LIFO:
         count_set(q, count_of(q) - 1);
+        k = q->items[count_of(q)].seq;
         entry_take(&q->items[count_of(q)], out, moved);
-        break;
+        return k;
     default:
         entry_take(&q->items[q->head], out, moved);
         q->head = (q->head + 1) & (q->cap - 1);
         count_set(q, count_of(q) - 1);
-        break;
+        return q->nget; /* a ring: the k-th get takes the k-th put */
     }
 }
 
@@ -432,8 +456,9 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
     if (braid_trace_enabled()) {
         size_t depth = count_of(q);
         int64_t now = braid_clock_now(); /* under the lock: the put precedes its get */
+        int counter = counter_due(q, depth, now);
         pthread_mutex_unlock(&q->mu);
-        queue_traced(q, 1, k, depth, now);
+        queue_traced(q, 1, k, depth, now, counter);
         pthread_mutex_lock(&q->mu);
     }
 out:
@@ -485,15 +510,16 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
             goto out;
     }
     rc = 0;
-    take(q, out, &moved);
-    uint64_t k = q->nget++;
+    uint64_t k = take(q, out, &moved);
+    q->nget++;
     if (q->putters.head)
         braid_waitlist_wake_one(&q->putters, 0);
     if (braid_trace_enabled()) {
         size_t depth = count_of(q);
         int64_t now = braid_clock_now();
+        int counter = counter_due(q, depth, now);
         pthread_mutex_unlock(&q->mu);
-        queue_traced(q, 0, k, depth, now);
+        queue_traced(q, 0, k, depth, now, counter);
         pthread_mutex_lock(&q->mu);
     }
 out:

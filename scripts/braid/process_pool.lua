@@ -77,6 +77,7 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
             if not r[1] then
                 trace._instant("error", tostring(type(r[2]) == "table" and r[2].message or r[2]))
             end
+            trace._flow(true, "result", job[4], 2) -- to the parent's result()
         end
         local answer
         if r[1] then
@@ -84,6 +85,7 @@ function M._worker(jobs, answers, cur, slot, initializer, initargs, max_tasks)
         else
             answer = {job[1], false, r[2], tb}
         end
+        answer[5] = t0 and trace._on() or nil -- traced: result() ends the arrow
         local ok, err = pcall(answers.put, answers, answer)
         if not ok then -- a result that cannot cross: say so instead
             err = in_caller_terms(err, "result")
@@ -271,6 +273,7 @@ function M._manager(cfg, ctl, jobs, answers, cur, state, sem, backlog, reg)
                     if not broken then
                         forward()
                     end
+                    if a[5] then futures._set_traced(f) end
                     if a[2] then
                         local r = a[3]
                         pcall(f.set_result, f, unpack(r, 1, r.n))
