@@ -15,13 +15,8 @@ local function raise(kind, msg, level)
     error(Error.new(kind, msg), (level or 1) + 1)
 end
 
-local function callable(v)
-    if type(v) == "function" then
-        return true
-    end
-    local mt = getmetatable(v)
-    return type(mt) == "table" and rawget(mt, "__call") ~= nil
-end
+local threading = require "braid.threading"
+local callable = threading._callable
 
 M.cpu_count = braid.cpu_count
 
@@ -180,23 +175,7 @@ end
 -- Process{target=, args=, name=, daemon=} or Process(target, args)
 function Process:init(opts, args)
     local target, name, daemon
-    if opts == nil then
-        target = nil
-    elseif callable(opts) then
-        target = opts
-    elseif type(opts) == "table" then
-        target, args, name, daemon = opts.target, opts.args, opts.name, opts.daemon
-    else
-        error("bad argument #1 to 'Process' (table or function expected, got " .. type(opts) .. ")",
-              3)
-    end
-    if target ~= nil and not callable(target) then
-        error("bad argument #1 to 'Process' (target must be callable, got " .. type(target) .. ")",
-              3)
-    end
-    if args ~= nil and type(args) ~= "table" then
-        error("bad argument #1 to 'Process' (args must be a table, got " .. type(args) .. ")", 3)
-    end
+    target, args, name, daemon = threading._target_opts("Process", opts, args)
     counter = counter + 1
     rawset(self, "name", name ~= nil and tostring(name) or ("Process-" .. counter))
     if daemon == nil then
@@ -442,7 +421,6 @@ end})
 
 -- ---- with / guard for the shared lock-likes (threading's) ----
 
-local threading = require "braid.threading"
 local guard, with = threading._guard, threading._with
 
 for _, name in next, {"Lock", "RLock", "Semaphore", "Value"} do

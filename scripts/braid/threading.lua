@@ -16,6 +16,7 @@ local function callable(v)
     local mt = getmetatable(v)
     return type(mt) == "table" and rawget(mt, "__call") ~= nil
 end
+M._callable = callable -- multiprocessing's too
 
 -- ---- with / guard for lock-like objects ----
 
@@ -162,8 +163,10 @@ local function instance_of(h)
     return t
 end
 
--- Thread{target=, args=, name=, daemon=} or Thread(target, args)
-function Thread:init(opts, args)
+-- The constructor arguments of Thread and multiprocessing's Process (kind
+-- names which): {target=, args=, name=, daemon=} or (target, args), checked;
+-- errors blame the constructor's caller. -> target, args, name, daemon
+function M._target_opts(kind, opts, args)
     local target, name, daemon
     if opts == nil then
         target = nil
@@ -172,16 +175,24 @@ function Thread:init(opts, args)
     elseif type(opts) == "table" then
         target, args, name, daemon = opts.target, opts.args, opts.name, opts.daemon
     else
-        error("bad argument #1 to 'Thread' (table or function expected, got " .. type(opts) ..
-                  ")", 3)
+        error("bad argument #1 to '" .. kind .. "' (table or function expected, got " ..
+                  type(opts) .. ")", 4)
     end
     if target ~= nil and not callable(target) then
-        error("bad argument #1 to 'Thread' (target must be callable, got " .. type(target) .. ")",
-              3)
+        error("bad argument #1 to '" .. kind .. "' (target must be callable, got " ..
+                  type(target) .. ")", 4)
     end
     if args ~= nil and type(args) ~= "table" then
-        error("bad argument #1 to 'Thread' (args must be a table, got " .. type(args) .. ")", 3)
+        error("bad argument #1 to '" .. kind .. "' (args must be a table, got " .. type(args) ..
+                  ")", 4)
     end
+    return target, args, name, daemon
+end
+
+-- Thread{target=, args=, name=, daemon=} or Thread(target, args)
+function Thread:init(opts, args)
+    local target, name, daemon
+    target, args, name, daemon = M._target_opts("Thread", opts, args)
     if name ~= nil then
         name = tostring(name)
     end
