@@ -93,6 +93,22 @@ static void table_remove(braid_proc_t *p)
         braid_proc_release(p);
 }
 
+/* Adds a started child to the table and hands it out; a child that cannot
+ * be tracked is killed and reaped, never left running or unreaped. */
+static int track_child(pid_t pid, braid_proc_t **out)
+{
+    braid_proc_t *p = proc_new(pid);
+    if (!p || table_add(p)) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        braid_proc_release(p);
+        return BRAID_ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
 int braid_proc_spawn(const char *path, char *const argv[], int chan, braid_proc_t **out)
 {
     *out = NULL;
@@ -131,17 +147,7 @@ int braid_proc_spawn(const char *path, char *const argv[], int chan, braid_proc_
         errno = err;
         return BRAID_EOS;
     }
-    braid_proc_t *p = proc_new(pid);
-    if (!p || table_add(p)) {
-        /* cannot track it: do not leave it running or unreaped */
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        braid_proc_release(p);
-        return BRAID_ENOMEM;
-    }
-    *out = p;
-    return 0;
+    return track_child(pid, out);
 }
 
 /* In a fork child: forget the parent's children and close their channels. */
@@ -175,16 +181,7 @@ int braid_proc_fork(braid_proc_t **out)
     pthread_mutex_unlock(&table_mu);
     if (pid < 0)
         return BRAID_EOS;
-    braid_proc_t *p = proc_new(pid);
-    if (!p || table_add(p)) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        braid_proc_release(p);
-        return BRAID_ENOMEM;
-    }
-    *out = p;
-    return 0;
+    return track_child(pid, out);
 }
 
 /* Reaps p if it has exited (blocking waitpid when block). Returns 1 when
