@@ -209,12 +209,7 @@ function Executor:shutdown(wait, cancel_futures)
 end
 
 --- ex:with(fn, ...) -> fn(ex, ...)'s results; shuts down on every path
-function Executor:with(fn, ...)
-  local r = pack(pcall(fn, self, ...))
-  self:shutdown(true)
-  if not r[1] then error(r[2], 0) end
-  return unpack(r, 2, r.n)
-end
+Executor.with = futures._Executor_methods.with -- the thread pool's, as is
 
 Executor.__close = function(ex) ex:shutdown(true) end
 Executor.__tostring = function(ex)

@@ -173,6 +173,17 @@ check("shutdown: cancel_futures, then submit raises", function()
   assert(not ok and tostring(e):match("after shutdown"))
 end)
 
+check("with returns fn's results and shuts down on every path", function()
+  local e3 = futures.MPIPoolExecutor{}
+  local a, b = e3:with(function(e, x) return e:submit(function(v) return v * 2 end, x):result(), "x" end, 21)
+  assert(a == 42 and b == "x")
+  assert(not pcall(e3.submit, e3, print))
+  local e4 = futures.MPIPoolExecutor{}
+  local ok, err = pcall(e4.with, e4, function() error("boom", 0) end)
+  assert(not ok and err == "boom")
+  assert(not pcall(e4.submit, e4, print))
+end)
+
 check("bad arguments", function()
   assert(not pcall(ex.submit, ex, 42))
   local ok, e = pcall(futures.MPIPoolExecutor, {max_workers = 0})
