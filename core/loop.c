@@ -131,8 +131,6 @@ uv_loop_t *braid_loop_uv(braid_loop_t *loop)
     return &loop->uv;
 }
 
-/* Spins until a task waiter is queued or LOOP_SPIN_NS pass (only when
- * another core can be running the waker). Returns whether one was. */
 /* Whether the loop's I/O backend has events waiting (never blocks). */
 static int io_ready(braid_loop_t *loop)
 {
@@ -140,6 +138,10 @@ static int io_ready(braid_loop_t *loop)
     return poll(&p, 1, 0) > 0;
 }
 
+/* Spins until a task waiter is queued or LOOP_SPIN_NS pass (only when
+ * another core can be running the waker). Returns whether one was. The
+ * caller has just run a non-blocking pass, so the first I/O check waits
+ * 64 turns. */
 static int spin_for_woken(braid_loop_t *loop)
 {
     static long ncpu;
@@ -148,7 +150,7 @@ static int spin_for_woken(braid_loop_t *loop)
     if (ncpu < 2)
         return 0;
     int64_t end = braid_clock_now() + LOOP_SPIN_NS;
-    for (unsigned i = 0;; i++) {
+    for (unsigned i = 1;; i++) {
         if (atomic_load_explicit(&loop->queued, memory_order_acquire))
             return 1;
         if ((i & 63) == 0 && io_ready(loop))
@@ -160,8 +162,16 @@ static int spin_for_woken(braid_loop_t *loop)
 
 int braid_loop_run_once(braid_loop_t *loop, int64_t timeout_ns, int spin)
 {
-    if (timeout_ns != 0 && spin && spin_for_woken(loop))
-        timeout_ns = 0;
+    if (timeout_ns != 0 && spin) {
+        /* I/O is often ready already (a loopback peer answered while the
+         * tasks ran): one non-blocking pass takes it with a single
+         * epoll_wait, where checking first would cost a poll() too */
+        uv_run(&loop->uv, UV_RUN_NOWAIT);
+        if (atomic_load(&loop->queued))
+            return 0;
+        if (spin_for_woken(loop))
+            timeout_ns = 0;
+    }
     if (timeout_ns != 0) {
         atomic_store(&loop->sleeping, 1);
         if (atomic_load(&loop->queued))
