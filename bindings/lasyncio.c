@@ -99,9 +99,12 @@ static int lasyncio_wakeup(lua_State *L)
 
 /* ---- task waiters ---- */
 
+static const char WAITER_TAG; /* every waiter box holds its address */
+
 typedef struct lwaiter {
     braid_task_waiter_t tw; /* first: lbraid_wait reads a braid_waiter_t */
     int live;
+    const char *tag; /* &WAITER_TAG: _stepping's cheap check */
 } lwaiter_t;
 
 /* waiter(loop, id) -> task waiter box */
@@ -111,6 +114,7 @@ static int lasyncio_waiter(lua_State *L)
     lua_Integer id = luaL_checkinteger(L, 2);
     lwaiter_t *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->live = 0;
+    b->tag = &WAITER_TAG;
     luaL_setmetatable(L, WAITER_META);
     if (braid_task_waiter_init(&b->tw, loop, (int64_t)id) != 0)
         return lbraid_core_error(L, BRAID_EOS, "task waiter");
@@ -176,6 +180,18 @@ static int lasyncio_set_task_hook(lua_State *L)
     return 0;
 }
 
+/* _stepping(co, waiter box) before a task's step; _stepping() after. It
+ * runs twice a step: the box is known by size and tag, not by metatable. */
+static int lasyncio_stepping(lua_State *L)
+{
+    lwaiter_t *b = lua_touserdata(L, 2);
+    if (!b || lua_type(L, 2) != LUA_TUSERDATA || lua_rawlen(L, 2) != sizeof *b ||
+        b->tag != &WAITER_TAG || !b->live)
+        b = NULL;
+    lbraid_task_stepping(b ? lua_tothread(L, 1) : NULL, b ? &b->tw.w : NULL);
+    return 0;
+}
+
 static const luaL_Reg lloop_meta[] = {
     {"__gc", lloop_close},
     {"__close", lloop_close},
@@ -195,6 +211,7 @@ static const luaL_Reg lasyncio_funcs[] = {
     {"_waiter", lasyncio_waiter},
     {"_settle", lasyncio_settle},
     {"_set_task_hook", lasyncio_set_task_hook},
+    {"_stepping", lasyncio_stepping},
     {"_set_traceback", lasyncio_set_traceback},
     {"_set_running", lasyncio_set_running},
     {"_live_loops", lasyncio_live_loops},

@@ -115,6 +115,10 @@ braid_waiter_t *lbraid_task_waiter(lua_State *L);
 /* Installs the function at idx as the task hook: called with a coroutine,
  * it returns the task waiter userdata (a braid_waiter_t first) or nil. */
 void lbraid_set_task_hook(lua_State *L, int idx);
+/* The loop steps the task running in co, whose waiter is w (NULL: not
+ * made yet), or (co NULL) has ended the step: what lbraid_task_waiter
+ * returns for co without asking the hook. */
+void lbraid_task_stepping(lua_State *co, braid_waiter_t *w);
 /* Light userdata markers exchanged with the loop: a task yields
  * (THREAD_WAIT, deadline in seconds or nil) while its waiter is pending and
  * (DEFER_CANCEL, err) to hand a cancellation back; the loop resumes a

@@ -11,7 +11,10 @@
 #define STREAM_META "braid.asyncio.stream"
 #define RESOLVE_META "braid.asyncio.resolver"
 
+static const char STREAM_TAG; /* every stream box starts with its address */
+
 typedef struct lstream {
+    const char *tag; /* &STREAM_TAG: the cheap check below */
     braid_stream_t *s;
 } lstream_t;
 
@@ -19,9 +22,16 @@ typedef struct lresolve {
     braid_resolve_t *r;
 } lresolve_t;
 
+/* The stream box at idx. Every read and write checks its box several
+ * times; luaL_checkudata's lookup of the metatable by name costs more than
+ * the rest of a small write, so a box is known by its size and tag (only
+ * this file makes full userdata holding &STREAM_TAG). */
 static braid_stream_t *check_stream(lua_State *L, int idx)
 {
-    lstream_t *b = luaL_checkudata(L, idx, STREAM_META);
+    lstream_t *b = lua_touserdata(L, idx);
+    if (!b || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *b ||
+        b->tag != &STREAM_TAG)
+        b = luaL_checkudata(L, idx, STREAM_META); /* raises */
     if (!b->s)
         lbraid_error(L, "ValueError", "stream is released");
     return b->s;
@@ -30,6 +40,7 @@ static braid_stream_t *check_stream(lua_State *L, int idx)
 void lstreams_push(lua_State *L, braid_stream_t *s)
 {
     lstream_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->tag = &STREAM_TAG;
     b->s = s;
     luaL_setmetatable(L, STREAM_META);
 }

@@ -30,8 +30,25 @@ void lbraid_set_task_hook(lua_State *L, int idx)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &HOOK_KEY);
 }
 
+/* The task this OS thread's loop is stepping: its coroutine and waiter,
+ * set by the loop around each step of a task that has a waiter (else by
+ * the step's first wait), so that waits skip the ctx lookup and the call
+ * of the Lua hook. */
+static _Thread_local struct {
+    lua_State *co;
+    braid_waiter_t *w;
+} stepping;
+
+void lbraid_task_stepping(lua_State *co, braid_waiter_t *w)
+{
+    stepping.co = co;
+    stepping.w = w;
+}
+
 braid_waiter_t *lbraid_task_waiter(lua_State *L)
 {
+    if (stepping.co == L)
+        return stepping.w;
     if (!lbraid_ctx(L)->loop_running)
         return NULL;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &HOOK_KEY) != LUA_TFUNCTION) {
@@ -46,6 +63,10 @@ braid_waiter_t *lbraid_task_waiter(lua_State *L)
     }
     braid_waiter_t *w = lua_touserdata(L, -1);
     lua_pop(L, 1);
+    if (w) {
+        stepping.co = L;
+        stepping.w = w;
+    }
     return w;
 }
 

@@ -9,6 +9,7 @@ local monotonic = braid.monotonic
 
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
 local co_running, co_close = coroutine.running, coroutine.close
+local stepping = C._stepping
 local setmetatable, getmetatable, rawget, type, select, tostring, error, pcall =
   setmetatable, getmetatable, rawget, type, select, tostring, error, pcall
 local pack, unpack = table.pack, table.unpack
@@ -493,6 +494,8 @@ function step(loop, task)
   task._handoff = nil
   local prev = current
   current = task
+  local w = task._w
+  if w then stepping(task.co, w) end
   local ok, r1, r2, r3
   local fn = task._fn
   if fn then
@@ -507,6 +510,7 @@ function step(loop, task)
   else
     ok, r1, r2, r3 = co_resume(task.co, a1, a2)
   end
+  stepping()
   current = prev
   if not ok then return task_failed(loop, task, r1) end
   if r1 == DONE then
