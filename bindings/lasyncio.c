@@ -1,6 +1,7 @@
 /* braid.asyncio, C half: the loop box (core/loop.h), task waiters, one
  * pass of the loop, and the markers tasks exchange with it. The scheduler
  * itself is Lua (scripts/braid/asyncio.lua). */
+#include <stddef.h>
 #include <string.h>
 
 #include "lbraid.h"
@@ -184,9 +185,8 @@ static int lasyncio_set_task_hook(lua_State *L)
  * runs twice a step: the box is known by size and tag, not by metatable. */
 static int lasyncio_stepping(lua_State *L)
 {
-    lwaiter_t *b = lua_touserdata(L, 2);
-    if (!b || lua_type(L, 2) != LUA_TUSERDATA || lua_rawlen(L, 2) != sizeof *b ||
-        b->tag != &WAITER_TAG || !b->live)
+    lwaiter_t *b = lbraid_to_tagged(L, 2, sizeof *b, offsetof(lwaiter_t, tag), &WAITER_TAG);
+    if (b && !b->live)
         b = NULL;
     lbraid_task_stepping(b ? lua_tothread(L, 1) : NULL, b ? &b->tw.w : NULL);
     return 0;

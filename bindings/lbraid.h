@@ -67,6 +67,10 @@ void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode);
 braid_object_t *lbraid_check_object(lua_State *L, int idx, const braid_object_type_t *type);
 /* Any braid object at idx, or NULL. */
 braid_object_t *lbraid_to_object(lua_State *L, int idx);
+/* The full userdata at idx if it is size bytes long and holds tag (a
+ * static address only its maker stores) at offset; else NULL. A check for
+ * hot paths, cheaper than luaL_checkudata's lookup of the metatable by name. */
+void *lbraid_to_tagged(lua_State *L, int idx, size_t size, size_t offset, const char *tag);
 /* Constructor options: if argument 1 is a plain table, replaces the
  * arguments by its fields keys[0..n-1] (the positional form) followed by
  * the table itself at n+1; checks its name= is a string or nil. Otherwise

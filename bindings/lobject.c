@@ -184,6 +184,16 @@ braid_object_t *lbraid_to_object(lua_State *L, int idx)
     return marked ? box->obj : NULL;
 }
 
+void *lbraid_to_tagged(lua_State *L, int idx, size_t size, size_t offset, const char *tag)
+{
+    char *p = lua_touserdata(L, idx);
+    if (!p || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != size)
+        return NULL;
+    const char *held;
+    memcpy(&held, p + offset, sizeof held);
+    return held == tag ? p : NULL;
+}
+
 braid_object_t *lbraid_check_object(lua_State *L, int idx, const braid_object_type_t *type)
 {
     lbraid_box_t *box = luaL_checkudata(L, idx, type->name);

@@ -2,6 +2,7 @@
  * resolvers, and their waits as lbraid_wait ops (a task suspends, the
  * libuv callback wakes it). The Lua half is scripts/braid/asyncio_streams.lua. */
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "lbraid.h"
@@ -28,9 +29,8 @@ typedef struct lresolve {
  * this file makes full userdata holding &STREAM_TAG). */
 static braid_stream_t *check_stream(lua_State *L, int idx)
 {
-    lstream_t *b = lua_touserdata(L, idx);
-    if (!b || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *b ||
-        b->tag != &STREAM_TAG)
+    lstream_t *b = lbraid_to_tagged(L, idx, sizeof *b, offsetof(lstream_t, tag), &STREAM_TAG);
+    if (!b)
         b = luaL_checkudata(L, idx, STREAM_META); /* raises */
     if (!b->s)
         lbraid_error(L, "ValueError", "stream is released");

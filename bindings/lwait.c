@@ -63,10 +63,8 @@ braid_waiter_t *lbraid_task_waiter(lua_State *L)
     }
     braid_waiter_t *w = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (w) {
-        stepping.co = L;
-        stepping.w = w;
-    }
+    if (w)
+        lbraid_task_stepping(L, w);
     return w;
 }
 

@@ -6,6 +6,7 @@ local braid = require "braid"
 local threading = require "braid.threading"
 local queue = require "braid.queue"
 local futures = require "braid.futures"
+local Error = braid.Error
 
 local run = asyncio.run
 local support = require "spec.support.asyncio"
@@ -15,6 +16,25 @@ local raises, ticker, settle = support.raises, support.ticker, support.settle
 
 describe("asyncio bridge", function()
   after_each(support.no_loops_left)
+
+  it("a plain coroutine inside a task that has waited before still blocks its thread, not the task", function()
+    for _ = 1, 20 do
+      local ok, kind, yielded = run(function()
+        local q = queue.Queue()
+        raises("Empty", q.get, q, true, 0.01) -- the task waited: it now has a waiter
+        asyncio.sleep(0)
+        local co = coroutine.create(function()
+          local got, err = pcall(q.get, q, true, 0.02)
+          return got, Error.is(err) and err.kind
+        end)
+        local resumed, got, k = coroutine.resume(co)
+        return resumed and coroutine.status(co) == "dead" and not got, k, not resumed
+      end)
+      assert.is_true(ok)
+      assert.equal("Empty", kind)
+      assert.is_false(yielded)
+    end
+  end)
 
   it("a thread producer feeds a task consumer through one braid Queue while other tasks tick", function()
     for _ = 1, 3 do
