@@ -259,6 +259,86 @@ print("done")
     end))
   end)
 
+  it("records each asyncio task's waits as nestable async slices on its own track", function()
+    local out = tmpname()
+    local asyncio = require "braid.asyncio"
+    braid.trace.start(out)
+    asyncio.run(function()
+      local l = asyncio.Lock{name = "db"}
+      local q = asyncio.Queue{maxsize = 1, name = "jobs"}
+      local ev = asyncio.Event{name = "go"}
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = asyncio.create_task(function()
+          l:acquire()
+          asyncio.sleep(0.001)
+          l:release()
+          q:put(i)
+          ev:wait()
+        end)
+        ts[i]:set_name("w" .. i)
+      end
+      asyncio.sleep(0.005)
+      for _ = 1, 3 do q:get() end
+      ev:set()
+      for i = 1, 3 do asyncio.await(ts[i]) end
+      local slow = asyncio.create_task(function() asyncio.sleep(10) end)
+      asyncio.sleep(0)
+      slow:cancel()
+      pcall(asyncio.await, slow)
+    end)
+    braid.trace.stop()
+    local evs = events(out)
+    -- per id, the b/e events nest (the file keeps each track's order), and
+    -- each track opens with its task's name
+    local stacks, track, waits, tid = {}, {}, {}, nil
+    for _, e in ipairs(select_events(evs, function(e) return e.cat == "asyncio" end)) do
+      assert.is_true(e.ph == "b" or e.ph == "e", e.ph)
+      assert.equal("number", type(e.id))
+      tid = tid or e.tid
+      assert.equal(tid, e.tid) -- the loop's thread
+      local st = stacks[e.id] or {}
+      stacks[e.id] = st
+      if e.ph == "b" then
+        if #st == 0 then
+          track[e.id] = e.name
+          assert.equal(e.name, e.args.task)
+        else
+          waits[#waits + 1] = {task = track[e.id], name = e.name, args = e.args, ts = e.ts}
+        end
+        st[#st + 1] = e
+      else
+        local b = table.remove(st)
+        assert.is_truthy(b, "an end without a begin")
+        assert.equal(b.name, e.name)
+        assert.is_true(e.ts >= b.ts)
+        if #st > 0 then
+          waits[#waits].dur, waits[#waits].outcome = e.ts - b.ts, e.args.outcome
+        end
+      end
+    end
+    for id, st in pairs(stacks) do assert.equal(0, #st, "track " .. id .. " left open") end
+    local function count(pred)
+      local n = 0
+      for _, w in ipairs(waits) do if pred(w) then n = n + 1 end end
+      return n
+    end
+    -- w2 and w3 queue on the lock; the bounded queue holds back a put; all wait for go
+    assert.is_true(count(function(w)
+      return w.name == "Lock acquire" and w.args.object == "db" and w.args.kind == "Lock" and
+             w.args.op == "acquire" and w.outcome == "ok" and w.dur > 0
+    end) >= 2)
+    assert.is_true(count(function(w) return w.name == "Queue put" and w.args.object == "jobs" end) >= 1)
+    assert.equal(3, count(function(w)
+      return w.name == "Event wait" and w.args.object == "go" and w.task:match("^w%d$")
+    end))
+    assert.is_true(count(function(w) return w.name == "sleep" and w.args.kind == "sleep" end) >= 3)
+    assert.equal(1, count(function(w) return w.name == "sleep" and w.outcome == "cancelled" end))
+    assert.is_true(count(function(w) return w.name == "Task await" and w.args.object == "w1" end) >= 1)
+    -- a task's waits are not thread waits: no "wait" slice for them
+    assert.equal(0, #select_events(evs, function(e) return e.cat == "wait" and e.args.object == "db" end))
+  end)
+
   it("a child process's events are in the same file, under its own pid", function()
     local out = tmpname()
     local stdout, stderr, _, code = run({"--trace", out}, [[

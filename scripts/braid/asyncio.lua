@@ -11,6 +11,7 @@ local setmetatable, getmetatable, type, select, error, pcall =
   setmetatable, getmetatable, type, select, error, pcall
 local pack, unpack = table.pack, table.unpack
 local trace_on = braid.trace._on
+local TR = require "braid.asyncio_trace" -- task waits and labels
 
 local M = {}
 M.PIPE, M.DEVNULL, M.STDOUT = -1, -3, -2
@@ -300,12 +301,14 @@ function M.sleep(delay, result)
     error(("bad argument #1 to 'sleep' (number expected, got %s)"):format(type(delay)), 2)
   end
   if delay ~= delay then raise("ValueError", "Invalid delay: NaN (not a number)", 2) end
-  this_task("sleep")
+  local t = this_task("sleep")
   local m, e
   if delay <= 0 then
     m, e = co_yield()
   else
+    TR.begin(t, nil, "sleep")
     m, e = co_yield(SLEEP, monotonic() + delay)
+    TR.done(t, m == CANCEL and "cancelled" or "ok")
   end
   if m == CANCEL then error(e, 0) end
   return result
@@ -321,7 +324,9 @@ local function await_future(fut)
   if fut._state == PENDING then
     local t = this_task("await")
     if fut == t then raise("RuntimeError", "a task cannot await itself", 3) end
+    TR.begin(t, fut, "await")
     local m, e = co_yield(fut)
+    TR.done(t, m == CANCEL and "cancelled" or "ok")
     if m == CANCEL then error(e, 0) end
   end
   fut._retrieved = true

@@ -12,6 +12,7 @@ return function(M, C, get_loop)
   local pack, unpack = table.pack, table.unpack
   local trace = braid.trace
   local trace_now, trace_slice = trace._now, trace._slice
+  local TR = require "braid.asyncio_trace"
 
   -- What a task yields to step(): (nil) run again soon; (PARK) wait for
   -- wake(); (SLEEP, when); (a Future) wait for it; C's (THREAD_WAIT, when)
@@ -401,6 +402,7 @@ return function(M, C, get_loop)
   FailedTask.__tostring = Task.__tostring
 
   local function task_finished(loop, task)
+    if task._aid then TR.task_end(task) end -- its track of waits (asyncio_trace.lua)
     loop.tasks[task] = nil
     loop.ntasks = loop.ntasks - 1
     task._wait, task._a1, task._a2, task._must_cancel = nil, nil, nil, nil
