@@ -84,6 +84,47 @@ describe("object names", function()
                      "bad option 'name' (string expected, got table)")
   end)
 
+  it("multiprocessing Condition, Barrier, the queues, Value and Array take name= and set_name", function()
+    local mp = require "braid.multiprocessing"
+    local c = mp.Condition{name = "ready"}
+    assert.equal("ready", c:get_name())
+    assert.equal("ready", c._wait:get_name()) -- its waits show the label
+    assert.equal("ready", c._lock:get_name())
+    local l = mp.Lock{name = "own"}
+    local c2 = mp.Condition{lock = l, name = "c2"}
+    assert.same({"c2", "own"}, {c2:get_name(), l:get_name()}) -- a given lock keeps its name
+    assert.is_nil(mp.Condition():get_name())
+    local b = mp.Barrier{parties = 1, name = "start", timeout = 5}
+    assert.same({"start", 5, 1}, {b:get_name(), b._timeout, b.parties})
+    assert.equal(0, b:wait())
+    assert.equal(1, mp.Barrier(1):wait() + 1) -- the positional form still works
+    local q = mp.Queue{maxsize = 2, name = "jobs"}
+    assert.same({"jobs", 2, "jobs", "jobs"}, {q:get_name(), q._maxsize, q._rlock:get_name(), q._sem:get_name()})
+    q:put(1)
+    assert.equal(1, q:get())
+    assert.equal("sq", mp.SimpleQueue{name = "sq"}:get_name())
+    local jq = mp.JoinableQueue{name = "jq"}
+    assert.same({"jq", "jq"}, {jq:get_name(), jq._alldone:get_name()})
+    local v = mp.Value{typecode = "i", value = 7, name = "hits"}
+    assert.same({"hits", 7}, {v:get_name(), v.value})
+    local a = mp.Array{typecode = "d", size = 3, name = "grid"}
+    assert.same({"grid", 3, 0.0}, {a:get_name(), #a, a[1]})
+    assert.equal(2, mp.Array{typecode = "i", init = {1, 2}}[2])
+    assert.equal(5, mp.Value("i", 5).value)
+    q:set_name("renamed")
+    assert.same({"renamed", "renamed"}, {q:get_name(), q._wlock:get_name()})
+    q:set_name(nil)
+    assert.is_nil(q:get_name())
+    for _, o in ipairs{mp.Condition(), mp.Barrier(2), mp.Queue(), mp.SimpleQueue(), mp.JoinableQueue()} do
+      o:set_name("x")
+      assert.equal("x", o:get_name())
+    end
+    assert.has_error(function() mp.Queue{name = 3.5}:set_name({}) end,
+                     "bad argument #1 to 'set_name' (string expected, got table)")
+    assert.has_error(function() mp.Barrier{parties = 2, name = true} end,
+                     "bad option 'name' to 'Barrier' (string expected, got boolean)")
+  end)
+
   it("a name that is not a string is a clear error", function()
     assert.has_error(function() threading.Lock{name = 3} end,
                      "bad option 'name' (string expected, got number)")
@@ -278,7 +319,7 @@ print("done")
         end)
         ts[i]:set_name("w" .. i)
       end
-      asyncio.sleep(0.005)
+      while q._putters.n == 0 do asyncio.sleep(0.001) end -- a put waits: the queue is full
       for _ = 1, 3 do q:get() end
       ev:set()
       for i = 1, 3 do asyncio.await(ts[i]) end
@@ -368,6 +409,93 @@ print("done")
     -- no chunk left behind
     local leftovers = io.popen("ls " .. quote(out) .. ".*.part 2>/dev/null"):read("a")
     assert.equal("", leftovers)
+  end)
+
+  it("the live dump names the multiprocessing object a thread is blocked on", function()
+    local out = select(2, run({}, [[
+local mp = require "braid.multiprocessing"
+local braid = require "braid"
+local threading = require "braid.threading"
+local q = mp.Queue{maxsize = 1, name = "slots"}
+q:put(1)
+local c = mp.Condition{name = "ready"}
+local t = threading.Thread{name = "putter", target = function() q:put(2) end}
+local t2 = threading.Thread{name = "waiter", target = function() c:acquire() c:wait(30) c:release() end}
+t:start() t2:start()
+while q:qsize() < 1 or select(2, pcall(function() return c._sleeping:get_value() end)) < 1 do
+  braid.sleep(0.001)
+end
+braid.sleep(0.05)
+braid.dump()
+q:get()
+c:acquire() c:notify() c:release()
+t:join() t2:join()
+]]))
+    assert.matches('Thread "putter"[^\n]*blocked on Semaphore "slots" in acquire', out)
+    assert.matches('Thread "waiter"[^\n]*blocked on Semaphore "ready" in acquire[^\n]*timeout in', out)
+  end)
+
+  it("draws multiprocessing.Queue put->get arrows across processes into the merged file", function()
+    local out = tmpname()
+    local stdout, stderr, _, code = run({"--trace", out}, [[
+local mp = require "braid.multiprocessing"
+local jobs, answers = mp.Queue{name = "jobs"}, mp.JoinableQueue{name = "answers"}
+local p = mp.Process{target = function(jobs, answers)
+  for _ = 1, 5 do answers:put(jobs:get() * 2) end
+end, args = {jobs, answers}}
+p:start()
+for i = 1, 5 do jobs:put(i) end
+jobs:put({nested = {1, 2}}) -- a table item comes back as it was
+local got = {}
+for _ = 1, 5 do got[#got + 1] = answers:get() answers:task_done() end
+answers:join()
+p:join()
+local t = jobs:get()
+assert(t.nested[2] == 2 and t[1] == nil)
+print(table.concat(got, " "), jobs:get_name(), answers:get_name())
+]])
+    assert.equal(0, code, stderr)
+    assert.equal("2 4 6 8 10\tjobs\tanswers\n", stdout)
+    local evs = events(out)
+    assert.equal(11, check_flows(evs))
+    local parent = select_events(evs, function(e) return e.name == "process_name" end)[1].pid
+    local starts, ends = {}, {}
+    for _, e in ipairs(select_events(evs, function(e) return e.cat == "flow" end)) do
+      if e.ph == "s" then starts[e.id] = e else ends[e.id] = e end
+      assert.equal(e.ph == "s" and "put" or "get", e.name)
+    end
+    local down, up = 0, 0
+    for id, s in pairs(starts) do
+      local f = ends[id]
+      assert.is_true(f.ts >= s.ts)
+      if s.pid == parent and f.pid ~= parent then down = down + 1 end
+      if s.pid ~= parent and f.pid == parent then up = up + 1 end
+    end
+    assert.equal(5, down) -- jobs: parent -> child
+    assert.equal(5, up) -- answers: child -> parent
+  end)
+
+  it("names multiprocessing's Lua-side objects' parts: their waits show the label", function()
+    local out = tmpname()
+    local stdout, stderr, _, code = run({"--trace", out}, [[
+local mp = require "braid.multiprocessing"
+local braid = require "braid"
+local threading = require "braid.threading"
+local q = mp.Queue{maxsize = 1, name = "slots"}
+q:put(1)
+local t = threading.Thread{target = function() q:put(2) end}
+t:start()
+braid.sleep(0.05)
+q:get()
+t:join()
+q:get()
+print("ok")
+]])
+    assert.equal(0, code, stderr)
+    assert.equal("ok\n", stdout)
+    assert.is_true(#select_events(events(out), function(e)
+      return e.cat == "wait" and e.args.object == "slots"
+    end) >= 1)
   end)
 
   it("os.exit(3), an error and SIGTERM still leave a valid JSON file", function()
