@@ -617,3 +617,38 @@ f:close()
     check_flows(events(out))
   end)
 end)
+
+describe("the HTML view and asyncio task waits", function()
+  it("counts a task's async wait slices in the most contended objects, not as thread time", function()
+    local trace_html = require "braid.trace_html"
+    local ev = {
+      '{"ph":"M","name":"thread_name","pid":1,"tid":1,"args":{"name":"loop"}}',
+      '{"ph":"X","cat":"task","name":"A","pid":1,"tid":1,"ts":0,"dur":10}',
+      '{"ph":"X","cat":"task","name":"B","pid":1,"tid":1,"ts":20,"dur":10}',
+      -- task A (track 7) waits 100 us on "db", B (track 8) 40 us on "db" and 30 us asleep;
+      -- the waits overlap the thread's other slices and each other
+      '{"ph":"b","cat":"asyncio","name":"A","pid":1,"tid":1,"ts":10,"id":7,"args":{"task":"A"}}',
+      '{"ph":"b","cat":"asyncio","name":"Lock acquire","pid":1,"tid":1,"ts":10,"id":7,' ..
+        '"args":{"object":"db","kind":"Lock","op":"acquire"}}',
+      '{"ph":"b","cat":"asyncio","name":"B","pid":1,"tid":1,"ts":30,"id":8,"args":{"task":"B"}}',
+      '{"ph":"b","cat":"asyncio","name":"Lock acquire","pid":1,"tid":1,"ts":30,"id":8,' ..
+        '"args":{"object":"db","kind":"Lock","op":"acquire"}}',
+      '{"ph":"e","cat":"asyncio","name":"Lock acquire","pid":1,"tid":1,"ts":70,"id":8,"args":{"outcome":"ok"}}',
+      '{"ph":"b","cat":"asyncio","name":"sleep","pid":1,"tid":1,"ts":70,"id":8,' ..
+        '"args":{"kind":"sleep","op":"sleep"}}',
+      '{"ph":"e","cat":"asyncio","name":"sleep","pid":1,"tid":1,"ts":100,"id":8,"args":{"outcome":"ok"}}',
+      '{"ph":"e","cat":"asyncio","name":"Lock acquire","pid":1,"tid":1,"ts":110,"id":7,"args":{"outcome":"ok"}}',
+      '{"ph":"e","cat":"asyncio","name":"B","pid":1,"tid":1,"ts":120,"id":8}',
+      '{"ph":"e","cat":"asyncio","name":"A","pid":1,"tid":1,"ts":120,"id":7}',
+    }
+    local html, m = trace_html.convert("[" .. table.concat(ev, ",\n") .. "]")
+    assert.equal(0, m.ignored)
+    assert.equal(3, m.async_waits)
+    assert.same({"db", "Lock", 2, 140, 100}, {m.contended[1].object, m.contended[1].kind,
+      m.contended[1].count, m.contended[1].total, m.contended[1].max})
+    assert.same({"sleep", 1, 30}, {m.contended[2].object, m.contended[2].count, m.contended[2].total})
+    assert.equal(0, m.thread_list[1].wait_us) -- a task's wait does not block its thread
+    assert.matches('<tr class="contended" data%-rank="1" data%-object="db" data%-kind="Lock" data%-count="2"', html)
+    assert.matches('data%-task%-waits="3"', html)
+  end)
+end)
