@@ -419,13 +419,13 @@ local threading = require "braid.threading"
 local q = mp.Queue{maxsize = 1, name = "slots"}
 q:put(1)
 local c = mp.Condition{name = "ready"}
-local t = threading.Thread{name = "putter", target = function() q:put(2) end}
+local about = threading.Event()
+local t = threading.Thread{name = "putter", target = function() about:set() q:put(2) end}
 local t2 = threading.Thread{name = "waiter", target = function() c:acquire() c:wait(30) c:release() end}
 t:start() t2:start()
-while q:qsize() < 1 or select(2, pcall(function() return c._sleeping:get_value() end)) < 1 do
-  braid.sleep(0.001)
-end
-braid.sleep(0.05)
+about:wait()
+while c._sleeping:get_value() < 1 do braid.sleep(0.001) end -- in c:wait
+braid.sleep(0.3) -- both block a few instructions after these points
 braid.dump()
 q:get()
 c:acquire() c:notify() c:release()
