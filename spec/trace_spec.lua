@@ -412,7 +412,8 @@ print("done")
   end)
 
   it("the live dump names the multiprocessing object a thread is blocked on", function()
-    local out = select(2, run({}, [[
+    local function try()
+      return select(2, run({}, [[
 local mp = require "braid.multiprocessing"
 local braid = require "braid"
 local threading = require "braid.threading"
@@ -431,6 +432,12 @@ q:get()
 c:acquire() c:notify() c:release()
 t:join() t2:join()
 ]]))
+    end
+    local out
+    for _ = 1, 3 do -- a thread that starts late on a loaded machine: try again
+      out = try()
+      if out:match('"putter"[^\n]*blocked on') and out:match('"waiter"[^\n]*blocked on') then break end
+    end
     assert.matches('Thread "putter"[^\n]*blocked on Semaphore "slots" in acquire', out)
     assert.matches('Thread "waiter"[^\n]*blocked on Semaphore "ready" in acquire[^\n]*timeout in', out)
   end)
@@ -476,26 +483,34 @@ print(table.concat(got, " "), jobs:get_name(), answers:get_name())
   end)
 
   it("names multiprocessing's Lua-side objects' parts: their waits show the label", function()
-    local out = tmpname()
-    local stdout, stderr, _, code = run({"--trace", out}, [[
+    -- the put must have blocked before the get frees it: a few tries
+    -- absorb a thread that starts late on a loaded machine
+    local waits
+    for _ = 1, 3 do
+      local out = tmpname()
+      local stdout, stderr, _, code = run({"--trace", out}, [[
 local mp = require "braid.multiprocessing"
 local braid = require "braid"
 local threading = require "braid.threading"
 local q = mp.Queue{maxsize = 1, name = "slots"}
 q:put(1)
-local t = threading.Thread{target = function() q:put(2) end}
+local about = threading.Event()
+local t = threading.Thread{target = function() about:set() q:put(2) end}
 t:start()
-braid.sleep(0.05)
+about:wait()
+braid.sleep(0.1)
 q:get()
 t:join()
 q:get()
 print("ok")
 ]])
-    assert.equal(0, code, stderr)
-    assert.equal("ok\n", stdout)
-    assert.is_true(#select_events(events(out), function(e)
-      return e.cat == "wait" and e.args.object == "slots"
-    end) >= 1)
+      assert.equal(0, code, stderr)
+      assert.equal("ok\n", stdout)
+      waits = select_events(events(out), function(e) return e.cat == "wait" and e.args.object == "slots" end)
+      if #waits > 0 then break end
+    end
+    assert.is_true(#waits >= 1)
+    assert.same({"Semaphore acquire", "Semaphore", "ok"}, {waits[1].name, waits[1].args.kind, waits[1].args.outcome})
   end)
 
   it("os.exit(3), an error and SIGTERM still leave a valid JSON file", function()
