@@ -332,7 +332,7 @@ return function(M, C, get_loop)
     local id = task_counter + 1
     task_counter = id
     local t = setmetatable({loop = loop, _state = PENDING, co = co_create(task_body), id = id,
-      _fn = fn}, Task)
+      _fn = fn, _won = false}, Task) -- _won: what it waits on (asyncio_trace.lua)
     if name then t._name = name end
     if n > 0 then t._args = pack(...) end
     loop.tasks[t] = true

@@ -47,9 +47,13 @@ local function describe(w)
   return "Future", label(w, "Future")
 end
 
+-- What a sleeping task waits on. A task's _won is false when it waits on
+-- nothing (never nil: a key set to nil and back costs a rehash).
+local SLEEPING = {}
+
 -- Task t suspends waiting on obj (nil: sleep) in op.
 local function begin(t, obj, op)
-  t._won, t._wop, t._wsince = obj or false, op, now()
+  t._won, t._wop, t._wsince = obj or SLEEPING, op, now()
 end
 
 local function task_name(t) return rawget(t, "_name") or ("Task-" .. t.id) end
@@ -58,9 +62,9 @@ local function task_name(t) return rawget(t, "_name") or ("Task-" .. t.id) end
 -- async slice on the task's track (which opens with the task's name).
 local function done(t, outcome)
   local obj, t0 = t._won, t._wsince
-  t._won = nil
-  if not on() or not t0 then return end
-  local kind, lb = describe(obj or nil)
+  t._won = false
+  if not on() or not obj then return end
+  local kind, lb = describe(obj ~= SLEEPING and obj or nil)
   local op = t._wop
   local aid = t._aid
   if not aid then
@@ -81,8 +85,8 @@ end
 -- "waiting on Lock 'db' in acquire for 1.20 s", or nil.
 local function dump_line(t)
   local obj = t._won
-  if obj == nil or not t._wsince then return nil end
-  local kind, lb = describe(obj or nil)
+  if not obj then return nil end
+  local kind, lb = describe(obj ~= SLEEPING and obj or nil)
   local secs = (now() - t._wsince) / 1e9
   if kind == "sleep" then return ("in sleep for %.2f s"):format(secs) end
   return ("waiting on %s '%s' in %s for %.2f s"):format(kind, lb, t._wop, secs)
