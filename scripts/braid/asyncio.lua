@@ -50,13 +50,14 @@ Loop.__index = Loop
 
 local function new_loop()
   return setmetatable({c = C._loop_new(), q = {}, qn = 0, spare = {}, heap = {}, hn = 0, seq = 0,
-    tasks = {}, ntasks = 0, waiting = {}, woken = {}, failed = setmetatable({}, {__mode = "k"})}, Loop)
+    tasks = {}, ntasks = 0, tracing = false, waiting = {}, woken = {}, failed = setmetatable({}, {__mode = "k"})}, Loop)
 end
 
 local function run_ready(loop)
   local q, n = loop.q, loop.qn
   loop.q, loop.qn = loop.spare, 0
   local tr = n > 0 and trace_on()
+  loop.tracing = tr -- read by the tasks' waits this pass (asyncio_locks.lua)
   for i = 1, n do
     local x = q[i]
     q[i] = nil

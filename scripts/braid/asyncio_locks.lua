@@ -8,7 +8,7 @@ return function(A)
   local Error = braid.Error
   local TR = require "braid.asyncio_trace"
   local check_name = TR.check_name
-  local trace_on, trace_now = braid.trace._on, braid.trace._now
+  local trace_now = braid.trace._now
   local CANCEL, PARK, wake_parked, this_task = A._CANCEL, A._PARK, A._wake_parked, A._this_task
   local co_yield = coroutine.yield
   local setmetatable, type, error, pcall, select = setmetatable, type, error, pcall, select
@@ -84,7 +84,7 @@ return function(A)
     fifo_push(d, t)
     t._won, t._wop, t._wsince = obj, op, trace_now() -- what it waits on (TR.begin, inlined)
     local v, e = co_yield(PARK) -- until wake_parked
-    if trace_on() then
+    if t.loop.tracing then
       TR.done(t, v == CANCEL and "cancelled" or "ok")
     else
       t._won = false -- never nil: see asyncio_trace.lua
