@@ -63,6 +63,31 @@ static int push_wait_result(lua_State *L, int rc)
     return lbraid_core_error(L, rc, NULL);
 }
 
+/* A blocking wait of the calling thread on s (op), with its wait record
+ * set between wait_begin and wait_end so that the trace and the live dump
+ * show the object's label; a call that must not block records nothing. */
+static braid_waiter_t *wait_begin(lua_State *L, braid_shm_t *s, const char *op, int blocking,
+                                  int64_t deadline)
+{
+    braid_waiter_t *w = blocking ? lbraid_ctx(L)->waiter : NULL;
+    if (w)
+        braid_waiter_begin(w, &s->base, op, deadline);
+    return w;
+}
+
+static int wait_end(braid_waiter_t *w, int rc)
+{
+    if (w)
+        braid_waiter_end(w, rc == BRAID_PLOCK_OWNER_DIED ? 0 : rc);
+    return rc;
+}
+
+/* Whether argument idx (blocking=true) allows the call to block. */
+static int blocking_arg(lua_State *L, int idx)
+{
+    return lua_isnoneornil(L, idx) || lua_toboolean(L, idx);
+}
+
 /* ---- Lock / RLock ---- */
 
 /* Lock{name=}, RLock{name=}, Event{name=}: no other option. */
@@ -106,7 +131,9 @@ static int llock_acquire(lua_State *L)
         return 1;
     }
     lbraid_poll(L);
-    return push_wait_result(L, braid_plock_acquire(l, rec, deadline, lbraid_ctx(L)->waiter));
+    braid_waiter_t *w = wait_begin(L, s, "acquire", blocking_arg(L, 2), deadline);
+    return push_wait_result(
+        L, wait_end(w, braid_plock_acquire(l, rec, deadline, lbraid_ctx(L)->waiter)));
 }
 
 static int llock_release(lua_State *L)
@@ -173,8 +200,14 @@ static int lsem_acquire(lua_State *L)
 {
     braid_shm_t *s = check(L, 1, BRAID_SHM_SEM);
     int64_t deadline = acquire_deadline(L, 2);
+    if (braid_psem_acquire(s->mem, 0, NULL) == 0) { /* a permit free: no poll, no record */
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     lbraid_poll(L);
-    return push_wait_result(L, braid_psem_acquire(s->mem, deadline, lbraid_ctx(L)->waiter));
+    braid_waiter_t *w = wait_begin(L, s, "acquire", blocking_arg(L, 2), deadline);
+    return push_wait_result(
+        L, wait_end(w, braid_psem_acquire(s->mem, deadline, lbraid_ctx(L)->waiter)));
 }
 
 static int lsem_release(lua_State *L)
@@ -226,7 +259,10 @@ static int levent_wait(lua_State *L)
     braid_shm_t *s = check(L, 1, BRAID_SHM_EVENT);
     int64_t deadline = lbraid_opt_deadline(L, 2);
     lbraid_poll(L);
-    int rc = braid_pevent_wait(s->mem, deadline, lbraid_ctx(L)->waiter);
+    braid_waiter_t *w = NULL;
+    if (!atomic_load(&((braid_pevent_t *)s->mem)->flag))
+        w = wait_begin(L, s, "wait", 1, deadline);
+    int rc = wait_end(w, braid_pevent_wait(s->mem, deadline, lbraid_ctx(L)->waiter));
     if (rc < 0)
         return lbraid_core_error(L, rc, NULL);
     lua_pushboolean(L, rc);

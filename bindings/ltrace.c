@@ -1,7 +1,9 @@
 /* braid.trace: start/stop the timeline (core/trace.c), and the private
  * helpers the Lua modules use to record task steps and process-pool jobs. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "trace.h"
@@ -145,6 +147,35 @@ static int ltrace_flow_object(lua_State *L)
     return 1;
 }
 
+/* _async(ph, cat, name, id, ts_ns, args|nil): a nestable async event ('b',
+ * 'e' or 'n') on the async track id (asyncio task waits) */
+static int ltrace_async(lua_State *L)
+{
+    if (!braid_trace_enabled())
+        return 0;
+    braid_trace_arg_t a[8];
+    int n = read_args(L, 6, a, 8);
+    const char *ph = luaL_checkstring(L, 1);
+    braid_trace_async(ph[0],
+                      luaL_checkstring(L, 2),
+                      luaL_checkstring(L, 3),
+                      (uint64_t)luaL_checkinteger(L, 4),
+                      (int64_t)luaL_checkinteger(L, 5),
+                      a,
+                      n);
+    return 0;
+}
+
+/* _async_id() -> an id unique in this process and, with its pid in the high
+ * bits, in a trace merged from several (52 bits: exact as a JSON number) */
+static int ltrace_async_id(lua_State *L)
+{
+    static atomic_uint_least64_t next;
+    uint64_t k = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) + 1;
+    lua_pushinteger(L, (lua_Integer)(((uint64_t)getpid() & 0x3fffff) << 30 | (k & 0x3fffffff)));
+    return 1;
+}
+
 /* _counter(name, args) */
 static int ltrace_counter(lua_State *L)
 {
@@ -208,6 +239,8 @@ static const luaL_Reg trace_funcs[] = {
     {"_counter", ltrace_counter},
     {"_flow_object", ltrace_flow_object},
     {"_process_name", ltrace_process_name},
+    {"_async", ltrace_async},
+    {"_async_id", ltrace_async_id},
     {NULL, NULL},
 };
 

@@ -474,6 +474,23 @@ void braid_trace_flow(int start, const char *name, uint64_t id, int64_t ts)
     end_event(b, &o);
 }
 
+void braid_trace_async(char ph, const char *cat, const char *name, uint64_t id, int64_t ts,
+                       const braid_trace_arg_t *args, int nargs)
+{
+    out_t o;
+    tbuf_t *b = begin_event(&o);
+    if (!b)
+        return;
+    char p[2] = {ph, 0};
+    put_head(&o, p, cat, name, b->tid, ts < started_at ? started_at : ts);
+    put_lit(&o, ",\"id\":");
+    put_uint(&o, id);
+    if (nargs)
+        put_args(&o, args, nargs);
+    put_raw(&o, "}", 1);
+    end_event(b, &o);
+}
+
 void braid_trace_counter(const char *name, int64_t ts, const braid_trace_arg_t *args, int nargs)
 {
     out_t o;

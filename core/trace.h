@@ -69,6 +69,11 @@ void braid_trace_instant(const char *cat, const char *name, const braid_trace_ar
                          int nargs);
 /* A flow arrow end: start 1 for "s", 0 for "f" (bp "e"); at time ts. */
 void braid_trace_flow(int start, const char *name, uint64_t id, int64_t ts);
+/* A nestable async event of track id (unique in the trace, < 2^53): ph 'b'
+ * begins a slice, 'e' ends the innermost open one, 'n' is an instant; at
+ * time ts (clipped to the session's start). The track is (cat, id). */
+void braid_trace_async(char ph, const char *cat, const char *name, uint64_t id, int64_t ts,
+                       const braid_trace_arg_t *args, int nargs);
 /* A counter sample at ts (< 0: now). */
 void braid_trace_counter(const char *name, int64_t ts, const braid_trace_arg_t *args, int nargs);
 /* The calling OS thread now runs braid thread name (thread_name event). */

@@ -428,3 +428,86 @@ describe("asyncio.Queue", function()
     for i = 1, 200 do assert.are.equal(i, seen[i]) end
   end)
 end)
+
+describe("asyncio primitive names", function()
+  after_each(support.no_loops_left)
+
+  it("every primitive and queue takes name= in an options table, and keeps its positional form", function()
+    run(function()
+      local l = asyncio.Lock{name = "db"}
+      assert.equal("db", l:get_name())
+      assert.is_nil(asyncio.Lock():get_name())
+      assert.equal("ev", asyncio.Event{name = "ev"}:get_name())
+      local c = asyncio.Condition{lock = l, name = "cv"}
+      assert.equal("cv", c:get_name())
+      assert.equal(l, c._lock)
+      assert.equal("cv2", asyncio.Condition{name = "cv2"}:get_name())
+      assert.is_nil(asyncio.Condition(asyncio.Lock()):get_name())
+      local s = asyncio.Semaphore{value = 2, name = "slots"}
+      assert.equal("slots", s:get_name())
+      assert.is_true(s:acquire() and s:acquire())
+      assert.is_true(s:locked())
+      local bs = asyncio.BoundedSemaphore{value = 1, name = "bs"}
+      assert.equal("bs", bs:get_name())
+      raises("ValueError", bs.release, bs)
+      assert.equal(1, asyncio.Semaphore{}._value)
+      assert.equal(3, asyncio.Semaphore(3)._value)
+      local b = asyncio.Barrier{parties = 1, name = "start"}
+      assert.equal("start", b:get_name())
+      assert.equal(0, b:wait())
+      local q = asyncio.Queue{maxsize = 2, name = "jobs"}
+      assert.equal("jobs", q:get_name())
+      assert.equal(2, q.maxsize)
+      assert.equal(3, asyncio.Queue(3).maxsize)
+      local lq = asyncio.LifoQueue{name = "lq"}
+      local pq = asyncio.PriorityQueue{maxsize = 1, name = "pq"}
+      assert.same({"lq", "pq", 1}, {lq:get_name(), pq:get_name(), pq.maxsize})
+      lq:put(1) lq:put(2)
+      assert.equal(2, lq:get())
+      pq:put(5)
+      assert.is_true(pq:full())
+    end)
+  end)
+
+  it("set_name renames, nil clears; a name that is not a string is a clear error", function()
+    local l = asyncio.Lock()
+    l:set_name("cache")
+    assert.equal("cache", l:get_name())
+    l:set_name(nil)
+    assert.is_nil(l:get_name())
+    l:set_name(7)
+    assert.equal("7", l:get_name())
+    assert.has_error(function() l:set_name({}) end,
+      "bad argument #1 to 'set_name' (string expected, got table)")
+    assert.has_error(function() asyncio.Lock{name = true} end,
+      "bad option 'name' to 'Lock' (string expected, got boolean)")
+    assert.has_error(function() asyncio.Queue{name = {}} end,
+      "bad option 'name' to 'Queue' (string expected, got table)")
+    for _, k in ipairs{"Event", "Condition", "Semaphore", "BoundedSemaphore", "Barrier",
+                       "Queue", "LifoQueue", "PriorityQueue"} do
+      local o = k == "Barrier" and asyncio.Barrier(2) or asyncio[k]()
+      o:set_name(k:lower())
+      assert.equal(k:lower(), o:get_name())
+    end
+  end)
+
+  it("the live dump names what each task waits on", function()
+    local text
+    run(function()
+      local l = asyncio.Lock{name = "db"}
+      local q = asyncio.Queue{name = "jobs"}
+      l:acquire()
+      local a = asyncio.create_task(function() l:acquire() end)
+      local b = asyncio.create_task(function() q:get() end)
+      local c = asyncio.create_task(function() asyncio.Event():wait() end)
+      a:set_name("A") b:set_name("B") c:set_name("C")
+      asyncio.sleep(0)
+      text = asyncio._dump_tasks()
+      a:cancel() b:cancel() c:cancel()
+      l:release()
+    end)
+    assert.matches("Task 'A' %(id %d+%) waiting on Lock 'db' in acquire for [%d.]+ s", text)
+    assert.matches("Task 'B' %(id %d+%) waiting on Queue 'jobs' in get for", text)
+    assert.matches("Task 'C' %(id %d+%) waiting on Event 'Event#%d+' in wait for", text)
+  end)
+end)

@@ -263,7 +263,8 @@ print("done")
     assert.matches(":6: in local 'fn'\n.*in field 'run'\n[^\n]*:8: in main chunk", main)
     assert.matches("asyncio loop: 3 tasks", main)
     assert.matches("Task 'Task%-3' %(id 3%) running", main)
-    assert.matches("Task 'Task%-2' %(id 2%)\n[^\n]*\n[^\n]*asyncio.sleep'\n[^\n]*in function 'napper'", main)
+    assert.matches("Task 'Task%-2' %(id 2%) in sleep for [%d.]+ s\n[^\n]*\n[^\n]*asyncio.sleep'\n[^\n]*in function 'napper'", main)
+    assert.matches("Task 'Task%-1' %(id 1%) waiting on Task 'Task%-3' in await for [%d.]+ s\n", main)
   end)
 
   -- 8 threads (queues, a lock, an event, sleeps) and 100 asyncio tasks

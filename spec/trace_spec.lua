@@ -84,6 +84,47 @@ describe("object names", function()
                      "bad option 'name' (string expected, got table)")
   end)
 
+  it("multiprocessing Condition, Barrier, the queues, Value and Array take name= and set_name", function()
+    local mp = require "braid.multiprocessing"
+    local c = mp.Condition{name = "ready"}
+    assert.equal("ready", c:get_name())
+    assert.equal("ready", c._wait:get_name()) -- its waits show the label
+    assert.equal("ready", c._lock:get_name())
+    local l = mp.Lock{name = "own"}
+    local c2 = mp.Condition{lock = l, name = "c2"}
+    assert.same({"c2", "own"}, {c2:get_name(), l:get_name()}) -- a given lock keeps its name
+    assert.is_nil(mp.Condition():get_name())
+    local b = mp.Barrier{parties = 1, name = "start", timeout = 5}
+    assert.same({"start", 5, 1}, {b:get_name(), b._timeout, b.parties})
+    assert.equal(0, b:wait())
+    assert.equal(1, mp.Barrier(1):wait() + 1) -- the positional form still works
+    local q = mp.Queue{maxsize = 2, name = "jobs"}
+    assert.same({"jobs", 2, "jobs", "jobs"}, {q:get_name(), q._maxsize, q._rlock:get_name(), q._sem:get_name()})
+    q:put(1)
+    assert.equal(1, q:get())
+    assert.equal("sq", mp.SimpleQueue{name = "sq"}:get_name())
+    local jq = mp.JoinableQueue{name = "jq"}
+    assert.same({"jq", "jq"}, {jq:get_name(), jq._alldone:get_name()})
+    local v = mp.Value{typecode = "i", value = 7, name = "hits"}
+    assert.same({"hits", 7}, {v:get_name(), v.value})
+    local a = mp.Array{typecode = "d", size = 3, name = "grid"}
+    assert.same({"grid", 3, 0.0}, {a:get_name(), #a, a[1]})
+    assert.equal(2, mp.Array{typecode = "i", init = {1, 2}}[2])
+    assert.equal(5, mp.Value("i", 5).value)
+    q:set_name("renamed")
+    assert.same({"renamed", "renamed"}, {q:get_name(), q._wlock:get_name()})
+    q:set_name(nil)
+    assert.is_nil(q:get_name())
+    for _, o in ipairs{mp.Condition(), mp.Barrier(2), mp.Queue(), mp.SimpleQueue(), mp.JoinableQueue()} do
+      o:set_name("x")
+      assert.equal("x", o:get_name())
+    end
+    assert.has_error(function() mp.Queue{name = 3.5}:set_name({}) end,
+                     "bad argument #1 to 'set_name' (string expected, got table)")
+    assert.has_error(function() mp.Barrier{parties = 2, name = true} end,
+                     "bad option 'name' to 'Barrier' (string expected, got boolean)")
+  end)
+
   it("a name that is not a string is a clear error", function()
     assert.has_error(function() threading.Lock{name = 3} end,
                      "bad option 'name' (string expected, got number)")
@@ -259,6 +300,86 @@ print("done")
     end))
   end)
 
+  it("records each asyncio task's waits as nestable async slices on its own track", function()
+    local out = tmpname()
+    local asyncio = require "braid.asyncio"
+    braid.trace.start(out)
+    asyncio.run(function()
+      local l = asyncio.Lock{name = "db"}
+      local q = asyncio.Queue{maxsize = 1, name = "jobs"}
+      local ev = asyncio.Event{name = "go"}
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = asyncio.create_task(function()
+          l:acquire()
+          asyncio.sleep(0.001)
+          l:release()
+          q:put(i)
+          ev:wait()
+        end)
+        ts[i]:set_name("w" .. i)
+      end
+      while q._putters.n == 0 do asyncio.sleep(0.001) end -- a put waits: the queue is full
+      for _ = 1, 3 do q:get() end
+      ev:set()
+      for i = 1, 3 do asyncio.await(ts[i]) end
+      local slow = asyncio.create_task(function() asyncio.sleep(10) end)
+      asyncio.sleep(0)
+      slow:cancel()
+      pcall(asyncio.await, slow)
+    end)
+    braid.trace.stop()
+    local evs = events(out)
+    -- per id, the b/e events nest (the file keeps each track's order), and
+    -- each track opens with its task's name
+    local stacks, track, waits, tid = {}, {}, {}, nil
+    for _, e in ipairs(select_events(evs, function(e) return e.cat == "asyncio" end)) do
+      assert.is_true(e.ph == "b" or e.ph == "e", e.ph)
+      assert.equal("number", type(e.id))
+      tid = tid or e.tid
+      assert.equal(tid, e.tid) -- the loop's thread
+      local st = stacks[e.id] or {}
+      stacks[e.id] = st
+      if e.ph == "b" then
+        if #st == 0 then
+          track[e.id] = e.name
+          assert.equal(e.name, e.args.task)
+        else
+          waits[#waits + 1] = {task = track[e.id], name = e.name, args = e.args, ts = e.ts}
+        end
+        st[#st + 1] = e
+      else
+        local b = table.remove(st)
+        assert.is_truthy(b, "an end without a begin")
+        assert.equal(b.name, e.name)
+        assert.is_true(e.ts >= b.ts)
+        if #st > 0 then
+          waits[#waits].dur, waits[#waits].outcome = e.ts - b.ts, e.args.outcome
+        end
+      end
+    end
+    for id, st in pairs(stacks) do assert.equal(0, #st, "track " .. id .. " left open") end
+    local function count(pred)
+      local n = 0
+      for _, w in ipairs(waits) do if pred(w) then n = n + 1 end end
+      return n
+    end
+    -- w2 and w3 queue on the lock; the bounded queue holds back a put; all wait for go
+    assert.is_true(count(function(w)
+      return w.name == "Lock acquire" and w.args.object == "db" and w.args.kind == "Lock" and
+             w.args.op == "acquire" and w.outcome == "ok" and w.dur > 0
+    end) >= 2)
+    assert.is_true(count(function(w) return w.name == "Queue put" and w.args.object == "jobs" end) >= 1)
+    assert.equal(3, count(function(w)
+      return w.name == "Event wait" and w.args.object == "go" and w.task:match("^w%d$")
+    end))
+    assert.is_true(count(function(w) return w.name == "sleep" and w.args.kind == "sleep" end) >= 3)
+    assert.equal(1, count(function(w) return w.name == "sleep" and w.outcome == "cancelled" end))
+    assert.is_true(count(function(w) return w.name == "Task await" and w.args.object == "w1" end) >= 1)
+    -- a task's waits are not thread waits: no "wait" slice for them
+    assert.equal(0, #select_events(evs, function(e) return e.cat == "wait" and e.args.object == "db" end))
+  end)
+
   it("a child process's events are in the same file, under its own pid", function()
     local out = tmpname()
     local stdout, stderr, _, code = run({"--trace", out}, [[
@@ -288,6 +409,108 @@ print("done")
     -- no chunk left behind
     local leftovers = io.popen("ls " .. quote(out) .. ".*.part 2>/dev/null"):read("a")
     assert.equal("", leftovers)
+  end)
+
+  it("the live dump names the multiprocessing object a thread is blocked on", function()
+    local function try()
+      return select(2, run({}, [[
+local mp = require "braid.multiprocessing"
+local braid = require "braid"
+local threading = require "braid.threading"
+local q = mp.Queue{maxsize = 1, name = "slots"}
+q:put(1)
+local c = mp.Condition{name = "ready"}
+local about = threading.Event()
+local t = threading.Thread{name = "putter", target = function() about:set() q:put(2) end}
+local t2 = threading.Thread{name = "waiter", target = function() c:acquire() c:wait(30) c:release() end}
+t:start() t2:start()
+about:wait()
+while c._sleeping:get_value() < 1 do braid.sleep(0.001) end -- in c:wait
+braid.sleep(0.3) -- both block a few instructions after these points
+braid.dump()
+q:get()
+c:acquire() c:notify() c:release()
+t:join() t2:join()
+]]))
+    end
+    local out
+    for _ = 1, 3 do -- a thread that starts late on a loaded machine: try again
+      out = try()
+      if out:match('"putter"[^\n]*blocked on') and out:match('"waiter"[^\n]*blocked on') then break end
+    end
+    assert.matches('Thread "putter"[^\n]*blocked on Semaphore "slots" in acquire', out)
+    assert.matches('Thread "waiter"[^\n]*blocked on Semaphore "ready" in acquire[^\n]*timeout in', out)
+  end)
+
+  it("draws multiprocessing.Queue put->get arrows across processes into the merged file", function()
+    local out = tmpname()
+    local stdout, stderr, _, code = run({"--trace", out}, [[
+local mp = require "braid.multiprocessing"
+local jobs, answers = mp.Queue{name = "jobs"}, mp.JoinableQueue{name = "answers"}
+local p = mp.Process{target = function(jobs, answers)
+  for _ = 1, 5 do answers:put(jobs:get() * 2) end
+end, args = {jobs, answers}}
+p:start()
+for i = 1, 5 do jobs:put(i) end
+jobs:put({nested = {1, 2}}) -- a table item comes back as it was
+local got = {}
+for _ = 1, 5 do got[#got + 1] = answers:get() answers:task_done() end
+answers:join()
+p:join()
+local t = jobs:get()
+assert(t.nested[2] == 2 and t[1] == nil)
+print(table.concat(got, " "), jobs:get_name(), answers:get_name())
+]])
+    assert.equal(0, code, stderr)
+    assert.equal("2 4 6 8 10\tjobs\tanswers\n", stdout)
+    local evs = events(out)
+    assert.equal(11, check_flows(evs))
+    local parent = select_events(evs, function(e) return e.name == "process_name" end)[1].pid
+    local starts, ends = {}, {}
+    for _, e in ipairs(select_events(evs, function(e) return e.cat == "flow" end)) do
+      if e.ph == "s" then starts[e.id] = e else ends[e.id] = e end
+      assert.equal(e.ph == "s" and "put" or "get", e.name)
+    end
+    local down, up = 0, 0
+    for id, s in pairs(starts) do
+      local f = ends[id]
+      assert.is_true(f.ts >= s.ts)
+      if s.pid == parent and f.pid ~= parent then down = down + 1 end
+      if s.pid ~= parent and f.pid == parent then up = up + 1 end
+    end
+    assert.equal(5, down) -- jobs: parent -> child
+    assert.equal(5, up) -- answers: child -> parent
+  end)
+
+  it("names multiprocessing's Lua-side objects' parts: their waits show the label", function()
+    -- the put must have blocked before the get frees it: a few tries
+    -- absorb a thread that starts late on a loaded machine
+    local waits
+    for _ = 1, 3 do
+      local out = tmpname()
+      local stdout, stderr, _, code = run({"--trace", out}, [[
+local mp = require "braid.multiprocessing"
+local braid = require "braid"
+local threading = require "braid.threading"
+local q = mp.Queue{maxsize = 1, name = "slots"}
+q:put(1)
+local about = threading.Event()
+local t = threading.Thread{target = function() about:set() q:put(2) end}
+t:start()
+about:wait()
+braid.sleep(0.1)
+q:get()
+t:join()
+q:get()
+print("ok")
+]])
+      assert.equal(0, code, stderr)
+      assert.equal("ok\n", stdout)
+      waits = select_events(events(out), function(e) return e.cat == "wait" and e.args.object == "slots" end)
+      if #waits > 0 then break end
+    end
+    assert.is_true(#waits >= 1)
+    assert.same({"Semaphore acquire", "Semaphore", "ok"}, {waits[1].name, waits[1].args.kind, waits[1].args.outcome})
   end)
 
   it("os.exit(3), an error and SIGTERM still leave a valid JSON file", function()
@@ -407,5 +630,40 @@ f:close()
     -- at most two buffers of 16 KiB were still in memory when we looked
     assert.is_true(after - before <= 2 * 16384 + 4096, before .. " " .. after)
     check_flows(events(out))
+  end)
+end)
+
+describe("the HTML view and asyncio task waits", function()
+  it("counts a task's async wait slices in the most contended objects, not as thread time", function()
+    local trace_html = require "braid.trace_html"
+    local ev = {
+      '{"ph":"M","name":"thread_name","pid":1,"tid":1,"args":{"name":"loop"}}',
+      '{"ph":"X","cat":"task","name":"A","pid":1,"tid":1,"ts":0,"dur":10}',
+      '{"ph":"X","cat":"task","name":"B","pid":1,"tid":1,"ts":20,"dur":10}',
+      -- task A (track 7) waits 100 us on "db", B (track 8) 40 us on "db" and 30 us asleep;
+      -- the waits overlap the thread's other slices and each other
+      '{"ph":"b","cat":"asyncio","name":"A","pid":1,"tid":1,"ts":10,"id":7,"args":{"task":"A"}}',
+      '{"ph":"b","cat":"asyncio","name":"Lock acquire","pid":1,"tid":1,"ts":10,"id":7,' ..
+        '"args":{"object":"db","kind":"Lock","op":"acquire"}}',
+      '{"ph":"b","cat":"asyncio","name":"B","pid":1,"tid":1,"ts":30,"id":8,"args":{"task":"B"}}',
+      '{"ph":"b","cat":"asyncio","name":"Lock acquire","pid":1,"tid":1,"ts":30,"id":8,' ..
+        '"args":{"object":"db","kind":"Lock","op":"acquire"}}',
+      '{"ph":"e","cat":"asyncio","name":"Lock acquire","pid":1,"tid":1,"ts":70,"id":8,"args":{"outcome":"ok"}}',
+      '{"ph":"b","cat":"asyncio","name":"sleep","pid":1,"tid":1,"ts":70,"id":8,' ..
+        '"args":{"kind":"sleep","op":"sleep"}}',
+      '{"ph":"e","cat":"asyncio","name":"sleep","pid":1,"tid":1,"ts":100,"id":8,"args":{"outcome":"ok"}}',
+      '{"ph":"e","cat":"asyncio","name":"Lock acquire","pid":1,"tid":1,"ts":110,"id":7,"args":{"outcome":"ok"}}',
+      '{"ph":"e","cat":"asyncio","name":"B","pid":1,"tid":1,"ts":120,"id":8}',
+      '{"ph":"e","cat":"asyncio","name":"A","pid":1,"tid":1,"ts":120,"id":7}',
+    }
+    local html, m = trace_html.convert("[" .. table.concat(ev, ",\n") .. "]")
+    assert.equal(0, m.ignored)
+    assert.equal(3, m.async_waits)
+    assert.same({"db", "Lock", 2, 140, 100}, {m.contended[1].object, m.contended[1].kind,
+      m.contended[1].count, m.contended[1].total, m.contended[1].max})
+    assert.same({"sleep", 1, 30}, {m.contended[2].object, m.contended[2].count, m.contended[2].total})
+    assert.equal(0, m.thread_list[1].wait_us) -- a task's wait does not block its thread
+    assert.matches('<tr class="contended" data%-rank="1" data%-object="db" data%-kind="Lock" data%-count="2"', html)
+    assert.matches('data%-task%-waits="3"', html)
   end)
 end)

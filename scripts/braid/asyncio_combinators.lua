@@ -516,8 +516,10 @@ return function(M, I)
         a = a.awaited_by[1]
       end
       local running = t == I.current()
-      lines[#lines + 1] = ("  Task %s (id %d)%s%s"):format(name(t), t.id,
+      local on = not running and require("braid.asyncio_trace").dump_line(t)
+      lines[#lines + 1] = ("  Task %s (id %d)%s%s%s"):format(name(t), t.id,
         running and " running (its stack is the thread's, above)" or "",
+        on and (" " .. on) or "",
         #chain > 0 and (" awaited by " .. table.concat(chain, " <- ")) or "")
       for line in (not running and g.call_stack or ""):gmatch("[^\n]+") do
         if not line:match("^stack traceback") then lines[#lines + 1] = "\t" .. line:gsub("^\t", "  ") end

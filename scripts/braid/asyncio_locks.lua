@@ -2,9 +2,13 @@
 -- Event, Condition, Semaphore, BoundedSemaphore, Barrier, Queue,
 -- LifoQueue, PriorityQueue. Each belongs to the loop it is first used on.
 -- Waiters park their task (A._park); a wake hands over what they waited for.
+-- Each takes name= (an options table) and has set_name / get_name.
 return function(A)
   local braid = require "braid"
   local Error = braid.Error
+  local TR = require "braid.asyncio_trace"
+  local check_name = TR.check_name
+  local trace_now = braid.trace._now
   local CANCEL, PARK, wake_parked, this_task = A._CANCEL, A._PARK, A._wake_parked, A._this_task
   local co_yield = coroutine.yield
   local setmetatable, type, error, pcall, select = setmetatable, type, error, pcall, select
@@ -74,15 +78,29 @@ return function(A)
     end
   end
 
-  -- Parks t on d until woken; returns the wake value. On cancellation
-  -- takes t off the list and raises.
-  local function wait_on(d, t)
+  -- Parks t on d (a waiter list of obj, waiting in op) until woken; returns
+  -- the wake value. On cancellation takes t off the list and raises.
+  local function wait_on(d, t, obj, op)
     fifo_push(d, t)
+    t._won, t._wop, t._wsince = obj, op, trace_now() -- what it waits on (TR.begin, inlined)
     local v, e = co_yield(PARK) -- until wake_parked
+    if t.loop.tracing then
+      TR.done(t, v == CANCEL and "cancelled" or "ok")
+    else
+      t._won = false -- never nil: see asyncio_trace.lua
+    end
     if v == CANCEL then
       fifo_remove(d, t)
       error(e, 0)
     end
+    return v
+  end
+
+  -- The options table of a constructor called as Kind{...}, or nil; checks
+  -- its name.
+  local function opts(v, what)
+    if type(v) ~= "table" then return nil end
+    check_name(v.name, ("option 'name' to '%s'"):format(what), 3)
     return v
   end
 
@@ -111,13 +129,15 @@ return function(A)
     local c = {__name = "braid.asyncio." .. name, __kind = name}
     c.__index = c
     c.__tostring = function(self) return ("<asyncio.%s>"):format(name) end
+    TR.nameable(c)
     return c
   end
 
   -- ---- Lock (FIFO hand-off) ----
   local Lock = class("Lock")
-  function A.Lock()
-    return setmetatable({_locked = false, _waiters = fifo()}, Lock)
+  function A.Lock(o)
+    o = opts(o, "Lock")
+    return setmetatable({_locked = false, _waiters = fifo(), _name = o and o.name}, Lock)
   end
   function Lock:acquire()
     local t = bind(self, "acquire")
@@ -125,7 +145,7 @@ return function(A)
       self._locked = true
       return true
     end
-    wait_on(self._waiters, t)
+    wait_on(self._waiters, t, self, "acquire")
     return true -- the releaser handed the lock over: still locked, now ours
   end
   function Lock:release()
@@ -137,8 +157,9 @@ return function(A)
 
   -- ---- Event ----
   local Event = class("Event")
-  function A.Event()
-    return setmetatable({_value = false, _waiters = fifo()}, Event)
+  function A.Event(o)
+    o = opts(o, "Event")
+    return setmetatable({_value = false, _waiters = fifo(), _name = o and o.name}, Event)
   end
   function Event:is_set() return self._value end
   function Event:set()
@@ -152,16 +173,19 @@ return function(A)
   function Event:wait()
     local t = bind(self, "wait")
     if self._value then return true end
-    return wait_on(self._waiters, t)
+    return wait_on(self._waiters, t, self, "wait")
   end
 
   -- ---- Condition ----
   local Condition = class("Condition")
   function A.Condition(lock)
+    local o = getmetatable(lock) == nil and opts(lock, "Condition")
+    if o then lock = o.lock end
     if lock ~= nil and getmetatable(lock) ~= Lock then
       error(("bad argument #1 to 'Condition' (asyncio.Lock expected, got %s)"):format(type(lock)), 2)
     end
-    return setmetatable({_lock = lock or A.Lock(), _waiters = fifo()}, Condition)
+    return setmetatable({_lock = lock or A.Lock(), _waiters = fifo(), _name = o and o.name or nil},
+      Condition)
   end
   function Condition:acquire() return self._lock:acquire() end
   function Condition:release() return self._lock:release() end
@@ -171,7 +195,7 @@ return function(A)
     local t = bind(self, "wait")
     if not self._lock._locked then raise("RuntimeError", "cannot wait on un-acquired lock", 2) end
     self._lock:release()
-    local ok, err = pcall(wait_on, self._waiters, t)
+    local ok, err = pcall(wait_on, self._waiters, t, self, "wait")
     -- the lock is re-acquired even when the wait was cancelled
     local cancel
     while true do
@@ -203,13 +227,21 @@ return function(A)
 
   -- ---- Semaphore / BoundedSemaphore (FIFO hand-off) ----
   local Semaphore = class("Semaphore")
+  -- a BoundedSemaphore is a Semaphore that shows as its own kind
+  local BoundedSemaphore = setmetatable({__name = "braid.asyncio.BoundedSemaphore",
+    __kind = "BoundedSemaphore", __tostring = function() return "<asyncio.BoundedSemaphore>" end},
+    {__index = Semaphore})
+  BoundedSemaphore.__index = BoundedSemaphore
   local function new_sem(value, bounded, what)
+    local o = opts(value, what)
+    if o then value = o.value end
     value = value == nil and 1 or value
     if math.type(value) ~= "integer" then
       error(("bad argument #1 to '%s' (integer expected, got %s)"):format(what, type(value)), 3)
     end
     if value < 0 then raise("ValueError", "Semaphore initial value must be >= 0", 3) end
-    return setmetatable({_value = value, _initial = value, _bounded = bounded, _waiters = fifo()}, Semaphore)
+    return setmetatable({_value = value, _initial = value, _bounded = bounded, _waiters = fifo(),
+      _name = o and o.name or nil}, bounded and BoundedSemaphore or Semaphore)
   end
   function A.Semaphore(value) return new_sem(value, false, "Semaphore") end
   function A.BoundedSemaphore(value) return new_sem(value, true, "BoundedSemaphore") end
@@ -220,7 +252,7 @@ return function(A)
       self._value = self._value - 1
       return true
     end
-    wait_on(self._waiters, t)
+    wait_on(self._waiters, t, self, "acquire")
     return true -- a release handed its permit over
   end
   function Semaphore:release()
@@ -234,11 +266,14 @@ return function(A)
   -- ---- Barrier ----
   local Barrier = class("Barrier")
   function A.Barrier(parties)
+    local o = opts(parties, "Barrier")
+    if o then parties = o.parties end
     if math.type(parties) ~= "integer" then
       error(("bad argument #1 to 'Barrier' (integer expected, got %s)"):format(type(parties)), 2)
     end
     if parties < 1 then raise("ValueError", "parties must be >= 1", 2) end
-    return setmetatable({parties = parties, _waiters = fifo(), broken = false, n_waiting = 0}, Barrier)
+    return setmetatable({parties = parties, _waiters = fifo(), broken = false, n_waiting = 0,
+      _name = o and o.name or nil}, Barrier)
   end
   local BROKEN = {}
   function Barrier:wait()
@@ -252,7 +287,7 @@ return function(A)
       return index
     end
     self.n_waiting = index + 1
-    local ok, v = pcall(wait_on, self._waiters, t)
+    local ok, v = pcall(wait_on, self._waiters, t, self, "wait")
     if not ok then
       self.n_waiting = self._waiters.n
       -- a waiter cancelled while others wait breaks the barrier, as in Python
@@ -278,15 +313,25 @@ return function(A)
 
   -- ---- Queue, LifoQueue, PriorityQueue ----
   local Queue = class("Queue")
+  -- LifoQueue and PriorityQueue are Queues that show as their own kinds
+  local function subqueue(name)
+    local c = setmetatable({__name = "braid.asyncio." .. name, __kind = name,
+      __tostring = function() return ("<asyncio.%s>"):format(name) end}, {__index = Queue})
+    c.__index = c
+    return c
+  end
+  local LifoQueue, PriorityQueue = subqueue("LifoQueue"), subqueue("PriorityQueue")
 
   local function new_queue(kind, maxsize, what)
-    if type(maxsize) == "table" then maxsize = maxsize.maxsize end
+    local o = opts(maxsize, what)
+    if o then maxsize = o.maxsize end
     maxsize = maxsize or 0
     if math.type(maxsize) ~= "integer" then
       error(("bad argument #1 to '%s' (integer expected, got %s)"):format(what, type(maxsize)), 3)
     end
     return setmetatable({_kind = kind, maxsize = maxsize, _items = {}, _head = 1, _n = 0, _seq = 0,
-      _getters = fifo(), _putters = fifo(), _unfinished = 0, _finished = nil, _shutdown = false}, Queue)
+      _getters = fifo(), _putters = fifo(), _unfinished = 0, _finished = nil, _shutdown = false,
+      _name = o and o.name or nil}, kind == "fifo" and Queue or kind == "lifo" and LifoQueue or PriorityQueue)
   end
   function A.Queue(maxsize) return new_queue("fifo", maxsize, "Queue") end
   function A.LifoQueue(maxsize) return new_queue("lifo", maxsize, "LifoQueue") end
@@ -402,7 +447,7 @@ return function(A)
     local t = bind(self, "put")
     while self:full() do
       if self._shutdown then raise("ShutDown", "queue is shut down", 2) end
-      local ok, err = pcall(wait_on, self._putters, t)
+      local ok, err = pcall(wait_on, self._putters, t, self, "put")
       if not ok then
         -- pass a wake-up we may have taken on to the next putter
         if not self:full() then wake_next(self._putters) end
@@ -417,7 +462,7 @@ return function(A)
     local t = bind(self, "get")
     while self._n == 0 do
       if self._shutdown then raise("ShutDown", "queue is shut down", 2) end
-      local ok, err = pcall(wait_on, self._getters, t)
+      local ok, err = pcall(wait_on, self._getters, t, self, "get")
       if not ok then
         if self._n > 0 then wake_next(self._getters) end
         error(err, 0)
@@ -437,14 +482,15 @@ return function(A)
   end
 
   function Queue:join()
-    bind(self, "join")
+    local t = bind(self, "join")
     if self._unfinished > 0 then
       local ev = self._finished
       if not ev then
         ev = A.Event()
         self._finished = ev
       end
-      ev:wait()
+      -- ev:wait(), shown as a wait on the queue
+      if not ev._value then wait_on(ev._waiters, t, self, "join") end
     end
   end
 

@@ -2,8 +2,18 @@
 -- one-way Pipe with a shared lock on each end (installed into the module).
 return function(M, raise)
     local braid = require "braid"
-    local setmetatable, rawget, rawset, tostring, pcall, error =
-        setmetatable, rawget, rawset, tostring, pcall, error
+    local setmetatable, rawget, rawset, tostring, pcall, error, type =
+        setmetatable, rawget, rawset, tostring, pcall, error, type
+    -- put -> get arrows across processes: while recording, an item travels
+    -- as {[FLOW] = id, item}, id unique in the merged trace (docs/tracing.md)
+    local trace = braid.trace
+    local trace_on, trace_now, trace_flow, trace_id = trace._on, trace._now, trace._flow, trace._async_id
+    local FLOW = "\0braid.flow"
+
+    local function flow_id() -- 20 bits of the pid, 22 of a per-process count
+        local id = trace_id()
+        return (id >> 30 & 0xfffff) << 22 | (id & 0x3fffff)
+    end
 
     local Queue = {__name = "braid.mp.Queue"}
     Queue.__index = Queue
@@ -38,11 +48,19 @@ return function(M, raise)
         if sem and not sem:acquire(block, block and timeout or nil) then
             raise("Full", "queue is full", 2)
         end
+        local fid, t0
+        if trace_on() then
+            fid, t0 = flow_id(), trace_now()
+            item = {[FLOW] = fid, item}
+        end
         -- never waits for the reader: what the socket cannot take at once
         -- goes to this process's feeder thread (core/feed.c)
         local ok, err = pcall(M._conn_put, self._w, item, self._wlock)
         if ok then
             self._size:_add(1)
+            if fid then
+                trace_flow(true, "put", fid, 0, t0)
+            end
         end
         if not ok then
             if sem then
@@ -95,6 +113,11 @@ return function(M, raise)
         end
         if ok then
             self._size:_add(-1)
+            local fid = type(item) == "table" and rawget(item, FLOW)
+            if fid then
+                item = item[1]
+                trace_flow(false, "get", fid, 0)
+            end
         end
         rl:release()
         if not ready then

@@ -596,5 +596,6 @@ end
 -- ---- Queue, SimpleQueue, JoinableQueue (braid.mp_queues) ----
 
 require("braid.mp_queues")(M, raise)
+require("braid.mp_names")(M) -- name= and set_name for the Lua-side objects
 
 return M

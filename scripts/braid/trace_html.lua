@@ -144,7 +144,12 @@ local function summary(m)
     put(format('<span class="wait" style="width:%.1f%%"></span></div></td></tr>', 100 * w))
   end
   put("</tbody></table>")
-  put(format('<h3>Most contended objects</h3><table id="summary-contended" data-objects="%d">', m.wait_objects))
+  put('<h3>Most contended objects</h3>')
+  if m.async_waits > 0 then
+    put(format("<p>including %d asyncio task waits (they are not drawn)</p>", m.async_waits))
+  end
+  put(format('<table id="summary-contended" data-objects="%d" data-task-waits="%d">', m.wait_objects,
+    m.async_waits))
   put("<thead><tr><th>#</th><th>object</th><th>kind</th><th>waits</th><th>total wait</th>")
   put("<th>longest wait</th><th>timeouts</th></tr></thead><tbody>")
   for rank, w in ipairs(m.contended) do

@@ -51,6 +51,8 @@ function M.new()
     flows = {}, -- id key -> {from = {thread, ts}, to = {...}, kind}
     flow_list = {},
     waits = {}, -- object label -> {kind, count, total, max, timeouts}
+    async_open = {}, -- "pid\0cat\0id" -> stack of open async slices {ts, name, args}
+    async_waits = 0, -- asyncio task waits counted in waits
     executor_jobs = {}, -- executor label -> {tids set, n, total, first, last}
     t0 = math.huge,
     t1 = -math.huge,
@@ -109,6 +111,20 @@ local function span(self, t, ts, e)
   if e > self.t1 then self.t1 = e end
 end
 
+-- One wait on an object (a thread's wait slice, a task's async wait).
+local function add_wait(self, name, dur, a, outcome)
+  local obj = tostring(a.object or name)
+  local w = self.waits[obj]
+  if not w then
+    w = { object = obj, kind = tostring(a.kind or ""), count = 0, total = 0, max = 0, timeouts = 0 }
+    self.waits[obj] = w
+  end
+  w.count = w.count + 1
+  w.total = w.total + dur
+  if dur > w.max then w.max = dur end
+  if outcome == "timeout" then w.timeouts = w.timeouts + 1 end
+end
+
 local function add_slice(self, t, ts, dur, name, cat, args)
   if dur < 0 then dur = 0 end
   local n = t.n + 1
@@ -118,16 +134,7 @@ local function add_slice(self, t, ts, dur, name, cat, args)
   span(self, t, ts, ts + dur)
   if cat == "wait" then
     local a = type(args) == "table" and args or {}
-    local obj = tostring(a.object or name)
-    local w = self.waits[obj]
-    if not w then
-      w = { object = obj, kind = tostring(a.kind or ""), count = 0, total = 0, max = 0, timeouts = 0 }
-      self.waits[obj] = w
-    end
-    w.count = w.count + 1
-    w.total = w.total + dur
-    if dur > w.max then w.max = dur end
-    if a.outcome == "timeout" then w.timeouts = w.timeouts + 1 end
+    add_wait(self, name, dur, a, a.outcome)
   elseif cat == "job" and type(args) == "table" and args.executor ~= nil then
     local label = tostring(args.executor)
     local x = self.executor_jobs[label]
@@ -160,6 +167,32 @@ local function add_flow(self, ev, t, ts)
     self.flows[key] = nil
   else -- "t": a step continues the flow from here
     self.flows[key] = { t = t, ts = ts, name = from.name, cat = from.cat }
+  end
+end
+
+-- Nestable async events ("b" / "e"), paired per (pid, cat, id): an ended
+-- slice whose args name an operation (an asyncio task's wait: args object,
+-- kind, op) counts as a wait on its object; the rest is not drawn.
+local function add_async(self, ev, pid, ts, name, cat)
+  local key = tostring(pid) .. "\0" .. cat .. "\0" .. tostring(ev.id or (type(ev.id2) == "table" and
+    (ev.id2["local"] or ev.id2.global)) or "")
+  local open = self.async_open[key]
+  if ev.ph == "b" then
+    if not open then
+      open = {}
+      self.async_open[key] = open
+    end
+    open[#open + 1] = { ts, name, type(ev.args) == "table" and ev.args or {} }
+    return
+  end
+  local b = open and table.remove(open)
+  if not b then return end
+  if #open == 0 then self.async_open[key] = nil end
+  local a = b[3]
+  if a.op ~= nil then
+    local e = type(ev.args) == "table" and ev.args or {}
+    add_wait(self, b[2], math.max(0, ts - b[1]), a, e.outcome or a.outcome)
+    self.async_waits = self.async_waits + 1
   end
 end
 
@@ -235,6 +268,8 @@ local function add(self, ev)
     add_flow(self, ev, get_thread(self, pid, tid), ts)
   elseif ph == "C" then
     add_counter(self, get_proc(self, pid), ts, name, ev.args)
+  elseif ph == "b" or ph == "e" then
+    add_async(self, ev, pid, ts, name, cat)
   else
     self.ignored = self.ignored + 1
   end
@@ -430,7 +465,7 @@ local function finish(self)
   self.contended = { table.unpack(wl, 1, math.min(5, #wl)) }
   self.wait_objects = #wl
   self.queue_list, self.executor_list = qlist, exlist
-  self.flows = nil
+  self.flows, self.async_open = nil, nil
   return self
 end
 
