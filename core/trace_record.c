@@ -126,6 +126,7 @@ static char *put_header(char *p, int ph, int has_cat, int nargs, int64_t ts, int
 static size_t close_rec(char *start, char *p)
 {
     size_t size = ((size_t)(p - start) + 7) & ~(size_t)7;
+    memset(p, 0, size - (size_t)(p - start)); /* the padding goes to the spill file */
     ((trace_rec_t *)start)->size = (uint32_t)size;
     return size;
 }
