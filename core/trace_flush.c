@@ -32,17 +32,59 @@ typedef struct job {
     struct job *next;
     tbuf_t *owner;
     char *data;
-    size_t len;
+    size_t len, done; /* bytes of records; formatted so far */
     int pid, tid;
 } job_t;
+
+/* The flusher formats a job in pieces of this many bytes of records and,
+ * between pieces, gives the job back when stop is waiting: at idle
+ * priority it may get little CPU on a busy machine, so stop formats what
+ * is left itself instead of waiting for it. */
+#define PIECE 4096
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static job_t *q_head, *q_tail;
 static int running, quit;
+static atomic_int hurry; /* stop is waiting: hand the job back */
 static pthread_t flusher;
 static char *scratch;                   /* the flusher's */
 static atomic_int writing, flusher_tid; /* the flusher is formatting; its tid */
+
+static void push_front_locked(job_t *j)
+{
+    j->next = q_head;
+    q_head = j;
+    if (!q_tail)
+        q_tail = j;
+}
+
+/* Formats what is left of j in pieces; returns 0 if it stopped early
+ * (hurry), with j->done saying how far it got. */
+static int format_job(job_t *j, char *buf, int may_stop)
+{
+    while (j->done < j->len) {
+        if (may_stop && atomic_load(&hurry))
+            return 0;
+        size_t n = j->len - j->done < PIECE ? j->len - j->done : PIECE;
+        size_t used = trace__write_json(trace__out_fd(),
+                                        j->data + j->done,
+                                        n < TRACE_REC_MAX ? j->len - j->done : n,
+                                        j->pid,
+                                        j->tid,
+                                        buf);
+        if (!used)
+            break; /* not a record: drop the rest */
+        j->done += used;
+    }
+    return 1;
+}
+
+static void job_done(job_t *j)
+{
+    atomic_store_explicit(&j->owner->spare, j->data, memory_order_release);
+    free(j);
+}
 
 static void *flusher_main(void *arg)
 {
@@ -57,18 +99,22 @@ static void *flusher_main(void *arg)
         while (!q_head && !quit)
             pthread_cond_wait(&cv, &mu);
         job_t *j = q_head;
-        if (!j)
+        if (!j || atomic_load(&hurry))
             break;
         q_head = j->next;
         if (!q_head)
             q_tail = NULL;
         pthread_mutex_unlock(&mu);
         atomic_store(&writing, 1); /* seq_cst: pairs with the crash path */
-        if (!atomic_load(&trace__fatal_tid))
-            trace__write_json(trace__out_fd(), j->data, j->len, j->pid, j->tid, scratch);
+        int whole = atomic_load(&trace__fatal_tid) || format_job(j, scratch, 1);
         atomic_store(&writing, 0);
-        atomic_store_explicit(&j->owner->spare, j->data, memory_order_release);
-        free(j);
+        pthread_mutex_lock(&mu);
+        if (!whole) {
+            push_front_locked(j); /* stop formats the rest */
+            break;
+        }
+        pthread_mutex_unlock(&mu);
+        job_done(j);
         pthread_mutex_lock(&mu);
     }
     pthread_mutex_unlock(&mu);
@@ -80,7 +126,7 @@ int trace__flusher_take(tbuf_t *b, char *data, size_t len, int tid)
     job_t *j = malloc(sizeof *j);
     if (!j)
         return -1;
-    *j = (job_t){NULL, b, data, len, trace__pid, tid};
+    *j = (job_t){NULL, b, data, len, 0, trace__pid, tid};
     pthread_mutex_lock(&mu);
     if (!running && !quit) {
         if (!scratch)
@@ -115,15 +161,29 @@ void trace__flusher_finish(void)
 {
     pthread_mutex_lock(&mu);
     quit = 1;
+    atomic_store(&hurry, 1);
     pthread_cond_broadcast(&cv);
     int joined = running;
     pthread_mutex_unlock(&mu);
     if (joined && !pthread_equal(pthread_self(), flusher))
         pthread_join(flusher, NULL);
+    /* what the flusher did not get to: format it here */
     pthread_mutex_lock(&mu);
+    job_t *j = q_head;
+    q_head = q_tail = NULL;
     running = 0;
     quit = 0; /* the next session starts a flusher again */
+    atomic_store(&hurry, 0);
     pthread_mutex_unlock(&mu);
+    char *buf = j ? malloc(TRACE_JSON_SCRATCH) : NULL;
+    while (j) {
+        job_t *next = j->next;
+        if (buf)
+            format_job(j, buf, 0);
+        job_done(j);
+        j = next;
+    }
+    free(buf);
 }
 
 void trace__flusher_after_fork(void)
