@@ -298,14 +298,16 @@ void trace__spill_unlink(void)
 void trace__spill_finish(int out)
 {
     char *fmt = malloc(TRACE_JSON_SCRATCH), *rbuf = malloc(TRACE_JSON_SCRATCH);
+    pthread_mutex_lock(&spill_mu);
     if (fmt && rbuf)
         trace__spill_format(out, fmt, rbuf, TRACE_JSON_SCRATCH);
-    free(fmt);
-    free(rbuf);
     if (spill_fd >= 0) {
         close(spill_fd);
         unlink(spill_path);
     }
     spill_fd = -1;
     atomic_store(&spill_used, 0);
+    pthread_mutex_unlock(&spill_mu);
+    free(fmt);
+    free(rbuf);
 }
