@@ -1,12 +1,13 @@
 /* The timeline: Chrome trace-event JSON (docs/tracing.md) recorded into
- * per-thread buffers, spilled to the file by a flusher thread.
+ * per-thread buffers, formatted and written off the recording threads.
  *
  * Cost with tracing off: callers test braid_trace_enabled() (one relaxed
  * load and a predictable branch) before preparing any event. With tracing
- * on, an event is formatted straight into the calling thread's buffer (no
- * lock); a full buffer is handed to the flusher, which writes it while the
- * thread fills its spare; with no spare free the thread writes it itself,
- * so memory stays at two buffers per thread however long the run. */
+ * on, an event is a compact binary record appended to the calling thread's
+ * buffer (no lock, no formatting); a full buffer goes to an idle-priority
+ * flusher that formats it as JSON, or, when the flusher is behind, to a
+ * spill file formatted at stop (core/trace_int.h), so memory stays at two
+ * buffers per thread however long the run. */
 #ifndef BRAID_TRACE_H
 #define BRAID_TRACE_H
 

@@ -107,6 +107,7 @@ int braid_waiter_init(braid_waiter_t *w)
     atomic_init(&w->blocked_op, NULL);
     atomic_init(&w->blocked_since, 0);
     atomic_init(&w->blocked_deadline, 0);
+    w->record_seq = 0;
     return 0;
 }
 
@@ -198,6 +199,8 @@ int braid_waiter_park(braid_waiter_t *w, int64_t deadline)
         return BRAID_ETIMEOUT;
     pthread_once(&ncpu_once, read_ncpu);
     int64_t start = braid_clock_now(), now = start;
+    if (atomic_load_explicit(&w->blocked_since, memory_order_relaxed) < 0) /* record's start */
+        atomic_store_explicit(&w->blocked_since, start, memory_order_release);
     int may_yield = start >= atomic_load_explicit(&yield_off_until, memory_order_relaxed);
     int window = SPIN_MAX_NS;
     if (!may_yield) {
@@ -318,8 +321,13 @@ int braid_waiter_take_cancel(braid_waiter_t *w)
 void braid_waiter_begin(braid_waiter_t *w, const braid_object_t *on, const char *op,
                         int64_t deadline)
 {
-    /* since first (readers use it as the record's version), op last */
-    atomic_store_explicit(&w->blocked_since, braid_clock_now(), memory_order_relaxed);
+    /* since first (readers use it as the record's version), op last. A
+     * thread's wait reads no clock here: since is a fresh negative number
+     * until park takes the time it reads anyway (a wait that ends before
+     * that blocked for no time); a task never parks, so its wait is timed
+     * now. */
+    int64_t since = w->notify ? braid_clock_now() : -(int64_t)(++w->record_seq);
+    atomic_store_explicit(&w->blocked_since, since, memory_order_relaxed);
     atomic_store_explicit(&w->blocked_on, on, memory_order_relaxed);
     atomic_store_explicit(&w->blocked_deadline, deadline, memory_order_relaxed);
     atomic_store_explicit(&w->blocked_op, op ? op : "wait", memory_order_release);
@@ -327,28 +335,32 @@ void braid_waiter_begin(braid_waiter_t *w, const braid_object_t *on, const char 
 
 void braid_waiter_end(braid_waiter_t *w, int rc)
 {
-    if (braid_trace_enabled() && !w->notify) /* a task's wait is no slice of its thread */
+    if (braid_trace_enabled() && !w->notify) { /* a task's wait is no slice of its thread */
+        int64_t since = atomic_load_explicit(&w->blocked_since, memory_order_relaxed);
         braid_trace_wait(atomic_load_explicit(&w->blocked_on, memory_order_relaxed),
                          atomic_load_explicit(&w->blocked_op, memory_order_relaxed),
-                         atomic_load_explicit(&w->blocked_since, memory_order_relaxed),
+                         since < 0 ? braid_clock_now() : since,
                          atomic_load_explicit(&w->blocked_deadline, memory_order_relaxed),
                          rc);
+    }
     atomic_store_explicit(&w->blocked_op, NULL, memory_order_release);
 }
 
 int braid_waiter_record(const braid_waiter_t *w, braid_wait_record_t *out)
 {
     braid_waiter_t *m = (braid_waiter_t *)w;
+    int64_t since = 0;
     for (int i = 0; i < 8; i++) {
-        int64_t since = atomic_load_explicit(&m->blocked_since, memory_order_acquire);
+        since = atomic_load_explicit(&m->blocked_since, memory_order_acquire);
         out->op = atomic_load_explicit(&m->blocked_op, memory_order_acquire);
         out->on = atomic_load_explicit(&m->blocked_on, memory_order_relaxed);
         out->deadline = atomic_load_explicit(&m->blocked_deadline, memory_order_relaxed);
-        out->since = since;
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&m->blocked_since, memory_order_relaxed) == since)
             break;
     }
+    /* not parked yet (still between the list and the park): since now */
+    out->since = since < 0 ? braid_clock_now() : since;
     if (!out->op)
         out->on = NULL;
     return out->op != NULL;

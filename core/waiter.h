@@ -55,13 +55,16 @@ struct braid_waiter {
      * "put", "wait", "join", "result", "sleep", "idle", ...), NULL while
      * not blocked; blocked_on is the object (NULL for sleep and for waits
      * on no object), alive while the record is set since the waiting call
-     * holds a reference; blocked_since is braid_clock_now() at the start,
+     * holds a reference; blocked_since is braid_clock_now() at the start
+     * (set by park when it reads the clock; before that a negative number
+     * unique to the record, which braid_waiter_record reports as now),
      * blocked_deadline the wait's deadline (BRAID_FOREVER: no timeout).
      * A task waiter's record stays set while the task is suspended on the
      * wait. */
     _Atomic(const braid_object_t *) blocked_on;
     _Atomic(const char *) blocked_op;
     _Atomic int64_t blocked_since, blocked_deadline;
+    uint64_t record_seq; /* the owner's count of its wait records */
 };
 
 /* A snapshot of a waiter's wait record. */
