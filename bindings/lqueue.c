@@ -122,7 +122,13 @@ static int lqueue_do_put(lua_State *L, lqueue_cache_t *c, braid_queue_t *q, int6
     if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN || t == LUA_TNIL) {
         /* the buffer stays owned by the cache if the encode raises (OOM) */
         braid_buf_reset(&c->put);
-        lbraid_encode(L, 2, &c->put, "item");
+        if (t == LUA_TNUMBER && lua_isinteger(L, 2)) { /* the usual item */
+            lbraid_encode_integer(&c->put, lua_tointeger(L, 2));
+            if (c->put.err)
+                return lbraid_core_error(L, c->put.err, "encode");
+        } else {
+            lbraid_encode(L, 2, &c->put, "item");
+        }
         int rc = braid_queue_put(q, &c->put, deadline);
         if (rc) {
             braid_buf_reset(&c->put);
