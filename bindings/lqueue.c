@@ -20,12 +20,15 @@ typedef struct lqueue_cache {
 
 #define LQUEUE_CACHE lua_upvalueindex(5)
 
-/* The queue at idx, of any kind (SimpleQueue only if simple_ok). */
-static braid_queue_t *lqueue_check(lua_State *L, int idx, int simple_ok)
+static braid_queue_t *lqueue_check_slow(lua_State *L, int idx, int simple_ok);
+
+/* The queue at idx, of any kind (SimpleQueue only if simple_ok), for a
+ * method that has this state's cache c (NULL in module functions); *kind
+ * receives its kind. */
+static braid_queue_t *lqueue_check_c(lua_State *L, const lqueue_cache_t *c, int idx, int simple_ok,
+                                     int *kind)
 {
-    /* fast path: the box's metatable is one of ours (by address; the
-     * module functions, which have no upvalues, see no cache) */
-    const lqueue_cache_t *c = lua_touserdata(L, LQUEUE_CACHE);
+    /* fast path: the box's metatable is one of ours (by address) */
     if (c && lua_getmetatable(L, idx)) {
         const void *meta = lua_topointer(L, -1);
         lua_pop(L, 1);
@@ -33,9 +36,25 @@ static braid_queue_t *lqueue_check(lua_State *L, int idx, int simple_ok)
         while (k < 4 && meta != c->meta[k])
             k++;
         lbraid_box_t *box = lua_touserdata(L, idx);
-        if (k < 4 && box->obj && (simple_ok || k != BRAID_QUEUE_SIMPLE))
+        if (k < 4 && box->obj && (simple_ok || k != BRAID_QUEUE_SIMPLE)) {
+            *kind = k;
             return (braid_queue_t *)box->obj;
+        }
     }
+    braid_queue_t *q = lqueue_check_slow(L, idx, simple_ok);
+    *kind = braid_queue_kind_of((braid_object_t *)q);
+    return q;
+}
+
+/* The queue at idx, of any kind (SimpleQueue only if simple_ok). */
+static braid_queue_t *lqueue_check(lua_State *L, int idx, int simple_ok)
+{
+    int kind;
+    return lqueue_check_c(L, lua_touserdata(L, LQUEUE_CACHE), idx, simple_ok, &kind);
+}
+
+static braid_queue_t *lqueue_check_slow(lua_State *L, int idx, int simple_ok)
+{
     braid_object_t *obj = lbraid_to_object(L, idx);
     int kind = braid_queue_kind_of(obj);
     if (kind < 0 || (!simple_ok && kind == BRAID_QUEUE_SIMPLE)) {
@@ -95,15 +114,21 @@ static void lqueue_poll(lua_State *L, lqueue_cache_t *c)
 
 /* Stack: item at 2. Encodes, puts, raises on failure; with soft, a full
  * queue returns -1 instead (nothing queued). */
-static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline, int soft)
+static int lqueue_do_put(lua_State *L, lqueue_cache_t *c, braid_queue_t *q, int64_t deadline,
+                         int soft)
 {
-    lqueue_cache_t *c = lqueue_cache(L);
     lqueue_poll(L, c);
     int t = lua_type(L, 2);
     if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN || t == LUA_TNIL) {
         /* the buffer stays owned by the cache if the encode raises (OOM) */
         braid_buf_reset(&c->put);
-        lbraid_encode(L, 2, &c->put, "item");
+        if (t == LUA_TNUMBER && lua_isinteger(L, 2)) { /* the usual item */
+            lbraid_encode_integer(&c->put, lua_tointeger(L, 2));
+            if (c->put.err)
+                return lbraid_core_error(L, c->put.err, "encode");
+        } else {
+            lbraid_encode(L, 2, &c->put, "item");
+        }
         int rc = braid_queue_put(q, &c->put, deadline);
         if (rc) {
             braid_buf_reset(&c->put);
@@ -126,9 +151,9 @@ static int lqueue_do_put(lua_State *L, braid_queue_t *q, int64_t deadline, int s
 
 /* Gets and pushes an item, raises on failure; with soft, an empty queue
  * returns -1 instead (nothing pushed). */
-static int lqueue_do_get(lua_State *L, braid_queue_t *q, int64_t deadline, int soft)
+static int lqueue_do_get(lua_State *L, lqueue_cache_t *c, braid_queue_t *q, int64_t deadline,
+                         int soft)
 {
-    lqueue_cache_t *c = lqueue_cache(L);
     lqueue_poll(L, c);
     if (!c->get_busy) {
         braid_buf_t *item = &c->get;
@@ -219,9 +244,8 @@ static int lqueue_wait(lua_State *L, int64_t deadline, int put)
 }
 
 /* Whether a blocking call must go through lqueue_wait. */
-static int lqueue_in_loop(lua_State *L)
+static int lqueue_in_loop(lua_State *L, lqueue_cache_t *c)
 {
-    lqueue_cache_t *c = lqueue_cache(L);
     if (!c->ctx)
         c->ctx = lbraid_ctx(L);
     return c->ctx->loop_running;
@@ -281,33 +305,43 @@ static int lqueue_simple(lua_State *L)
 /* q:put(item, block, timeout) */
 static int lqueue_put(lua_State *L)
 {
-    braid_queue_t *q = lqueue_check(L, 1, 1);
-    lua_settop(L, 4);
-    int64_t deadline = braid_queue_kind_of((braid_object_t *)q) == BRAID_QUEUE_SIMPLE
-                           ? BRAID_QUEUE_NOWAIT
-                           : lqueue_deadline(L, 3);
-    if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L)) {
-        int n = lqueue_do_put(L, q, BRAID_QUEUE_NOWAIT, 1); /* room now: no wait */
+    lqueue_cache_t *c = lqueue_cache(L);
+    int kind;
+    braid_queue_t *q = lqueue_check_c(L, c, 1, 1, &kind);
+    int64_t deadline = BRAID_FOREVER; /* q:put(x): the usual call */
+    if (lua_gettop(L) != 2) {
+        lua_settop(L, 4);
+        if (kind != BRAID_QUEUE_SIMPLE)
+            deadline = lqueue_deadline(L, 3);
+    }
+    if (kind == BRAID_QUEUE_SIMPLE)
+        deadline = BRAID_QUEUE_NOWAIT; /* never blocks; block/timeout ignored */
+    if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L, c)) {
+        int n = lqueue_do_put(L, c, q, BRAID_QUEUE_NOWAIT, 1); /* room now: no wait */
         return n >= 0 ? n : lqueue_wait(L, deadline, 1);
     }
-    return lqueue_do_put(L, q, deadline, 0);
+    return lqueue_do_put(L, c, q, deadline, 0);
 }
 
 /* q:put_nowait(item) */
 static int lqueue_put_nowait(lua_State *L)
 {
-    braid_queue_t *q = lqueue_check(L, 1, 1);
+    lqueue_cache_t *c = lqueue_cache(L);
+    int kind;
+    braid_queue_t *q = lqueue_check_c(L, c, 1, 1, &kind);
     lua_settop(L, 2);
-    return lqueue_do_put(L, q, BRAID_QUEUE_NOWAIT, 0);
+    return lqueue_do_put(L, c, q, BRAID_QUEUE_NOWAIT, 0);
 }
 
 /* q:get(block, timeout) -> item */
 static int lqueue_get(lua_State *L)
 {
-    braid_queue_t *q = lqueue_check(L, 1, 1);
+    lqueue_cache_t *c = lqueue_cache(L);
+    int kind;
+    braid_queue_t *q = lqueue_check_c(L, c, 1, 1, &kind);
     int64_t deadline = lqueue_deadline(L, 2);
-    if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L)) {
-        int n = lqueue_do_get(L, q, BRAID_QUEUE_NOWAIT, 1); /* an item now: no wait */
+    if (deadline != BRAID_QUEUE_NOWAIT && lqueue_in_loop(L, c)) {
+        int n = lqueue_do_get(L, c, q, BRAID_QUEUE_NOWAIT, 1); /* an item now: no wait */
         if (n >= 0)
             return n;
         lua_settop(L, 3);
@@ -315,13 +349,16 @@ static int lqueue_get(lua_State *L)
         lua_insert(L, 2);
         return lqueue_wait(L, deadline, 0);
     }
-    return lqueue_do_get(L, q, deadline, 0);
+    return lqueue_do_get(L, c, q, deadline, 0);
 }
 
 /* q:get_nowait() -> item */
 static int lqueue_get_nowait(lua_State *L)
 {
-    return lqueue_do_get(L, lqueue_check(L, 1, 1), BRAID_QUEUE_NOWAIT, 0);
+    lqueue_cache_t *c = lqueue_cache(L);
+    int kind;
+    braid_queue_t *q = lqueue_check_c(L, c, 1, 1, &kind);
+    return lqueue_do_get(L, c, q, BRAID_QUEUE_NOWAIT, 0);
 }
 
 static int lqueue_qsize(lua_State *L)
@@ -383,7 +420,7 @@ static int lqueue_join(lua_State *L)
     if (deadline == BRAID_QUEUE_NOWAIT)
         deadline = 1;
     lbraid_poll(L);
-    if (lqueue_in_loop(L)) {
+    if (lqueue_in_loop(L, lqueue_cache(L))) {
         lua_settop(L, 1);
         lua_pushinteger(L, deadline);
         return lbraid_wait(L, &lqueue_join_wait);

@@ -1,107 +1,11 @@
-/* Queues of encoded values: a ring (FIFO/simple), a stack (LIFO) or a binary
- * heap (priority), one mutex, and waiter lists for getters/putters/joiners. */
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-
+/* Queues of encoded values: a growing ring (unbounded FIFO/simple), a stack
+ * (LIFO) or a binary heap (priority) under one mutex, with waiter lists for
+ * getters/putters/joiners; bounded FIFO queues run on the lock-free ring of
+ * queue_ring.c and come here for what is common (tasks, shutdown, sizes). */
 #include "clock.h"
 #include "error.h"
-#include "queue.h"
+#include "queue_impl.h"
 #include "trace.h"
-#include "waiter.h"
-
-/* Items of up to INLINE_MAX bytes that name no objects (every integer,
- * float, boolean and string of up to 13 bytes) are copied into the entry
- * itself: no allocation per item, 24 bytes per queued item, and the
- * caller's buffers keep their capacity. Bigger items are moved into a
- * buffer of their own, allocated before the lock is taken. */
-#define INLINE_MAX 15
-#define NOT_INLINE 0xff
-
-typedef struct entry {
-    uint64_t seq; /* LIFO, PRIORITY: insertion order (the put's number); in a
-                   * heap it breaks ties first-in first-out */
-    union {
-        uint8_t bytes[INLINE_MAX];
-        braid_buf_t *buf; /* when ilen == NOT_INLINE */
-    } u;
-    uint8_t ilen; /* inline length, or NOT_INLINE */
-} entry_t;
-
-static int fits_inline(const braid_buf_t *item)
-{
-    return item->len <= INLINE_MAX && item->nobjs == 0;
-}
-
-static const uint8_t *entry_data(const entry_t *e, size_t *len)
-{
-    if (e->ilen == NOT_INLINE) {
-        *len = e->u.buf->len;
-        return e->u.buf->data;
-    }
-    *len = e->ilen;
-    return e->u.bytes;
-}
-
-static void entry_free(entry_t *e)
-{
-    if (e->ilen == NOT_INLINE) {
-        braid_buf_free(e->u.buf);
-        free(e->u.buf);
-    }
-}
-
-/* Fills e from item, leaving item empty (capacity kept when copied); an
- * item that does not fit inline is already in *big, whose ownership moves
- * to the entry. */
-static void entry_fill(entry_t *e, braid_buf_t *item, braid_buf_t **big)
-{
-    if (*big) {
-        e->ilen = NOT_INLINE;
-        e->u.buf = *big;
-        *big = NULL;
-    } else {
-        memcpy(e->u.bytes, item->data, item->len);
-        e->ilen = (uint8_t)item->len;
-        item->len = 0;
-    }
-}
-
-/* Empties e into out, which is empty with capacity >= INLINE_MAX; a big
- * item's buffer goes to *moved instead (installed in out after the lock). */
-static void entry_take(entry_t *e, braid_buf_t *out, braid_buf_t **moved)
-{
-    if (e->ilen == NOT_INLINE) {
-        *moved = e->u.buf;
-    } else {
-        memcpy(out->data, e->u.bytes, e->ilen);
-        out->len = e->ilen;
-    }
-}
-
-/* Everything below maxsize is guarded by mu. Lock order: mu -> waiter mu
- * (taken inside braid_waitlist_* wake-ups); nothing else is taken under mu.
- * Layout: the read-only header, then the lock with what every put and get
- * writes in one cache line of its own, then the rest, so a hand-off between
- * two cores moves as few lines as possible. */
-#define LINE 64
-
-struct braid_queue {
-    braid_object_t obj;
-    braid_queue_kind_t kind;
-    long maxsize; /* > 0: bounded */
-    _Alignas(LINE) pthread_mutex_t mu;
-    size_t head;         /* FIFO/SIMPLE ring start */
-    atomic_size_t count; /* written under mu; read without it to spin (count_of) */
-    int shutdown;
-    _Alignas(LINE) entry_t *items;
-    size_t cap;          /* power of two (or 0 before the first put) */
-    uint64_t nput, nget; /* items stored / taken (a ring: the k-th get takes the k-th put) */
-    long unfinished;
-    braid_waitlist_t getters, putters, joiners;
-    int64_t counter_ts;   /* tracing: when the depth counter was last written (under mu) */
-    size_t counter_depth; /* and the depth it said */
-};
 
 static void queue_destroy(braid_object_t *obj);
 
@@ -136,7 +40,7 @@ int braid_queue_kind_of(const braid_object_t *obj)
 static void free_entries(entry_t *items, size_t cap, size_t head, size_t n, int ring)
 {
     for (size_t i = 0; i < n; i++)
-        entry_free(&items[ring ? (head + i) & (cap - 1) : i]);
+        payload_free(&items[ring ? (head + i) & (cap - 1) : i].p);
     free(items);
 }
 
@@ -148,6 +52,8 @@ static int is_ring(const braid_queue_t *q)
 static void queue_destroy(braid_object_t *obj)
 {
     braid_queue_t *q = (braid_queue_t *)obj;
+    if (q->slots)
+        braid__ring_free(q);
     free_entries(q->items, q->cap, q->head, count_of(q), is_ring(q));
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -158,13 +64,18 @@ static void queue_destroy(braid_object_t *obj)
  * otherwise spend most of its tracing cost on counters. */
 #define COUNTER_NS 10000
 
-/* Under mu: whether this put or get writes the depth counter. */
+/* Whether this put or get writes the depth counter (racing ones: the one
+ * that moves counter_ts does). */
 static int counter_due(braid_queue_t *q, size_t depth, int64_t now)
 {
-    if (now - q->counter_ts < COUNTER_NS && (depth != 0 || q->counter_depth == 0))
+    int64_t ts = atomic_load_explicit(&q->counter_ts, memory_order_relaxed);
+    if (now - ts < COUNTER_NS &&
+        (depth != 0 || atomic_load_explicit(&q->counter_depth, memory_order_relaxed) == 0))
         return 0;
-    q->counter_ts = now;
-    q->counter_depth = depth;
+    if (!atomic_compare_exchange_strong_explicit(
+            &q->counter_ts, &ts, now, memory_order_relaxed, memory_order_relaxed))
+        return 0;
+    atomic_store_explicit(&q->counter_depth, depth, memory_order_relaxed);
     return 1;
 }
 
@@ -183,6 +94,11 @@ static void queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, in
     braid_object_label(&q->obj, name + 6, sizeof name - 6);
     braid_trace_arg_t a = {"depth", 'i', NULL, (int64_t)depth};
     braid_trace_counter(name, now, &a, 1);
+}
+
+void braid__queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now)
+{
+    queue_traced(q, put, k, depth, now, counter_due(q, depth, now));
 }
 
 int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)
@@ -211,7 +127,10 @@ int braid_queue_new(braid_queue_kind_t kind, long maxsize, braid_queue_t **out)
     braid_waitlist_init(&q->putters, &q->obj, "put");
     braid_waitlist_init(&q->joiners, &q->obj, "join");
     q->maxsize = kind == BRAID_QUEUE_SIMPLE || maxsize < 0 ? 0 : maxsize;
-    if (braid_object_init(&q->obj, &braid_queue_types[kind]) != 0) {
+    if ((kind == BRAID_QUEUE_FIFO && q->maxsize >= 2 && q->maxsize <= RING_MAX &&
+         braid__ring_init(q) != 0) ||
+        braid_object_init(&q->obj, &braid_queue_types[kind]) != 0) {
+        free(q->slots);
         pthread_mutex_destroy(&q->mu);
         free(q);
         return BRAID_ENOMEM;
@@ -264,7 +183,7 @@ static int heap_less(const entry_t *a, const entry_t *b)
 {
     int c;
     size_t alen, blen;
-    const uint8_t *ad = entry_data(a, &alen), *bd = entry_data(b, &blen);
+    const uint8_t *ad = payload_data(&a->p, &alen), *bd = payload_data(&b->p, &blen);
     if (braid_codec_compare(ad, alen, bd, blen, &c) != 0)
         c = 0;
     return c < 0 || (c == 0 && a->seq < b->seq);
@@ -279,7 +198,7 @@ static int heap_push(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
     while (i > 0) {
         size_t p = (i - 1) / 2;
         size_t plen;
-        const uint8_t *pd = entry_data(&q->items[p], &plen);
+        const uint8_t *pd = payload_data(&q->items[p].p, &plen);
         int c, rc = braid_codec_compare(v->data, v->len, pd, plen, &c);
         if (rc != 0)
             return rc == BRAID_ECORRUPT ? BRAID_ECORRUPT : BRAID_ETYPE;
@@ -295,7 +214,7 @@ static int heap_push(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
         j = p;
     }
     q->items[i].seq = q->nput;
-    entry_fill(&q->items[i], item, big);
+    payload_fill(&q->items[i].p, item, big);
     count_set(q, count_of(q) + 1);
     return 0;
 }
@@ -303,7 +222,7 @@ static int heap_push(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
 static void heap_pop(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
 {
     entry_t *h = q->items;
-    entry_take(&h[0], out, moved);
+    payload_take(&h[0].p, out, moved);
     size_t n = count_of(q) - 1;
     count_set(q, n);
     if (n == 0)
@@ -331,11 +250,11 @@ static int store(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big)
         return heap_push(q, item, big);
     case BRAID_QUEUE_LIFO:
         q->items[count_of(q)].seq = q->nput;
-        entry_fill(&q->items[count_of(q)], item, big);
+        payload_fill(&q->items[count_of(q)].p, item, big);
         count_set(q, count_of(q) + 1);
         return 0;
     default:
-        entry_fill(&q->items[(q->head + count_of(q)) & (q->cap - 1)], item, big);
+        payload_fill(&q->items[(q->head + count_of(q)) & (q->cap - 1)].p, item, big);
         count_set(q, count_of(q) + 1);
         return 0;
     }
@@ -353,10 +272,10 @@ static uint64_t take(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
     case BRAID_QUEUE_LIFO:
         count_set(q, count_of(q) - 1);
         k = q->items[count_of(q)].seq;
-        entry_take(&q->items[count_of(q)], out, moved);
+        payload_take(&q->items[count_of(q)].p, out, moved);
         return k;
     default:
-        entry_take(&q->items[q->head], out, moved);
+        payload_take(&q->items[q->head].p, out, moved);
         q->head = (q->head + 1) & (q->cap - 1);
         count_set(q, count_of(q) - 1);
         return q->nget; /* a ring: the k-th get takes the k-th put */
@@ -366,23 +285,6 @@ static uint64_t take(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved)
 static int is_full(const braid_queue_t *q)
 {
     return q->maxsize > 0 && count_of(q) >= (size_t)q->maxsize;
-}
-
-/* How long a get that finds the queue empty (a put that finds it full)
- * watches the count, lock released, before it joins the wait list. When a
- * producer and a consumer run at the same pace the queue is empty (or
- * full) every other moment; waiting on the list then costs both sides a
- * wake-up per item, while the next item is a fraction of a microsecond
- * away. */
-#define SPIN_NS 4000
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
 }
 
 /* Spins (mu not held) until the queue has items (want_items) or room, or
@@ -402,54 +304,38 @@ static int spin_for(const braid_queue_t *q, int want_items)
     }
 }
 
-int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
+/* braid_queue_put for the locked kinds; mu held on entry and return. */
+static int locked_put(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big, int64_t deadline)
 {
-    int rc = 0;
-    braid_buf_t *big = NULL; /* the item, when it does not fit in an entry */
-    if (!fits_inline(item)) {
-        if (!(big = malloc(sizeof *big)))
-            return BRAID_ENOMEM;
-        braid_buf_init(big);
-        braid_buf_move(big, item);
-    }
-    pthread_mutex_lock(&q->mu);
-    if (q->shutdown) {
-        rc = BRAID_ESHUTDOWN;
-        goto out;
-    }
+    int rc;
+    if (atomic_load_explicit(&q->shutdown, memory_order_relaxed))
+        return BRAID_ESHUTDOWN;
     for (int spun = 0; is_full(q);) {
-        if (deadline == BRAID_QUEUE_NOWAIT) {
-            rc = BRAID_EFULL;
-            goto out;
-        }
+        if (deadline == BRAID_QUEUE_NOWAIT)
+            return BRAID_EFULL;
         if (!spun) {
             spun = 1;
             pthread_mutex_unlock(&q->mu);
             spin_for(q, 0);
             pthread_mutex_lock(&q->mu);
-            if (q->shutdown) {
-                rc = BRAID_ESHUTDOWN;
-                goto out;
-            }
+            if (atomic_load_explicit(&q->shutdown, memory_order_relaxed))
+                return BRAID_ESHUTDOWN;
             continue;
         }
         rc = braid_waitlist_wait(&q->putters, &q->mu, deadline, NULL);
-        if (q->shutdown) {
-            rc = BRAID_ESHUTDOWN;
-            goto out;
-        }
+        if (atomic_load_explicit(&q->shutdown, memory_order_relaxed))
+            return BRAID_ESHUTDOWN;
         if (rc == BRAID_ETIMEOUT) {
-            rc = is_full(q) ? BRAID_EFULL : 0;
-            if (rc)
-                goto out;
+            if (is_full(q))
+                return BRAID_EFULL;
         } else if (rc != 0) {
-            goto out;
+            return rc;
         }
     }
-    if ((rc = reserve(q)) != 0 || (rc = store(q, item, &big)) != 0)
-        goto out;
+    if ((rc = reserve(q)) != 0 || (rc = store(q, item, big)) != 0)
+        return rc;
     if (q->kind != BRAID_QUEUE_SIMPLE)
-        q->unfinished++;
+        atomic_fetch_add_explicit(&q->unfinished, 1, memory_order_relaxed);
     uint64_t k = q->nput++;
     if (q->getters.head)
         braid_waitlist_wake_one(&q->getters, 0);
@@ -461,13 +347,71 @@ int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
         queue_traced(q, 1, k, depth, now, counter);
         pthread_mutex_lock(&q->mu);
     }
-out:
-    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+int braid_queue_put(braid_queue_t *q, braid_buf_t *item, int64_t deadline)
+{
+    int rc = 0;
+    braid_buf_t *big = NULL; /* the item, when it does not fit in an entry */
+    if (!fits_inline(item)) {
+        if (!(big = malloc(sizeof *big)))
+            return BRAID_ENOMEM;
+        braid_buf_init(big);
+        braid_buf_move(big, item);
+    }
+    if (q->slots) {
+        rc = braid__ring_put(q, item, &big, deadline);
+    } else {
+        pthread_mutex_lock(&q->mu);
+        rc = locked_put(q, item, &big, deadline);
+        pthread_mutex_unlock(&q->mu);
+    }
     if (big) { /* not stored: the caller keeps its item */
         braid_buf_move(item, big);
         free(big);
     }
     return rc;
+}
+
+/* braid_queue_get for the locked kinds; mu held on entry and return. */
+static int locked_get(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved, int64_t deadline)
+{
+    int rc;
+    for (int spun = 0; count_of(q) == 0;) {
+        if (atomic_load_explicit(&q->shutdown, memory_order_relaxed))
+            return BRAID_ESHUTDOWN;
+        if (deadline == BRAID_QUEUE_NOWAIT)
+            return BRAID_EEMPTY;
+        if (!spun) {
+            spun = 1;
+            pthread_mutex_unlock(&q->mu);
+            spin_for(q, 1);
+            pthread_mutex_lock(&q->mu);
+            continue;
+        }
+        rc = braid_waitlist_wait(&q->getters, &q->mu, deadline, NULL);
+        if (count_of(q))
+            break; /* an item arrived: it is ours even if the deadline passed */
+        if (rc == BRAID_ETIMEOUT)
+            return atomic_load_explicit(&q->shutdown, memory_order_relaxed) ? BRAID_ESHUTDOWN
+                                                                            : BRAID_EEMPTY;
+        if (rc != 0)
+            return rc;
+    }
+    uint64_t k = take(q, out, moved);
+    q->nget++;
+    if (q->putters.head)
+        braid_waitlist_wake_one(&q->putters, 0);
+    if (braid_trace_enabled()) {
+        size_t depth = count_of(q);
+        int64_t now = braid_clock_now();
+        int counter = counter_due(q, depth, now);
+        pthread_mutex_unlock(&q->mu);
+        queue_traced(q, 0, k, depth, now, counter);
+        pthread_mutex_lock(&q->mu);
+    }
+    return 0;
 }
 
 int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
@@ -482,48 +426,13 @@ int braid_queue_get(braid_queue_t *q, braid_buf_t *out, int64_t deadline)
             return BRAID_ENOMEM;
     }
     out->len = 0;
-    pthread_mutex_lock(&q->mu);
-    for (int spun = 0; count_of(q) == 0;) {
-        if (q->shutdown) {
-            rc = BRAID_ESHUTDOWN;
-            goto out;
-        }
-        if (deadline == BRAID_QUEUE_NOWAIT) {
-            rc = BRAID_EEMPTY;
-            goto out;
-        }
-        if (!spun) {
-            spun = 1;
-            pthread_mutex_unlock(&q->mu);
-            spin_for(q, 1);
-            pthread_mutex_lock(&q->mu);
-            continue;
-        }
-        rc = braid_waitlist_wait(&q->getters, &q->mu, deadline, NULL);
-        if (count_of(q))
-            break; /* an item arrived: it is ours even if the deadline passed */
-        if (rc == BRAID_ETIMEOUT) {
-            rc = q->shutdown ? BRAID_ESHUTDOWN : BRAID_EEMPTY;
-            goto out;
-        }
-        if (rc != 0)
-            goto out;
-    }
-    rc = 0;
-    uint64_t k = take(q, out, &moved);
-    q->nget++;
-    if (q->putters.head)
-        braid_waitlist_wake_one(&q->putters, 0);
-    if (braid_trace_enabled()) {
-        size_t depth = count_of(q);
-        int64_t now = braid_clock_now();
-        int counter = counter_due(q, depth, now);
-        pthread_mutex_unlock(&q->mu);
-        queue_traced(q, 0, k, depth, now, counter);
+    if (q->slots) {
+        rc = braid__ring_get(q, out, &moved, deadline);
+    } else {
         pthread_mutex_lock(&q->mu);
+        rc = locked_get(q, out, &moved, deadline);
+        pthread_mutex_unlock(&q->mu);
     }
-out:
-    pthread_mutex_unlock(&q->mu);
     if (moved) {
         braid_buf_free(out);
         braid_buf_move(out, moved);
@@ -532,38 +441,68 @@ out:
     return rc;
 }
 
+/* After unfinished went down to 0: wakes the joiners, if any may wait
+ * (a full fence orders the count before the read of the flag). */
+static void wake_joiners(braid_queue_t *q)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&q->jwait, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&q->mu);
+    braid_waitlist_wake_all(&q->joiners, 0);
+    braid__queue_flag(&q->jwait, &q->joiners);
+    pthread_mutex_unlock(&q->mu);
+}
+
 int braid_queue_task_done(braid_queue_t *q)
 {
-    int rc = 0;
-    pthread_mutex_lock(&q->mu);
-    if (q->kind == BRAID_QUEUE_SIMPLE || q->unfinished <= 0) {
-        rc = BRAID_EINVAL;
-    } else if (--q->unfinished == 0) {
-        braid_waitlist_wake_all(&q->joiners, 0);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return rc;
+    if (q->kind == BRAID_QUEUE_SIMPLE)
+        return BRAID_EINVAL;
+    long u = atomic_load_explicit(&q->unfinished, memory_order_relaxed);
+    do {
+        if (u <= 0)
+            return BRAID_EINVAL;
+    } while (!atomic_compare_exchange_weak(&q->unfinished, &u, u - 1));
+    if (u == 1)
+        wake_joiners(q);
+    return 0;
 }
 
 int braid_queue_join(braid_queue_t *q, int64_t deadline)
 {
     int rc = 0;
     pthread_mutex_lock(&q->mu);
-    while (q->unfinished > 0) {
+    for (;;) {
+        atomic_store_explicit(&q->jwait, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load(&q->unfinished) <= 0) {
+            rc = 0;
+            break;
+        }
         if (deadline == BRAID_QUEUE_NOWAIT) {
             rc = BRAID_ETIMEOUT;
             break;
         }
         rc = braid_waitlist_wait(&q->joiners, &q->mu, deadline, NULL);
-        if (q->unfinished == 0) {
+        braid__queue_flag(&q->jwait, &q->joiners);
+        if (atomic_load(&q->unfinished) <= 0) {
             rc = 0;
             break;
         }
         if (rc != 0)
             break;
     }
+    braid__queue_flag(&q->jwait, &q->joiners);
     pthread_mutex_unlock(&q->mu);
     return rc;
+}
+
+/* Counts n dropped items as done (never below 0); wakes joiners at 0. */
+static void drop_unfinished(braid_queue_t *q, size_t n)
+{
+    long u = atomic_load(&q->unfinished);
+    while (!atomic_compare_exchange_weak(&q->unfinished, &u, u > (long)n ? u - (long)n : 0))
+        ;
 }
 
 void braid_queue_shutdown(braid_queue_t *q, int immediate)
@@ -572,9 +511,14 @@ void braid_queue_shutdown(braid_queue_t *q, int immediate)
         return;
     entry_t *dropped = NULL;
     size_t cap = 0, head = 0, n = 0;
-    pthread_mutex_lock(&q->mu);
-    q->shutdown = 1;
-    if (immediate) {
+    atomic_store(&q->shutdown, 1);
+    if (q->slots) {
+        n = braid__ring_shutdown(q, immediate);
+        if (immediate)
+            drop_unfinished(q, n);
+    }
+    pthread_mutex_lock(&q->mu); /* a locked get or put sees it under mu */
+    if (immediate && !q->slots) {
         /* detach the storage; the items are freed outside the lock */
         dropped = q->items;
         cap = q->cap;
@@ -583,13 +527,16 @@ void braid_queue_shutdown(braid_queue_t *q, int immediate)
         q->items = NULL;
         q->cap = q->head = 0;
         count_set(q, 0);
-        q->unfinished -= (long)n;
-        if (q->unfinished < 0)
-            q->unfinished = 0;
+        drop_unfinished(q, n);
+    }
+    if (immediate) {
         braid_waitlist_wake_all(&q->joiners, 0);
+        braid__queue_flag(&q->jwait, &q->joiners);
     }
     braid_waitlist_wake_all(&q->getters, 0);
     braid_waitlist_wake_all(&q->putters, 0);
+    braid__queue_flag(&q->gwait, &q->getters);
+    braid__queue_flag(&q->pwait, &q->putters);
     pthread_mutex_unlock(&q->mu);
     if (dropped)
         free_entries(dropped, cap, head, n, is_ring(q));
@@ -597,6 +544,8 @@ void braid_queue_shutdown(braid_queue_t *q, int immediate)
 
 size_t braid_queue_qsize(braid_queue_t *q)
 {
+    if (q->slots)
+        return braid__ring_size(q);
     pthread_mutex_lock(&q->mu);
     size_t n = count_of(q);
     pthread_mutex_unlock(&q->mu);
@@ -610,10 +559,7 @@ int braid_queue_empty(braid_queue_t *q)
 
 int braid_queue_full(braid_queue_t *q)
 {
-    pthread_mutex_lock(&q->mu);
-    int f = is_full(q);
-    pthread_mutex_unlock(&q->mu);
-    return f;
+    return q->maxsize > 0 && braid_queue_qsize(q) >= (size_t)q->maxsize;
 }
 
 long braid_queue_maxsize(const braid_queue_t *q)
@@ -623,16 +569,10 @@ long braid_queue_maxsize(const braid_queue_t *q)
 
 int braid_queue_is_shutdown(braid_queue_t *q)
 {
-    pthread_mutex_lock(&q->mu);
-    int s = q->shutdown;
-    pthread_mutex_unlock(&q->mu);
-    return s;
+    return atomic_load(&q->shutdown);
 }
 
 long braid_queue_unfinished(braid_queue_t *q)
 {
-    pthread_mutex_lock(&q->mu);
-    long n = q->unfinished;
-    pthread_mutex_unlock(&q->mu);
-    return n;
+    return atomic_load(&q->unfinished);
 }

@@ -320,4 +320,52 @@ describe("queue", function()
       end
     end)
   end)
+
+  describe("a bounded Queue traced", function()
+    it("pairs each put's flow with the get that took the item, across threads", function()
+      needs_threads()
+      local json = require "spec.support.json"
+      local files = require "spec.support.files"
+      local out, script = files.tmpname(), files.tmpname()
+      files.writefile(script, [[
+local threading = require "braid.threading"
+local q = require("braid.queue").Queue{maxsize = 3, name = "ring"}
+local t = threading.Thread{target = function(q)
+  for i = 1, 300 do q:put(i) end
+end, args = {q}}
+t:start()
+local s = 0
+for _ = 1, 300 do s = s + q:get() end
+t:join()
+print(s)
+]])
+      local p = io.popen("env -u BRAID_TRACE -u BRAID_TRACE_PARENT " .. files.quote(files.EXE) ..
+        " --trace " .. files.quote(out) .. " " .. files.quote(script))
+      local stdout = p:read("a")
+      p:close()
+      assert.equal("45150\n", stdout)
+      local evs = json.decode(files.readfile(out)).traceEvents
+      local starts, ends, n, depth = {}, {}, 0, false
+      for i = 1, evs.n do
+        local e = evs[i]
+        if e.ph == "s" then
+          assert.is_nil(starts[e.id]); starts[e.id] = e; n = n + 1
+        elseif e.ph == "f" then
+          assert.is_nil(ends[e.id]); ends[e.id] = e
+        elseif e.ph == "C" and e.name == "queue ring" then
+          depth = depth or math.type(e.args.depth) == "integer"
+        end
+      end
+      assert.equal(300, n)
+      for id, s in pairs(starts) do
+        local f = ends[id]
+        assert.is_truthy(f, "flow start without end: " .. id)
+        assert.is_true(f.ts >= s.ts, "the arrow points back in time")
+        assert.are_not.equal(s.tid, f.tid)
+      end
+      for id in pairs(ends) do assert.is_truthy(starts[id], "flow end without start: " .. id) end
+      assert.is_true(depth)
+      files.remove_tmpfiles()
+    end)
+  end)
 end)
