@@ -146,19 +146,22 @@ static void push_task_fn(lua_State *L, wctx_t *w, const uint8_t *data, size_t n)
 }
 
 /* Runs a task: call = [function][argument sequence], aux = the length of
- * the function part. Stack effect: the results. */
+ * the function part, and encodes its results into out: one protected
+ * call for the whole task. Stack effect: none (it is a pcall body). */
 static int run_body(lua_State *L)
 {
     const braid_buf_t *call = lua_touserdata(L, 1);
     size_t aux = (size_t)lua_tointeger(L, 2);
     wctx_t *w = lua_touserdata(L, 3);
+    braid_buf_t *out = lua_touserdata(L, 4);
     lua_settop(L, 0);
     push_task_fn(L, w, call->data, aux);
     if (braid_trace_enabled())
         lbraid_trace_job_name(L, 1);
-    int n = lbraid_decode_seq(L, call->data + aux, call->len - aux);
+    int n = lfutures_push_seq(L, call->data + aux, call->len - aux);
     lua_call(L, n, LUA_MULTRET);
-    return lua_gettop(L);
+    lbraid_encode_seq(L, 1, lua_gettop(L), out, "result");
+    return 0;
 }
 
 static int worker_run(void *wp, const braid_buf_t *call, size_t aux, braid_buf_t *out)
@@ -170,19 +173,14 @@ static int worker_run(void *wp, const braid_buf_t *call, size_t aux, braid_buf_t
         lbraid_push_error(L, "ValueError", "malformed task");
         lua_pushnil(L);
     } else {
-        lua_pushcfunction(L, lfutures_encode_seq_body); /* [1] for the results */
-        lua_pushlightuserdata(L, out);                  /* [2] */
         lua_pushcfunction(L, run_body);
         lua_pushlightuserdata(L, (void *)call);
         lua_pushinteger(L, (lua_Integer)aux);
         lua_pushlightuserdata(L, w);
-        if (lbraid_pcall(L, 3, LUA_MULTRET) == LUA_OK) {
-            if (lbraid_pcall(L, lua_gettop(L) - 1, 0) == LUA_OK) {
-                lua_settop(L, 0);
-                return 0;
-            }
-            braid_buf_reset(out); /* a result cannot cross: send that error */
-        }
+        lua_pushlightuserdata(L, out);
+        if (lbraid_pcall(L, 4, 0) == LUA_OK)
+            return 0;
+        braid_buf_reset(out); /* a result that could not cross: send that error */
         lbraid_push_traceback(L, -1);
     }
     /* stack: ..., error value, traceback */

@@ -235,8 +235,8 @@ static void worker_main(braid_thread_t *thread, void *arg)
             if (out.err) {
                 braid_buf_free(&out);
                 braid_future_set_error(t->f, BRAID_ENOMEM, NULL);
-            } else if (braid_future_set_outcome(t->f, &out, failed) != 0) {
-                braid_buf_free(&out);
+            } else if (braid_future_finish(t->f, &out, failed) != 0) {
+                braid_buf_reset(&out);
             }
         } else {
             atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
