@@ -1,6 +1,7 @@
 /* Futures, inboxes and wait sets. Lock order: future mu -> inbox mu ->
  * wait set mu (callbacks are posted with the future's mu held). */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,7 @@ typedef struct callback {
 
 struct braid_future {
     braid_object_t obj;
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* stays initialised in the cache; what follows is zeroed */
     /* Written under mu; read without it by state/done/outcome (a done
      * future never changes, and its outcome is written before the state
      * that says so: seq_cst stores and loads order them). */
@@ -42,6 +43,7 @@ struct braid_future {
     size_t ncbs, cbcap;
     atomic_int traced;                   /* a job's end drew a flow arrow to the result() */
     uint8_t small_out[FUTURE_SMALL_OUT]; /* a small outcome, copied in */
+    braid_future_t *next_free;           /* in its thread's cache */
 };
 
 typedef struct delivery {
@@ -73,6 +75,45 @@ struct braid_waitset {
 
 /* ---- futures ---- */
 
+/* Futures dropped by a thread are kept for its next braid_future_new (a
+ * thread collecting the results of its own submits reuses them, with
+ * their mutexes initialised, instead of a calloc and a free per call): at
+ * most FUTURE_CACHE_MAX per thread, freed when the thread exits. */
+#define FUTURE_CACHE_MAX 256
+
+typedef struct fcache {
+    braid_future_t *head;
+    int n;
+    int closed; /* the thread is exiting: free, keep nothing */
+} fcache_t;
+
+static _Thread_local fcache_t fcache;
+static pthread_key_t fcache_key;
+static pthread_once_t fcache_once = PTHREAD_ONCE_INIT;
+
+static void future_free(braid_future_t *f)
+{
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+static void fcache_drain(void *unused)
+{
+    (void)unused;
+    fcache.closed = 1;
+    while (fcache.head) {
+        braid_future_t *f = fcache.head;
+        fcache.head = f->next_free;
+        future_free(f);
+    }
+    fcache.n = 0;
+}
+
+static void fcache_make_key(void)
+{
+    pthread_key_create(&fcache_key, fcache_drain);
+}
+
 static void future_destroy(braid_object_t *o)
 {
     braid_future_t *f = (braid_future_t *)o;
@@ -83,26 +124,46 @@ static void future_destroy(braid_object_t *o)
         braid_buf_init(&f->outcome); /* the bytes are inline, no objects */
     braid_buf_free(&f->outcome);
     free(f->msg);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
+    if (fcache.n >= FUTURE_CACHE_MAX || fcache.closed) {
+        future_free(f);
+        return;
+    }
+    if (!fcache.head) { /* the first one this thread keeps: free them at exit */
+        pthread_once(&fcache_once, fcache_make_key);
+        if (pthread_setspecific(fcache_key, &fcache) != 0) {
+            future_free(f);
+            return;
+        }
+    }
+    f->next_free = fcache.head;
+    fcache.head = f;
+    fcache.n++;
 }
 
 const braid_object_type_t braid_future_type = {"braid.Future", "braid.futures", future_destroy};
 
 int braid_future_new(braid_future_t **out)
 {
-    braid_future_t *f = calloc(1, sizeof *f);
-    if (!f)
-        return BRAID_ENOMEM;
-    if (pthread_mutex_init(&f->mu, NULL) != 0) {
-        free(f);
-        return BRAID_EOS;
+    braid_future_t *f = fcache.head;
+    if (f) {
+        fcache.head = f->next_free;
+        fcache.n--;
+        /* all but the (unlocked, initialised) mutex back to zero */
+        size_t off = offsetof(braid_future_t, state);
+        memset((char *)f + off, 0, sizeof *f - off);
+    } else {
+        f = calloc(1, sizeof *f);
+        if (!f)
+            return BRAID_ENOMEM;
+        if (pthread_mutex_init(&f->mu, NULL) != 0) {
+            free(f);
+            return BRAID_EOS;
+        }
     }
     atomic_init(&f->state, BRAID_FUTURE_PENDING);
     braid_waitlist_init(&f->waiters, &f->obj, "result");
     if (braid_object_init(&f->obj, &braid_future_type) != 0) {
-        pthread_mutex_destroy(&f->mu);
-        free(f);
+        future_free(f);
         return BRAID_ENOMEM;
     }
     *out = f;
