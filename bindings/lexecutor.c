@@ -333,17 +333,17 @@ static int lexecutor_new(lua_State *L)
     return 1;
 }
 
-/* The executor methods' upvalues: the executor metatable (the fast check
- * of box 1), the Future metatable and this state's boxes table (the new
- * future's box), the state context (light userdata, bound on the first
- * submit: lbraid_ctx binds the calling thread's waiter) and submit's call
- * buffer. */
+/* The executor methods' upvalues: the executor metatable and its address
+ * (the fast check of box 1: two pointer reads), the Future metatable and this state's boxes table
+ * (the new future's box), the state context (light userdata, bound on the first submit: lbraid_ctx
+ * binds the calling thread's waiter) and submit's call buffer. */
 #define UP_META lua_upvalueindex(1)
 #define UP_FUTURE_META lua_upvalueindex(2)
 #define UP_BOXES lua_upvalueindex(3)
 #define UP_CTX lua_upvalueindex(4)
 #define UP_CALLBUF lua_upvalueindex(5)
-#define EXECUTOR_NUPS 5
+#define UP_META_ADDR lua_upvalueindex(6) /* the executor metatable's address */
+#define EXECUTOR_NUPS 6
 
 /* submit's own call buffer, reused by every submit in this state (no
  * scratch box to look up and close per call). owner: the frame address of
@@ -380,7 +380,7 @@ static int lexecutor_submit(lua_State *L)
 {
     braid_executor_t *ex = NULL;
     if (lua_getmetatable(L, 1)) {
-        if (lua_rawequal(L, -1, UP_META))
+        if (lua_topointer(L, -1) == lua_touserdata(L, UP_META_ADDR))
             ex = (braid_executor_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
         lua_pop(L, 1);
     }
@@ -498,6 +498,7 @@ void lexecutor_open(lua_State *L, int mod)
     lbraid_push_boxes(L);
     lua_pushnil(L); /* the context, on the first submit */
     push_callbuf(L);
+    lua_pushlightuserdata(L, (void *)lua_topointer(L, -5));
     luaL_setfuncs(L, executor_methods, EXECUTOR_NUPS);
     lua_setfield(L, mod, "_Executor_methods");
     lua_setfield(L, mod, "_Executor_meta");

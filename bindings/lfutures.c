@@ -128,18 +128,20 @@ static linbox_t *ensure_linbox(lua_State *L)
 /* Future                                                              */
 /* ------------------------------------------------------------------ */
 
-/* The Future methods' upvalues: the Future metatable (the fast check of
- * box 1: a box with exactly that metatable is ours, with no registry
- * lookup) and the state context (light userdata, bound on first use). A
- * function registered without them sees none and takes the full check. */
+/* The Future methods' upvalues: the Future metatable and its address (the
+ * fast check of box 1: a box with exactly that metatable is ours, with no
+ * registry lookup) and the state context (light userdata, bound on first
+ * use). A function registered without them sees none and takes the full
+ * check. */
 #define UP_META lua_upvalueindex(1)
-#define UP_CTX lua_upvalueindex(2)
-#define FUTURE_NUPS 2
+#define UP_META_ADDR lua_upvalueindex(2)
+#define UP_CTX lua_upvalueindex(3)
+#define FUTURE_NUPS 3
 
 static braid_future_t *lfuture_check(lua_State *L, int idx)
 {
     if (lua_getmetatable(L, idx)) {
-        int ours = lua_rawequal(L, -1, UP_META);
+        int ours = lua_topointer(L, -1) == lua_touserdata(L, UP_META_ADDR);
         lua_pop(L, 1);
         if (ours) {
             lbraid_box_t *box = lua_touserdata(L, idx);
@@ -615,6 +617,7 @@ int lbraid_open_futures(lua_State *L)
     lbraid_newmeta(L, &braid_future_type, future_methods);
     lua_getfield(L, -1, "__index"); /* the methods again, with upvalues */
     lua_pushvalue(L, -2);
+    lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
     lua_pushnil(L); /* the context, on first use */
     luaL_setfuncs(L, future_methods, FUTURE_NUPS);
     lua_pop(L, 1);
