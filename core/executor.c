@@ -294,7 +294,18 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
     braid_executor_t *ex = calloc(1, sizeof *ex);
     if (p)
         p->prefix = strdup(prefix ? prefix : "ThreadPoolExecutor");
-    if (!p || !ex || !p->prefix || pthread_mutex_init(&p->mu, NULL) != 0) {
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    /* the submitters and every worker take it for a few dozen instructions:
+     * spin a little before sleeping in the kernel */
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    int mu_failed = p ? pthread_mutex_init(&p->mu, &ma) != 0 : 1;
+    pthread_mutexattr_destroy(&ma);
+    if (!p || !ex || !p->prefix || mu_failed) {
+        if (p && !mu_failed)
+            pthread_mutex_destroy(&p->mu);
         if (p)
             free(p->prefix);
         free(p);
