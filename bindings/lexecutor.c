@@ -146,19 +146,22 @@ static void push_task_fn(lua_State *L, wctx_t *w, const uint8_t *data, size_t n)
 }
 
 /* Runs a task: call = [function][argument sequence], aux = the length of
- * the function part. Stack effect: the results. */
+ * the function part, and encodes its results into out: one protected
+ * call for the whole task. Stack effect: none (it is a pcall body). */
 static int run_body(lua_State *L)
 {
     const braid_buf_t *call = lua_touserdata(L, 1);
     size_t aux = (size_t)lua_tointeger(L, 2);
     wctx_t *w = lua_touserdata(L, 3);
+    braid_buf_t *out = lua_touserdata(L, 4);
     lua_settop(L, 0);
     push_task_fn(L, w, call->data, aux);
     if (braid_trace_enabled())
         lbraid_trace_job_name(L, 1);
-    int n = lbraid_decode_seq(L, call->data + aux, call->len - aux);
+    int n = lfutures_push_seq(L, call->data + aux, call->len - aux);
     lua_call(L, n, LUA_MULTRET);
-    return lua_gettop(L);
+    lbraid_encode_seq(L, 1, lua_gettop(L), out, "result");
+    return 0;
 }
 
 static int worker_run(void *wp, const braid_buf_t *call, size_t aux, braid_buf_t *out)
@@ -170,19 +173,14 @@ static int worker_run(void *wp, const braid_buf_t *call, size_t aux, braid_buf_t
         lbraid_push_error(L, "ValueError", "malformed task");
         lua_pushnil(L);
     } else {
-        lua_pushcfunction(L, lfutures_encode_seq_body); /* [1] for the results */
-        lua_pushlightuserdata(L, out);                  /* [2] */
         lua_pushcfunction(L, run_body);
         lua_pushlightuserdata(L, (void *)call);
         lua_pushinteger(L, (lua_Integer)aux);
         lua_pushlightuserdata(L, w);
-        if (lbraid_pcall(L, 3, LUA_MULTRET) == LUA_OK) {
-            if (lbraid_pcall(L, lua_gettop(L) - 1, 0) == LUA_OK) {
-                lua_settop(L, 0);
-                return 0;
-            }
-            braid_buf_reset(out); /* a result cannot cross: send that error */
-        }
+        lua_pushlightuserdata(L, out);
+        if (lbraid_pcall(L, 4, 0) == LUA_OK)
+            return 0;
+        braid_buf_reset(out); /* a result that could not cross: send that error */
         lbraid_push_traceback(L, -1);
     }
     /* stack: ..., error value, traceback */
@@ -335,17 +333,17 @@ static int lexecutor_new(lua_State *L)
     return 1;
 }
 
-/* The executor methods' upvalues: the executor metatable (the fast check
- * of box 1), the Future metatable and this state's boxes table (the new
- * future's box), the state context (light userdata, bound on the first
- * submit: lbraid_ctx binds the calling thread's waiter) and submit's call
- * buffer. */
+/* The executor methods' upvalues: the executor metatable and its address
+ * (the fast check of box 1: two pointer reads), the Future metatable and this state's boxes table
+ * (the new future's box), the state context (light userdata, bound on the first submit: lbraid_ctx
+ * binds the calling thread's waiter) and submit's call buffer. */
 #define UP_META lua_upvalueindex(1)
 #define UP_FUTURE_META lua_upvalueindex(2)
 #define UP_BOXES lua_upvalueindex(3)
 #define UP_CTX lua_upvalueindex(4)
 #define UP_CALLBUF lua_upvalueindex(5)
-#define EXECUTOR_NUPS 5
+#define UP_META_ADDR lua_upvalueindex(6) /* the executor metatable's address */
+#define EXECUTOR_NUPS 6
 
 /* submit's own call buffer, reused by every submit in this state (no
  * scratch box to look up and close per call). owner: the frame address of
@@ -382,7 +380,7 @@ static int lexecutor_submit(lua_State *L)
 {
     braid_executor_t *ex = NULL;
     if (lua_getmetatable(L, 1)) {
-        if (lua_rawequal(L, -1, UP_META))
+        if (lua_topointer(L, -1) == lua_touserdata(L, UP_META_ADDR))
             ex = (braid_executor_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
         lua_pop(L, 1);
     }
@@ -500,6 +498,7 @@ void lexecutor_open(lua_State *L, int mod)
     lbraid_push_boxes(L);
     lua_pushnil(L); /* the context, on the first submit */
     push_callbuf(L);
+    lua_pushlightuserdata(L, (void *)lua_topointer(L, -5));
     luaL_setfuncs(L, executor_methods, EXECUTOR_NUPS);
     lua_setfield(L, mod, "_Executor_methods");
     lua_setfield(L, mod, "_Executor_meta");

@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "future.h"
 #include "lfutures.h"
+#include "lstate.h"
 #include "trace.h"
 
 static const char INBOX_KEY = 'i'; /* registry: linbox_t userdata of this state */
@@ -127,9 +128,54 @@ static linbox_t *ensure_linbox(lua_State *L)
 /* Future                                                              */
 /* ------------------------------------------------------------------ */
 
+/* The Future methods' upvalues: the Future metatable and its address (the
+ * fast check of box 1: a box with exactly that metatable is ours, with no
+ * registry lookup) and the state context (light userdata, bound on first
+ * use). A function registered without them sees none and takes the full
+ * check. */
+#define UP_META lua_upvalueindex(1)
+#define UP_META_ADDR lua_upvalueindex(2)
+#define UP_CTX lua_upvalueindex(3)
+#define FUTURE_NUPS 3
+
 static braid_future_t *lfuture_check(lua_State *L, int idx)
 {
+    if (lua_getmetatable(L, idx)) {
+        int ours = lua_topointer(L, -1) == lua_touserdata(L, UP_META_ADDR);
+        lua_pop(L, 1);
+        if (ours) {
+            lbraid_box_t *box = lua_touserdata(L, idx);
+            if (box->obj)
+                return (braid_future_t *)box->obj;
+        }
+    }
     return (braid_future_t *)lbraid_check_object(L, idx, &braid_future_type);
+}
+
+/* This state's context: the upvalue when bound, else looked up (and bound
+ * when the running function has the upvalue). */
+static lbraid_ctx_t *lfuture_ctx(lua_State *L)
+{
+    lbraid_ctx_t *ctx = lua_touserdata(L, UP_CTX);
+    if (!ctx) {
+        ctx = lbraid_ctx(L);
+        if (lua_type(L, UP_CTX) == LUA_TNIL) {
+            lua_pushlightuserdata(L, ctx);
+            lua_replace(L, UP_CTX);
+        }
+    }
+    return ctx;
+}
+
+int lfutures_push_seq(lua_State *L, const uint8_t *data, size_t len)
+{
+    if (len == 1 && data[0] == 0)
+        return 0;
+    if (len >= 2 && data[0] == 1) { /* count 1: one value, maybe a scalar */
+        lbraid_decode(L, data + 1, len - 1);
+        return 1;
+    }
+    return lbraid_decode_seq(L, data, len);
 }
 
 /* futures.Future() (+): a future not tied to an executor. */
@@ -213,6 +259,8 @@ static int lfuture_result_done(lua_State *L, int rc)
     }
     raise_core_outcome(L, code, msg);
     lua_settop(L, 1);
+    if (!failed)
+        return lfutures_push_seq(L, out->data, out->len);
     return lbraid_push_outcome(L, out, failed);
 }
 
@@ -234,8 +282,12 @@ static int lfuture_await(lua_State *L, const lbraid_waitop_t *wo)
 {
     braid_future_t *f = lfuture_check(L, 1);
     int64_t deadline = lbraid_opt_deadline(L, 2);
-    lbraid_poll(L);
-    if (!braid_future_done(f) && lbraid_ctx(L)->loop_running) {
+    lbraid_ctx_t *ctx = lfuture_ctx(L);
+    if (ctx->poll)
+        ctx->poll(L);
+    if (braid_future_done(f)) /* no wait: lfuture_wait's answer */
+        return wo->done(L, 0);
+    if (ctx->loop_running) {
         lua_settop(L, 1);
         lua_pushinteger(L, (lua_Integer)deadline);
         return lbraid_wait(L, wo);
@@ -563,6 +615,12 @@ int lbraid_open_futures(lua_State *L)
 
     luaL_newlib(L, futures_funcs);
     lbraid_newmeta(L, &braid_future_type, future_methods);
+    lua_getfield(L, -1, "__index"); /* the methods again, with upvalues */
+    lua_pushvalue(L, -2);
+    lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+    lua_pushnil(L); /* the context, on first use */
+    luaL_setfuncs(L, future_methods, FUTURE_NUPS);
+    lua_pop(L, 1);
     lua_pushcfunction(L, lfuture_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_getfield(L, -1, "__index");

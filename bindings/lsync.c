@@ -79,20 +79,29 @@ int lsync_wait_in_loop(lua_State *L, int64_t deadline, const lbraid_waitop_t *wo
 
 /* ---- boxes ---- */
 
-/* The object in the box at idx. Methods carry their type's metatable as
- * upvalue 1 (add_meta): a box with exactly that metatable is ours, with no
- * registry lookup; anything else takes lbraid_check_object's checks and
- * errors. (A function without upvalues sees none here and falls back.) */
+/* Whether the value at idx has the metatable whose address the running
+ * method carries as upvalue 2 (add_meta; upvalue 1 anchors that
+ * metatable): two pointer reads, no generic equality. A function without
+ * upvalues sees NULL there: never ours. Leaves the metatable, if any, on
+ * the stack. */
+static inline int box_ours(lua_State *L, int idx)
+{
+    return lua_getmetatable(L, idx) &&
+           lua_topointer(L, -1) == lua_touserdata(L, lua_upvalueindex(2));
+}
+
+/* The object in the box at idx: a box with exactly our metatable is ours,
+ * with no registry lookup; anything else takes lbraid_check_object's
+ * checks and errors. Stack: unchanged. */
 static braid_object_t *box_check(lua_State *L, int idx, const braid_object_type_t *type)
 {
-    if (lua_getmetatable(L, idx)) {
-        int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (ours) {
-            lbraid_box_t *box = lua_touserdata(L, idx);
-            if (box->obj)
-                return box->obj;
-        }
+    int top = lua_gettop(L);
+    int ours = box_ours(L, idx);
+    lua_settop(L, top);
+    if (ours) {
+        lbraid_box_t *box = lua_touserdata(L, idx);
+        if (box->obj)
+            return box->obj;
     }
     return lbraid_check_object(L, idx, type);
 }
@@ -136,7 +145,7 @@ static int llock_acquire(lua_State *L)
      * stack under the result), then one CAS (deadline 0 has passed: no
      * clock read), no poll */
     if (lua_gettop(L) == 1) {
-        if (lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1))) {
+        if (box_ours(L, 1)) {
             lbraid_box_t *box = lua_touserdata(L, 1);
             if (box->obj && braid_lock_acquire((braid_lock_t *)box->obj, 0) == 0) {
                 lua_pushboolean(L, 1);
@@ -159,7 +168,7 @@ static int llock_acquire(lua_State *L)
 
 static int llock_release(lua_State *L)
 {
-    if (lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1))) {
+    if (box_ours(L, 1)) {
         lbraid_box_t *box = lua_touserdata(L, 1);
         if (box->obj && braid_lock_release((braid_lock_t *)box->obj) == 0)
             return 0; /* fast path: our box, held */
@@ -727,7 +736,8 @@ void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_obje
     lbraid_newmeta(L, type, fns);
     lua_getfield(L, -1, "__index");
     lua_pushvalue(L, -2);
-    luaL_setfuncs(L, fns, 1);
+    lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+    luaL_setfuncs(L, fns, 2);
     lua_setfield(L, methods, key);
     lua_pop(L, 1);
 }

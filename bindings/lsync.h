@@ -13,8 +13,9 @@
  * table at methods (for the Lua half's with/guard). Stack: unchanged. */
 void lsync_open(lua_State *L, int mod, int methods);
 /* Registers the metatable of a braid object type, keeping its method
- * table in methods[key]; the methods get the metatable as upvalue 1 (for
- * the fast check of their box). Stack: unchanged. */
+ * table in methods[key]; the methods get the metatable as upvalue 1 and
+ * its address (light userdata) as upvalue 2 (for the fast check of their
+ * box). Stack: unchanged. */
 void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,
                     const luaL_Reg *fns);
 /* Pushes a new box for obj (dropping the creation reference), or raises

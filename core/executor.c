@@ -30,6 +30,7 @@ struct pool {
     task_t *spare; /* finished tasks kept for the next submits (nspare) */
     int nspare;
     braid_waitlist_t idle; /* workers waiting for a task */
+    int nidle;             /* how many (mu) */
     /* Workers between taking a task and finishing it: incremented under mu
      * with pending--, decremented without it the moment the call returns
      * (before its future is done), so whoever saw that future finish also
@@ -181,6 +182,7 @@ static void worker_main(braid_thread_t *thread, void *arg)
         }
         list = pool_drain_locked(p);
         braid_waitlist_wake_all(&p->idle, 0);
+        p->nidle = 0;
         pthread_mutex_unlock(&p->mu);
         tasks_finish(list, BRAID_EBROKEN, msg);
         free(errmsg);
@@ -193,7 +195,10 @@ static void worker_main(braid_thread_t *thread, void *arg)
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->shutdown && !p->broken) {
+            p->nidle++;
             int w = braid_waitlist_wait(&p->idle, &p->mu, BRAID_FOREVER, NULL);
+            if (w) /* not woken (a waker counts us off): still counted */
+                p->nidle--;
             if (w == BRAID_ECANCELLED)
                 braid_waiter_take_cancel(braid_waiter_current());
         }
@@ -235,8 +240,8 @@ static void worker_main(braid_thread_t *thread, void *arg)
             if (out.err) {
                 braid_buf_free(&out);
                 braid_future_set_error(t->f, BRAID_ENOMEM, NULL);
-            } else if (braid_future_set_outcome(t->f, &out, failed) != 0) {
-                braid_buf_free(&out);
+            } else if (braid_future_finish(t->f, &out, failed) != 0) {
+                braid_buf_reset(&out);
             }
         } else {
             atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
@@ -289,7 +294,18 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
     braid_executor_t *ex = calloc(1, sizeof *ex);
     if (p)
         p->prefix = strdup(prefix ? prefix : "ThreadPoolExecutor");
-    if (!p || !ex || !p->prefix || pthread_mutex_init(&p->mu, NULL) != 0) {
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    /* the submitters and every worker take it for a few dozen instructions:
+     * spin a little before sleeping in the kernel */
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    int mu_failed = p ? pthread_mutex_init(&p->mu, &ma) != 0 : 1;
+    pthread_mutexattr_destroy(&ma);
+    if (!p || !ex || !p->prefix || mu_failed) {
+        if (p && !mu_failed)
+            pthread_mutex_destroy(&p->mu);
         if (p)
             free(p->prefix);
         free(p);
@@ -376,6 +392,7 @@ static int wake_idle_locked(pool_t *p)
     if (!w)
         return 0;
     braid_waitlist_remove(&p->idle, w);
+    p->nidle--;
     w->token = 0;
     braid_waiter_wake(w);
     return 1;
@@ -426,12 +443,20 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
         braid_object_label(&ex->obj, label, sizeof label);
         memcpy(p->label, label, sizeof label);
     }
-    /* A worker parked on the idle list takes the task; one that is starting
-     * up or between tasks looks at the queue before it parks. Spawn only
-     * when every worker is busy or already claimed by a queued task. */
-    if (!wake_idle_locked(p) && p->nthreads < p->max_workers &&
-        (size_t)p->nthreads <=
-            (size_t)atomic_load_explicit(&p->busy, memory_order_acquire) + p->pending) {
+    /* A worker that is starting up or between tasks looks at the queue
+     * before it parks: wake one from the idle list only when the queued
+     * tasks, this one included, outnumber those (no wake-up, and no system
+     * call, while the workers awake keep up; a worker blocked inside a task
+     * is busy, so the queue never waits on it). Spawn only when none is
+     * idle and every worker is busy or already claimed by a queued task. */
+    int busy = atomic_load_explicit(&p->busy, memory_order_acquire);
+    int free_awake = p->nthreads - p->nidle - busy;
+    if (p->idle.tail) {
+        if ((long)p->pending + 1 > (long)free_awake)
+            wake_idle_locked(p);
+    } else if (p->nthreads < p->max_workers &&
+               (size_t)p->nthreads <=
+                   (size_t)atomic_load_explicit(&p->busy, memory_order_acquire) + p->pending) {
         rc = pool_spawn_locked(p);
         if (rc && p->nthreads == 0) {
             task_recycle_locked(p, t);
@@ -467,6 +492,7 @@ static int pool_shutdown(pool_t *p, int wait, int cancel_futures, int64_t deadli
     p->shutdown = 1;
     task_t *list = cancel_futures ? pool_drain_locked(p) : NULL;
     braid_waitlist_wake_all(&p->idle, 0);
+    p->nidle = 0;
     int n = wait ? p->nthreads : 0;
     braid_thread_t **ts = n ? malloc((size_t)n * sizeof *ts) : NULL;
     if (n && !ts)

@@ -1,11 +1,17 @@
 /* Futures, inboxes and wait sets. Lock order: future mu -> inbox mu ->
  * wait set mu (callbacks are posted with the future's mu held). */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "future.h"
+
+/* Outcomes up to this size naming no object are copied into the future by
+ * braid_future_finish, so the worker's buffer is reused, not reallocated
+ * per call and freed by another thread. */
+#define FUTURE_SMALL_OUT 48
 
 /* A wait set's hook on one future (or on its inbox). */
 typedef struct watch {
@@ -22,17 +28,22 @@ typedef struct callback {
 
 struct braid_future {
     braid_object_t obj;
-    pthread_mutex_t mu;
-    int state;
+    pthread_mutex_t mu; /* stays initialised in the cache; what follows is zeroed */
+    /* Written under mu; read without it by state/done/outcome (a done
+     * future never changes, and its outcome is written before the state
+     * that says so: seq_cst stores and loads order them). */
+    atomic_int state;
     int failed;
     int code;
     char *msg;
-    braid_buf_t outcome;
+    braid_buf_t outcome; /* data may point at small_out (never freed) */
     braid_waitlist_t waiters;
     watch_t *watches;
     callback_t *cbs;
     size_t ncbs, cbcap;
-    atomic_int traced; /* a job's end drew a flow arrow to the result() */
+    atomic_int traced;                   /* a job's end drew a flow arrow to the result() */
+    uint8_t small_out[FUTURE_SMALL_OUT]; /* a small outcome, copied in */
+    braid_future_t *next_free;           /* in its thread's cache */
 };
 
 typedef struct delivery {
@@ -64,34 +75,95 @@ struct braid_waitset {
 
 /* ---- futures ---- */
 
+/* Futures dropped by a thread are kept for its next braid_future_new (a
+ * thread collecting the results of its own submits reuses them, with
+ * their mutexes initialised, instead of a calloc and a free per call): at
+ * most FUTURE_CACHE_MAX per thread, freed when the thread exits. */
+#define FUTURE_CACHE_MAX 256
+
+typedef struct fcache {
+    braid_future_t *head;
+    int n;
+    int closed; /* the thread is exiting: free, keep nothing */
+} fcache_t;
+
+static _Thread_local fcache_t fcache;
+static pthread_key_t fcache_key;
+static pthread_once_t fcache_once = PTHREAD_ONCE_INIT;
+
+static void future_free(braid_future_t *f)
+{
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+static void fcache_drain(void *unused)
+{
+    (void)unused;
+    fcache.closed = 1;
+    while (fcache.head) {
+        braid_future_t *f = fcache.head;
+        fcache.head = f->next_free;
+        future_free(f);
+    }
+    fcache.n = 0;
+}
+
+static void fcache_make_key(void)
+{
+    pthread_key_create(&fcache_key, fcache_drain);
+}
+
 static void future_destroy(braid_object_t *o)
 {
     braid_future_t *f = (braid_future_t *)o;
     for (size_t i = 0; i < f->ncbs; i++)
         braid_inbox_release(f->cbs[i].inbox);
     free(f->cbs);
+    if (f->outcome.data == f->small_out)
+        braid_buf_init(&f->outcome); /* the bytes are inline, no objects */
     braid_buf_free(&f->outcome);
     free(f->msg);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
+    if (fcache.n >= FUTURE_CACHE_MAX || fcache.closed) {
+        future_free(f);
+        return;
+    }
+    if (!fcache.head) { /* the first one this thread keeps: free them at exit */
+        pthread_once(&fcache_once, fcache_make_key);
+        if (pthread_setspecific(fcache_key, &fcache) != 0) {
+            future_free(f);
+            return;
+        }
+    }
+    f->next_free = fcache.head;
+    fcache.head = f;
+    fcache.n++;
 }
 
 const braid_object_type_t braid_future_type = {"braid.Future", "braid.futures", future_destroy};
 
 int braid_future_new(braid_future_t **out)
 {
-    braid_future_t *f = calloc(1, sizeof *f);
-    if (!f)
-        return BRAID_ENOMEM;
-    if (pthread_mutex_init(&f->mu, NULL) != 0) {
-        free(f);
-        return BRAID_EOS;
+    braid_future_t *f = fcache.head;
+    if (f) {
+        fcache.head = f->next_free;
+        fcache.n--;
+        /* all but the (unlocked, initialised) mutex back to zero */
+        size_t off = offsetof(braid_future_t, state);
+        memset((char *)f + off, 0, sizeof *f - off);
+    } else {
+        f = calloc(1, sizeof *f);
+        if (!f)
+            return BRAID_ENOMEM;
+        if (pthread_mutex_init(&f->mu, NULL) != 0) {
+            free(f);
+            return BRAID_EOS;
+        }
     }
-    f->state = BRAID_FUTURE_PENDING;
+    atomic_init(&f->state, BRAID_FUTURE_PENDING);
     braid_waitlist_init(&f->waiters, &f->obj, "result");
     if (braid_object_init(&f->obj, &braid_future_type) != 0) {
-        pthread_mutex_destroy(&f->mu);
-        free(f);
+        future_free(f);
         return BRAID_ENOMEM;
     }
     *out = f;
@@ -111,10 +183,7 @@ void braid_future_release(braid_future_t *f)
 
 int braid_future_state(braid_future_t *f)
 {
-    pthread_mutex_lock(&f->mu);
-    int s = f->state;
-    pthread_mutex_unlock(&f->mu);
-    return s;
+    return atomic_load_explicit(&f->state, memory_order_acquire);
 }
 
 int braid_future_done(braid_future_t *f)
@@ -126,10 +195,11 @@ int braid_future_done(braid_future_t *f)
 static void ws_mark(braid_waitset_t *ws, size_t index);
 static void inbox_post(braid_inbox_t *ib, braid_future_t *f, uint64_t id);
 
-/* With f->mu held and the new done state set: posts the callbacks (before
- * any waiter can see the future done, so a state that waited for it finds
- * its callbacks queued), wakes waiters and wait sets, then unlocks. */
-static void future_complete_unlock(braid_future_t *f)
+/* With f->mu held and the outcome written: posts the callbacks, then sets
+ * the done state (so a state that saw the future done, even without the
+ * lock, finds its callbacks queued), wakes waiters and wait sets, then
+ * unlocks. */
+static void future_complete_unlock(braid_future_t *f, int state)
 {
     callback_t *cbs = f->cbs;
     size_t n = f->ncbs;
@@ -137,6 +207,7 @@ static void future_complete_unlock(braid_future_t *f)
     f->ncbs = f->cbcap = 0;
     for (size_t i = 0; i < n; i++)
         inbox_post(cbs[i].inbox, f, cbs[i].id);
+    atomic_store(&f->state, state);
     braid_waitlist_wake_all(&f->waiters, 0);
     while (f->watches) {
         watch_t *w = f->watches;
@@ -164,9 +235,8 @@ int braid_future_cancel(braid_future_t *f)
         pthread_mutex_unlock(&f->mu);
         return 1;
     }
-    f->state = BRAID_FUTURE_CANCELLED;
     f->code = BRAID_ECANCELLED;
-    future_complete_unlock(f);
+    future_complete_unlock(f, BRAID_FUTURE_CANCELLED);
     return 1;
 }
 
@@ -191,8 +261,28 @@ int braid_future_set_outcome(braid_future_t *f, braid_buf_t *out, int failed)
     }
     braid_buf_move(&f->outcome, out);
     f->failed = failed != 0;
-    f->state = BRAID_FUTURE_FINISHED;
-    future_complete_unlock(f);
+    future_complete_unlock(f, BRAID_FUTURE_FINISHED);
+    return 0;
+}
+
+int braid_future_finish(braid_future_t *f, braid_buf_t *out, int failed)
+{
+    if (out->len > FUTURE_SMALL_OUT || out->nobjs || out->err)
+        return braid_future_set_outcome(f, out, failed);
+    pthread_mutex_lock(&f->mu);
+    int s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (s == BRAID_FUTURE_FINISHED || s == BRAID_FUTURE_CANCELLED) {
+        pthread_mutex_unlock(&f->mu);
+        return BRAID_ESTATE;
+    }
+    if (out->len)
+        memcpy(f->small_out, out->data, out->len);
+    braid_buf_init(&f->outcome);
+    f->outcome.data = f->small_out;
+    f->outcome.len = f->outcome.cap = out->len;
+    f->failed = failed != 0;
+    future_complete_unlock(f, BRAID_FUTURE_FINISHED);
+    out->len = 0;
     return 0;
 }
 
@@ -208,8 +298,7 @@ int braid_future_set_error(braid_future_t *f, int code, const char *msg)
     f->code = code ? code : BRAID_EOS;
     f->msg = copy; /* NULL on OOM: readers fall back to strerror */
     f->failed = 1;
-    f->state = BRAID_FUTURE_FINISHED;
-    future_complete_unlock(f);
+    future_complete_unlock(f, BRAID_FUTURE_FINISHED);
     return 0;
 }
 
@@ -225,6 +314,8 @@ int braid_future_traced(braid_future_t *f)
 
 int braid_future_wait(braid_future_t *f, int64_t deadline)
 {
+    if (braid_future_done(f))
+        return 0;
     int rc = 0;
     pthread_mutex_lock(&f->mu);
     while (f->state != BRAID_FUTURE_FINISHED && f->state != BRAID_FUTURE_CANCELLED) {
@@ -241,9 +332,7 @@ int braid_future_wait(braid_future_t *f, int64_t deadline)
 int braid_future_outcome(braid_future_t *f, const braid_buf_t **out, int *failed, int *code,
                          const char **msg)
 {
-    pthread_mutex_lock(&f->mu);
-    int s = f->state;
-    pthread_mutex_unlock(&f->mu);
+    int s = atomic_load_explicit(&f->state, memory_order_acquire);
     if (s != BRAID_FUTURE_FINISHED && s != BRAID_FUTURE_CANCELLED)
         return BRAID_ESTATE;
     /* a done future never changes: read without the lock */

@@ -52,6 +52,11 @@ int braid_future_set_running(braid_future_t *f);
  * or BRAID_ESTATE if the future is already done (nothing moved: the first
  * outcome is kept). */
 int braid_future_set_outcome(braid_future_t *f, braid_buf_t *out, int failed);
+/* The same, except that a small outcome naming no object is copied into
+ * the future and out keeps its memory (emptied), for the next call's
+ * outcome; a bigger one is moved as above. On BRAID_ESTATE out is
+ * untouched. */
+int braid_future_finish(braid_future_t *f, braid_buf_t *out, int failed);
 /* Finishes the future with a core failure instead of an encoded value
  * (e.g. BRAID_EBROKEN with "A thread initializer failed..."); msg is
  * copied (NULL: braid_strerror(code)). BRAID_ESTATE if already done. */

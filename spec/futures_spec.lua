@@ -256,6 +256,24 @@ describe("ThreadPoolExecutor", function()
     assert.equal(3, ex:_threads())
   end)
 
+  it("wakes an idle worker for a task queued behind one that blocks on it", function()
+    -- the first task waits for the second: the second must get the idle
+    -- worker even though one worker is awake (inside the first task)
+    local threading = require "braid.threading"
+    local ex <close> = futures.ThreadPoolExecutor(2)
+    local warm = {}
+    for i = 1, 2 do warm[i] = ex:submit(function() braid.sleep(0.01) end) end
+    futures.wait(warm)
+    assert.equal(2, ex:_threads())
+    for _ = 1, 50 do
+      local ev = threading.Event()
+      local first = ex:submit(function(e) return e:wait(10) end, ev)
+      local second = ex:submit(function(e) e:set(); return true end, ev)
+      assert.is_true(first:result(10))
+      assert.is_true(second:result(10))
+    end
+  end)
+
   it("names threads prefix_0..k", function()
     local ex <close> = futures.ThreadPoolExecutor { max_workers = 1, thread_name_prefix = "pfx" }
     local ok, name = pcall(function()
