@@ -249,7 +249,25 @@ static inline uint64_t rd_varint(braid_reader_t *r)
 {
     if (r->p < r->end && *r->p < 0x80)
         return *r->p++;
+    if (r->end - r->p >= 2 && r->p[1] < 0x80) {
+        uint64_t v = (uint64_t)(r->p[0] & 0x7f) | (uint64_t)r->p[1] << 7;
+        r->p += 2;
+        return v;
+    }
     return braid_reader_varint(r);
+}
+
+/* Inline braid_reader_f64: 8 bytes, IEEE-754 little endian. */
+static inline int rd_f64(braid_reader_t *r, double *out)
+{
+    if (r->err || r->end - r->p < 8)
+        return -1;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= (uint64_t)r->p[i] << (8 * i);
+    r->p += 8;
+    memcpy(out, &u, sizeof *out);
+    return 0;
 }
 
 /* Inline braid_reader_count for counts of up to 5 varint bytes (all the
@@ -292,8 +310,8 @@ static inline int dec_scalar_value(lua_State *L, uint8_t tag, braid_reader_t *r)
         return 1;
     }
     case BRAID_T_FLOAT: {
-        double f = braid_reader_f64(r);
-        if (r->err)
+        double f;
+        if (rd_f64(r, &f))
             return -1;
         lua_pushnumber(L, (lua_Number)f);
         return 1;
@@ -324,12 +342,21 @@ static void dec_value(dec_t *d)
     if (r->err || r->p >= r->end)
         dec_fail(d, BRAID_ECORRUPT);
     uint8_t tag = *r->p++;
+    if (tag == BRAID_T_STR) {
+        size_t n = (size_t)rd_varint(r);
+        if (r->err || n > (size_t)(r->end - r->p))
+            dec_fail(d, BRAID_ECORRUPT);
+        lua_pushlstring(L, (const char *)r->p, n);
+        r->p += n;
+        if (n >= BRAID_CODEC_MEMO_MIN)
+            dec_ref(d);
+        d->depth--;
+        return;
+    }
     int scalar = dec_scalar_value(L, tag, r);
     if (scalar < 0)
         dec_fail(d, BRAID_ECORRUPT);
     if (scalar) {
-        if (tag == BRAID_T_STR && lua_rawlen(L, -1) >= BRAID_CODEC_MEMO_MIN)
-            dec_ref(d);
         d->depth--;
         return;
     }

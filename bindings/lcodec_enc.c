@@ -81,6 +81,22 @@ static inline void put_tag(braid_buf_t *b, uint8_t tag)
         braid_buf_put_u8(b, tag);
 }
 
+static inline void put_tag_f64(braid_buf_t *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    if (b->cap - b->len < 9) {
+        braid_buf_put_u8(b, BRAID_T_FLOAT);
+        braid_buf_put_u64(b, u);
+        return;
+    }
+    uint8_t *p = b->data + b->len;
+    *p++ = BRAID_T_FLOAT;
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(u >> (8 * i));
+    b->len += 9;
+}
+
 static inline void put_tag_str(braid_buf_t *b, uint8_t tag, const char *s, size_t n)
 {
     if (b->cap - b->len < 11 || b->cap - b->len - 11 < n) {
@@ -173,6 +189,7 @@ static int enc_fail(enc_t *e, const char *what)
 }
 
 static void enc_value(enc_t *e, int idx);
+static inline void enc_string(enc_t *e, int idx, size_t memo_min);
 
 static const char ECTX_KEY = 'e'; /* registry: the state's encctx_t box */
 #define ENC_KEEP_SLOTS 65536      /* larger maps are freed after the encode */
@@ -430,7 +447,10 @@ static void enc_table(enc_t *e, int idx)
         if (narr == 0 || !lua_isinteger(L, k) || (ik = lua_tointeger(L, k)) < 1 || ik > narr) {
             e->path[e->depth].kind = 7;
             e->path[e->depth].i = k;
-            enc_value(e, k);
+            if (lua_type(L, k) == LUA_TSTRING)
+                enc_string(e, k, 0); /* (a key is never nested too deeply) */
+            else
+                enc_value(e, k);
             enc_value(e, k + 1);
             nhash++;
         }
@@ -564,8 +584,7 @@ static inline int put_scalar(lua_State *L, int idx, int type, braid_buf_t *buf)
             int64_t v = (int64_t)lua_tointeger(L, idx);
             put_tag_varint(buf, BRAID_T_INT, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
         } else {
-            braid_buf_put_u8(buf, BRAID_T_FLOAT);
-            braid_buf_put_f64(buf, (double)lua_tonumber(L, idx));
+            put_tag_f64(buf, (double)lua_tonumber(L, idx));
         }
         return 1;
     case LUA_TSTRING: {
@@ -579,6 +598,28 @@ static inline int put_scalar(lua_State *L, int idx, int type, braid_buf_t *buf)
     }
 }
 
+/* Values shorter than this are written in full each time (a short string
+ * is interned by the receiver anyway), without the cost of recording them;
+ * table keys are recorded whatever their length, so a key repeated in every
+ * record of a list is written and interned once, then sent as a REF. */
+#define ENC_VALUE_MEMO_MIN 4
+
+/* Writes the string at idx, as a REF when it was written before (and
+ * recorded: it is when at least memo_min bytes long). */
+static inline void enc_string(enc_t *e, int idx, size_t memo_min)
+{
+    size_t n;
+    const char *str = lua_tolstring(e->L, idx, &n);
+    if (n < BRAID_CODEC_MEMO_MIN) {
+        put_tag_str(e->buf, BRAID_T_STR, str, n);
+    } else if (n < memo_min) {
+        e->nrefs++; /* a back-reference target all the same (the decoder counts it) */
+        put_tag_str(e->buf, BRAID_T_STR, str, n);
+    } else if (!enc_seen(e, idx)) {
+        put_tag_str(e->buf, BRAID_T_STR, str, n);
+    }
+}
+
 static void enc_value(enc_t *e, int idx)
 {
     lua_State *L = e->L;
@@ -587,11 +628,7 @@ static void enc_value(enc_t *e, int idx)
     e->depth++;
     int type = lua_type(L, idx);
     if (type == LUA_TSTRING) {
-        size_t n;
-        const char *str = lua_tolstring(L, idx, &n);
-        /* a repeated string is written as a back-reference */
-        if (n < BRAID_CODEC_MEMO_MIN || !enc_seen(e, idx))
-            put_tag_str(e->buf, BRAID_T_STR, str, n);
+        enc_string(e, idx, ENC_VALUE_MEMO_MIN);
         e->depth--;
         return;
     }
