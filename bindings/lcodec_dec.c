@@ -329,6 +329,51 @@ static inline int dec_scalar_value(lua_State *L, uint8_t tag, braid_reader_t *r)
     }
 }
 
+/* Pushes the string after a STR tag, a back-reference target when long
+ * enough. */
+static inline void dec_str(dec_t *d)
+{
+    braid_reader_t *r = &d->r;
+    size_t n = (size_t)rd_varint(r);
+    if (r->err || n > (size_t)(r->end - r->p))
+        dec_fail(d, BRAID_ECORRUPT);
+    lua_pushlstring(d->L, (const char *)r->p, n);
+    r->p += n;
+    if (n >= BRAID_CODEC_MEMO_MIN)
+        dec_ref(d);
+}
+
+/* dec_value for a table's key or value: scalars, strings and
+ * back-references (most items) without a call and its depth checks (they
+ * nest nothing, and take the one stack slot their level counts on). */
+static inline void dec_item(dec_t *d)
+{
+    braid_reader_t *r = &d->r;
+    if (r->p < r->end) {
+        uint8_t tag = *r->p;
+        if (tag <= BRAID_T_FLOAT) {
+            r->p++;
+            if (dec_scalar_value(d->L, tag, r) != 1)
+                dec_fail(d, BRAID_ECORRUPT);
+            return;
+        }
+        if (tag == BRAID_T_STR) {
+            r->p++;
+            dec_str(d);
+            return;
+        }
+        if (tag == BRAID_T_REF) {
+            r->p++;
+            uint64_t i = rd_varint(r);
+            if (r->err || i >= (uint64_t)d->nrefs)
+                dec_fail(d, BRAID_ECORRUPT);
+            dec_push_ref(d, (lua_Integer)i);
+            return;
+        }
+    }
+    dec_value(d);
+}
+
 static void dec_value(dec_t *d)
 {
     lua_State *L = d->L;
@@ -338,18 +383,12 @@ static void dec_value(dec_t *d)
     if (++d->depth > BRAID_CODEC_MAX_DEPTH)
         dec_fail(d, BRAID_ETOOBIG);
     if (d->depth % 8 == 0)
-        luaL_checkstack(L, 40, "decode"); /* each level uses at most 5 slots */
+        luaL_checkstack(L, 48, "decode"); /* each level uses at most 5 slots */
     if (r->err || r->p >= r->end)
         dec_fail(d, BRAID_ECORRUPT);
     uint8_t tag = *r->p++;
     if (tag == BRAID_T_STR) {
-        size_t n = (size_t)rd_varint(r);
-        if (r->err || n > (size_t)(r->end - r->p))
-            dec_fail(d, BRAID_ECORRUPT);
-        lua_pushlstring(L, (const char *)r->p, n);
-        r->p += n;
-        if (n >= BRAID_CODEC_MEMO_MIN)
-            dec_ref(d);
+        dec_str(d);
         d->depth--;
         return;
     }
@@ -377,12 +416,12 @@ static void dec_value(dec_t *d)
         dec_ref(d);
         int t = lua_gettop(L);
         for (uint64_t i = 1; i <= na; i++) {
-            dec_value(d);
+            dec_item(d);
             lua_rawseti(L, t, (lua_Integer)i);
         }
         for (uint64_t i = 0; i < nh; i++) {
-            dec_value(d);
-            dec_value(d);
+            dec_item(d);
+            dec_item(d);
             int kt = lua_type(L, -2);
             if (kt == LUA_TNIL || (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
                 dec_fail(d, BRAID_ECORRUPT); /* nil or NaN key */
