@@ -249,7 +249,25 @@ static inline uint64_t rd_varint(braid_reader_t *r)
 {
     if (r->p < r->end && *r->p < 0x80)
         return *r->p++;
+    if (r->end - r->p >= 2 && r->p[1] < 0x80) {
+        uint64_t v = (uint64_t)(r->p[0] & 0x7f) | (uint64_t)r->p[1] << 7;
+        r->p += 2;
+        return v;
+    }
     return braid_reader_varint(r);
+}
+
+/* Inline braid_reader_f64: 8 bytes, IEEE-754 little endian. */
+static inline int rd_f64(braid_reader_t *r, double *out)
+{
+    if (r->err || r->end - r->p < 8)
+        return -1;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= (uint64_t)r->p[i] << (8 * i);
+    r->p += 8;
+    memcpy(out, &u, sizeof *out);
+    return 0;
 }
 
 /* Inline braid_reader_count for counts of up to 5 varint bytes (all the
@@ -292,8 +310,8 @@ static inline int dec_scalar_value(lua_State *L, uint8_t tag, braid_reader_t *r)
         return 1;
     }
     case BRAID_T_FLOAT: {
-        double f = braid_reader_f64(r);
-        if (r->err)
+        double f;
+        if (rd_f64(r, &f))
             return -1;
         lua_pushnumber(L, (lua_Number)f);
         return 1;
@@ -311,6 +329,51 @@ static inline int dec_scalar_value(lua_State *L, uint8_t tag, braid_reader_t *r)
     }
 }
 
+/* Pushes the string after a STR tag, a back-reference target when long
+ * enough. */
+static inline void dec_str(dec_t *d)
+{
+    braid_reader_t *r = &d->r;
+    size_t n = (size_t)rd_varint(r);
+    if (r->err || n > (size_t)(r->end - r->p))
+        dec_fail(d, BRAID_ECORRUPT);
+    lua_pushlstring(d->L, (const char *)r->p, n);
+    r->p += n;
+    if (n >= BRAID_CODEC_MEMO_MIN)
+        dec_ref(d);
+}
+
+/* dec_value for a table's key or value: scalars, strings and
+ * back-references (most items) without a call and its depth checks (they
+ * nest nothing, and take the one stack slot their level counts on). */
+static inline void dec_item(dec_t *d)
+{
+    braid_reader_t *r = &d->r;
+    if (r->p < r->end) {
+        uint8_t tag = *r->p;
+        if (tag <= BRAID_T_FLOAT) {
+            r->p++;
+            if (dec_scalar_value(d->L, tag, r) != 1)
+                dec_fail(d, BRAID_ECORRUPT);
+            return;
+        }
+        if (tag == BRAID_T_STR) {
+            r->p++;
+            dec_str(d);
+            return;
+        }
+        if (tag == BRAID_T_REF) {
+            r->p++;
+            uint64_t i = rd_varint(r);
+            if (r->err || i >= (uint64_t)d->nrefs)
+                dec_fail(d, BRAID_ECORRUPT);
+            dec_push_ref(d, (lua_Integer)i);
+            return;
+        }
+    }
+    dec_value(d);
+}
+
 static void dec_value(dec_t *d)
 {
     lua_State *L = d->L;
@@ -320,16 +383,19 @@ static void dec_value(dec_t *d)
     if (++d->depth > BRAID_CODEC_MAX_DEPTH)
         dec_fail(d, BRAID_ETOOBIG);
     if (d->depth % 8 == 0)
-        luaL_checkstack(L, 40, "decode"); /* each level uses at most 5 slots */
+        luaL_checkstack(L, 48, "decode"); /* each level uses at most 5 slots */
     if (r->err || r->p >= r->end)
         dec_fail(d, BRAID_ECORRUPT);
     uint8_t tag = *r->p++;
+    if (tag == BRAID_T_STR) {
+        dec_str(d);
+        d->depth--;
+        return;
+    }
     int scalar = dec_scalar_value(L, tag, r);
     if (scalar < 0)
         dec_fail(d, BRAID_ECORRUPT);
     if (scalar) {
-        if (tag == BRAID_T_STR && lua_rawlen(L, -1) >= BRAID_CODEC_MEMO_MIN)
-            dec_ref(d);
         d->depth--;
         return;
     }
@@ -350,12 +416,12 @@ static void dec_value(dec_t *d)
         dec_ref(d);
         int t = lua_gettop(L);
         for (uint64_t i = 1; i <= na; i++) {
-            dec_value(d);
+            dec_item(d);
             lua_rawseti(L, t, (lua_Integer)i);
         }
         for (uint64_t i = 0; i < nh; i++) {
-            dec_value(d);
-            dec_value(d);
+            dec_item(d);
+            dec_item(d);
             int kt = lua_type(L, -2);
             if (kt == LUA_TNIL || (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
                 dec_fail(d, BRAID_ECORRUPT); /* nil or NaN key */

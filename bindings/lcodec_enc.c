@@ -81,6 +81,22 @@ static inline void put_tag(braid_buf_t *b, uint8_t tag)
         braid_buf_put_u8(b, tag);
 }
 
+static inline void put_tag_f64(braid_buf_t *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    if (b->cap - b->len < 9) {
+        braid_buf_put_u8(b, BRAID_T_FLOAT);
+        braid_buf_put_u64(b, u);
+        return;
+    }
+    uint8_t *p = b->data + b->len;
+    *p++ = BRAID_T_FLOAT;
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(u >> (8 * i));
+    b->len += 9;
+}
+
 static inline void put_tag_str(braid_buf_t *b, uint8_t tag, const char *s, size_t n)
 {
     if (b->cap - b->len < 11 || b->cap - b->len - 11 < n) {
@@ -173,6 +189,7 @@ static int enc_fail(enc_t *e, const char *what)
 }
 
 static void enc_value(enc_t *e, int idx);
+static inline void enc_string(enc_t *e, int idx, size_t memo_min);
 
 static const char ECTX_KEY = 'e'; /* registry: the state's encctx_t box */
 #define ENC_KEEP_SLOTS 65536      /* larger maps are freed after the encode */
@@ -312,10 +329,10 @@ static void enc_anchor(enc_t *e, int idx)
     e->nanchored++;
 }
 
-/* If the value at idx was seen, writes a REF and returns 1; else records it. */
-static int enc_seen(enc_t *e, int idx)
+/* If the value at idx (whose lua_topointer is p) was seen, writes a REF
+ * and returns 1; else records it. */
+static int enc_seen_at(enc_t *e, int idx, const void *p)
 {
-    const void *p = lua_topointer(e->L, idx);
     int found;
     lua_Integer ref = seen_find(e->ctx, p, &found);
     if (found) {
@@ -327,40 +344,43 @@ static int enc_seen(enc_t *e, int idx)
     return 0;
 }
 
-/* Writes MODULE/MODFIELD if the value is reachable by module name. */
-static int enc_by_name(enc_t *e, int idx)
+static int enc_seen(enc_t *e, int idx)
+{
+    return enc_seen_at(e, idx, lua_topointer(e->L, idx));
+}
+
+/* Writes MODULE/MODFIELD if the value at idx (whose lua_topointer is p) is
+ * reachable by module name. */
+static int enc_by_name_at(enc_t *e, int idx, const void *p)
 {
     lua_State *L = e->L;
     if (!e->modmap) {
         lbraid_modmap_push(L, &e->ctx->mod, e->box, 0);
         e->modmap = lua_gettop(L);
     }
-    int t = LUA_TNIL;
-    if (lbraid_modmap_may_have(&e->ctx->mod, lua_topointer(L, idx))) {
+    if (lbraid_modmap_may_have(&e->ctx->mod, p)) {
         lua_pushvalue(L, idx);
-        t = lua_rawget(L, e->modmap);
-    } else {
-        lua_pushnil(L);
+        int t = lua_rawget(L, e->modmap);
+        size_t n;
+        const char *s;
+        if (t == LUA_TSTRING) {
+            s = lua_tolstring(L, -1, &n);
+            braid_buf_put_u8(e->buf, BRAID_T_MODULE);
+            braid_buf_put_str(e->buf, s, n);
+        } else if (t == LUA_TTABLE) {
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);
+            braid_buf_put_u8(e->buf, BRAID_T_MODFIELD);
+            s = lua_tolstring(L, -2, &n);
+            braid_buf_put_str(e->buf, s, n);
+            s = lua_tolstring(L, -1, &n);
+            braid_buf_put_str(e->buf, s, n);
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+        if (t == LUA_TSTRING || t == LUA_TTABLE)
+            return 1;
     }
-    size_t n;
-    const char *s;
-    if (t == LUA_TSTRING) {
-        s = lua_tolstring(L, -1, &n);
-        braid_buf_put_u8(e->buf, BRAID_T_MODULE);
-        braid_buf_put_str(e->buf, s, n);
-    } else if (t == LUA_TTABLE) {
-        lua_rawgeti(L, -1, 1);
-        lua_rawgeti(L, -2, 2);
-        braid_buf_put_u8(e->buf, BRAID_T_MODFIELD);
-        s = lua_tolstring(L, -2, &n);
-        braid_buf_put_str(e->buf, s, n);
-        s = lua_tolstring(L, -1, &n);
-        braid_buf_put_str(e->buf, s, n);
-        lua_pop(L, 2);
-    }
-    lua_pop(L, 1);
-    if (t == LUA_TSTRING || t == LUA_TTABLE)
-        return 1;
     /* braid.Error is every state's, loaded or not: errors must always cross */
     if (!lua_istable(L, idx))
         return 0;
@@ -370,13 +390,18 @@ static int enc_by_name(enc_t *e, int idx)
         e->errmeta_known = 1;
         lua_pop(L, 1);
     }
-    int is_error_meta = e->errmeta && lua_topointer(L, idx) == e->errmeta;
+    int is_error_meta = e->errmeta && p == e->errmeta;
     if (is_error_meta) {
         braid_buf_put_u8(e->buf, BRAID_T_MODFIELD);
         braid_buf_put_str(e->buf, "braid", 5);
         braid_buf_put_str(e->buf, "Error", 5);
     }
     return is_error_meta;
+}
+
+static int enc_by_name(enc_t *e, int idx)
+{
+    return enc_by_name_at(e, idx, lua_topointer(e->L, idx));
 }
 
 /* enc_by_name for a value that cannot cross any other way (a C function,
@@ -402,7 +427,8 @@ static int enc_by_name_fresh(enc_t *e, int idx)
 static void enc_table(enc_t *e, int idx)
 {
     lua_State *L = e->L;
-    if (enc_by_name(e, idx) || enc_seen(e, idx))
+    const void *p = lua_topointer(L, idx);
+    if (enc_by_name_at(e, idx, p) || enc_seen_at(e, idx, p))
         return;
     if (!lua_checkstack(L, 12))
         enc_fail(e, "a value nested too deeply");
@@ -430,7 +456,10 @@ static void enc_table(enc_t *e, int idx)
         if (narr == 0 || !lua_isinteger(L, k) || (ik = lua_tointeger(L, k)) < 1 || ik > narr) {
             e->path[e->depth].kind = 7;
             e->path[e->depth].i = k;
-            enc_value(e, k);
+            if (lua_type(L, k) == LUA_TSTRING)
+                enc_string(e, k, 0); /* (a key is never nested too deeply) */
+            else
+                enc_value(e, k);
             enc_value(e, k + 1);
             nhash++;
         }
@@ -564,8 +593,7 @@ static inline int put_scalar(lua_State *L, int idx, int type, braid_buf_t *buf)
             int64_t v = (int64_t)lua_tointeger(L, idx);
             put_tag_varint(buf, BRAID_T_INT, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
         } else {
-            braid_buf_put_u8(buf, BRAID_T_FLOAT);
-            braid_buf_put_f64(buf, (double)lua_tonumber(L, idx));
+            put_tag_f64(buf, (double)lua_tonumber(L, idx));
         }
         return 1;
     case LUA_TSTRING: {
@@ -579,6 +607,43 @@ static inline int put_scalar(lua_State *L, int idx, int type, braid_buf_t *buf)
     }
 }
 
+/* Values shorter than this are written in full each time (a short string
+ * is interned by the receiver anyway), without the cost of recording them;
+ * table keys are recorded whatever their length, so a key repeated in every
+ * record of a list is written and interned once, then sent as a REF. */
+#define ENC_VALUE_MEMO_MIN 4
+
+/* Writes the string at idx, as a REF when it was written before (and
+ * recorded: it is when at least memo_min bytes long; memo_min 0 is a key's,
+ * looked up before its bytes are read: most keys are repeats). */
+static inline void enc_string(enc_t *e, int idx, size_t memo_min)
+{
+    lua_State *L = e->L;
+    const void *p = NULL;
+    if (memo_min == 0) {
+        int found;
+        p = lua_topointer(L, idx);
+        lua_Integer ref = seen_find(e->ctx, p, &found);
+        if (found) { /* (only strings of BRAID_CODEC_MEMO_MIN bytes or more are) */
+            put_tag_varint(e->buf, BRAID_T_REF, (uint64_t)ref);
+            return;
+        }
+    }
+    size_t n;
+    const char *str = lua_tolstring(L, idx, &n);
+    if (n < BRAID_CODEC_MEMO_MIN) {
+        /* not a back-reference target */
+    } else if (n < memo_min) {
+        e->nrefs++; /* a back-reference target all the same (the decoder counts it) */
+    } else if (p) {
+        seen_add(e, p, e->nrefs++);
+        enc_anchor(e, idx);
+    } else if (enc_seen(e, idx)) {
+        return;
+    }
+    put_tag_str(e->buf, BRAID_T_STR, str, n);
+}
+
 static void enc_value(enc_t *e, int idx)
 {
     lua_State *L = e->L;
@@ -587,11 +652,7 @@ static void enc_value(enc_t *e, int idx)
     e->depth++;
     int type = lua_type(L, idx);
     if (type == LUA_TSTRING) {
-        size_t n;
-        const char *str = lua_tolstring(L, idx, &n);
-        /* a repeated string is written as a back-reference */
-        if (n < BRAID_CODEC_MEMO_MIN || !enc_seen(e, idx))
-            put_tag_str(e->buf, BRAID_T_STR, str, n);
+        enc_string(e, idx, ENC_VALUE_MEMO_MIN);
         e->depth--;
         return;
     }

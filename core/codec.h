@@ -23,6 +23,8 @@ extern "C" {
  *   REF                   varint index of an earlier TABLE, FUNC or STR of
  *                         at least BRAID_CODEC_MEMO_MIN bytes (0-based, in
  *                         order of appearance): repeated keys cost 2 bytes
+ *                         (the encoder refers back to every table key, and
+ *                         to values of 4 bytes or more)
  *   FUNC                  STR-like chunk, 8-byte MAC of the chunk, varint
  *                         nupvalues, upvalues, varint nglobals, (name, value)*
  *   MODULE                STR-like module name
@@ -50,7 +52,7 @@ enum {
 };
 
 /* Strings this long or longer are back-reference targets. */
-#define BRAID_CODEC_MEMO_MIN 4
+#define BRAID_CODEC_MEMO_MIN 1
 
 /* Nesting limit for encoder and decoder. */
 #define BRAID_CODEC_MAX_DEPTH 200

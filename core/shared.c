@@ -1,5 +1,8 @@
-/* Shared tables: open-addressing hash map (linear probing, backward-shift
- * deletion) of encoded key -> encoded value, plus an O(1) border for #t. */
+/* Shared tables: an array part for the integer keys 1..acap (a value cell
+ * per key, no key bytes, no hashing: t[#t + 1] = v appends) and an
+ * open-addressing hash map (linear probing, backward-shift deletion) of
+ * encoded key -> encoded value for the other keys, plus an O(1) border for
+ * #t. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +31,18 @@ typedef struct slot {
     } u;
 } slot_t;
 
+/* A cell of the array part: c[0] is 0 (absent), the length (1..CELL_INLINE)
+ * of the value stored inline at c + 1, or BIG: then the value is in a big_t
+ * (whose key buffer is empty) at offset 8. */
+#define CELL_INLINE 15
+typedef union cell {
+    uint8_t c[16];
+    struct {
+        uint64_t tag;
+        big_t *big;
+    } b;
+} cell_t;
+
 /* All fields below obj are guarded by lock (the table's RLock), which is
  * the only lock taken; braid_buf_free of replaced values runs after it is
  * released, since it may destroy other objects. */
@@ -35,8 +50,11 @@ struct braid_shared {
     braid_object_t obj;
     braid_rlock_t *lock;
     slot_t *slots;
-    size_t cap, count; /* cap: 0 or a power of two */
-    int64_t border;    /* keys 1..border present, border+1 absent */
+    size_t cap, count; /* cap: 0 or a power of two; count: keys in slots */
+    size_t hints;      /* integer keys in slots (0: no key of the array's range there) */
+    cell_t *cells;     /* the array part: cells[k - 1] holds key k, for k in 1..acap */
+    size_t acap, acount;
+    int64_t border; /* keys 1..border present, border+1 absent */
 };
 
 static const uint8_t *slot_key(const slot_t *s, size_t *len)
@@ -74,7 +92,11 @@ static void shared_destroy(braid_object_t *obj)
     for (size_t i = 0; i < t->cap; i++)
         if (t->slots[i].hash && t->slots[i].klen == BIG)
             big_free(t->slots[i].u.big);
+    for (size_t i = 0; i < t->acap; i++)
+        if (t->cells[i].c[0] == BIG)
+            big_free(t->cells[i].b.big);
     free(t->slots);
+    free(t->cells);
     braid_object_release((braid_object_t *)t->lock);
     free(t);
 }
@@ -190,22 +212,78 @@ static size_t int_key(uint8_t out[11], int64_t v)
     return n;
 }
 
-/* If key is an encoded integer, stores it in *v and returns 1. */
-static int key_int(const braid_buf_t *key, int64_t *v)
+/* If the n bytes at key are an integer encoded as int_key writes it,
+ * stores it in *v and returns 1. */
+static int key_int(const uint8_t *key, size_t n, int64_t *v)
 {
-    if (key->len < 2 || key->data[0] != BRAID_T_INT)
+    if (n < 2 || n > 11 || key[0] != BRAID_T_INT || (n > 2 && key[n - 1] == 0) ||
+        (n == 11 && key[10] > 1))
         return 0;
-    braid_reader_t r;
-    braid_reader_init(&r, key->data + 1, key->len - 1);
-    *v = braid_reader_int(&r);
-    return !r.err && braid_reader_left(&r) == 0;
+    uint64_t z = 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((key[i] < 0x80) != (i == n - 1))
+            return 0;
+        z |= (uint64_t)(key[i] & 0x7f) << (7 * (i - 1));
+    }
+    *v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+    return 1;
+}
+
+/* The array cell of integer key v, or NULL when v is outside 1..acap. */
+static cell_t *cell_of(const braid_shared_t *t, int64_t v)
+{
+    return v >= 1 && (uint64_t)v <= t->acap ? &t->cells[v - 1] : NULL;
 }
 
 static int has_int(const braid_shared_t *t, int64_t v)
 {
+    cell_t *c = cell_of(t, v);
+    if (c)
+        return c->c[0] != 0;
+    if (!t->hints)
+        return 0;
     uint8_t k[11];
     size_t n = int_key(k, v);
-    return t->cap && t->slots[find(t, k, n, hash_bytes(k, n))].hash != 0;
+    return t->slots[find(t, k, n, hash_bytes(k, n))].hash != 0;
+}
+
+/* Moves into c (empty) the pair of hash slot i (an integer key's). */
+static void cell_take_slot(braid_shared_t *t, cell_t *c, size_t i)
+{
+    slot_t *s = &t->slots[i];
+    if (s->klen == BIG) {
+        braid_buf_free(&s->u.big->key); /* an integer: no objects */
+        c->b.big = s->u.big;
+        c->c[0] = BIG;
+    } else {
+        c->c[0] = s->vlen; /* 1..INLINE_KV - 2 */
+        memcpy(c->c + 1, s->u.kv + s->klen, s->vlen);
+    }
+    remove_slot(t, i);
+    t->hints--;
+    t->acount++;
+}
+
+/* Doubles the array part (or makes its first 8 cells), moving into it the
+ * keys of its new range that the hash part held. */
+static int grow_cells(braid_shared_t *t)
+{
+    size_t ncap = t->acap ? t->acap * 2 : 8;
+    cell_t *n = realloc(t->cells, ncap * sizeof *n);
+    if (!n)
+        return BRAID_ENOMEM;
+    memset(n + t->acap, 0, (ncap - t->acap) * sizeof *n);
+    size_t from = t->acap;
+    t->cells = n;
+    t->acap = ncap;
+    for (size_t k = from + 1; k <= ncap && t->hints; k++) {
+        uint8_t kb[11];
+        size_t kn = int_key(kb, (int64_t)k);
+        size_t i = find(t, kb, kn, hash_bytes(kb, kn));
+        if (t->slots[i].hash)
+            cell_take_slot(t, &n[k - 1], i);
+    }
+    return 0;
 }
 
 static int lock(braid_shared_t *t)
@@ -223,7 +301,16 @@ int braid_shared_get(braid_shared_t *t, const void *key, size_t klen, braid_buf_
     int rc = lock(t);
     if (rc)
         return rc;
-    if (t->cap) {
+    int64_t k;
+    cell_t *c = key_int(key, klen, &k) ? cell_of(t, k) : NULL;
+    if (c) {
+        if (c->c[0] == BIG) {
+            rc = braid_buf_copy(out, &c->b.big->value) == 0 ? 1 : BRAID_ENOMEM;
+        } else if (c->c[0]) {
+            braid_buf_put_bytes(out, c->c + 1, c->c[0]);
+            rc = out->err ? BRAID_ENOMEM : 1;
+        }
+    } else if (t->cap) {
         slot_t *s = &t->slots[find(t, key, klen, hash_bytes(key, klen))];
         if (s->hash == 0) {
             /* absent */
@@ -266,14 +353,65 @@ static void slot_fill(slot_t *s, braid_buf_t *key, braid_buf_t *value, big_t **s
     }
 }
 
+/* Fills cell c (empty or reused) with value, inline or in *spare. */
+static void cell_fill(cell_t *c, braid_buf_t *key, braid_buf_t *value, big_t **spare)
+{
+    if (value->nobjs == 0 && value->len <= CELL_INLINE) {
+        c->c[0] = (uint8_t)value->len;
+        memcpy(c->c + 1, value->data, value->len);
+        braid_buf_reset(value);
+    } else {
+        big_t *b = *spare;
+        *spare = NULL;
+        braid_buf_move(&b->value, value);
+        c->b.big = b;
+        c->c[0] = BIG;
+    }
+    braid_buf_reset(key);
+}
+
+/* The set of braid_shared_set when key (integer k) goes to the array part:
+ * k is in 1..acap, or acap + 1 with 1..acap all present (the part grows).
+ * Called locked; *old receives a replaced big_t. */
+static int set_cell(braid_shared_t *t, int64_t k, braid_buf_t *key, braid_buf_t *value,
+                    big_t **spare, big_t **old)
+{
+    if ((uint64_t)k > t->acap) {
+        int rc = grow_cells(t);
+        if (rc)
+            return rc;
+    }
+    cell_t *c = &t->cells[k - 1];
+    if (c->c[0] == BIG)
+        *old = c->b.big;
+    if (!value) { /* delete */
+        if (c->c[0]) {
+            memset(c, 0, sizeof *c);
+            t->acount--;
+            if (k <= t->border)
+                t->border = k - 1;
+        }
+        braid_buf_reset(key);
+        return 0;
+    }
+    if (!c->c[0])
+        t->acount++;
+    cell_fill(c, key, value, spare);
+    if (k == t->border + 1) {
+        t->border = k;
+        while (t->border < INT64_MAX && has_int(t, t->border + 1))
+            t->border++;
+    }
+    return 0;
+}
+
 int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
 {
     if (key->len == 0)
         return BRAID_EINVAL;
     int del = value == NULL || value->len == 0;
-    uint32_t h = hash_bytes(key->data, key->len);
     int64_t k = 0;
-    int isint = key_int(key, &k);
+    int isint = key_int(key->data, key->len, &k);
     big_t *old = NULL, *spare = NULL; /* freed after the lock */
     if (!del && !fits_inline(key, value)) {
         if (!(spare = calloc(1, sizeof *spare)))
@@ -284,13 +422,20 @@ int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
         free(spare);
         return rc;
     }
-    if (del) {
+    if (isint && k >= 1 &&
+        ((uint64_t)k <= t->acap ||
+         (!del && (uint64_t)k == t->acap + 1 && t->border >= (int64_t)t->acap))) {
+        rc = set_cell(t, k, key, del ? NULL : value, &spare, &old);
+        if (!rc && del && value)
+            braid_buf_reset(value);
+    } else if (del) {
         if (t->cap) {
-            size_t i = find(t, key->data, key->len, h);
+            size_t i = find(t, key->data, key->len, hash_bytes(key->data, key->len));
             if (t->slots[i].hash) {
                 if (t->slots[i].klen == BIG)
                     old = t->slots[i].u.big;
                 remove_slot(t, i);
+                t->hints -= isint;
                 if (isint && k >= 1 && k <= t->border)
                     t->border = k - 1;
             }
@@ -298,12 +443,10 @@ int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
         braid_buf_reset(key);
         if (value)
             braid_buf_reset(value);
+    } else if ((t->count + 1) * 4 > t->cap * 3 && (rc = grow(t)) != 0) {
+        /* out of memory */
     } else {
-        if ((t->count + 1) * 4 > t->cap * 3 && (rc = grow(t)) != 0) {
-            unlock(t);
-            free(spare);
-            return rc;
-        }
+        uint32_t h = hash_bytes(key->data, key->len);
         slot_t *s = &t->slots[find(t, key->data, key->len, h)];
         if (s->hash) {
             if (s->klen == BIG)
@@ -311,6 +454,7 @@ int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
         } else {
             s->hash = h;
             t->count++;
+            t->hints += isint;
         }
         slot_fill(s, key, value, &spare);
         if (isint && k == t->border + 1) {
@@ -322,7 +466,7 @@ int braid_shared_set(braid_shared_t *t, braid_buf_t *key, braid_buf_t *value)
     unlock(t);
     big_free(old);
     free(spare);
-    return 0;
+    return rc;
 }
 
 int64_t braid_shared_len(braid_shared_t *t)
@@ -339,7 +483,7 @@ size_t braid_shared_count(braid_shared_t *t)
 {
     if (lock(t))
         return 0;
-    size_t n = t->count;
+    size_t n = t->count + t->acount;
     unlock(t);
     return n;
 }
@@ -351,10 +495,31 @@ int braid_shared_snapshot(braid_shared_t *t, braid_shared_pair_t **pairs, size_t
     int rc = lock(t);
     if (rc)
         return rc;
-    braid_shared_pair_t *p = t->count ? calloc(t->count, sizeof *p) : NULL;
+    size_t total = t->count + t->acount;
+    braid_shared_pair_t *p = total ? calloc(total, sizeof *p) : NULL;
     size_t m = 0;
-    if (t->count && !p)
+    if (total && !p)
         rc = BRAID_ENOMEM;
+    for (size_t i = 0; !rc && i < t->acap; i++) {
+        cell_t *c = &t->cells[i];
+        if (!c->c[0])
+            continue;
+        uint8_t kb[11];
+        braid_buf_put_bytes(&p[m].key, kb, int_key(kb, (int64_t)i + 1));
+        if (c->c[0] == BIG) {
+            if (braid_buf_copy(&p[m].value, &c->b.big->value))
+                rc = BRAID_ENOMEM;
+        } else {
+            braid_buf_put_bytes(&p[m].value, c->c + 1, c->c[0]);
+        }
+        if (rc || p[m].key.err || p[m].value.err) {
+            rc = BRAID_ENOMEM;
+            braid_buf_free(&p[m].key);
+            braid_buf_free(&p[m].value);
+            break;
+        }
+        m++;
+    }
     for (size_t i = 0; !rc && i < t->cap; i++) {
         slot_t *s = &t->slots[i];
         if (!s->hash)

@@ -106,6 +106,40 @@ describe("codec", function()
       assert.equal(100, u[200][1])
     end)
 
+    it("keeps lists of records: repeated keys of any length, mixed shapes, nesting", function()
+      local recs = {}
+      for i = 1, 300 do
+        local r = {id = i, x = i % 7, name = "user" .. i, vals = {i, i * 0.5, true}}
+        if i % 3 == 0 then r.extra = {a = {b = {}}} end -- another shape, nested
+        if i % 5 == 0 then r.vals = {} end -- empty tables
+        if i % 11 == 0 then r[i] = "int key"; r[true] = false; r[2.5] = "float key" end
+        if i % 13 == 0 then r.id = "id" end -- a value equal to a key
+        recs[i] = r
+      end
+      local u = rt(recs)
+      assert.same(recs, u)
+      assert.equal("id", u[13].id)
+      assert.equal("int key", u[11][11])
+      assert.is_false(u[22][true])
+      assert.equal("float key", u[33][2.5])
+      assert.equal(0, #u[5].vals)
+      assert.is_true(math.type(u[2].vals[1]) == "integer" and math.type(u[2].vals[2]) == "float")
+    end)
+
+    it("writes a repeated key once, then back-references it", function()
+      local function size(n)
+        local list = {}
+        for i = 1, n do list[i] = {id = i % 2, k = true, key = false} end
+        return #braid.encode(list)
+      end
+      -- each record after the first adds its 4-byte table header, three
+      -- 2-byte back-references and its values (4 bytes), not its key names
+      assert.equal(100 * 14, size(101) - size(1))
+      -- short values equal to keys, and keys equal to earlier values
+      local t = {{a = "b", b = "a"}, {b = "b", a = "a"}, "a", "b", {ab = "ab"}, {ab = 1}}
+      assert.same(t, rt(t))
+    end)
+
     it("keeps a table with holes", function()
       local u = rt({1, nil, 3, n = 3})
       assert.equal(1, u[1]); assert.is_nil(u[2]); assert.equal(3, u[3]); assert.equal(3, u.n)
@@ -346,6 +380,26 @@ describe("codec", function()
       bad(good .. "x")
       bad("\255")
       bad("")
+    end)
+
+    it("rejects truncated, garbled and misnumbered lists of records", function()
+      local recs = {}
+      for i = 1, 20 do recs[i] = {id = i, name = "user" .. i, vals = {i, i * 0.5, true}} end
+      local good = braid.encode(recs)
+      for i = 0, #good - 1, 3 do bad(good:sub(1, i)) end
+      -- every byte changed in turn: a value or a clean ValueError (or, when
+      -- the bytes came to name a module, require's error for it)
+      for i = 1, #good do
+        for _, x in ipairs({0, 6, 7, 0x80, 255}) do
+          local ok, err = pcall(braid.decode, good:sub(1, i - 1) .. string.char(x) .. good:sub(i + 1))
+          assert.is_true(ok or braid.Error.is(err, "ValueError") or
+                         tostring(err):find("module '.*' not found") ~= nil, tostring(err))
+        end
+      end
+      assert.is_false(select(2, next(braid.decode("\6\0\1\0\7\0\1")))) -- t[t] = false
+      bad("\6\0\1\0\7\1\1") -- a key referring to itself
+      bad("\6\0\1\0\7\5\1") -- to a string not yet seen
+      bad("\6\0\1\0\5\2id\7\2") -- to a reference past the last
     end)
 
     it("rejects huge counts without allocating them", function()

@@ -27,6 +27,31 @@ describe("shared.table", function()
     assert.is_nil(t.missing)
   end)
 
+  it("keeps integer keys filled in any order, with holes and long values", function()
+    local t = shared.table()
+    for i = 200, 1, -1 do t[i] = i * 2 end -- the last one, 1, comes first
+    assert.equal(200, #t)
+    for i = 201, 3000 do t[i] = i * 2 end
+    t[1500] = nil
+    assert.equal(1499, #t)
+    t[1500], t[7] = "a string value longer than any inline cell", {x = 1}
+    assert.equal(3000, #t)
+    t[0], t[-1], t[2.0], t[1e9] = "zero", "minus", "two", "far"
+    assert.same({"two", "zero", "minus", "far"}, {t[2], t[0], t[-1], t[1e9]})
+    assert.equal("a string value longer than any inline cell", t[1500])
+    assert.same({x = 1}, t[7])
+    local n, sum = 0, 0
+    for k in pairs(t) do
+      n = n + 1
+      sum = sum + k
+    end
+    assert.equal(3003, n)
+    assert.equal(3000 * 3001 // 2 - 1 + 1e9, sum)
+    local copy = shared.totable(t)
+    assert.equal(3000, #copy)
+    assert.equal(6000, copy[3000])
+  end)
+
   it("keeps value types and copies plain tables", function()
     local t = shared.table()
     t.i, t.f, t.s, t.b = 1, 1.5, "a\0b", false

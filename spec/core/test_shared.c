@@ -185,6 +185,97 @@ static void test_inline_and_big(void)
     braid_object_release((braid_object_t *)t);
 }
 
+/* Integer keys 1..n live in the array part: filled in any order, with
+ * holes, deleted, holding big values, alongside the same keys' hash
+ * entries before the array reaches them; # and snapshots see them all. */
+static void test_array_part(void)
+{
+    braid_shared_t *t;
+    CHECK(braid_shared_new(&t) == 0);
+    /* backwards: all in the hash part until key 1 comes, then moved */
+    for (int i = 300; i >= 1; i--)
+        set_ii(t, i, i, 0);
+    CHECK(braid_shared_len(t) == 300);
+    CHECK(braid_shared_count(t) == 300);
+    for (int i = 1; i <= 300; i++)
+        CHECK(get_ii(t, i) == i);
+    for (int i = 301; i <= 2000; i++) /* appends */
+        set_ii(t, i, -i, 0);
+    CHECK(braid_shared_len(t) == 2000);
+    /* a hole in the array part, then filled again */
+    set_ii(t, 1000, 0, 1);
+    CHECK(get_ii(t, 1000) == -1);
+    CHECK(braid_shared_len(t) == 999);
+    CHECK(braid_shared_count(t) == 1999);
+    set_ii(t, 1000, 5, 1); /* deleting an absent key changes nothing */
+    CHECK(braid_shared_count(t) == 1999);
+    set_ii(t, 1000, 7, 0);
+    CHECK(braid_shared_len(t) == 2000);
+    CHECK(get_ii(t, 1000) == 7);
+    /* zero, negatives and far keys stay in the hash part */
+    set_ii(t, 0, 1, 0);
+    set_ii(t, -5, 2, 0);
+    set_ii(t, 1000000, 3, 0);
+    CHECK(get_ii(t, 0) == 1 && get_ii(t, -5) == 2 && get_ii(t, 1000000) == 3);
+    CHECK(braid_shared_len(t) == 2000);
+    /* a value too long for a cell, replaced, then deleted */
+    braid_buf_t k = enc_int(5), v = enc_str("a value far too long to live in a cell");
+    CHECK(braid_shared_set(t, &k, &v) == 0);
+    braid_buf_free(&k);
+    braid_buf_free(&v);
+    k = enc_int(5);
+    braid_buf_t out;
+    braid_buf_init(&out);
+    CHECK(braid_shared_get(t, k.data, k.len, &out) == 1);
+    CHECK(out.len == 2 + strlen("a value far too long to live in a cell"));
+    braid_buf_free(&out);
+    braid_buf_free(&k);
+    set_ii(t, 5, 55, 0);
+    CHECK(get_ii(t, 5) == 55);
+    k = enc_int(6), v = enc_str("another value far too long for a cell");
+    CHECK(braid_shared_set(t, &k, &v) == 0);
+    braid_buf_free(&k);
+    braid_buf_free(&v);
+    set_ii(t, 6, 0, 1);
+    CHECK(get_ii(t, 6) == -1);
+    CHECK(braid_shared_len(t) == 5);
+    set_ii(t, 6, 6, 0);
+    /* a non-canonical encoding of 7 (a padded varint) is another key */
+    braid_buf_t pad;
+    braid_buf_init(&pad);
+    braid_buf_put_u8(&pad, BRAID_T_INT);
+    braid_buf_put_bytes(&pad, "\x8e\x00", 2);
+    CHECK(get_i(t, &pad) == -1);
+    braid_buf_free(&pad);
+    /* a snapshot holds every pair once */
+    braid_shared_pair_t *pairs;
+    size_t n;
+    CHECK(braid_shared_snapshot(t, &pairs, &n) == 0);
+    CHECK(n == 2003 && n == braid_shared_count(t));
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        braid_reader_t r;
+        braid_reader_init(&r, pairs[i].key.data, pairs[i].key.len);
+        CHECK(braid_reader_u8(&r) == BRAID_T_INT);
+        sum += braid_reader_int(&r);
+    }
+    CHECK(sum == 2000 * 2001 / 2 + 0 - 5 + 1000000);
+    braid_shared_pairs_free(pairs, n);
+    /* holes then the keys before them: the border jumps over both parts */
+    braid_shared_t *u;
+    CHECK(braid_shared_new(&u) == 0);
+    for (int i = 2; i <= 40; i++)
+        set_ii(u, i, i, 0);
+    CHECK(braid_shared_len(u) == 0);
+    set_ii(u, 1, 1, 0);
+    CHECK(braid_shared_len(u) == 40);
+    for (int i = 1; i <= 40; i++)
+        set_ii(u, i, 0, 1);
+    CHECK(braid_shared_count(u) == 0 && braid_shared_len(u) == 0);
+    braid_object_release((braid_object_t *)u);
+    braid_object_release((braid_object_t *)t);
+}
+
 int main(void)
 {
     long before = braid_object_count();
@@ -192,5 +283,6 @@ int main(void)
     RUN(test_locked_increments);
     CHECK(braid_object_count() == before);
     RUN(test_inline_and_big);
+    RUN(test_array_part);
     return CHECK_DONE();
 }

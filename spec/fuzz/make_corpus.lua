@@ -19,7 +19,14 @@ for i = 1, 40 do
   many[i], many[80 - i] = r, r
 end
 seeds[17] = many
-for i = 1, 17 do
+-- records of mixed shapes whose short keys (1-3 bytes) are back-references
+-- too, keys equal to values, non-string keys and empty tables
+local mixed = {}
+for i = 1, 12 do
+  mixed[i] = {x = i, id = "x", [i % 3 == 0 and "abc" or "ab"] = {}, [i] = i % 2 == 0}
+end
+seeds[18] = mixed
+for i = 1, 18 do
   local f = assert(io.open(("%s/seed%02d"):format(dir, i), "wb"))
   f:write(braid.encode(seeds[i]))
   f:close()
