@@ -192,9 +192,12 @@ lua_State *lbraid_newstate_thread(void)
     }
     lua_atpanic(L, lstate_panic);
     lua_setwarnf(L, warn_off, L);
+    /* everything made here stays alive: no collection while opening */
+    lua_gc(L, LUA_GCSTOP);
     luaL_openlibs(L);
     lbraid_preload(L);
     lbraid_install_print(L);
+    lua_gc(L, LUA_GCRESTART);
     run_state_init(L);
     return L;
 }
