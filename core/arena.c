@@ -40,6 +40,41 @@
 #endif
 #endif
 
+#ifdef ARENA_PLAIN
+
+struct braid_arena {
+    int unused;
+};
+
+braid_arena_t *braid_arena_new(void)
+{
+    return calloc(1, sizeof(braid_arena_t));
+}
+
+void braid_arena_free(braid_arena_t *a)
+{
+    free(a);
+}
+
+size_t braid_arena_used(const braid_arena_t *a)
+{
+    (void)a;
+    return 0;
+}
+
+void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+#else
+
 #define REGION_BYTES (128 * 1024) /* a multiple of any page size */
 #define SMALL_MAX 256
 #define BLOCK_MAX 4096
@@ -185,9 +220,6 @@ static void pool_give(braid_arena_t *a, size_t used)
 
 braid_arena_t *braid_arena_new(void)
 {
-#ifdef ARENA_PLAIN
-    return calloc(1, sizeof(braid_arena_t));
-#else
     pthread_once(&pool_once, pool_init);
     pool_lock();
     braid_arena_t *a = pool_take();
@@ -200,17 +232,14 @@ braid_arena_t *braid_arena_new(void)
     a->lo = a->cur = (char *)a + ((sizeof *a + 15) & ~(size_t)15);
     a->hi = (char *)a + REGION_BYTES;
     return a;
-#endif
 }
 
 void braid_arena_free(braid_arena_t *a)
 {
-#ifndef ARENA_PLAIN
     if (a->pooled) {
         pool_give(a, (size_t)(a->cur - (char *)a));
         return;
     }
-#endif
     free(a);
 }
 
@@ -271,15 +300,6 @@ static void *region_take(braid_arena_t *a, size_t n)
 void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     braid_arena_t *a = ud;
-#ifdef ARENA_PLAIN
-    (void)a;
-    (void)osize;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    return realloc(ptr, nsize);
-#else
     int in = ptr && (char *)ptr >= a->lo && (char *)ptr < a->hi;
     if (nsize == 0) {
         if (in)
@@ -313,5 +333,6 @@ void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     memcpy(n, ptr, osize < nsize ? osize : nsize);
     give(a, ptr, round8(osize));
     return n;
-#endif
 }
+
+#endif /* ARENA_PLAIN */
