@@ -159,7 +159,7 @@ void lbraid_push_object(lua_State *L, braid_object_t *obj)
     lua_pop(L, 1);
     if (luaL_getmetatable(L, obj->type->name) == LUA_TNIL) {
         lua_pop(L, 1);
-        lbraid_load_meta(L, obj->type->module);
+        lbraid_load_meta(L, obj->type);
         if (luaL_getmetatable(L, obj->type->name) == LUA_TNIL)
             luaL_error(L, "module '%s' did not register '%s'", obj->type->module, obj->type->name);
     }

@@ -41,132 +41,80 @@ static lua_CFunction find_open(const char *name)
     return NULL;
 }
 
-/* ---- a box's metatable without the module's script ----
- * A box crossing into a thread's state needs its type's metatable, which
- * the module's C half registers; compiling the module's script too would
- * cost a parked thread ~22 KB. For the modules listed here, whose script
- * only adds plain methods (no metamethods, nothing the C functions need),
- * lbraid_load_meta runs the C half alone and keeps its table; the script
- * runs with that same table on the first require, or on the first lookup
- * of a method the C half does not have (a metatable on each method table
- * of the module's types, taken off again before the script runs). */
-static const char *const lazy_scripts[] = {"braid.threading", NULL};
-static const char HALF_KEY = 'h'; /* registry: module name -> its C half's table */
-static const char LAZY_KEY = 'z'; /* marks a method table's lazy metatable */
+/* ---- a box's metatable without its module ----
+ * A box crossing into a thread's state needs its type's metatable. Loading
+ * the whole module for it would cost a parked thread ~12 KB (all of
+ * braid.threading's types and functions) for the one or two types it
+ * holds. For the modules listed here, lbraid_load_meta registers just that
+ * type's metatable, whose methods are the C half's. A lookup that misses
+ * in the method table (a method the module's script adds, such as `with`)
+ * requires the module, which registers every type of it over the same
+ * metatables (with new method tables), and looks again. */
+typedef int (*meta_fn)(lua_State *L, const braid_object_type_t *type);
+static const struct {
+    const char *module;
+    meta_fn open_meta;
+} lazy_metas[] = {
+    {"braid.threading", lbraid_meta_threading},
+    {NULL, NULL},
+};
 
-static int preload_loader(lua_State *L);
-
-static int rawfield(lua_State *L, int idx, const char *k)
-{
-    idx = lua_absindex(L, idx);
-    lua_pushstring(L, k);
-    return lua_rawget(L, idx);
-}
-
+/* __index of a lone type's method table (arg 1). Upvalues: the module's
+ * name, the type's metatable name. */
 static int lazy_index(lua_State *L)
 {
+    lua_settop(L, 2);
     lua_getglobal(L, "require");
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_call(L, 1, 0);
-    lua_settop(L, 2);
-    lua_rawget(L, 1);
+    lua_pushnil(L);
+    lua_setmetatable(L, 1); /* loaded: this table is no box's any more */
+    if (luaL_getmetatable(L, lua_tostring(L, lua_upvalueindex(2))) == LUA_TTABLE &&
+        lua_getfield(L, -1, "__index") == LUA_TTABLE && !lua_rawequal(L, -1, 1)) {
+        lua_pushvalue(L, 2);
+        lua_rawget(L, -2);
+        return 1;
+    }
+    lua_pushnil(L);
     return 1;
 }
 
-/* Puts the lazy metatable (on) or takes it off (!on) the method table of
- * every type registered by module `name`. Stack: unchanged. */
-static void hook_methods(lua_State *L, const char *name, int on)
+/* Whether require(name) would load braid's module: not loaded yet and not
+ * overridden in package.preload. */
+static int not_required(lua_State *L, const char *name)
 {
-    if (on) {
-        lua_createtable(L, 0, 2);
-        lua_pushstring(L, name);
-        lua_pushcclosure(L, lazy_index, 1);
-        lua_setfield(L, -2, "__index");
-        lua_pushboolean(L, 1);
-        lua_rawsetp(L, -2, &LAZY_KEY);
-    }
-    int mt = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, LUA_REGISTRYINDEX)) {
-        const braid_object_type_t *type = NULL;
-        if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1) &&
-            rawfield(L, -1, "__braid") == LUA_TLIGHTUSERDATA)
-            type = lua_touserdata(L, -1);
-        if (type && type->module && strcmp(type->module, name) == 0 &&
-            rawfield(L, -2, "__index") == LUA_TTABLE) {
-            if (on && !lua_getmetatable(L, -1)) {
-                lua_pushvalue(L, mt);
-                lua_setmetatable(L, -2);
-            } else if (!on && lua_getmetatable(L, -1)) {
-                if (lua_rawgetp(L, -1, &LAZY_KEY) == LUA_TBOOLEAN) {
-                    lua_pushnil(L);
-                    lua_setmetatable(L, -4);
-                }
-            }
-        }
-        lua_settop(L, mt + 1); /* the key */
-    }
-    lua_settop(L, on ? mt - 1 : mt);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    int loaded = lua_getfield(L, -1, name) != LUA_TNIL;
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    int overridden = lua_getfield(L, -1, name) != LUA_TNIL;
+    lua_pop(L, 4);
+    return !loaded && !overridden;
 }
 
-static int is_lazy(const char *name)
+void lbraid_load_meta(lua_State *L, const braid_object_type_t *type)
 {
-    for (const char *const *n = lazy_scripts; *n; n++)
-        if (strcmp(*n, name) == 0)
-            return 1;
-    return 0;
-}
-
-void lbraid_load_meta(lua_State *L, const char *name)
-{
-    lua_CFunction open = find_open(name);
-    if (open && is_lazy(name)) {
-        luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-        int loaded = lua_getfield(L, -1, name) != LUA_TNIL;
-        luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-        lua_getfield(L, -1, name);
-        /* only while require would come here: not loaded, preload intact */
-        int ours = lua_tocfunction(L, -1) == preload_loader;
-        lua_pop(L, 4);
-        if (!loaded && ours) {
-            if (lua_rawgetp(L, LUA_REGISTRYINDEX, &HALF_KEY) != LUA_TTABLE) {
-                lua_pop(L, 1);
-                lua_newtable(L);
-                lua_pushvalue(L, -1);
-                lua_rawsetp(L, LUA_REGISTRYINDEX, &HALF_KEY);
-            }
-            if (lua_getfield(L, -1, name) != LUA_TTABLE) {
-                lua_pushcfunction(L, open);
-                lua_call(L, 0, 1);
-                lua_setfield(L, -3, name);
-                hook_methods(L, name, 1);
-            }
-            lua_pop(L, 2);
-            return;
+    for (int i = 0; lazy_metas[i].module; i++) {
+        if (strcmp(lazy_metas[i].module, type->module) != 0)
+            continue;
+        if (!not_required(L, type->module) || !lazy_metas[i].open_meta(L, type))
+            break;
+        luaL_getmetatable(L, type->name);
+        if (lua_getfield(L, -1, "__index") == LUA_TTABLE && !lua_getmetatable(L, -1)) {
+            lua_createtable(L, 0, 1);
+            lua_pushstring(L, type->module);
+            lua_pushstring(L, type->name);
+            lua_pushcclosure(L, lazy_index, 2);
+            lua_setfield(L, -2, "__index");
+            lua_setmetatable(L, -2);
+        } else if (lua_istable(L, -1)) {
+            lua_pop(L, 1);
         }
+        lua_pop(L, 2);
+        return;
     }
     lua_getglobal(L, "require");
-    lua_pushstring(L, name);
+    lua_pushstring(L, type->module);
     lua_call(L, 1, 0);
-}
-
-/* Pushes module name's C half if lbraid_load_meta loaded it alone, and
- * forgets it there (the caller runs the script). Stack: +1 or 0. */
-static int take_half(lua_State *L, const char *name)
-{
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &HALF_KEY) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    if (lua_getfield(L, -1, name) != LUA_TTABLE) {
-        lua_pop(L, 2);
-        return 0;
-    }
-    lua_pushnil(L);
-    lua_setfield(L, -3, name);
-    lua_remove(L, -2);
-    hook_methods(L, name, 0);
-    return 1;
 }
 
 /* Loads module `name`: its C half (or an empty table), then its script
@@ -178,11 +126,11 @@ int lbraid_load_module(lua_State *L, const char *name)
     const script_t *s = find_script(name);
     if (!open && !s)
         return luaL_error(L, "module '%s' is not part of this braid build", name);
-    if (!open) {
-        lua_newtable(L);
-    } else if (!take_half(L, name)) {
+    if (open) {
         lua_pushcfunction(L, open);
         lua_call(L, 0, 1);
+    } else {
+        lua_newtable(L);
     }
     if (s) {
         const char *chunkname = lua_pushfstring(L, "=[%s]", name);
@@ -199,26 +147,53 @@ int lbraid_load_module(lua_State *L, const char *name)
     return 1;
 }
 
+/* ---- require's way in ----
+ * One searcher, right after package.preload's, finds every braid module
+ * (a state would otherwise hold a closure and a string per module in
+ * package.preload, ~3 KB). A module put in package.preload still wins. */
+
+/* loader(name): the module. */
 static int preload_loader(lua_State *L)
 {
-    return lbraid_load_module(L, lua_tostring(L, lua_upvalueindex(1)));
+    return lbraid_load_module(L, luaL_checkstring(L, 1));
 }
 
-static void add_preload(lua_State *L, int preload, const char *name)
+/* searcher(name): the loader and the name for a braid module; nothing
+ * (no line in require's "not found" message) for any other. */
+static int preload_searcher(lua_State *L)
 {
-    lua_pushstring(L, name);
-    lua_pushcclosure(L, preload_loader, 1);
-    lua_setfield(L, preload, name);
+    const char *name = luaL_checkstring(L, 1);
+    if (!find_open(name) && !find_script(name))
+        return 0;
+    lua_pushcfunction(L, preload_loader);
+    lua_pushvalue(L, 1);
+    return 2;
 }
 
 void lbraid_preload(lua_State *L)
 {
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    int preload = lua_gettop(L);
-    add_preload(L, preload, "braid");
-    for (const cmodule_t *m = cmodules; m->name; m++)
-        add_preload(L, preload, m->name);
-    for (const script_t *s = braid_scripts; s->name; s++)
-        add_preload(L, preload, s->name);
-    lua_pop(L, 1);
+    int top = lua_gettop(L);
+    if (lua_getglobal(L, "package") != LUA_TTABLE ||
+        lua_getfield(L, -1, "searchers") != LUA_TTABLE) {
+        lua_settop(L, top);
+        return; /* no package library: nothing can require */
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        int ours =
+            lua_rawgeti(L, -1, i) == LUA_TFUNCTION && lua_tocfunction(L, -1) == preload_searcher;
+        lua_pop(L, 1);
+        if (ours) {
+            lua_pop(L, 2);
+            return; /* installed already */
+        }
+    }
+    lua_Integer at = n < 1 ? 1 : 2; /* after package.preload's */
+    for (lua_Integer i = n; i >= at; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, preload_searcher);
+    lua_rawseti(L, -2, at);
+    lua_pop(L, 2);
 }

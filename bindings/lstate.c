@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "arena.h"
 #include "lbraid.h"
 #include "lpreload.h"
 #include "lstate.h"
@@ -124,72 +125,11 @@ lua_State *lbraid_newstate(lua_State *from)
     return L;
 }
 
-/* ---- states for braid threads: a small-block arena in front of malloc ----
- * Most of a fresh state's ~500 allocations are small and live until the
- * state closes: blocks up to ARENA_MAX_BLOCK come from one fixed region per
- * state (a free list per 16-byte size class), everything else and any
- * overflow from malloc. The region is freed with the state, so its memory
- * is bounded (ARENA_BYTES) and never outlives it. ASan builds use plain
- * malloc so that every block stays individually checked. */
+/* ---- states for braid threads ----
+ * Their blocks come from a per-state region (core/arena.c), so lua_newstate
+ * needs luaL_newstate's panic and warning functions, which lauxlib keeps
+ * static. */
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ARENA_OFF 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ARENA_OFF 1
-#endif
-#endif
-
-#ifndef ARENA_OFF
-
-#define ARENA_BYTES (96 * 1024)
-#define ARENA_MAX_BLOCK 256
-#define ARENA_CLASSES (ARENA_MAX_BLOCK / 16)
-
-typedef struct arena {
-    char *lo, *cur, *hi;       /* the region; cur: first never-used byte */
-    void *free[ARENA_CLASSES]; /* freed blocks by size class */
-} arena_t;
-
-static void *arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    arena_t *a = ud;
-    int in = ptr && (char *)ptr >= a->lo && (char *)ptr < a->hi;
-    size_t oc = (osize + 15) / 16; /* class + 1 of an arena block */
-    if (nsize == 0) {
-        if (in) {
-            *(void **)ptr = a->free[oc - 1];
-            a->free[oc - 1] = ptr;
-        } else {
-            free(ptr);
-        }
-        return NULL;
-    }
-    size_t nc = (nsize + 15) / 16;
-    if (in && nc == oc)
-        return ptr;
-    if (ptr && !in && nsize > ARENA_MAX_BLOCK)
-        return realloc(ptr, nsize);
-    void *n = NULL;
-    if (nsize <= ARENA_MAX_BLOCK) {
-        if (a->free[nc - 1]) {
-            n = a->free[nc - 1];
-            a->free[nc - 1] = *(void **)n;
-        } else if ((size_t)(a->hi - a->cur) >= nc * 16) {
-            n = a->cur;
-            a->cur += nc * 16;
-        }
-    }
-    if (!n && !(n = malloc(nsize)))
-        return NULL;
-    if (ptr) {
-        memcpy(n, ptr, osize < nsize ? osize : nsize);
-        arena_alloc(ud, ptr, osize, 0);
-    }
-    return n;
-}
-
-/* luaL_newstate's panic and warning functions (lauxlib keeps them static). */
 static int lstate_panic(lua_State *L)
 {
     const char *msg =
@@ -239,44 +179,35 @@ static void warn_on(void *ud, const char *msg, int tocont)
     fprintf(stderr, "Lua warning: ");
     warn_cont(ud, msg, tocont);
 }
-#endif /* ARENA_OFF */
 
 lua_State *lbraid_newstate_thread(void)
 {
-#ifdef ARENA_OFF
-    lua_State *L = luaL_newstate();
-#else
-    arena_t *a = malloc(sizeof *a + 15 + ARENA_BYTES);
+    braid_arena_t *a = braid_arena_new();
     if (!a)
         return NULL;
-    memset(a, 0, sizeof *a);
-    a->lo = a->cur = (char *)(((uintptr_t)(a + 1) + 15) & ~(uintptr_t)15);
-    a->hi = a->lo + ARENA_BYTES;
-    lua_State *L = lua_newstate(arena_alloc, a);
+    lua_State *L = lua_newstate(braid_arena_alloc, a);
     if (!L) {
-        free(a);
+        braid_arena_free(a);
         return NULL;
     }
     lua_atpanic(L, lstate_panic);
     lua_setwarnf(L, warn_off, L);
-#endif
+    /* everything made here stays alive: no collection while opening */
+    lua_gc(L, LUA_GCSTOP);
     luaL_openlibs(L);
     lbraid_preload(L);
     lbraid_install_print(L);
+    lua_gc(L, LUA_GCRESTART);
     run_state_init(L);
     return L;
 }
 
 void lbraid_closestate_thread(lua_State *L)
 {
-#ifdef ARENA_OFF
-    lua_close(L);
-#else
     void *a;
     lua_getallocf(L, &a);
     lua_close(L);
-    free(a);
-#endif
+    braid_arena_free(a);
 }
 
 /* ---- tracebacks ---- */

@@ -28,9 +28,10 @@ void lbraid_install_print(lua_State *L);
  * print, and package.path/cpath copied from `from` (may be NULL).
  * Returns NULL when out of memory. */
 lua_State *lbraid_newstate(lua_State *from);
-/* The same for a braid thread (no package paths copied), its small blocks
- * in a per-state arena: close it with lbraid_closestate_thread only. May
- * be built on one OS thread and used on another. NULL when out of memory. */
+/* The same for a braid thread (no package paths copied), its blocks in a
+ * per-state region (arena.h): close it with lbraid_closestate_thread
+ * only. May be built on one OS thread and used on another. NULL when out
+ * of memory. */
 lua_State *lbraid_newstate_thread(void);
 void lbraid_closestate_thread(lua_State *L);
 /* The state's context (created on first use). */

@@ -728,8 +728,8 @@ static const luaL_Reg lsync_funcs[] = {
 };
 
 /* Registers a metatable and keeps its method table in methods[name]
- * (for the Lua half to add with/guard). The methods get the metatable as
- * upvalue 1, for box_check's fast path. */
+ * (methods 0: not kept). The methods get the metatable as upvalue 1 and
+ * its address as upvalue 2, for box_check's fast path. */
 void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,
                     const luaL_Reg *fns)
 {
@@ -738,8 +738,47 @@ void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_obje
     lua_pushvalue(L, -2);
     lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
     luaL_setfuncs(L, fns, 2);
-    lua_setfield(L, methods, key);
+    if (methods)
+        lua_setfield(L, methods, key);
+    else
+        lua_pop(L, 1);
     lua_pop(L, 1);
+}
+
+static const struct {
+    const char *key;
+    const braid_object_type_t *type;
+    const luaL_Reg *fns;
+} lsync_types[] = {
+    {"Lock", &braid_lock_type, llock_methods},
+    {"RLock", &braid_rlock_type, lrlock_methods},
+    {"Condition", &braid_cond_type, lcond_methods},
+    {"Semaphore", &braid_sem_type, lsem_methods},
+    {"Event", &braid_event_type, levent_methods},
+    {"Barrier", &braid_barrier_type, lbarrier_methods},
+};
+
+int lsync_open_meta(lua_State *L, int methods, const braid_object_type_t *type)
+{
+    size_t i = 0, n = sizeof lsync_types / sizeof *lsync_types;
+    while (i < n && lsync_types[i].type != type)
+        i++;
+    if (i == n)
+        return 0;
+    if (type != &braid_barrier_type) {
+        lsync_add_meta(L, methods, lsync_types[i].key, type, lsync_types[i].fns);
+        return 1;
+    }
+    lbraid_newmeta(L, &braid_barrier_type, lbarrier_methods);
+    lua_getfield(L, -1, "__index");
+    if (methods) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, methods, "Barrier");
+    }
+    lua_pushcclosure(L, lbarrier_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    return 1;
 }
 
 void lsync_open(lua_State *L, int mod, int methods)
@@ -747,16 +786,6 @@ void lsync_open(lua_State *L, int mod, int methods)
     lua_pushvalue(L, mod);
     luaL_setfuncs(L, lsync_funcs, 0);
     lua_pop(L, 1);
-    lsync_add_meta(L, methods, "Lock", &braid_lock_type, llock_methods);
-    lsync_add_meta(L, methods, "RLock", &braid_rlock_type, lrlock_methods);
-    lsync_add_meta(L, methods, "Condition", &braid_cond_type, lcond_methods);
-    lsync_add_meta(L, methods, "Semaphore", &braid_sem_type, lsem_methods);
-    lsync_add_meta(L, methods, "Event", &braid_event_type, levent_methods);
-    lbraid_newmeta(L, &braid_barrier_type, lbarrier_methods);
-    lua_getfield(L, -1, "__index");
-    lua_pushvalue(L, -1);
-    lua_setfield(L, methods, "Barrier");
-    lua_pushcclosure(L, lbarrier_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    for (size_t i = 0; i < sizeof lsync_types / sizeof *lsync_types; i++)
+        lsync_open_meta(L, methods, lsync_types[i].type);
 }

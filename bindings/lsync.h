@@ -12,10 +12,14 @@
  * Barrier to the module table at mod, and their method tables to the
  * table at methods (for the Lua half's with/guard). Stack: unchanged. */
 void lsync_open(lua_State *L, int mod, int methods);
+/* Registers the metatable of one of those types alone, its method table
+ * in methods[key] unless methods is 0. Returns 0 if type is not one of
+ * them. Stack: unchanged. */
+int lsync_open_meta(lua_State *L, int methods, const braid_object_type_t *type);
 /* Registers the metatable of a braid object type, keeping its method
- * table in methods[key]; the methods get the metatable as upvalue 1 and
- * its address (light userdata) as upvalue 2 (for the fast check of their
- * box). Stack: unchanged. */
+ * table in methods[key] (methods 0: not kept); the methods get the
+ * metatable as upvalue 1 and its address (light userdata) as upvalue 2
+ * (for the fast check of their box). Stack: unchanged. */
 void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,
                     const luaL_Reg *fns);
 /* Pushes a new box for obj (dropping the creation reference), or raises

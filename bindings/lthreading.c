@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "ldump.h"
+#include "lpreload.h"
 #include "lsync.h"
 #include "thread.h"
 #include "trace.h"
@@ -45,6 +46,22 @@ static char *dup_package_field(lua_State *L, const char *key)
     }
     lua_pop(L, 1);
     return s;
+}
+
+/* package[key] = v (package at the top) unless it is that already (the
+ * starter's paths are most often the defaults the new state has too). */
+static void set_package_field(lua_State *L, const char *key, const char *v)
+{
+    if (!v)
+        return;
+    lua_getfield(L, -1, key);
+    const char *cur = lua_tostring(L, -1);
+    int same = cur && strcmp(cur, v) == 0;
+    lua_pop(L, 1);
+    if (!same) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, key);
+    }
 }
 
 /* The thread's state asked to stop: raise Cancelled at the next instruction
@@ -245,14 +262,9 @@ static void lthread_entry(braid_thread_t *t, void *arg)
         braid_thread_set_result(t, &out, 1, NULL);
         return;
     }
-    lua_getglobal(L, "package");
-    if (si->path) {
-        lua_pushstring(L, si->path);
-        lua_setfield(L, -2, "path");
-    }
-    if (si->cpath) {
-        lua_pushstring(L, si->cpath);
-        lua_setfield(L, -2, "cpath");
+    if (lua_getglobal(L, "package") == LUA_TTABLE) {
+        set_package_field(L, "path", si->path);
+        set_package_field(L, "cpath", si->cpath);
     }
     lua_pop(L, 1);
     free(si->path);
@@ -584,6 +596,14 @@ static const luaL_Reg lthreading_funcs[] = {
     {"_monotonic", lthread_monotonic},
     {NULL, NULL},
 };
+
+int lbraid_meta_threading(lua_State *L, const braid_object_type_t *type)
+{
+    if (type != &braid_thread_type)
+        return lsync_open_meta(L, 0, type);
+    lsync_add_meta(L, 0, "ThreadHandle", type, lthread_handle_methods);
+    return 1;
+}
 
 int lbraid_open_threading(lua_State *L)
 {

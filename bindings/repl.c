@@ -505,7 +505,7 @@ static const char repl_setup[] =
     "  local lazy = {threading = true, queue = true, futures = true, pool = true,\n"
     "                multiprocessing = true, asyncio = true, shared = true}\n"
     "  setmetatable(_G, {__braid_lazy = lazy, __index = function(g, k)\n"
-    "    if lazy[k] and package.preload['braid.' .. k] then\n"
+    "    if lazy[k] then\n"
     "      local m = require('braid.' .. k)\n"
     "      rawset(g, k, m)\n"
     "      return m\n"

@@ -534,6 +534,46 @@ describe("threading", function()
       assert.same({true, true, false}, {u:result()})
     end)
 
+    it("a primitive crossing registers its own type only; require registers the others", function()
+      local t = Thread{target = function(ev)
+        local reg = debug.getregistry()
+        local alone = reg["braid.Event"] ~= nil and reg["braid.Lock"] == nil and reg["braid.Semaphore"] == nil
+        local before = ev:is_set()
+        require "braid.threading"
+        return alone, before, reg["braid.Lock"] ~= nil, reg["braid.Semaphore"] ~= nil, ev:wait(0)
+      end, args = {threading.Event()}}
+      t:start()
+      assert.same({true, false, true, true, false}, {t:result()})
+    end)
+
+    it("braid modules come from a searcher after package.preload's: a preload entry wins", function()
+      local t = Thread{target = function()
+        package.preload["braid.queue"] = function(name, extra) return "mine:" .. name .. ":" .. extra end
+        local q = require "braid.queue"
+        local ok, err = pcall(require, "braid.no_such_module")
+        return q, ok, err:find("not found", 1, true) ~= nil, err:find("braid build", 1, true) == nil,
+          type(require "braid.shared"), package.preload["braid.shared"] == nil
+      end}
+      t:start()
+      assert.same({"mine:braid.queue::preload:", false, true, true, "table", true}, {t:result()})
+    end)
+
+    it("a starter's package.path and cpath cross to its threads", function()
+      local old, oldc = package.path, package.cpath
+      package.path, package.cpath = "/nowhere/?.lua;" .. old, "/nowhere/?.so;" .. oldc
+      local ok, t = pcall(Thread, {target = function() return package.path, package.cpath end})
+      package.path, package.cpath = old, oldc
+      assert(ok, t)
+      package.path, package.cpath = "/nowhere/?.lua;" .. old, "/nowhere/?.so;" .. oldc
+      local started = pcall(t.start, t)
+      package.path, package.cpath = old, oldc
+      assert.is_true(started)
+      assert.same({"/nowhere/?.lua;" .. old, "/nowhere/?.so;" .. oldc}, {t:result()})
+      local u = Thread{target = function() return package.path, package.cpath end}
+      u:start()
+      assert.same({old, oldc}, {u:result()})
+    end)
+
     it("runs the target with args (nils kept) and returns its results", function()
       local t = Thread{target = function(a, b, c) return c, b, a end, args = table.pack(1, nil, 3)}
       assert.is_nil(t.ident)
