@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -180,9 +181,35 @@ static void forget_feeders(void)
     feed_active = 0;
 }
 
+/* This process's id without a system call per put: cached, forgotten in
+ * a forked child. */
+static atomic_int cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_forget(void)
+{
+    atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
+}
+
+static void pid_watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, pid_forget);
+}
+
+static pid_t my_pid(void)
+{
+    pid_t p = atomic_load_explicit(&cached_pid, memory_order_relaxed);
+    if (!p) {
+        pthread_once(&pid_once, pid_watch_forks);
+        p = getpid();
+        atomic_store_explicit(&cached_pid, p, memory_order_relaxed);
+    }
+    return p;
+}
+
 static void fork_check(braid_shm_t *c)
 {
-    pid_t me = getpid();
+    pid_t me = my_pid();
     if (c->wpid != me) {
         c->wpid = me;
         while (c->whead) { /* the parent's, inherited: it sends them itself */

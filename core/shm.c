@@ -280,7 +280,7 @@ int braid_fd_wait(int fd, int64_t deadline, braid_waiter_t *w)
 
 /* Receives into dst (up to n bytes, at least one), appending descriptors
  * to rb's queue. Returns bytes, 0 at EOF, or -1 (errno). */
-static ssize_t recv_some(int sock, braid_rbuf_t *rb, void *dst, size_t n)
+static ssize_t recv_some(int sock, braid_rbuf_t *rb, void *dst, size_t n, int flags)
 {
     union {
         struct cmsghdr h;
@@ -291,7 +291,7 @@ static ssize_t recv_some(int sock, braid_rbuf_t *rb, void *dst, size_t n)
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof cm.b};
     ssize_t r;
     do
-        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
     while (r < 0 && errno == EINTR);
     if (r > 0) {
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
@@ -328,25 +328,29 @@ static int recv_full(int sock, braid_rbuf_t *rb, void *p, size_t n, int64_t dead
             got_any = 1;
             continue;
         }
-        if (first && !got_any) {
-            int r = braid_fd_wait(sock, deadline, w);
-            if (r == 0)
-                return BRAID_ETIMEOUT;
-            if (r < 0)
-                return r;
-        }
+        /* the first byte: taken at once when there (no poll), else waited
+         * for in slices (cancellation, deadline) */
+        int flags = first && !got_any ? MSG_DONTWAIT : 0;
         ssize_t r;
         if (rb->cap && n < rb->cap) {
             rb->pos = rb->len = 0;
-            r = recv_some(sock, rb, rb->data, rb->cap);
+            r = recv_some(sock, rb, rb->data, rb->cap, flags);
             if (r > 0)
                 rb->len = (size_t)r;
         } else {
-            r = recv_some(sock, rb, b, n);
+            r = recv_some(sock, rb, b, n, flags);
             if (r > 0) {
                 b += r;
                 n -= (size_t)r;
             }
+        }
+        if (r < 0 && flags && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int ready = braid_fd_wait(sock, deadline, w);
+            if (ready == 0)
+                return BRAID_ETIMEOUT;
+            if (ready < 0)
+                return ready;
+            continue;
         }
         if (r < 0)
             return BRAID_EOS;
