@@ -136,8 +136,10 @@ int braid_plock_acquire(braid_plock_t *l, int recursive, int64_t deadline, braid
         ask = futex_wait(&l->state, 2, deadline);
     }
 got:
-    atomic_store(&l->owner, me);
-    atomic_store(&l->count, 1);
+    /* plain stores: the CAS/exchange above ordered them after the taking,
+     * and a reader seeing owner 0 takes it for a hand-over in progress */
+    atomic_store_explicit(&l->owner, me, memory_order_relaxed);
+    atomic_store_explicit(&l->count, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -145,8 +147,8 @@ int braid_plock_try(braid_plock_t *l, int recursive)
 {
     unsigned c = 0;
     if (atomic_compare_exchange_strong(&l->state, &c, 1)) {
-        atomic_store(&l->owner, tid());
-        atomic_store(&l->count, 1);
+        atomic_store_explicit(&l->owner, tid(), memory_order_relaxed);
+        atomic_store_explicit(&l->count, 1, memory_order_relaxed);
         return 0;
     }
     if (recursive && atomic_load_explicit(&l->owner, memory_order_relaxed) == tid()) {
@@ -166,7 +168,7 @@ int braid_plock_release(braid_plock_t *l, int recursive)
         if (atomic_fetch_sub(&l->count, 1) > 1)
             return 0;
     }
-    atomic_store(&l->owner, 0);
+    atomic_store_explicit(&l->owner, 0, memory_order_relaxed); /* ordered by the exchange */
     if (atomic_exchange(&l->state, 0) == 2)
         futex_wake(&l->state, 1);
     return 0;
