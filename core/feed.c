@@ -274,7 +274,7 @@ static int enqueue(braid_shm_t *c, feed_item_t *it)
 
 int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, braid_object_t **bad)
 {
-    uint8_t *head, small[8];
+    uint8_t *head, small[BRAID_MSG_MIN];
     size_t hlen;
     int fds[MAX_FDS];
     int rc;
@@ -282,8 +282,9 @@ int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, br
         uint32_t len32 = (uint32_t)buf->len, zero = 0;
         memcpy(small, &len32, 4);
         memcpy(small + 4, &zero, 4);
+        hlen = 8 + braid__msg_pad(8, buf->len);
+        memset(small + 8, 0, hlen - 8);
         head = small;
-        hlen = 8;
     } else if ((rc = braid__msg_head(buf, bad, &head, &hlen, fds)) != 0) {
         return rc;
     }
