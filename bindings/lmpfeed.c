@@ -1,5 +1,6 @@
 /* braid.multiprocessing, the queues' writing side: a put that never waits
  * for the reader (core/feed.c's feeder thread), its flush and opt-out. */
+#include <errno.h>
 #include <string.h>
 
 #include "lbraid.h"
@@ -103,6 +104,32 @@ static int lconn_put_raw(lua_State *L)
     return lbraid_mp_send_result(L, rc, bad, "put");
 }
 
+/* _conn_get(conn, wait) -> true, item; or false when nothing arrived
+ * within wait seconds (nil: forever). The first byte is taken without a
+ * poll when it is there (a Queue's get: no poll before the receive). */
+static int lconn_get(lua_State *L)
+{
+    braid_shm_t *c = check_kind(L, 1, BRAID_SHM_CONN);
+    if (!(c->flags & 1))
+        return lbraid_error(L, "OSError", "connection is write-only");
+    int64_t deadline = lbraid_opt_deadline(L, 2);
+    lbraid_poll(L);
+    lua_settop(L, 1);
+    braid_buf_t *buf = lbraid_take_scratch(L);
+    int rc = braid_conn_recv(c, buf, deadline, lbraid_ctx(L)->waiter);
+    if (rc == BRAID_ETIMEOUT) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc == BRAID_EOS)
+        return lbraid_error(L, "OSError", "recv: %s", strerror(errno));
+    if (rc)
+        return lbraid_core_error(L, rc, rc == BRAID_EEOF ? "recv" : NULL);
+    lua_pushboolean(L, 1);
+    lbraid_decode(L, buf->data, buf->len);
+    return 2;
+}
+
 /* _conn_flush(conn, timeout) -> true once its feeder has sent everything */
 static int lconn_flush(lua_State *L)
 {
@@ -126,6 +153,7 @@ static const luaL_Reg lfeed_cached[] = {
 
 static const luaL_Reg lfeed_funcs[] = {
     {"_conn_put_raw", lconn_put_raw},
+    {"_conn_get", lconn_get},
     {"_encode_plain", lencode_plain},
     {"_conn_flush", lconn_flush},
     {"_conn_nojoin", lconn_nojoin},

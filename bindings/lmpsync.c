@@ -120,8 +120,28 @@ static braid_shm_t *check_lockish(lua_State *L, int idx, int *recursive)
     return s;
 }
 
+/* acquire() and release() of a Lock or an RLock: first the uncontended
+ * fast path for our box (its metatable is upvalue 1; Value's methods have
+ * no upvalue and take the checked path): one CAS, no clock, no poll. */
+static braid_shm_t *fast_box(lua_State *L)
+{
+    if (!lua_getmetatable(L, 1)) /* left on the stack: callers return or reset */
+        return NULL;
+    if (lua_topointer(L, -1) != lua_topointer(L, lua_upvalueindex(1)))
+        return NULL;
+    return (braid_shm_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
+}
+
 static int llock_acquire(lua_State *L)
 {
+    if (lua_gettop(L) == 1) {
+        braid_shm_t *f = fast_box(L);
+        if (f && braid_plock_try(f->mem, f->kind == BRAID_SHM_RLOCK) == 0) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        lua_settop(L, 1);
+    }
     int rec;
     braid_shm_t *s = check_lockish(L, 1, &rec);
     int64_t deadline = acquire_deadline(L, 2);
@@ -138,6 +158,9 @@ static int llock_acquire(lua_State *L)
 
 static int llock_release(lua_State *L)
 {
+    braid_shm_t *f = fast_box(L);
+    if (f && braid_plock_release(f->mem, f->kind == BRAID_SHM_RLOCK) == 0)
+        return 0;
     int rec;
     braid_shm_t *s = check_lockish(L, 1, &rec);
     if (braid_plock_release(s->mem, rec) != 0)
@@ -803,6 +826,8 @@ void lbraid_mp_open_sync(lua_State *L, int mod)
     for (size_t i = 0; i < sizeof metas / sizeof metas[0]; i++) {
         lbraid_newmeta(L, &braid_shm_types[metas[i].kind], metas[i].fns);
         lua_getfield(L, -1, "__index");
+        lua_pushvalue(L, -2); /* the metatable: the fast paths' upvalue */
+        luaL_setfuncs(L, metas[i].fns, 1);
         lua_setfield(L, methods, metas[i].key);
         lua_pop(L, 1);
     }

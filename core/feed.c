@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -180,9 +181,35 @@ static void forget_feeders(void)
     feed_active = 0;
 }
 
+/* This process's id without a system call per put: cached, forgotten in
+ * a forked child. */
+static atomic_int cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_forget(void)
+{
+    atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
+}
+
+static void pid_watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, pid_forget);
+}
+
+static pid_t my_pid(void)
+{
+    pid_t p = atomic_load_explicit(&cached_pid, memory_order_relaxed);
+    if (!p) {
+        pthread_once(&pid_once, pid_watch_forks);
+        p = getpid();
+        atomic_store_explicit(&cached_pid, p, memory_order_relaxed);
+    }
+    return p;
+}
+
 static void fork_check(braid_shm_t *c)
 {
-    pid_t me = getpid();
+    pid_t me = my_pid();
     if (c->wpid != me) {
         c->wpid = me;
         while (c->whead) { /* the parent's, inherited: it sends them itself */
@@ -247,7 +274,7 @@ static int enqueue(braid_shm_t *c, feed_item_t *it)
 
 int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, braid_object_t **bad)
 {
-    uint8_t *head, small[8];
+    uint8_t *head, small[BRAID_MSG_MIN];
     size_t hlen;
     int fds[MAX_FDS];
     int rc;
@@ -255,8 +282,9 @@ int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, br
         uint32_t len32 = (uint32_t)buf->len, zero = 0;
         memcpy(small, &len32, 4);
         memcpy(small + 4, &zero, 4);
+        hlen = 8 + braid__msg_pad(8, buf->len);
+        memset(small + 8, 0, hlen - 8);
         head = small;
-        hlen = 8;
     } else if ((rc = braid__msg_head(buf, bad, &head, &hlen, fds)) != 0) {
         return rc;
     }

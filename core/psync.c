@@ -43,7 +43,8 @@ static int tid(void)
 
 /* Shared (not FUTEX_PRIVATE) futex: the word is in memory mapped by
  * several processes. */
-static void futex_wait(atomic_uint *addr, unsigned val, int64_t deadline)
+/* Returns 1 when the slice ran out (not woken, not changed, no signal). */
+static int futex_wait(atomic_uint *addr, unsigned val, int64_t deadline)
 {
     int64_t left = SLICE_NS;
     if (deadline != BRAID_FOREVER) {
@@ -52,7 +53,8 @@ static void futex_wait(atomic_uint *addr, unsigned val, int64_t deadline)
             left = d > 0 ? d : 0;
     }
     struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
-    syscall(SYS_futex, (unsigned *)addr, FUTEX_WAIT, val, &ts, NULL, 0);
+    long r = syscall(SYS_futex, (unsigned *)addr, FUTEX_WAIT, val, &ts, NULL, 0);
+    return r < 0 && errno == ETIMEDOUT;
 }
 
 static void futex_wake(atomic_uint *addr, int n)
@@ -111,23 +113,33 @@ int braid_plock_acquire(braid_plock_t *l, int recursive, int64_t deadline, braid
     unsigned c = 0;
     if (atomic_compare_exchange_strong(&l->state, &c, 1))
         goto got;
+    /* Whether the owner is alive costs system calls (kill, /proc): asked
+     * only after a whole slice passed without a release, or before giving
+     * up (a dead owner's lock is taken even by acquire(false)). */
+    int ask = 0;
     for (;;) {
         if (atomic_exchange(&l->state, 2) == 0)
             goto got;
         int owner = atomic_load(&l->owner);
-        if (owner && !braid__id_alive(owner) &&
+        if (ask && owner && !braid__id_alive(owner) &&
             atomic_compare_exchange_strong(&l->owner, &owner, me)) {
             atomic_store(&l->count, 1);
             return BRAID_PLOCK_OWNER_DIED; /* state stays locked: now ours */
         }
         int rc = wait_check(deadline, w);
+        if (rc == BRAID_ETIMEOUT && !ask && owner) {
+            ask = 1;
+            continue;
+        }
         if (rc)
             return rc;
-        futex_wait(&l->state, 2, deadline);
+        ask = futex_wait(&l->state, 2, deadline);
     }
 got:
-    atomic_store(&l->owner, me);
-    atomic_store(&l->count, 1);
+    /* plain stores: the CAS/exchange above ordered them after the taking,
+     * and a reader seeing owner 0 takes it for a hand-over in progress */
+    atomic_store_explicit(&l->owner, me, memory_order_relaxed);
+    atomic_store_explicit(&l->count, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -135,8 +147,8 @@ int braid_plock_try(braid_plock_t *l, int recursive)
 {
     unsigned c = 0;
     if (atomic_compare_exchange_strong(&l->state, &c, 1)) {
-        atomic_store(&l->owner, tid());
-        atomic_store(&l->count, 1);
+        atomic_store_explicit(&l->owner, tid(), memory_order_relaxed);
+        atomic_store_explicit(&l->count, 1, memory_order_relaxed);
         return 0;
     }
     if (recursive && atomic_load_explicit(&l->owner, memory_order_relaxed) == tid()) {
@@ -156,7 +168,7 @@ int braid_plock_release(braid_plock_t *l, int recursive)
         if (atomic_fetch_sub(&l->count, 1) > 1)
             return 0;
     }
-    atomic_store(&l->owner, 0);
+    atomic_store_explicit(&l->owner, 0, memory_order_relaxed); /* ordered by the exchange */
     if (atomic_exchange(&l->state, 0) == 2)
         futex_wake(&l->state, 1);
     return 0;

@@ -150,7 +150,8 @@ int braid_shm_import(int kind, uint64_t id, size_t size, int flags, int fd, brai
 /* ---- messages ---- */
 
 /* Wire: u32 len, u32 nobjs, nobjs * {u64 id, u32 kind, u32 flags, u64 size},
- * len bytes; the nobjs descriptors ride on the first bytes (SCM_RIGHTS). */
+ * zeros up to BRAID_MSG_MIN bytes in all (braid__msg_pad), len bytes; the
+ * nobjs descriptors ride on the first bytes (SCM_RIGHTS). */
 typedef struct desc {
     uint64_t id;
     uint32_t kind, flags;
@@ -186,10 +187,12 @@ int braid__msg_head(const braid_buf_t *buf, braid_object_t **bad, uint8_t **head
     }
     if (buf->nobjs > MAX_FDS)
         return BRAID_ETOOBIG;
-    *hlen = 8 + buf->nobjs * sizeof(desc_t);
+    size_t dlen = 8 + buf->nobjs * sizeof(desc_t);
+    *hlen = dlen + braid__msg_pad(dlen, buf->len);
     uint8_t *h = *head = malloc(*hlen);
     if (!h)
         return BRAID_ENOMEM;
+    memset(h + dlen, 0, *hlen - dlen);
     uint32_t len32 = (uint32_t)buf->len, nobj32 = (uint32_t)buf->nobjs;
     memcpy(h, &len32, 4);
     memcpy(h + 4, &nobj32, 4);
@@ -280,7 +283,7 @@ int braid_fd_wait(int fd, int64_t deadline, braid_waiter_t *w)
 
 /* Receives into dst (up to n bytes, at least one), appending descriptors
  * to rb's queue. Returns bytes, 0 at EOF, or -1 (errno). */
-static ssize_t recv_some(int sock, braid_rbuf_t *rb, void *dst, size_t n)
+static ssize_t recv_some(int sock, braid_rbuf_t *rb, void *dst, size_t n, int flags)
 {
     union {
         struct cmsghdr h;
@@ -291,7 +294,7 @@ static ssize_t recv_some(int sock, braid_rbuf_t *rb, void *dst, size_t n)
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof cm.b};
     ssize_t r;
     do
-        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
     while (r < 0 && errno == EINTR);
     if (r > 0) {
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
@@ -328,25 +331,29 @@ static int recv_full(int sock, braid_rbuf_t *rb, void *p, size_t n, int64_t dead
             got_any = 1;
             continue;
         }
-        if (first && !got_any) {
-            int r = braid_fd_wait(sock, deadline, w);
-            if (r == 0)
-                return BRAID_ETIMEOUT;
-            if (r < 0)
-                return r;
-        }
+        /* the first byte: taken at once when there (no poll), else waited
+         * for in slices (cancellation, deadline) */
+        int flags = first && !got_any ? MSG_DONTWAIT : 0;
         ssize_t r;
         if (rb->cap && n < rb->cap) {
             rb->pos = rb->len = 0;
-            r = recv_some(sock, rb, rb->data, rb->cap);
+            r = recv_some(sock, rb, rb->data, rb->cap, flags);
             if (r > 0)
                 rb->len = (size_t)r;
         } else {
-            r = recv_some(sock, rb, b, n);
+            r = recv_some(sock, rb, b, n, flags);
             if (r > 0) {
                 b += r;
                 n -= (size_t)r;
             }
+        }
+        if (r < 0 && flags && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int ready = braid_fd_wait(sock, deadline, w);
+            if (ready == 0)
+                return BRAID_ETIMEOUT;
+            if (ready < 0)
+                return ready;
+            continue;
         }
         if (r < 0)
             return BRAID_EOS;
@@ -357,23 +364,43 @@ static int recv_full(int sock, braid_rbuf_t *rb, void *p, size_t n, int64_t dead
     return 0;
 }
 
+/* Copies stream bytes [a, b) of the message to dst: those below
+ * BRAID_MSG_MIN from h (read already), the rest from the socket (ranges
+ * come in order and, past h, without gaps). */
+static int msg_range(int sock, braid_rbuf_t *rb, const uint8_t *h, size_t a, size_t b, void *dst,
+                     int64_t deadline, braid_waiter_t *w)
+{
+    uint8_t *d = dst;
+    if (a < BRAID_MSG_MIN) {
+        size_t k = (b < BRAID_MSG_MIN ? b : BRAID_MSG_MIN) - a;
+        memcpy(d, h + a, k);
+        d += k;
+        a += k;
+    }
+    return a < b ? recv_full(sock, rb, d, b - a, deadline, w, 0) : 0;
+}
+
 int braid_msg_recv_rb(int sock, braid_rbuf_t *rb, braid_buf_t *out, int64_t deadline,
                       braid_waiter_t *w)
 {
     braid_buf_reset(out);
-    uint8_t h8[8];
-    int rc = recv_full(sock, rb, h8, 8, deadline, w, 1);
+    /* a small message whole in one read: no message is shorter */
+    uint8_t h[BRAID_MSG_MIN];
+    int rc = recv_full(sock, rb, h, BRAID_MSG_MIN, deadline, w, 1);
     uint32_t len = 0, nobjs = 0;
     desc_t *ds = NULL;
+    size_t dlen = 8, pad = 0;
     if (!rc) {
-        memcpy(&len, h8, 4);
-        memcpy(&nobjs, h8 + 4, 4);
+        memcpy(&len, h, 4);
+        memcpy(&nobjs, h + 4, 4);
         if (nobjs > MAX_FDS)
             rc = BRAID_ECORRUPT;
+        dlen = 8 + (size_t)nobjs * sizeof(desc_t);
+        pad = braid__msg_pad(dlen, len);
     }
     if (!rc && nobjs) {
         ds = malloc(nobjs * sizeof *ds);
-        rc = ds ? recv_full(sock, rb, ds, nobjs * sizeof *ds, deadline, w, 0) : BRAID_ENOMEM;
+        rc = ds ? msg_range(sock, rb, h, 8, dlen, ds, deadline, w) : BRAID_ENOMEM;
     }
     if (!rc) {
         if (out->cap < len) {
@@ -386,7 +413,7 @@ int braid_msg_recv_rb(int sock, braid_rbuf_t *rb, braid_buf_t *out, int64_t dead
             }
         }
         if (!rc)
-            rc = recv_full(sock, rb, out->data, len, deadline, w, 0);
+            rc = msg_range(sock, rb, h, dlen + pad, dlen + pad + len, out->data, deadline, w);
         if (!rc)
             out->len = len;
     }

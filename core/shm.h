@@ -90,10 +90,22 @@ int braid_conn_poll(braid_shm_t *c, int64_t deadline, braid_waiter_t *w);
 /* Writes all n bytes to the stream socket sock (no SIGPIPE): 0 or
  * BRAID_EOS (errno). Blocks while the socket is full. */
 int braid_fd_send_all(int sock, const void *p, size_t n);
+/* Internal (shm.c, feed.c): every message on a connection is at least
+ * BRAID_MSG_MIN bytes (zeros pad its header: after the descriptor records,
+ * before the data), so a receiver takes a small message whole with one
+ * read of BRAID_MSG_MIN bytes, never reading into the next one. The
+ * padding of a message with dlen bytes of header (8 + records) and len
+ * bytes of data: */
+#define BRAID_MSG_MIN 128
+static inline size_t braid__msg_pad(size_t dlen, size_t len)
+{
+    return dlen + len < BRAID_MSG_MIN ? BRAID_MSG_MIN - dlen - len : 0;
+}
 /* Internal (shm.c, feed.c): a message's header for buf (length, count,
  * one descriptor record per shared object; malloc'ed, *hlen bytes) and in
  * fds the objects' descriptors; and one sendmsg of a then b with the fds
- * (flags added to MSG_NOSIGNAL), returning sendmsg's result. */
+ * (flags added to MSG_NOSIGNAL), returning sendmsg's result. The header
+ * includes the padding. */
 int braid__msg_head(const braid_buf_t *buf, braid_object_t **bad, uint8_t **head, size_t *hlen,
                     int *fds);
 ssize_t braid__msg_sendmsg(int sock, const void *a, size_t alen, const void *b, size_t blen,

@@ -15,6 +15,7 @@ return function(M, raise)
         return (id >> 30 & 0xfffff) << 22 | (id & 0x3fffff)
     end
 
+    local conn_get = M._conn_get
     local Queue = {__name = "braid.mp.Queue"}
     Queue.__index = Queue
     M._Queue = Queue
@@ -94,24 +95,19 @@ return function(M, raise)
         if block == nil then
             block = true
         end
-        local rl, r = self._rlock, self._r
+        local rl = self._rlock
         local deadline = block and timeout and timeout >= 0 and braid.monotonic() + timeout or nil
         if not rl:acquire(block, block and timeout or nil) then
             raise("Empty", "queue is empty", 2)
         end
-        local ready
+        local wait -- how long the receive may wait for a message (nil: forever)
         if not block then
-            ready = r:poll(0)
+            wait = 0
         elseif deadline then
-            ready = r:poll(math.max(0, deadline - braid.monotonic()))
-        else
-            ready = true
+            wait = math.max(0, deadline - braid.monotonic())
         end
-        local ok, item = false, nil
-        if ready then
-            ok, item = pcall(r.recv, r)
-        end
-        if ok then
+        local ok, ready, item = pcall(conn_get, self._r, wait)
+        if ok and ready then
             self._size:_add(-1)
             local fid = type(item) == "table" and rawget(item, FLOW)
             if fid then
@@ -120,11 +116,11 @@ return function(M, raise)
             end
         end
         rl:release()
+        if not ok then
+            error(ready, 2)
+        end
         if not ready then
             raise("Empty", "queue is empty", 2)
-        end
-        if not ok then
-            error(item, 2)
         end
         if self._sem then
             self._sem:release()
