@@ -18,14 +18,17 @@
  * capacity. Bigger items are moved into a buffer of their own, allocated
  * before the lock is taken (or the slot claimed). */
 #define INLINE_MAX 15
-#define NOT_INLINE 0xff
+#define NOT_INLINE 0x7f
+/* ilen's top bit: the put of this item recorded a flow arrow (tracing),
+ * so the get that takes it records the arrow's end */
+#define PAYLOAD_ARROW 0x80
 
 typedef struct payload {
     union {
         uint8_t bytes[INLINE_MAX];
         braid_buf_t *buf; /* when ilen == NOT_INLINE */
     } u;
-    uint8_t ilen; /* inline length, or NOT_INLINE */
+    uint8_t ilen; /* inline length, or NOT_INLINE; | PAYLOAD_ARROW */
 } payload_t;
 
 typedef struct entry {
@@ -66,6 +69,11 @@ struct braid_queue {
     uint64_t rcap, rmask;                /* ring: slots; rcap - 1 if a power of two, else 0 */
     _Alignas(LINE) _Atomic uint64_t enq; /* ring: puts claimed (| RING_SHUT) */
     atomic_long unfinished;              /* items put and not task_done (both kinds) */
+    /* tracing, written by puts: puts seen, one in arrow_stride (a power of
+     * two) records its arrow; the last such put's time; fast samples in a row */
+    _Atomic uint64_t arrow_n;
+    _Atomic int64_t arrow_ts;
+    atomic_uint arrow_stride, arrow_fast;
     _Alignas(LINE) _Atomic uint64_t deq; /* ring: gets claimed */
     _Alignas(LINE) pthread_mutex_t mu;
     atomic_int gwait, pwait, jwait; /* getters/putters/joiners may be linked */
@@ -85,19 +93,24 @@ static inline int fits_inline(const braid_buf_t *item)
     return item->len <= INLINE_MAX && item->nobjs == 0;
 }
 
+static inline unsigned payload_len(const payload_t *e)
+{
+    return e->ilen & ~PAYLOAD_ARROW;
+}
+
 static inline const uint8_t *payload_data(const payload_t *e, size_t *len)
 {
-    if (e->ilen == NOT_INLINE) {
+    if (payload_len(e) == NOT_INLINE) {
         *len = e->u.buf->len;
         return e->u.buf->data;
     }
-    *len = e->ilen;
+    *len = payload_len(e);
     return e->u.bytes;
 }
 
 static inline void payload_free(payload_t *e)
 {
-    if (e->ilen == NOT_INLINE) {
+    if (payload_len(e) == NOT_INLINE) {
         braid_buf_free(e->u.buf);
         free(e->u.buf);
     }
@@ -105,30 +118,34 @@ static inline void payload_free(payload_t *e)
 
 /* Fills e from item, leaving item empty (capacity kept when copied); an
  * item that does not fit inline is already in *big, whose ownership moves
- * to the entry. */
-static inline void payload_fill(payload_t *e, braid_buf_t *item, braid_buf_t **big)
+ * to the entry. arrow: the put recorded a flow arrow. */
+static inline void payload_fill(payload_t *e, braid_buf_t *item, braid_buf_t **big, int arrow)
 {
+    uint8_t flag = arrow ? PAYLOAD_ARROW : 0;
     if (*big) {
-        e->ilen = NOT_INLINE;
+        e->ilen = NOT_INLINE | flag;
         e->u.buf = *big;
         *big = NULL;
     } else {
         memcpy(e->u.bytes, item->data, item->len);
-        e->ilen = (uint8_t)item->len;
+        e->ilen = (uint8_t)item->len | flag;
         item->len = 0;
     }
 }
 
 /* Empties e into out, which is empty with capacity >= INLINE_MAX; a big
- * item's buffer goes to *moved instead (installed in out after the lock). */
-static inline void payload_take(const payload_t *e, braid_buf_t *out, braid_buf_t **moved)
+ * item's buffer goes to *moved instead (installed in out after the lock).
+ * Returns whether the item's put recorded a flow arrow. */
+static inline int payload_take(const payload_t *e, braid_buf_t *out, braid_buf_t **moved)
 {
-    if (e->ilen == NOT_INLINE) {
+    unsigned len = payload_len(e);
+    if (len == NOT_INLINE) {
         *moved = e->u.buf;
     } else {
-        memcpy(out->data, e->u.bytes, e->ilen);
-        out->len = e->ilen;
+        memcpy(out->data, e->u.bytes, len);
+        out->len = len;
     }
+    return (e->ilen & PAYLOAD_ARROW) != 0;
 }
 
 static inline void cpu_relax(void)
@@ -148,10 +165,19 @@ static inline void cpu_relax(void)
  * away. */
 #define SPIN_NS 4000
 
+/* queue.c, tracing on: whether this put records a flow arrow (every put,
+ * unless the queue streams faster than one item per ARROW_GAP_NS: then
+ * one put in a stride, see queue.c), and if so its time in *now. */
+int braid__queue_arrow(braid_queue_t *q, int64_t *now);
 /* queue.c: tracing of a put (or get) of item number k leaving depth items,
  * stamped now (taken before the put's item is visible, after the get's
  * item was seen, so each flow arrow points forward). */
 void braid__queue_traced(braid_queue_t *q, int put, uint64_t k, size_t depth, int64_t now);
+/* queue.c, tracing on: a get that recorded no arrow still brings the depth
+ * counter back to 0 when it empties the queue after the counter last said
+ * more (said_depth: a cheap check first, then the size). */
+int braid__queue_said_depth(braid_queue_t *q);
+void braid__queue_emptied(braid_queue_t *q);
 /* queue.c: sets or clears *flag from whether l has waiters (mu held). */
 static inline void braid__queue_flag(atomic_int *flag, const braid_waitlist_t *l)
 {

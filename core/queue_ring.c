@@ -213,13 +213,13 @@ int braid__ring_put(braid_queue_t *q, braid_buf_t *item, braid_buf_t **big, int6
     slot_t *s = slot_at(q, pos);
     /* counted before the item is visible: its task_done may follow at once */
     atomic_fetch_add_explicit(&q->unfinished, 1, memory_order_relaxed);
-    int traced = braid_trace_enabled();
-    int64_t now = traced ? braid_clock_now() : 0;
-    payload_fill(&s->p, item, big);
+    int64_t now = 0;
+    int arrow = braid_trace_enabled() && braid__queue_arrow(q, &now);
+    payload_fill(&s->p, item, big, arrow);
     atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
     if (wake)
         wake_waiter(q, &q->gwait, &q->getters);
-    if (traced)
+    if (arrow)
         braid__queue_traced(q, 1, pos, braid__ring_size(q), now);
     return 0;
 }
@@ -276,15 +276,16 @@ int braid__ring_get(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved, int
             return rc;
     }
     int wake = atomic_load(&q->pwait); /* after the claim: see the top */
-    int traced = braid_trace_enabled();
-    int64_t now = traced ? braid_clock_now() : 0;
     slot_t *s = slot_at(q, pos);
-    payload_take(&s->p, out, moved);
+    int arrow = payload_take(&s->p, out, moved) && braid_trace_enabled();
+    int64_t now = arrow ? braid_clock_now() : 0; /* after the item was seen */
     atomic_store_explicit(&s->seq, pos + q->rcap, memory_order_release);
     if (wake)
         wake_waiter(q, &q->pwait, &q->putters);
-    if (traced)
+    if (arrow)
         braid__queue_traced(q, 0, pos, braid__ring_size(q), now);
+    else if (braid_trace_enabled() && braid__queue_said_depth(q) && braid__ring_size(q) == 0)
+        braid__queue_emptied(q);
     return 0;
 }
 

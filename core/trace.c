@@ -27,6 +27,7 @@ int64_t trace__started_at;
 atomic_ullong trace__session;
 atomic_int trace__closed;
 atomic_int trace__fatal_tid;
+static atomic_int every_arrow; /* BRAID_TRACE_ARROWS=all */
 _Thread_local char trace__tls_name[64];
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop */
@@ -61,6 +62,11 @@ void braid_trace_set_job_name(const char *name)
 const char *braid_trace_job_name(void)
 {
     return tls_job[0] ? tls_job : "job";
+}
+
+int braid_trace_every_arrow(void)
+{
+    return atomic_load_explicit(&every_arrow, memory_order_relaxed);
 }
 
 int64_t braid_trace_started_at(void)
@@ -170,6 +176,8 @@ static int start(const char *p, const char *name, int as_child)
         pthread_mutex_unlock(&mu);
         return BRAID_EINVAL;
     }
+    const char *arrows = getenv("BRAID_TRACE_ARROWS");
+    atomic_store(&every_arrow, arrows && strcmp(arrows, "all") == 0);
     const char *bs = getenv("BRAID_TRACE_BUFFER");
     if (bs && atol(bs) >= 4 * TRACE_REC_MAX && !atomic_load(&trace__all))
         trace__buf_size = (size_t)atol(bs);

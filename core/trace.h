@@ -34,6 +34,10 @@ static inline int braid_trace_enabled(void)
 #endif
 }
 
+/* Whether queues record a flow arrow for every item even on a fast
+ * stream (BRAID_TRACE_ARROWS=all when recording started; see queue.c). */
+int braid_trace_every_arrow(void);
+
 /* Starts recording into path (created or truncated) naming this process
  * process_name (NULL: "braid <pid>"). Child processes started afterwards
  * (fork, or exec with the environment) write into the same file: they see

@@ -544,7 +544,7 @@ for i = 1, 20000 do q:put(i) q:get() end
 local pid = io.open("/proc/self/stat"):read("n")
 os.execute("kill -TERM " .. pid)
 braid.sleep(5)
-]], {BRAID_TRACE_BUFFER = "16384"})
+]], {BRAID_TRACE_BUFFER = "16384", BRAID_TRACE_ARROWS = "all"})
     assert.is_true(how == "signal" or code == 143, how .. " " .. tostring(code) .. stderr)
     local evs = events(out)
     local flows = #select_events(evs, function(e) return e.ph == "s" or e.ph == "f" end)
@@ -573,9 +573,11 @@ braid.sleep(5)
     local out = tmpname()
     local ok = os.execute("env -u BRAID_TRACE_PARENT BRAID_TRACE=" .. quote(out) .. " LUA_CPATH=" ..
       quote(dir .. "/?.so") .. " lua5.4 -e " ..
-      quote("local t = require('braid.threading'); local l = t.Lock{name='L'}; " ..
-            "local th = t.Thread{target=function() l:acquire() l:release() end}; " ..
-            "l:acquire(); th:start(); require('braid').sleep(0.01); l:release(); th:join()"))
+      -- the thread's timed acquires fail (each a wait) until main sees one did
+      quote("local t = require('braid.threading'); local l, tried = t.Lock{name='L'}, t.Event(); " ..
+            "local th = t.Thread{target=function() " ..
+            "while not l:acquire(true, 0.005) do tried:set() end l:release() end}; " ..
+            "l:acquire(); th:start(); tried:wait(); l:release(); th:join()"))
     assert.is_true(ok)
     local evs = events(out)
     assert.is_true(#select_events(evs, function(e) return e.cat == "wait" and e.args.object == "L" end) >= 1)
@@ -668,7 +670,7 @@ end
 local out_now = count(OUT) + n_spill
 braid.trace.stop()
 print(out_now, count(OUT), io.open(OUT .. "." .. pid .. ".spill") == nil)
-]], {BRAID_TRACE_BUFFER = "16384", OUT = out})
+]], {BRAID_TRACE_BUFFER = "16384", OUT = out, BRAID_TRACE_ARROWS = "all"})
     assert.equal(0, code, stderr)
     local before, after, removed = stdout:match("(%d+)%s+(%d+)%s+(%a+)")
     before, after = tonumber(before), tonumber(after)
