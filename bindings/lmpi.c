@@ -1,9 +1,9 @@
-/* braid.mpi's C half: MPI start-up (with the codec key broadcast from rank
- * 0), COMM_WORLD's point-to-point and collective calls, and the executor's
- * two ends: rank 0's dispatcher thread and the worker ranks' serve loop.
- * Built only when CMake finds MPI. Every MPI call goes through mpi_mu
- * (MPI_THREAD_SERIALIZED); nothing blocks inside MPI: requests are polled,
- * so every wait has a deadline and can be cancelled. */
+/* braid.mpi's C half, built as the plugin braid_mpi.so (lmpi_load.c loads
+ * it; braid's functions come through lmpi_api.h's table): MPI start-up (with the codec key
+ * broadcast from rank 0), COMM_WORLD's point-to-point and collective calls, and the executor's two
+ * ends: rank 0's dispatcher thread and the worker ranks' serve loop. Built only when CMake finds
+ * MPI. Every MPI call goes through mpi_mu (MPI_THREAD_SERIALIZED); nothing blocks inside MPI:
+ * requests are polled, so every wait has a deadline and can be cancelled. */
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -19,7 +19,7 @@
 
 #include "clock.h"
 #include "future.h"
-#include "lbraid.h"
+#include "lmpi_api.h"
 
 #define TAG_TASK 1
 #define TAG_RESULT 2
@@ -748,8 +748,19 @@ static const luaL_Reg mpi_funcs[] = {{"_init", lmpi_init},
                                      {"_stop", lmpi_stop},
                                      {NULL, NULL}};
 
-int lbraid_open_mpi(lua_State *L)
+const lbraid_mpi_api_t *lbraid_mpi_api;
+
+__attribute__((visibility("default"))) int lbraid_mpi_plugin_open(lua_State *L,
+                                                                  const lbraid_mpi_api_t *api)
 {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    if (api->size != sizeof *api || api->ctx_size != sizeof(lbraid_ctx_t) ||
+        strcmp(api->version, BRAID_VERSION) != 0)
+        return luaL_error(
+            L, "braid.mpi: braid_mpi.so was built for another braid (%s)", BRAID_VERSION);
+    pthread_mutex_lock(&mu); /* every state's require passes here before using the table */
+    lbraid_mpi_api = api;
+    pthread_mutex_unlock(&mu);
     luaL_newlib(L, mpi_funcs);
     lua_pushinteger(L, MPI_ANY_SOURCE);
     lua_setfield(L, -2, "ANY_SOURCE");

@@ -8,6 +8,8 @@
 typedef struct script {
     const char *name, *src;
     size_t len;
+    const char *bc; /* precompiled by tools/embed.c, with debug information */
+    size_t bclen;
 } script_t;
 extern const script_t braid_scripts[];
 
@@ -133,9 +135,15 @@ int lbraid_load_module(lua_State *L, const char *name)
         lua_newtable(L);
     }
     if (s) {
+        /* the bytecode (compiling the source would cost most of a spawned
+         * child's start); the source when this Lua's bytecode format is
+         * not the build's (a header mismatch) */
         const char *chunkname = lua_pushfstring(L, "=[%s]", name);
-        if (luaL_loadbuffer(L, s->src, s->len, chunkname) != LUA_OK)
-            return lua_error(L);
+        if (luaL_loadbufferx(L, s->bc, s->bclen, chunkname, "b") != LUA_OK) {
+            lua_pop(L, 1);
+            if (luaL_loadbufferx(L, s->src, s->len, chunkname, "t") != LUA_OK)
+                return lua_error(L);
+        }
         lua_remove(L, -2);
         lua_pushvalue(L, -2);
         lua_call(L, 1, 1);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
 #include <editline/readline.h>
 
 #include <lauxlib.h>
@@ -23,6 +24,69 @@
 #define PROMPT2 ">> "
 #define EOFMARK "<eof>"
 #define MARKLEN (sizeof(EOFMARK) - 1)
+
+/* ---- libedit, opened when the REPL starts on a terminal ----
+ * Not linked: every braid process (each spawned multiprocessing child)
+ * would map and relocate it and its three libraries at start, ~0.5 M
+ * instructions, for a REPL it never runs. */
+#define EDIT_SYMBOLS(X)                                                                            \
+    X(readline)                                                                                    \
+    X(add_history)                                                                                 \
+    X(read_history)                                                                                \
+    X(write_history)                                                                               \
+    X(using_history)                                                                               \
+    X(stifle_history)                                                                              \
+    X(rl_completion_matches)                                                                       \
+    X(rl_forced_update_display)                                                                    \
+    X(rl_attempted_completion_function)                                                            \
+    X(rl_attempted_completion_over)                                                                \
+    X(rl_catch_signals)                                                                            \
+    X(rl_completer_word_break_characters)                                                          \
+    X(rl_completion_append_character)                                                              \
+    X(rl_getc_function)                                                                            \
+    X(rl_outstream)
+
+static struct {
+#define EDIT_FIELD(s) __typeof__(s) *s;
+    EDIT_SYMBOLS(EDIT_FIELD)
+#undef EDIT_FIELD
+} edit;
+
+/* Whether libedit is there (opened once; every symbol found). */
+static int edit_open(void)
+{
+    static int state; /* 0: not tried, 1: open, -1: missing */
+    if (state)
+        return state > 0;
+    void *h = dlopen("libedit.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        h = dlopen("libedit.so", RTLD_NOW | RTLD_LOCAL);
+    state = h ? 1 : -1;
+#define EDIT_SYM(s)                                                                                \
+    if (h && !(edit.s = (__typeof__(edit.s))dlsym(h, #s)))                                         \
+        state = -1;
+    EDIT_SYMBOLS(EDIT_SYM)
+#undef EDIT_SYM
+    if (state < 0)
+        fprintf(stderr, "braid: libedit not found: no line editing or history\n");
+    return state > 0;
+}
+
+#define readline (*edit.readline)
+#define add_history (*edit.add_history)
+#define read_history (*edit.read_history)
+#define write_history (*edit.write_history)
+#define using_history (*edit.using_history)
+#define stifle_history (*edit.stifle_history)
+#define rl_completion_matches (*edit.rl_completion_matches)
+#define rl_forced_update_display (*edit.rl_forced_update_display)
+#define rl_attempted_completion_function (*edit.rl_attempted_completion_function)
+#define rl_attempted_completion_over (*edit.rl_attempted_completion_over)
+#define rl_catch_signals (*edit.rl_catch_signals)
+#define rl_completer_word_break_characters (*edit.rl_completer_word_break_characters)
+#define rl_completion_append_character (*edit.rl_completion_append_character)
+#define rl_getc_function (*edit.rl_getc_function)
+#define rl_outstream (*edit.rl_outstream)
 
 static lua_State *replL;
 static char *history_path = NULL; /* NULL: no persistent history */
@@ -568,7 +632,7 @@ void repl_run(lua_State *L, const char **progname)
     replL = L;
     if (luaL_dostring(L, repl_setup) != LUA_OK)
         main_report(L, LUA_ERRRUN);
-    use_readline = isatty(STDIN_FILENO);
+    use_readline = isatty(STDIN_FILENO) && edit_open();
     if (use_readline) {
         rl_catch_signals = 0; /* our handler makes readline return on Ctrl-C */
         main_setsignal(SIGINT, prompt_action);

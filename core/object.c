@@ -14,6 +14,25 @@ static braid_object_t **reg_slots;
 static size_t reg_cap, reg_count;
 static uint64_t reg_next_id = 1;
 
+/* fork (the fork start method) while another thread holds reg_lock would
+ * leave it locked forever in the child: hold it across fork. */
+static pthread_once_t reg_atfork_once = PTHREAD_ONCE_INIT;
+
+static void reg_lock_take(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+static void reg_lock_give(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_atfork(void)
+{
+    pthread_atfork(reg_lock_take, reg_lock_give, reg_lock_give);
+}
+
 static size_t slot_of(uint64_t id, size_t cap)
 {
     id ^= id >> 33;
@@ -53,6 +72,7 @@ int braid_object_init_id(braid_object_t *obj, const braid_object_type_t *type, u
     obj->type = type;
     atomic_init(&obj->refs, 1);
     atomic_init(&obj->name, NULL);
+    pthread_once(&reg_atfork_once, reg_atfork);
     pthread_mutex_lock(&reg_lock);
     if ((reg_count + 1) * 2 > reg_cap && reg_grow() != 0) {
         pthread_mutex_unlock(&reg_lock);

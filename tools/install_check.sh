@@ -15,6 +15,9 @@ for f in bin/braid lib/lua/5.4/braid.so "$LIBDIR/libbraid.a" "$LIBDIR/libbraid.s
   "$LIBDIR/pkgconfig/braid.pc" share/man/man1/braid.1; do
   [ -e "$P/$f" ] || { echo "not installed: $f"; exit 1; }
 done
+if grep -q "BRAID_MODULE(mpi)" "$BUILD/braid_modules.h"; then # braid.mpi's plugin, beside braid.so
+  [ -e "$P/lib/lua/5.4/braid_mpi.so" ] || { echo "not installed: lib/lua/5.4/braid_mpi.so"; exit 1; }
+fi
 "$P/bin/braid" -v
 export PKG_CONFIG_PATH="$P/$LIBDIR/pkgconfig"
 # shellcheck disable=SC2046
