@@ -209,10 +209,20 @@ static int lstreams_accept(lua_State *L)
 
 enum { READ_SOME, READ_ALL, READ_EXACTLY, READ_UNTIL, READ_LINE };
 
+/* The stream of a read or drain in progress: its box at 1 was checked
+ * when the call began (the op runs again at each wake-up). */
+static braid_stream_t *wait_stream(lua_State *L)
+{
+    const lstream_t *b = lua_touserdata(L, 1);
+    if (!b->s)
+        lbraid_error(L, "ValueError", "stream is released");
+    return b->s;
+}
+
 /* stack: stream, mode, n or sep */
 static int read_op(lua_State *L)
 {
-    braid_stream_t *s = check_stream(L, 1);
+    braid_stream_t *s = wait_stream(L);
     int mode = (int)lua_tointeger(L, 2);
     switch (mode) {
     case READ_SOME:
@@ -255,7 +265,7 @@ static int raise_partial(lua_State *L, braid_stream_t *s, const char *kind, cons
 
 static int read_done(lua_State *L, int rc)
 {
-    braid_stream_t *s = check_stream(L, 1);
+    braid_stream_t *s = wait_stream(L);
     if (rc)
         return lstreams_raise(L, rc, "read");
     int mode = (int)lua_tointeger(L, 2);
@@ -365,6 +375,7 @@ static const lbraid_waitop_t READ_OP = {read_op, read_done};
 /* _read(stream, mode, n or sep) */
 static int lstreams_read(lua_State *L)
 {
+    check_stream(L, 1);
     lua_settop(L, 3);
     return lbraid_wait(L, &READ_OP);
 }
@@ -392,12 +403,17 @@ static int lstreams_limit(lua_State *L)
 
 /* ---- writing ---- */
 
-/* _write(stream, data) */
+/* _write(stream, data) -> nothing, or the name of data's type when it is
+ * not a string (the Lua caller raises, naming its own caller) */
 static int lstreams_write(lua_State *L)
 {
     braid_stream_t *s = check_stream(L, 1);
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        lua_pushstring(L, luaL_typename(L, 2));
+        return 1;
+    }
     size_t len;
-    const char *p = luaL_checklstring(L, 2, &len);
+    const char *p = lua_tolstring(L, 2, &len);
     int rc = braid_stream_write(s, p, len);
     if (rc)
         return lstreams_raise(L, rc, "write");
@@ -414,7 +430,7 @@ static int lstreams_shutdown(lua_State *L)
 
 static int drain_op(lua_State *L)
 {
-    return braid_stream_drain_wait(check_stream(L, 1), cur());
+    return braid_stream_drain_wait(wait_stream(L), cur());
 }
 
 static int drain_done(lua_State *L, int rc)
@@ -426,8 +442,13 @@ static int drain_done(lua_State *L, int rc)
 
 static const lbraid_waitop_t DRAIN_OP = {drain_op, drain_done};
 
+/* _drain(stream): returns at once, without the wait's machinery, while
+ * the write buffer is under the high-water mark (as Python's drain). */
 static int lstreams_drain(lua_State *L)
 {
+    braid_stream_t *s = check_stream(L, 1);
+    if (braid_stream_drain_ready(s))
+        return 0;
     lua_settop(L, 1);
     return lbraid_wait(L, &DRAIN_OP);
 }
