@@ -403,17 +403,12 @@ static int lstreams_limit(lua_State *L)
 
 /* ---- writing ---- */
 
-/* _write(stream, data) -> nothing, or the name of data's type when it is
- * not a string (the Lua caller raises, naming its own caller) */
+/* _write(stream, data) */
 static int lstreams_write(lua_State *L)
 {
     braid_stream_t *s = check_stream(L, 1);
-    if (lua_type(L, 2) != LUA_TSTRING) {
-        lua_pushstring(L, luaL_typename(L, 2));
-        return 1;
-    }
     size_t len;
-    const char *p = lua_tolstring(L, 2, &len);
+    const char *p = luaL_checklstring(L, 2, &len);
     int rc = braid_stream_write(s, p, len);
     if (rc)
         return lstreams_raise(L, rc, "write");
@@ -621,6 +616,83 @@ static int lstreams_handle_count(lua_State *L)
     return 1;
 }
 
+/* ---- the hot reader/writer methods, called on the Lua objects ----
+ * (asyncio_streams.lua installs them: a Lua method frame around the C
+ * call cost more than the C did). self._s is the stream box; errors name
+ * the method as the Lua methods did. */
+
+/* Replaces self at 1 by its stream box (checked). */
+static braid_stream_t *self_stream(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE)
+        luaL_typeerror(L, 1, "stream reader or writer");
+    lua_getfield(L, 1, "_s");
+    lua_replace(L, 1);
+    return check_stream(L, 1);
+}
+
+static lua_Integer check_int(lua_State *L, int idx, const char *what)
+{
+    int isint;
+    lua_Integer n = lua_tointegerx(L, idx, &isint);
+    if (!isint || lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L,
+                   "bad argument #%d to '%s' (integer expected, got %s)",
+                   idx - 1,
+                   what,
+                   lua_type(L, idx) == LUA_TNUMBER ? "float" : luaL_typename(L, idx));
+    return n;
+}
+
+/* reader:read(n = -1) */
+static int lstreams_m_read(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_Integer n = lua_isnil(L, 2) ? -1 : check_int(L, 2, "read");
+    self_stream(L);
+    if (n == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_pushinteger(L, n < 0 ? READ_ALL : READ_SOME);
+    lua_insert(L, 2);
+    return lbraid_wait(L, &READ_OP);
+}
+
+/* reader:readexactly(n) */
+static int lstreams_m_readexactly(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_Integer n = check_int(L, 2, "readexactly");
+    if (n < 0)
+        return lbraid_error(L, "ValueError", "readexactly size can not be less than zero");
+    self_stream(L);
+    if (n == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_pushinteger(L, READ_EXACTLY);
+    lua_insert(L, 2);
+    return lbraid_wait(L, &READ_OP);
+}
+
+/* writer:write(data) */
+static int lstreams_m_write(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(
+            L, "bad argument #1 to 'write' (string expected, got %s)", luaL_typename(L, 2));
+    self_stream(L);
+    return lstreams_write(L);
+}
+
+/* writer:drain() */
+static int lstreams_m_drain(lua_State *L)
+{
+    self_stream(L);
+    return lstreams_drain(L);
+}
+
 static const luaL_Reg lstreams_funcs[] = {
     {"_tcp_new", lstreams_tcp_new},
     {"_pipe_new", lstreams_pipe_new},
@@ -629,6 +701,10 @@ static const luaL_Reg lstreams_funcs[] = {
     {"_listen", lstreams_listen},
     {"_accept", lstreams_accept},
     {"_read", lstreams_read},
+    {"_m_read", lstreams_m_read},
+    {"_m_readexactly", lstreams_m_readexactly},
+    {"_m_write", lstreams_m_write},
+    {"_m_drain", lstreams_m_drain},
     {"_at_eof", lstreams_at_eof},
     {"_set_limit", lstreams_set_limit},
     {"_limit", lstreams_limit},
