@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lbraid.h"
+#include "ldump.h"
 #include "loop.h"
 
 #define LOOP_META "braid.asyncio.loop"
@@ -14,13 +15,25 @@
  * cancellation, Ctrl-C and thread-level callbacks this often. */
 #define POLL_NS 50000000
 
+static const char LOOP_TAG; /* every loop box holds its address */
+
 typedef struct lloop {
     braid_loop_t *loop;
+    const char *tag;   /* &LOOP_TAG: run_once's cheap check */
+    lbraid_ctx_t *ctx; /* its state's context: run_once reads it each pass */
 } lloop_t;
+
+/* The loop box at idx (by size and tag, as run_once checks it each pass:
+ * a lookup of the metatable by name costs more than a pass's own C). */
+static lloop_t *lloop_box(lua_State *L, int idx)
+{
+    lloop_t *b = lbraid_to_tagged(L, idx, sizeof *b, offsetof(lloop_t, tag), &LOOP_TAG);
+    return b ? b : luaL_checkudata(L, idx, LOOP_META); /* raises */
+}
 
 static braid_loop_t *lloop_check(lua_State *L, int idx)
 {
-    lloop_t *b = luaL_checkudata(L, idx, LOOP_META);
+    lloop_t *b = lloop_box(L, idx);
     if (!b->loop)
         luaL_argerror(L, idx, "loop is closed");
     return b->loop;
@@ -36,6 +49,8 @@ static int lasyncio_loop_new(lua_State *L)
 {
     lloop_t *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->loop = NULL; /* inert until the loop exists */
+    b->tag = &LOOP_TAG;
+    b->ctx = lbraid_ctx(L);
     luaL_setmetatable(L, LOOP_META);
     int rc = braid_loop_new(&b->loop);
     if (rc)
@@ -58,7 +73,10 @@ static int lloop_close(lua_State *L)
  * OS thread was cancelled, "interrupt" on Ctrl-C, else nil. */
 static int lasyncio_run_once(lua_State *L)
 {
-    braid_loop_t *loop = lloop_check(L, 1);
+    lloop_t *b = lloop_box(L, 1);
+    braid_loop_t *loop = b->loop;
+    if (!loop)
+        return luaL_argerror(L, 1, "loop is closed");
     int64_t timeout = -1;
     if (!lua_isnoneornil(L, 2)) {
         lua_Number t = luaL_checknumber(L, 2);
@@ -79,8 +97,9 @@ static int lasyncio_run_once(lua_State *L)
     if (n == WOKEN_MAX)
         braid_loop_wakeup(loop); /* more to take on the next pass */
     lua_pushinteger(L, (lua_Integer)n);
-    lbraid_poll(L);
-    braid_waiter_t *w = lbraid_ctx(L)->waiter;
+    if (b->ctx->poll) /* lbraid_poll, without its registry lookup */
+        b->ctx->poll(L);
+    braid_waiter_t *w = b->ctx->waiter;
     if (w && w->interruptible && braid_waiter_take_interrupt()) {
         lua_pushliteral(L, "interrupt");
         return 2;
@@ -105,7 +124,7 @@ static const char WAITER_TAG; /* every waiter box holds its address */
 typedef struct lwaiter {
     braid_task_waiter_t tw; /* first: lbraid_wait reads a braid_waiter_t */
     int live;
-    const char *tag; /* &WAITER_TAG: _stepping's cheap check */
+    const char *tag; /* &WAITER_TAG: _resume's cheap check */
 } lwaiter_t;
 
 /* waiter(loop, id) -> task waiter box */
@@ -181,15 +200,48 @@ static int lasyncio_set_task_hook(lua_State *L)
     return 0;
 }
 
-/* _stepping(co, waiter box) before a task's step; _stepping() after. It
- * runs twice a step: the box is known by size and tag, not by metatable. */
-static int lasyncio_stepping(lua_State *L)
+/* _resume(co, waiter box or nil, ...) -> as coroutine.resume(co, ...):
+ * one step of a task, with its waiter set as the stepping one (waits
+ * find it without the task hook) for exactly the time co runs. One call
+ * instead of coroutine.resume between two calls that set and clear it. */
+static int lasyncio_resume(lua_State *L)
 {
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    int narg = lua_gettop(L) - 2;
+    if (co == L) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "cannot resume non-suspended coroutine");
+        return 2;
+    }
+    if (!lua_checkstack(co, narg)) { /* (lua_resume checks co's status) */
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "too many arguments to resume");
+        return 2;
+    }
     lwaiter_t *b = lbraid_to_tagged(L, 2, sizeof *b, offsetof(lwaiter_t, tag), &WAITER_TAG);
     if (b && !b->live)
         b = NULL;
-    lbraid_task_stepping(b ? lua_tothread(L, 1) : NULL, b ? &b->tw.w : NULL);
-    return 0;
+    lua_xmove(L, co, narg);
+    if (b)
+        lbraid_task_stepping(co, &b->tw.w);
+    int nres;
+    int rc = lua_resume(co, L, narg, &nres);
+    lbraid_task_stepping(NULL, NULL);
+    if (rc == LUA_OK || rc == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushboolean(L, 0);
+            lua_pushliteral(L, "too many results to resume");
+            return 2;
+        }
+        lua_pushboolean(L, 1);
+        lua_xmove(co, L, nres);
+        return nres + 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1); /* the error */
+    return 2;
 }
 
 static const luaL_Reg lloop_meta[] = {
@@ -211,7 +263,7 @@ static const luaL_Reg lasyncio_funcs[] = {
     {"_waiter", lasyncio_waiter},
     {"_settle", lasyncio_settle},
     {"_set_task_hook", lasyncio_set_task_hook},
-    {"_stepping", lasyncio_stepping},
+    {"_resume", lasyncio_resume},
     {"_set_traceback", lasyncio_set_traceback},
     {"_set_running", lasyncio_set_running},
     {"_live_loops", lasyncio_live_loops},
@@ -227,6 +279,7 @@ int lbraid_open_asyncio(lua_State *L)
     if (luaL_newmetatable(L, WAITER_META))
         luaL_setfuncs(L, lwaiter_meta, 0);
     lua_pop(L, 1);
+    lbraid_dump_follow_resume(lasyncio_resume);
     luaL_newlib(L, lasyncio_funcs);
     lstreams_register(L);
     lua_pushlightuserdata(L, lbraid_marker_thread_wait());

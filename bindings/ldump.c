@@ -58,7 +58,12 @@ static const char SLOT_KEY = 'd'; /* registry: the state's slot box (__gc detach
 
 /* coroutine.resume and the functions coroutine.wrap makes, to follow a
  * thread's stack into the coroutine it is running */
-static _Atomic(lua_CFunction) co_resume, co_wrap;
+static _Atomic(lua_CFunction) co_resume, co_wrap, task_resume;
+
+void lbraid_dump_follow_resume(lua_CFunction f)
+{
+    atomic_store(&task_resume, f);
+}
 
 static void ldump_hook(lua_State *L, lua_Debug *ar);
 
@@ -107,7 +112,7 @@ static lua_State *running_child(lua_State *co)
         return NULL;
     lua_getinfo(co, "f", &ar);
     lua_CFunction f = lua_tocfunction(co, -1);
-    if (f && f == atomic_load(&co_resume)) {
+    if (f && (f == atomic_load(&co_resume) || f == atomic_load(&task_resume))) {
         if (lua_getlocal(co, &ar, 1)) {
             child = lua_tothread(co, -1);
             lua_pop(co, 1);

@@ -15,6 +15,9 @@ void lbraid_dump_attach(lua_State *L, int kind);
 /* Prints a dump to stderr now. L (may be NULL) is the calling state: it
  * reports about itself. */
 void lbraid_dump_run(lua_State *L);
+/* Dumps follow a frame of f into the coroutine it resumes (its first
+ * argument), as they follow coroutine.resume: asyncio's task resume. */
+void lbraid_dump_follow_resume(lua_CFunction f);
 /* braid.dump, for the root module. */
 lua_CFunction lbraid_dump_fn(void);
 /* A thread that dumps once after secs seconds unless the process exits

@@ -186,8 +186,10 @@ braid_object_t *lbraid_to_object(lua_State *L, int idx)
 
 void *lbraid_to_tagged(lua_State *L, int idx, size_t size, size_t offset, const char *tag)
 {
+    /* only a full userdata has both an address and a raw length (a light
+     * one's is 0, a string's or table's address is NULL) */
     char *p = lua_touserdata(L, idx);
-    if (!p || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != size)
+    if (!p || lua_rawlen(L, idx) != size || size == 0)
         return NULL;
     const char *held;
     memcpy(&held, p + offset, sizeof held);

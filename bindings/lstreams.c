@@ -209,10 +209,20 @@ static int lstreams_accept(lua_State *L)
 
 enum { READ_SOME, READ_ALL, READ_EXACTLY, READ_UNTIL, READ_LINE };
 
+/* The stream of a read or drain in progress: its box at 1 was checked
+ * when the call began (the op runs again at each wake-up). */
+static braid_stream_t *wait_stream(lua_State *L)
+{
+    const lstream_t *b = lua_touserdata(L, 1);
+    if (!b->s)
+        lbraid_error(L, "ValueError", "stream is released");
+    return b->s;
+}
+
 /* stack: stream, mode, n or sep */
 static int read_op(lua_State *L)
 {
-    braid_stream_t *s = check_stream(L, 1);
+    braid_stream_t *s = wait_stream(L);
     int mode = (int)lua_tointeger(L, 2);
     switch (mode) {
     case READ_SOME:
@@ -255,7 +265,7 @@ static int raise_partial(lua_State *L, braid_stream_t *s, const char *kind, cons
 
 static int read_done(lua_State *L, int rc)
 {
-    braid_stream_t *s = check_stream(L, 1);
+    braid_stream_t *s = wait_stream(L);
     if (rc)
         return lstreams_raise(L, rc, "read");
     int mode = (int)lua_tointeger(L, 2);
@@ -365,6 +375,7 @@ static const lbraid_waitop_t READ_OP = {read_op, read_done};
 /* _read(stream, mode, n or sep) */
 static int lstreams_read(lua_State *L)
 {
+    check_stream(L, 1);
     lua_settop(L, 3);
     return lbraid_wait(L, &READ_OP);
 }
@@ -414,7 +425,7 @@ static int lstreams_shutdown(lua_State *L)
 
 static int drain_op(lua_State *L)
 {
-    return braid_stream_drain_wait(check_stream(L, 1), cur());
+    return braid_stream_drain_wait(wait_stream(L), cur());
 }
 
 static int drain_done(lua_State *L, int rc)
@@ -426,8 +437,13 @@ static int drain_done(lua_State *L, int rc)
 
 static const lbraid_waitop_t DRAIN_OP = {drain_op, drain_done};
 
+/* _drain(stream): returns at once, without the wait's machinery, while
+ * the write buffer is under the high-water mark (as Python's drain). */
 static int lstreams_drain(lua_State *L)
 {
+    braid_stream_t *s = check_stream(L, 1);
+    if (braid_stream_drain_ready(s))
+        return 0;
     lua_settop(L, 1);
     return lbraid_wait(L, &DRAIN_OP);
 }
@@ -600,6 +616,83 @@ static int lstreams_handle_count(lua_State *L)
     return 1;
 }
 
+/* ---- the hot reader/writer methods, called on the Lua objects ----
+ * (asyncio_streams.lua installs them: a Lua method frame around the C
+ * call cost more than the C did). self._s is the stream box; errors name
+ * the method as the Lua methods did. */
+
+/* Replaces self at 1 by its stream box (checked). */
+static braid_stream_t *self_stream(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE)
+        luaL_typeerror(L, 1, "stream reader or writer");
+    lua_getfield(L, 1, "_s");
+    lua_replace(L, 1);
+    return check_stream(L, 1);
+}
+
+static lua_Integer check_int(lua_State *L, int idx, const char *what)
+{
+    int isint;
+    lua_Integer n = lua_tointegerx(L, idx, &isint);
+    if (!isint || lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L,
+                   "bad argument #%d to '%s' (integer expected, got %s)",
+                   idx - 1,
+                   what,
+                   lua_type(L, idx) == LUA_TNUMBER ? "float" : luaL_typename(L, idx));
+    return n;
+}
+
+/* reader:read(n = -1) */
+static int lstreams_m_read(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_Integer n = lua_isnil(L, 2) ? -1 : check_int(L, 2, "read");
+    self_stream(L);
+    if (n == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_pushinteger(L, n < 0 ? READ_ALL : READ_SOME);
+    lua_insert(L, 2);
+    return lbraid_wait(L, &READ_OP);
+}
+
+/* reader:readexactly(n) */
+static int lstreams_m_readexactly(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_Integer n = check_int(L, 2, "readexactly");
+    if (n < 0)
+        return lbraid_error(L, "ValueError", "readexactly size can not be less than zero");
+    self_stream(L);
+    if (n == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_pushinteger(L, READ_EXACTLY);
+    lua_insert(L, 2);
+    return lbraid_wait(L, &READ_OP);
+}
+
+/* writer:write(data) */
+static int lstreams_m_write(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(
+            L, "bad argument #1 to 'write' (string expected, got %s)", luaL_typename(L, 2));
+    self_stream(L);
+    return lstreams_write(L);
+}
+
+/* writer:drain() */
+static int lstreams_m_drain(lua_State *L)
+{
+    self_stream(L);
+    return lstreams_drain(L);
+}
+
 static const luaL_Reg lstreams_funcs[] = {
     {"_tcp_new", lstreams_tcp_new},
     {"_pipe_new", lstreams_pipe_new},
@@ -608,6 +701,10 @@ static const luaL_Reg lstreams_funcs[] = {
     {"_listen", lstreams_listen},
     {"_accept", lstreams_accept},
     {"_read", lstreams_read},
+    {"_m_read", lstreams_m_read},
+    {"_m_readexactly", lstreams_m_readexactly},
+    {"_m_write", lstreams_m_write},
+    {"_m_drain", lstreams_m_drain},
     {"_at_eof", lstreams_at_eof},
     {"_set_limit", lstreams_set_limit},
     {"_limit", lstreams_limit},

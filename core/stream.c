@@ -458,6 +458,11 @@ int braid_stream_drain_wait(braid_stream_t *s, braid_waiter_t *w)
     return wl_park(&s->drainers, w);
 }
 
+int braid_stream_drain_ready(const braid_stream_t *s)
+{
+    return !s->write_err && !s->closed && !s->paused;
+}
+
 void braid_stream_set_water(braid_stream_t *s, size_t high, size_t low)
 {
     s->high = high;

@@ -82,6 +82,9 @@ int braid_stream_shutdown(braid_stream_t *s);
 /* 0 while the write queue is below the high water mark (or once it fell
  * to the low one), the write error, or BRAID_ESUSPEND. */
 int braid_stream_drain_wait(braid_stream_t *s, braid_waiter_t *w);
+/* Whether a drain would return 0 at once (no error, not closed, under the
+ * high-water mark): the caller skips the wait. */
+int braid_stream_drain_ready(const braid_stream_t *s);
 void braid_stream_set_water(braid_stream_t *s, size_t high, size_t low);
 size_t braid_stream_write_size(const braid_stream_t *s);
 

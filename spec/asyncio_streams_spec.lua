@@ -537,3 +537,135 @@ describe("asyncio streams (Unix sockets)", function()
     end)
   end)
 end)
+
+-- The echo fast paths (docs/performance.md) keep Python's semantics: a read
+-- that finds its data buffered and a drain under the high-water mark return
+-- without suspending the task (as `await` on them does not yield in
+-- Python); over the mark drain suspends; a cancellation waits for the
+-- task's next real suspension.
+describe("asyncio streams: calls that need not wait do not suspend", function()
+  local braid = require "braid"
+  after_each(support.no_loops_left)
+
+  -- ticks counts the passes of a busy neighbour task: unchanged across a
+  -- call means the calling task never let the loop run another task
+  local function with_neighbour(body)
+    run(function()
+      local ticks, stop = 0, false
+      local n = asyncio.create_task(function()
+        while not stop do
+          ticks = ticks + 1
+          asyncio.sleep(0)
+        end
+      end)
+      body(function() return ticks end)
+      stop = true
+      asyncio.await(n)
+    end)
+  end
+
+  local function pair(server_fn)
+    local server = asyncio.start_server(server_fn, "127.0.0.1", 0)
+    local _, port = server.sockets[1]:getsockname()
+    local reader, writer = asyncio.open_connection("127.0.0.1", port)
+    return server, reader, writer
+  end
+
+  it("buffered reads and drain under the high-water mark return in the same step", function()
+    for _ = 1, 20 do
+      with_neighbour(function(ticks)
+        local server, reader, writer = pair(function(r, w)
+          w:write("abcdefgh\n")
+          w:drain()
+          r:read()
+          w:close()
+        end)
+        assert.are.equal("a", reader:readexactly(1)) -- waits: the rest comes in the same segment
+        local t0 = ticks()
+        assert.are.equal("bc", reader:readexactly(2))
+        assert.are.equal("de", reader:read(2))
+        assert.are.equal("fgh\n", reader:readline())
+        writer:write("x")
+        writer:drain()
+        writer:write("y")
+        writer:drain()
+        assert.are.equal(t0, ticks())
+        writer:close()
+        writer:wait_closed()
+        close_server(server)
+      end)
+    end
+  end)
+
+  it("drain over the high-water mark suspends until the buffer falls to the low mark", function()
+    with_neighbour(function(ticks)
+      local go = asyncio.Event()
+      local server, _, writer = pair(function(r, w)
+        go:wait()
+        while r:read(65536) ~= "" do end
+        w:close()
+      end)
+      writer:set_write_buffer_limits(1024, 256)
+      writer:write(string.rep("z", 16 * 1024 * 1024))
+      assert.is_true(writer:get_write_buffer_size() > 1024)
+      local t0 = ticks()
+      local drainer = asyncio.create_task(function() writer:drain() end)
+      asyncio.sleep(0.02)
+      assert.is_false(drainer:done()) -- still over the mark: it waits
+      go:set()
+      asyncio.await(drainer)
+      assert.is_true(ticks() > t0)
+      assert.is_true(writer:get_write_buffer_size() <= 256)
+      writer:close()
+      writer:wait_closed()
+      close_server(server)
+    end)
+  end)
+
+  it("a task cancelled while running gets buffered data, then Cancelled at its next wait", function()
+    run(function()
+      local server, reader, writer = pair(function(r, w)
+        w:write("0123456789")
+        w:drain()
+        r:read()
+        w:close()
+      end)
+      assert.are.equal("0", reader:readexactly(1))
+      local t = asyncio.create_task(function()
+        asyncio.current_task():cancel()
+        local got = reader:readexactly(4) -- buffered: no suspension
+        writer:write("q")
+        writer:drain() -- under the mark: no suspension
+        assert(reader:readexactly(1) == "5") -- buffered too
+        local ok, err = pcall(asyncio.sleep, 0) -- the first real suspension
+        return got, ok, err
+      end)
+      local ok, got, sok, serr = pcall(asyncio.await, t)
+      assert.is_true(ok)
+      assert.are.equal("1234", got)
+      assert.is_false(sok)
+      assert.is_true(braid.Error.is(serr, "Cancelled"))
+      assert.are.equal("6789", reader:read(4)) -- the stream is intact
+      writer:close()
+      writer:wait_closed()
+      close_server(server)
+    end)
+  end)
+
+  it("write refuses non-strings with the caller's position; earlier data is kept", function()
+    run(function()
+      local server, reader, writer = pair(echo)
+      writer:write("ok")
+      local ok, err = pcall(writer.write, writer, 42)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'write' %(string expected, got number%)", err)
+      ok, err = pcall(function() writer:write({}) end)
+      assert.matches("asyncio_streams_spec.lua:%d+: bad argument #1 to 'write' %(string expected, got table%)", err)
+      writer:drain()
+      assert.are.equal("ok", reader:readexactly(2))
+      writer:close()
+      writer:wait_closed()
+      close_server(server)
+    end)
+  end)
+end)

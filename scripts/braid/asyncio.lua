@@ -89,9 +89,26 @@ local function poll(loop, nowait)
   local woken = loop.woken
   local waiting = loop.waiting
   local n, why = C._run_once(loop.c, timeout, woken, next(waiting) ~= nil)
-  for i = 1, n do
-    local t = waiting[woken[i]]
-    if t and t._wait == THREAD_WAIT then wake(t) end
+  if n > 0 then
+    -- wake(t) for each, inlined (one to a few per pass, every pass)
+    local q, qn = loop.q, loop.qn
+    for i = 1, n do
+      local id = woken[i]
+      local t = waiting[id]
+      if t and t._wait == THREAD_WAIT then
+        t._wait = nil
+        waiting[id] = nil
+        local h = t._timer
+        if h then
+          h.cancelled = true
+          t._timer = nil
+        end
+        t._a1, t._a2 = nil, nil
+        qn = qn + 1
+        q[qn] = t
+      end
+    end
+    loop.qn = qn
   end
   if why and not loop.interrupt then
     loop.interrupt = why

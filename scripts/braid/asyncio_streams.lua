@@ -8,8 +8,7 @@ return function(M, C)
     setmetatable, type, tostring, error, pcall, ipairs, next
   local mtype, concat = math.type, table.concat
   local this_task, get_loop = M._this_task, M._get_loop
-  local c_read, c_write, c_drain = C._read, C._write, C._drain
-  local READ_SOME, READ_ALL, READ_EXACTLY = C.READ_SOME, C.READ_ALL, C.READ_EXACTLY
+  local c_read, c_write = C._read, C._write
   local READ_UNTIL, READ_LINE = C.READ_UNTIL, C.READ_LINE
 
   local function raise(kind, msg, level)
@@ -28,23 +27,8 @@ return function(M, C)
   local StreamReader = {__name = "braid.asyncio.StreamReader"}
   StreamReader.__index = StreamReader
 
-  function StreamReader:read(n)
-    if n == nil then n = -1 end
-    check_int(n, 1, "read")
-    if n == 0 then return "" end
-    if n < 0 then return c_read(self._s, READ_ALL) end
-    return c_read(self._s, READ_SOME, n)
-  end
-
   function StreamReader:readline()
     return c_read(self._s, READ_LINE, "\n")
-  end
-
-  function StreamReader:readexactly(n)
-    check_int(n, 1, "readexactly")
-    if n < 0 then raise("ValueError", "readexactly size can not be less than zero", 2) end
-    if n == 0 then return "" end
-    return c_read(self._s, READ_EXACTLY, n)
   end
 
   function StreamReader:readuntil(sep)
@@ -56,6 +40,9 @@ return function(M, C)
     return c_read(self._s, READ_UNTIL, sep)
   end
 
+  -- the hot ones in C (bindings/lstreams.c), same arguments and errors
+  StreamReader.read, StreamReader.readexactly = C._m_read, C._m_readexactly
+
   function StreamReader:at_eof() return C._at_eof(self._s) end
   function StreamReader:get_limit() return C._limit(self._s) end
 
@@ -66,12 +53,7 @@ return function(M, C)
   local StreamWriter = {__name = "braid.asyncio.StreamWriter"}
   StreamWriter.__index = StreamWriter
 
-  function StreamWriter:write(data)
-    if type(data) ~= "string" then
-      error(("bad argument #1 to 'write' (string expected, got %s)"):format(type(data)), 2)
-    end
-    c_write(self._s, data)
-  end
+  StreamWriter.write = C._m_write -- in C, as read
 
   function StreamWriter:writelines(list)
     if type(list) ~= "table" then
@@ -80,7 +62,7 @@ return function(M, C)
     c_write(self._s, concat(list))
   end
 
-  function StreamWriter:drain() c_drain(self._s) end
+  StreamWriter.drain = C._m_drain
   function StreamWriter:write_eof() C._shutdown(self._s) end
   function StreamWriter:can_write_eof() return true end
   function StreamWriter:close() C._close(self._s) end

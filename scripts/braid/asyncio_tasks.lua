@@ -5,9 +5,9 @@ return function(M, C, get_loop)
   local braid = require "braid"
   local Error = braid.Error
 
-  local co_create, co_resume = coroutine.create, coroutine.resume
+  local co_create = coroutine.create
   local co_running, co_close = coroutine.running, coroutine.close
-  local stepping = C._stepping -- tells C which task's waiter its waits use
+  local resume = C._resume -- coroutine.resume telling C the task's waiter
   local setmetatable, getmetatable, rawget, type, select, tostring, error, pcall =
     setmetatable, getmetatable, rawget, type, select, tostring, error, pcall
   local pack, unpack = table.pack, table.unpack
@@ -118,6 +118,7 @@ return function(M, C, get_loop)
 
   -- ---- waking tasks ----
 
+  -- (asyncio.lua's poll has a copy inlined for tasks woken from C)
   local function wake(task, a1, a2)
     local w = task._wait
     task._wait = nil
@@ -480,8 +481,7 @@ return function(M, C, get_loop)
     task._handoff = nil
     local prev = current
     current = task
-    local w = task._w
-    if w then stepping(task.co, w) end
+    local w = task._w -- stepping while co runs (nil until its first wait)
     local ok, r1, r2, r3
     local fn = task._fn
     if fn then
@@ -489,14 +489,13 @@ return function(M, C, get_loop)
       local args = task._args
       if args then
         task._args = nil
-        ok, r1, r2, r3 = co_resume(task.co, fn, unpack(args, 1, args.n))
+        ok, r1, r2, r3 = resume(task.co, w, fn, unpack(args, 1, args.n))
       else
-        ok, r1, r2, r3 = co_resume(task.co, fn)
+        ok, r1, r2, r3 = resume(task.co, w, fn)
       end
     else
-      ok, r1, r2, r3 = co_resume(task.co, a1, a2)
+      ok, r1, r2, r3 = resume(task.co, w, a1, a2)
     end
-    stepping()
     current = prev
     if not ok then return task_failed(loop, task, r1) end
     if r1 == DONE then
