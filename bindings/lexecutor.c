@@ -352,23 +352,31 @@ static int lexecutor_new(lua_State *L)
  * not deeper on the C stack than that one was (the stack grows down), so
  * that one has ended. A submit nested inside another (a metamethod run
  * while encoding) is deeper, and uses a scratch buffer. */
+/* memo: the function submitted last and its encoding (a burst submits
+ * the same one over and over); the box's user value anchors the function
+ * (lbraid_encode_memo says when the bytes still hold). */
 typedef struct callbuf {
     braid_buf_t buf;
     const char *owner;
+    lbraid_fnmemo_t memo;
 } callbuf_t;
 
 static int callbuf_gc(lua_State *L)
 {
     callbuf_t *c = lua_touserdata(L, 1);
     braid_buf_free(&c->buf);
+    braid_buf_free(&c->memo.bytes);
+    c->memo.fn = NULL;
     return 0;
 }
 
 static void push_callbuf(lua_State *L)
 {
-    callbuf_t *c = lua_newuserdatauv(L, sizeof *c, 0);
+    callbuf_t *c = lua_newuserdatauv(L, sizeof *c, 1);
     braid_buf_init(&c->buf);
     c->owner = NULL;
+    c->memo.fn = NULL;
+    braid_buf_init(&c->memo.bytes);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, callbuf_gc);
     lua_setfield(L, -2, "__gc");
@@ -410,7 +418,15 @@ static int lexecutor_submit(lua_State *L)
         cb = NULL;
         call = lbraid_take_scratch(L);
     }
-    lbraid_encode(L, 2, call, "fn");
+    if (cb) {
+        const void *had = cb->memo.fn;
+        if (lbraid_encode_memo(L, 2, call, &cb->memo, "fn") && cb->memo.fn != had) {
+            lua_pushvalue(L, 2); /* anchor the memo's function */
+            lua_setiuservalue(L, UP_CALLBUF, 1);
+        }
+    } else {
+        lbraid_encode(L, 2, call, "fn");
+    }
     size_t aux = call->len;
     lbraid_encode_seq(L, 3, n - 2, call, "args");
     braid_future_t *f;
