@@ -436,7 +436,7 @@ static int lexecutor_submit(lua_State *L)
     braid_future_t *f;
     int rc = braid_executor_submit(ex, call, aux, &f);
     if (cb) {
-        braid_buf_reset(call); /* the spare task's buffer, swapped in */
+        braid_buf_reset(call); /* ours again, or the spare task's buffer swapped in */
         cb->owner = NULL;
     }
     if (rc == BRAID_ESHUTDOWN)
