@@ -87,6 +87,25 @@ void lbraid_encode(lua_State *L, int idx, braid_buf_t *buf, const char *root);
 /* Appends the integer v exactly as lbraid_encode writes an integer value
  * (for fast paths that already know the type). */
 void lbraid_encode_integer(braid_buf_t *buf, lua_Integer v);
+/* A function's encoding kept by a caller that encodes the same function
+ * over and over (submit in a burst). fn is the function's address while
+ * the memo holds it; the caller keeps that function alive (else another
+ * object could take its address). lbraid_memo_free frees its buffer. */
+typedef struct lbraid_fnmemo {
+    const void *fn;
+    void *ctx; /* the state's encoder context */
+    int env;   /* the function's one upvalue is _ENV (else it has none) */
+    braid_buf_t bytes;
+} lbraid_fnmemo_t;
+/* lbraid_encode for the value at idx, through memo: when memo holds that
+ * function and what its encoding depended on still holds (the module map is
+ * current and does not name it; its _ENV upvalue, if any, is a table),
+ * appends the kept bytes; else encodes it and keeps its bytes when it is a
+ * Lua function the encoder writes from its cached info alone (no upvalue
+ * but _ENV, no non-standard global). Returns 1 when memo holds the
+ * function at idx afterwards (the caller anchors it), else 0. */
+int lbraid_encode_memo(lua_State *L, int idx, braid_buf_t *buf, lbraid_fnmemo_t *memo,
+                       const char *root);
 /* Encodes n values starting at idx as one sequence (shared references
  * across them kept). Paths are root[1], root[2]... */
 void lbraid_encode_seq(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root);

@@ -757,11 +757,12 @@ static int enc_scalar(lua_State *L, int idx, braid_buf_t *buf)
  * upvalue is _ENV (or none) and that reads no non-standard global (the
  * usual task function): writes what enc_function would, straight from its
  * fninfo, without setting up an encoder. Returns 0 to take the long way. */
-static int enc_known_function(lua_State *L, int idx, braid_buf_t *buf)
+static int enc_known_function(lua_State *L, int idx, braid_buf_t *buf, lbraid_fnmemo_t *memo)
 {
     int top = lua_gettop(L), ok = 0;
+    encctx_t *c = NULL;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ECTX_KEY) == LUA_TUSERDATA) {
-        encctx_t *c = lua_touserdata(L, -1);
+        c = lua_touserdata(L, -1);
         ok = !c->busy && lbraid_modmap_current(L, &c->mod) &&
              !lbraid_modmap_may_have(&c->mod, lua_topointer(L, idx));
     }
@@ -769,6 +770,7 @@ static int enc_known_function(lua_State *L, int idx, braid_buf_t *buf)
     ok = fi && !fi->nglobals &&
          (fi->nups == 0 ||
           (fi->nups == 1 && fi->env == 1 && lua_getupvalue(L, idx, 1) && lua_istable(L, -1)));
+    size_t start = buf->len;
     if (ok) { /* as enc_function writes it (the chunk is anchored by the fninfo box) */
         braid_buf_put_u8(buf, BRAID_T_FUNC);
         braid_buf_put_str(buf, fi->chunk, fi->len);
@@ -781,9 +783,46 @@ static int enc_known_function(lua_State *L, int idx, braid_buf_t *buf)
         braid_buf_put_u8(buf, 0);
         if (buf->err)
             lbraid_core_error(L, buf->err, "encode");
+        if (memo) { /* the registry anchors c (ECTX_KEY is set once) */
+            braid_buf_reset(&memo->bytes);
+            braid_buf_put_bytes(&memo->bytes, buf->data + start, buf->len - start);
+            memo->fn = memo->bytes.err ? NULL : lua_topointer(L, idx);
+            memo->ctx = c;
+            memo->env = fi->nups == 1;
+        }
     }
     lua_settop(L, top);
     return ok;
+}
+
+int lbraid_encode_memo(lua_State *L, int idx, braid_buf_t *buf, lbraid_fnmemo_t *memo,
+                       const char *root)
+{
+    const void *p = lua_topointer(L, idx);
+    if (p && p == memo->fn && lua_type(L, idx) == LUA_TFUNCTION) {
+        encctx_t *c = memo->ctx;
+        int ok =
+            !c->busy && lbraid_modmap_current(L, &c->mod) && !lbraid_modmap_may_have(&c->mod, p);
+        if (ok && memo->env) {
+            ok = lua_getupvalue(L, idx, 1) != NULL;
+            if (ok) {
+                ok = lua_istable(L, -1);
+                lua_pop(L, 1);
+            }
+        }
+        if (ok) {
+            braid_buf_put_bytes(buf, memo->bytes.data, memo->bytes.len);
+            if (buf->err)
+                lbraid_core_error(L, buf->err, "encode");
+            return 1;
+        }
+    }
+    memo->fn = NULL;
+    if (lua_type(L, idx) == LUA_TFUNCTION && !lua_iscfunction(L, idx) &&
+        enc_known_function(L, lua_absindex(L, idx), buf, memo))
+        return memo->fn != NULL;
+    lbraid_encode(L, idx, buf, root);
+    return 0;
 }
 
 void lbraid_encode_integer(braid_buf_t *buf, lua_Integer v)
@@ -797,7 +836,7 @@ void lbraid_encode(lua_State *L, int idx, braid_buf_t *buf, const char *root)
     if (enc_scalar(L, idx, buf))
         return;
     if (lua_type(L, idx) == LUA_TFUNCTION && !lua_iscfunction(L, idx) &&
-        enc_known_function(L, lua_absindex(L, idx), buf))
+        enc_known_function(L, lua_absindex(L, idx), buf, NULL))
         return;
     enc_run(L, idx, 1, buf, root, 0);
 }

@@ -352,23 +352,35 @@ static int lexecutor_new(lua_State *L)
  * not deeper on the C stack than that one was (the stack grows down), so
  * that one has ended. A submit nested inside another (a metamethod run
  * while encoding) is deeper, and uses a scratch buffer. */
+/* memo: the function submitted last and its encoding (a burst submits
+ * the same one over and over); the box's user value anchors the function
+ * (lbraid_encode_memo says when the bytes still hold). */
 typedef struct callbuf {
     braid_buf_t buf;
     const char *owner;
+    lbraid_fnmemo_t memo;
+    const void *meta;  /* the executor metatable's address (as UP_META_ADDR) */
+    lbraid_ctx_t *ctx; /* the state context (as UP_CTX), NULL until the first submit */
 } callbuf_t;
 
 static int callbuf_gc(lua_State *L)
 {
     callbuf_t *c = lua_touserdata(L, 1);
     braid_buf_free(&c->buf);
+    braid_buf_free(&c->memo.bytes);
+    c->memo.fn = NULL;
     return 0;
 }
 
 static void push_callbuf(lua_State *L)
 {
-    callbuf_t *c = lua_newuserdatauv(L, sizeof *c, 0);
+    callbuf_t *c = lua_newuserdatauv(L, sizeof *c, 1);
     braid_buf_init(&c->buf);
     c->owner = NULL;
+    c->memo.fn = NULL;
+    braid_buf_init(&c->memo.bytes);
+    c->meta = NULL;
+    c->ctx = NULL;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, callbuf_gc);
     lua_setfield(L, -2, "__gc");
@@ -379,8 +391,9 @@ static void push_callbuf(lua_State *L)
 static int lexecutor_submit(lua_State *L)
 {
     braid_executor_t *ex = NULL;
+    callbuf_t *cb = lua_touserdata(L, UP_CALLBUF); /* also the metatable address, the context */
     if (lua_getmetatable(L, 1)) {
-        if (lua_topointer(L, -1) == lua_touserdata(L, UP_META_ADDR))
+        if (lua_topointer(L, -1) == cb->meta)
             ex = (braid_executor_t *)((lbraid_box_t *)lua_touserdata(L, 1))->obj;
         lua_pop(L, 1);
     }
@@ -388,9 +401,9 @@ static int lexecutor_submit(lua_State *L)
         ex = lexecutor_check(L, 1);
     if (!lua_isfunction(L, 2) && !luaL_getmetafield(L, 2, "__call"))
         luaL_typeerror(L, 2, "function");
-    lbraid_ctx_t *ctx = lua_touserdata(L, UP_CTX);
+    lbraid_ctx_t *ctx = cb->ctx;
     if (!ctx) {
-        ctx = lbraid_ctx(L);
+        ctx = cb->ctx = lbraid_ctx(L);
         lua_pushlightuserdata(L, ctx);
         lua_replace(L, UP_CTX);
     }
@@ -400,9 +413,8 @@ static int lexecutor_submit(lua_State *L)
     /* the machine frame, not a local's address: a sanitizer's fake stack
      * may place locals anywhere */
     const char *here = __builtin_frame_address(0);
-    callbuf_t *cb = lua_touserdata(L, UP_CALLBUF);
     braid_buf_t *call;
-    if (cb && (!cb->owner || (uintptr_t)here >= (uintptr_t)cb->owner)) {
+    if (!cb->owner || (uintptr_t)here >= (uintptr_t)cb->owner) {
         cb->owner = here;
         call = &cb->buf;
         braid_buf_reset(call);
@@ -410,13 +422,21 @@ static int lexecutor_submit(lua_State *L)
         cb = NULL;
         call = lbraid_take_scratch(L);
     }
-    lbraid_encode(L, 2, call, "fn");
+    if (cb) {
+        const void *had = cb->memo.fn;
+        if (lbraid_encode_memo(L, 2, call, &cb->memo, "fn") && cb->memo.fn != had) {
+            lua_pushvalue(L, 2); /* anchor the memo's function */
+            lua_setiuservalue(L, UP_CALLBUF, 1);
+        }
+    } else {
+        lbraid_encode(L, 2, call, "fn");
+    }
     size_t aux = call->len;
     lbraid_encode_seq(L, 3, n - 2, call, "args");
     braid_future_t *f;
     int rc = braid_executor_submit(ex, call, aux, &f);
     if (cb) {
-        braid_buf_reset(call); /* the spare task's buffer, swapped in */
+        braid_buf_reset(call); /* ours again, or the spare task's buffer swapped in */
         cb->owner = NULL;
     }
     if (rc == BRAID_ESHUTDOWN)
@@ -498,6 +518,7 @@ void lexecutor_open(lua_State *L, int mod)
     lbraid_push_boxes(L);
     lua_pushnil(L); /* the context, on the first submit */
     push_callbuf(L);
+    ((callbuf_t *)lua_touserdata(L, -1))->meta = lua_topointer(L, -5);
     lua_pushlightuserdata(L, (void *)lua_topointer(L, -5));
     luaL_setfuncs(L, executor_methods, EXECUTOR_NUPS);
     lua_setfield(L, mod, "_Executor_methods");

@@ -108,6 +108,50 @@ static braid_object_t *box_check(lua_State *L, int idx, const braid_object_type_
 
 /* ---- Lock ---- */
 
+/* The Lock box this OS thread last checked with box_ours, remembered so
+ * the next acquire/release on it skips the metatable check (one pointer
+ * compare instead of lua_getmetatable, lua_topointer and an upvalue read).
+ * A remembered box is a Lock box that was alive when remembered; it stays
+ * one until its __gc, the only way its memory is freed, and every Lock
+ * box's __gc bumps lock_gc_epoch, which forgets all remembered boxes (a
+ * __gc on another thread included: the free and any reuse of the memory
+ * are ordered after the bump). */
+static atomic_uint_fast64_t lock_gc_epoch;
+typedef struct lock_seen {
+    const void *box;
+    uint_fast64_t epoch;
+} lock_seen_t;
+static _Thread_local lock_seen_t lock_seen;
+
+/* The lock in the Lock box at 1 if this thread remembers that box, else
+ * NULL. Stack: unchanged. */
+static inline braid_lock_t *lock_seen_at1(lua_State *L)
+{
+    lbraid_box_t *box = lua_touserdata(L, 1);
+    lock_seen_t *s = &lock_seen;
+    if (box && box == s->box &&
+        s->epoch == atomic_load_explicit(&lock_gc_epoch, memory_order_relaxed))
+        return (braid_lock_t *)box->obj; /* NULL after its __gc (resurrected) */
+    return NULL;
+}
+
+static void lock_remember_at1(lua_State *L)
+{
+    lock_seen.epoch = atomic_load_explicit(&lock_gc_epoch, memory_order_relaxed);
+    lock_seen.box = lua_touserdata(L, 1);
+}
+
+static int llock_gc(lua_State *L)
+{
+    atomic_fetch_add_explicit(&lock_gc_epoch, 1, memory_order_relaxed);
+    lbraid_box_t *box = lua_touserdata(L, 1);
+    if (box && box->obj) {
+        braid_object_release(box->obj);
+        box->obj = NULL;
+    }
+    return 0;
+}
+
 static braid_lock_t *llock_check(lua_State *L, int idx)
 {
     return (braid_lock_t *)box_check(L, idx, &braid_lock_type);
@@ -145,11 +189,19 @@ static int llock_acquire(lua_State *L)
      * stack under the result), then one CAS (deadline 0 has passed: no
      * clock read), no poll */
     if (lua_gettop(L) == 1) {
-        if (box_ours(L, 1)) {
+        braid_lock_t *l = lock_seen_at1(L);
+        if (l && braid_lock_acquire(l, 0) == 0) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        if (!l && box_ours(L, 1)) {
             lbraid_box_t *box = lua_touserdata(L, 1);
-            if (box->obj && braid_lock_acquire((braid_lock_t *)box->obj, 0) == 0) {
-                lua_pushboolean(L, 1);
-                return 1;
+            if (box->obj) {
+                lock_remember_at1(L);
+                if (braid_lock_acquire((braid_lock_t *)box->obj, 0) == 0) {
+                    lua_pushboolean(L, 1);
+                    return 1;
+                }
             }
         }
         lua_settop(L, 1);
@@ -168,10 +220,16 @@ static int llock_acquire(lua_State *L)
 
 static int llock_release(lua_State *L)
 {
-    if (box_ours(L, 1)) {
+    braid_lock_t *l = lock_seen_at1(L);
+    if (l && braid_lock_release(l) == 0)
+        return 0; /* fast path: a remembered box, held */
+    if (!l && box_ours(L, 1)) {
         lbraid_box_t *box = lua_touserdata(L, 1);
-        if (box->obj && braid_lock_release((braid_lock_t *)box->obj) == 0)
-            return 0; /* fast path: our box, held */
+        if (box->obj) {
+            lock_remember_at1(L);
+            if (braid_lock_release((braid_lock_t *)box->obj) == 0)
+                return 0; /* our box, held */
+        }
     }
     if (braid_lock_release(llock_check(L, 1)) != 0)
         return lbraid_error(L, "RuntimeError", "release unlocked lock");
@@ -765,6 +823,14 @@ int lsync_open_meta(lua_State *L, int methods, const braid_object_type_t *type)
         i++;
     if (i == n)
         return 0;
+    if (type == &braid_lock_type) { /* its own __gc: see lock_seen */
+        lsync_add_meta(L, methods, lsync_types[i].key, type, lsync_types[i].fns);
+        luaL_getmetatable(L, type->name);
+        lua_pushcfunction(L, llock_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pop(L, 1);
+        return 1;
+    }
     if (type != &braid_barrier_type) {
         lsync_add_meta(L, methods, lsync_types[i].key, type, lsync_types[i].fns);
         return 1;

@@ -13,12 +13,33 @@
 #include "thread.h"
 #include "trace.h"
 
+/* Calls up to SMALL_CALL bytes that name no object (the usual function
+ * and scalar arguments) are copied into the task, under the pool lock but
+ * with no allocation: the caller keeps its buffer with its room, so a
+ * burst of submits allocates no call buffers, and no worker frees one
+ * into the submitter's malloc arena. */
+#define SMALL_CALL 200
+
 typedef struct task {
     struct task *next;
     braid_future_t *f;
-    braid_buf_t call;
+    braid_buf_t call; /* the call; an emptied spare buffer when small */
     size_t aux;
+    int small; /* the call is in small_data, small_len bytes */
+    size_t small_len;
+    uint8_t small_data[SMALL_CALL];
 } task_t;
+
+/* The task's call: t->call, or a view of the bytes copied into it. */
+static const braid_buf_t *task_call(const task_t *t, braid_buf_t *view)
+{
+    if (!t->small)
+        return &t->call;
+    memset(view, 0, sizeof *view);
+    view->data = (uint8_t *)t->small_data;
+    view->len = t->small_len;
+    return view;
+}
 
 typedef struct pool pool_t;
 
@@ -225,7 +246,8 @@ static void worker_main(braid_thread_t *thread, void *arg)
                     0, "submit", braid_trace_flow_id(((braid_object_t *)t->f)->id, 1), t0);
                 braid_trace_set_job_name(NULL);
             }
-            int failed = p->ops->run(wctx, &t->call, t->aux, &out);
+            braid_buf_t view;
+            int failed = p->ops->run(wctx, task_call(t, &view), t->aux, &out);
             /* available again before anyone can see the result */
             atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
             if (traced && braid_trace_enabled()) {
@@ -465,9 +487,16 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
             return rc;
         }
     }
-    braid_buf_t spare = t->call; /* empty, maybe with room: the caller's now */
-    t->call = *call;
-    *call = spare;
+    t->small = !call->nobjs && !call->err && call->len <= SMALL_CALL;
+    if (t->small) { /* the caller keeps its buffer, emptied */
+        memcpy(t->small_data, call->data, call->len);
+        t->small_len = call->len;
+        call->len = 0;
+    } else {
+        braid_buf_t spare = t->call; /* empty, maybe with room: the caller's now */
+        t->call = *call;
+        *call = spare;
+    }
     braid_future_retain(t->f);
     *out = t->f;
     if (p->tail)
@@ -629,8 +658,9 @@ void braid_executor_visit(void (*fn)(void *ud, const braid_executor_view_t *v),
                                        p->threads};
             fn(ud, &v);
             size_t k = 0;
+            braid_buf_t view;
             for (task_t *t = p->head; call_fn && t && k < max_calls; t = t->next, k++)
-                call_fn(ud, &t->call, t->aux);
+                call_fn(ud, task_call(t, &view), t->aux);
         }
         pthread_mutex_unlock(&p->mu);
     }

@@ -49,7 +49,7 @@ int braid_executor_new(braid_executor_t **out, int max_workers, const char *pref
 void braid_executor_retain(braid_executor_t *ex);
 void braid_executor_release(braid_executor_t *ex);
 
-/* Queues a call (its contents MOVED in on success, leaving call empty but
+/* Queues a call (its contents MOVED or copied in on success, leaving call empty but
  * maybe holding memory for the next one: braid_buf_free it when done;
  * untouched on failure)
  * and returns its future in *out (the caller's reference). Starts a worker

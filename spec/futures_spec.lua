@@ -540,3 +540,52 @@ describe("as_completed", function()
     assert.matches("2 %(of 4%) futures unfinished", e.message)
   end)
 end)
+
+-- submit keeps the encoding of the function it sent last (a burst submits
+-- the same one over and over); it must re-encode whenever what that
+-- encoding depended on changed.
+describe("submit's function memo", function()
+  it("sends the same function many times, then others", function()
+    local ex <close> = futures.ThreadPoolExecutor(2)
+    local function a(x) return x + 1 end
+    local function b(x) return x * 2 end
+    local fs = {}
+    for i = 1, 200 do fs[i] = ex:submit(i % 50 == 0 and b or a, i) end
+    for i = 1, 200 do
+      assert.equal(i % 50 == 0 and i * 2 or i + 1, fs[i]:result())
+    end
+  end)
+
+  it("re-encodes a function whose _ENV upvalue changed", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local function make() local _ENV = {}; return function() return _ENV == nil end end
+    local f = make()
+    for _ = 1, 3 do assert.is_false(ex:submit(f):result()) end
+    debug.setupvalue(f, 1, nil) -- now sent with its nil upvalue
+    assert.is_true(ex:submit(f):result())
+    debug.setupvalue(f, 1, {})
+    assert.is_false(ex:submit(f):result())
+  end)
+
+  it("re-encodes a function that became a module (sent by name then)", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local function g() return 42 end
+    for _ = 1, 3 do assert.equal(42, ex:submit(g):result()) end
+    package.loaded.braid_spec_memo_mod = g
+    local ok, e = pcall(function() return ex:submit(g):result() end)
+    rawset(package.loaded, "braid_spec_memo_mod", nil)
+    assert.is_false(ok)
+    assert.matches("braid_spec_memo_mod", tostring(e))
+  end)
+
+  it("does not mix up a collected function with a new one", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    for i = 1, 100 do
+      local k = i
+      local f = load("return function() return " .. k .. " end")()
+      assert.equal(k, ex:submit(f):result())
+      f = nil
+      if i % 10 == 0 then collectgarbage() end
+    end
+  end)
+end)
