@@ -1,6 +1,7 @@
-/* braid.threading's primitives: Lock, RLock, Condition, Semaphore, Event
- * and Barrier boxes over core/sync.h; inside an asyncio task their waits
- * suspend only the task. */
+/* braid.threading's primitives: Lock, RLock and Condition boxes over
+ * core/sync.h (Semaphore, Event and Barrier are in lsync_signal.c), and
+ * the module's registration; inside an asyncio task their waits suspend
+ * only the task. */
 #include <string.h>
 
 #include "lsync.h"
@@ -26,28 +27,6 @@ static int64_t lock_deadline(lua_State *L, int idx)
     if (timeout > TIMEOUT_MAX)
         lbraid_error(L, "ValueError", "timeout value is too large");
     return braid_clock_deadline((double)timeout);
-}
-
-/* acquire(blocking=true, timeout=nil) of Semaphore. */
-static int64_t sem_deadline(lua_State *L, int idx)
-{
-    int blocking = lua_isnoneornil(L, idx) ? 1 : lua_toboolean(L, idx);
-    if (!blocking) {
-        if (!lua_isnoneornil(L, idx + 1))
-            lbraid_error(L, "ValueError", "can't specify timeout for non-blocking acquire");
-        return braid_clock_now();
-    }
-    return lbraid_opt_deadline(L, idx + 1);
-}
-
-/* Maps a wait's result: 0 → true, timeout → false, else raises. */
-static int push_acquired(lua_State *L, int rc)
-{
-    if (rc == 0 || rc == BRAID_ETIMEOUT) {
-        lua_pushboolean(L, rc == 0);
-        return 1;
-    }
-    return lbraid_core_error(L, rc, NULL);
 }
 
 /* ---- inside asyncio tasks ----
@@ -77,38 +56,9 @@ int lsync_wait_in_loop(lua_State *L, int64_t deadline, const lbraid_waitop_t *wo
     return lbraid_wait(L, wo);
 }
 
-/* ---- boxes ---- */
-
-/* Whether the value at idx has the metatable whose address the running
- * method carries as upvalue 2 (add_meta; upvalue 1 anchors that
- * metatable): two pointer reads, no generic equality. A function without
- * upvalues sees NULL there: never ours. Leaves the metatable, if any, on
- * the stack. */
-static inline int box_ours(lua_State *L, int idx)
-{
-    return lua_getmetatable(L, idx) &&
-           lua_topointer(L, -1) == lua_touserdata(L, lua_upvalueindex(2));
-}
-
-/* The object in the box at idx: a box with exactly our metatable is ours,
- * with no registry lookup; anything else takes lbraid_check_object's
- * checks and errors. Stack: unchanged. */
-static braid_object_t *box_check(lua_State *L, int idx, const braid_object_type_t *type)
-{
-    int top = lua_gettop(L);
-    int ours = box_ours(L, idx);
-    lua_settop(L, top);
-    if (ours) {
-        lbraid_box_t *box = lua_touserdata(L, idx);
-        if (box->obj)
-            return box->obj;
-    }
-    return lbraid_check_object(L, idx, type);
-}
-
 /* ---- Lock ---- */
 
-/* The Lock box this OS thread last checked with box_ours, remembered so
+/* The Lock box this OS thread last checked with lsync_box_ours, remembered so
  * the next acquire/release on it skips the metatable check (one pointer
  * compare instead of lua_getmetatable, lua_topointer and an upvalue read).
  * A remembered box is a Lock box that was alive when remembered; it stays
@@ -154,7 +104,7 @@ static int llock_gc(lua_State *L)
 
 static braid_lock_t *llock_check(lua_State *L, int idx)
 {
-    return (braid_lock_t *)box_check(L, idx, &braid_lock_type);
+    return (braid_lock_t *)lsync_box_check(L, idx, &braid_lock_type);
 }
 
 int lsync_push_new(lua_State *L, int rc, braid_object_t *obj)
@@ -181,7 +131,7 @@ static int llock_acquire_op(lua_State *L)
     return braid_lock_acquire(lsync_box_at1(L), lsync_deadline_at2(L));
 }
 
-static const lbraid_waitop_t llock_wait = {llock_acquire_op, push_acquired};
+static const lbraid_waitop_t llock_wait = {llock_acquire_op, lsync_push_acquired};
 
 static int llock_acquire(lua_State *L)
 {
@@ -194,7 +144,7 @@ static int llock_acquire(lua_State *L)
             lua_pushboolean(L, 1);
             return 1;
         }
-        if (!l && box_ours(L, 1)) {
+        if (!l && lsync_box_ours(L, 1)) {
             lbraid_box_t *box = lua_touserdata(L, 1);
             if (box->obj) {
                 lock_remember_at1(L);
@@ -215,7 +165,7 @@ static int llock_acquire(lua_State *L)
     lbraid_poll(L);
     if (lsync_in_loop(L))
         return lsync_wait_in_loop(L, deadline, &llock_wait);
-    return push_acquired(L, braid_lock_acquire(l, deadline));
+    return lsync_push_acquired(L, braid_lock_acquire(l, deadline));
 }
 
 static int llock_release(lua_State *L)
@@ -223,7 +173,7 @@ static int llock_release(lua_State *L)
     braid_lock_t *l = lock_seen_at1(L);
     if (l && braid_lock_release(l) == 0)
         return 0; /* fast path: a remembered box, held */
-    if (!l && box_ours(L, 1)) {
+    if (!l && lsync_box_ours(L, 1)) {
         lbraid_box_t *box = lua_touserdata(L, 1);
         if (box->obj) {
             lock_remember_at1(L);
@@ -253,7 +203,7 @@ static const luaL_Reg llock_methods[] = {
 
 static braid_rlock_t *lrlock_check(lua_State *L, int idx)
 {
-    return (braid_rlock_t *)box_check(L, idx, &braid_rlock_type);
+    return (braid_rlock_t *)lsync_box_check(L, idx, &braid_rlock_type);
 }
 
 static int lrlock_new(lua_State *L)
@@ -269,7 +219,7 @@ static int lrlock_acquire_op(lua_State *L)
     return braid_rlock_acquire(lsync_box_at1(L), lsync_deadline_at2(L));
 }
 
-static const lbraid_waitop_t lrlock_wait = {lrlock_acquire_op, push_acquired};
+static const lbraid_waitop_t lrlock_wait = {lrlock_acquire_op, lsync_push_acquired};
 
 static int lrlock_acquire(lua_State *L)
 {
@@ -279,7 +229,7 @@ static int lrlock_acquire(lua_State *L)
         lbraid_poll(L);
         if (lsync_in_loop(L))
             return lsync_wait_in_loop(L, deadline, &lrlock_wait);
-        return push_acquired(L, braid_rlock_acquire(l, deadline));
+        return lsync_push_acquired(L, braid_rlock_acquire(l, deadline));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -323,7 +273,7 @@ static const luaL_Reg lrlock_methods[] = {
 
 static braid_cond_t *lcond_check(lua_State *L, int idx)
 {
-    return (braid_cond_t *)box_check(L, idx, &braid_cond_type);
+    return (braid_cond_t *)lsync_box_check(L, idx, &braid_cond_type);
 }
 
 /* Condition(lock=RLock()) */
@@ -364,8 +314,8 @@ static int lcond_acquire(lua_State *L)
             L, deadline, lock->type == &braid_rlock_type ? &lrlock_wait : &llock_wait);
     }
     if (lock->type == &braid_rlock_type)
-        return push_acquired(L, braid_rlock_acquire((braid_rlock_t *)lock, deadline));
-    return push_acquired(L, braid_lock_acquire((braid_lock_t *)lock, deadline));
+        return lsync_push_acquired(L, braid_rlock_acquire((braid_rlock_t *)lock, deadline));
+    return lsync_push_acquired(L, braid_lock_acquire((braid_lock_t *)lock, deadline));
 }
 
 static int lcond_release(lua_State *L)
@@ -494,300 +444,20 @@ static const luaL_Reg lcond_methods[] = {
     {NULL, NULL},
 };
 
-/* ---- Semaphore / BoundedSemaphore ---- */
-
-static braid_sem_t *lsem_check(lua_State *L, int idx)
-{
-    return (braid_sem_t *)box_check(L, idx, &braid_sem_type);
-}
-
-static int sem_new(lua_State *L, int bounded)
-{
-    static const char *const keys[] = {"value"};
-    lbraid_unpack_opts(L, keys, 1);
-    lua_Integer v = luaL_optinteger(L, 1, 1);
-    if (v < 0)
-        return lbraid_error(L, "ValueError", "semaphore initial value must be >= 0");
-    braid_sem_t *s = NULL;
-    int rc = braid_sem_new(&s, (long)v, bounded);
-    return lsync_push_new(L, rc, (braid_object_t *)s);
-}
-
-static int lsem_new(lua_State *L)
-{
-    return sem_new(L, 0);
-}
-
-static int lsem_new_bounded(lua_State *L)
-{
-    return sem_new(L, 1);
-}
-
-static int lsem_acquire_op(lua_State *L)
-{
-    return braid_sem_acquire(lsync_box_at1(L), lsync_deadline_at2(L));
-}
-
-static const lbraid_waitop_t lsem_wait = {lsem_acquire_op, push_acquired};
-
-static int lsem_acquire(lua_State *L)
-{
-    braid_sem_t *s = lsem_check(L, 1);
-    int64_t deadline = sem_deadline(L, 2);
-    lbraid_poll(L);
-    if (lsync_in_loop(L))
-        return lsync_wait_in_loop(L, deadline, &lsem_wait);
-    return push_acquired(L, braid_sem_acquire(s, deadline));
-}
-
-static int lsem_release(lua_State *L)
-{
-    braid_sem_t *s = lsem_check(L, 1);
-    lua_Integer n = luaL_optinteger(L, 2, 1);
-    if (n < 1)
-        return lbraid_error(L, "ValueError", "n must be one or more");
-    if (braid_sem_release(s, (long)n) != 0)
-        return lbraid_error(L, "ValueError", "Semaphore released too many times");
-    return 0;
-}
-
-static int lsem_value(lua_State *L)
-{
-    lua_pushinteger(L, braid_sem_value(lsem_check(L, 1)));
-    return 1;
-}
-
-static int lsem_bounded(lua_State *L)
-{
-    lua_pushboolean(L, braid_sem_bounded(lsem_check(L, 1)));
-    return 1;
-}
-
-static const luaL_Reg lsem_methods[] = {
-    {"acquire", lsem_acquire},
-    {"release", lsem_release},
-    {"_value", lsem_value},
-    {"_bounded", lsem_bounded},
-    {NULL, NULL},
-};
-
-/* ---- Event ---- */
-
-static braid_event_t *levent_check(lua_State *L, int idx)
-{
-    return (braid_event_t *)box_check(L, idx, &braid_event_type);
-}
-
-static int levent_new(lua_State *L)
-{
-    lbraid_unpack_opts(L, NULL, 0);
-    braid_event_t *e = NULL;
-    int rc = braid_event_new(&e);
-    return lsync_push_new(L, rc, (braid_object_t *)e);
-}
-
-static int levent_set(lua_State *L)
-{
-    braid_event_set(levent_check(L, 1));
-    return 0;
-}
-
-static int levent_clear(lua_State *L)
-{
-    braid_event_clear(levent_check(L, 1));
-    return 0;
-}
-
-static int levent_is_set(lua_State *L)
-{
-    lua_pushboolean(L, braid_event_is_set(levent_check(L, 1)));
-    return 1;
-}
-
-static int levent_wait_done(lua_State *L, int rc)
-{
-    if (rc < 0)
-        return lbraid_core_error(L, rc, NULL);
-    lua_pushboolean(L, rc);
-    return 1;
-}
-
-static int levent_wait_core(lua_State *L)
-{
-    return braid_event_wait(lsync_box_at1(L), lsync_deadline_at2(L));
-}
-
-static const lbraid_waitop_t levent_wait_op = {levent_wait_core, levent_wait_done};
-
-static int levent_wait(lua_State *L)
-{
-    braid_event_t *e = levent_check(L, 1);
-    if (braid_event_is_set(e)) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    int64_t deadline = lbraid_opt_deadline(L, 2);
-    lbraid_poll(L);
-    if (lsync_in_loop(L))
-        return lsync_wait_in_loop(L, deadline, &levent_wait_op);
-    return levent_wait_done(L, braid_event_wait(e, deadline));
-}
-
-static const luaL_Reg levent_methods[] = {
-    {"set", levent_set},
-    {"clear", levent_clear},
-    {"is_set", levent_is_set},
-    {"wait", levent_wait},
-    {NULL, NULL},
-};
-
-/* ---- Barrier ----
- * The action is encoded in the barrier (it runs in whichever thread
- * arrives last); each state decodes it once into the box's user value. */
-
-static braid_barrier_t *lbarrier_check(lua_State *L, int idx)
-{
-    return (braid_barrier_t *)lbraid_check_object(L, idx, &braid_barrier_type);
-}
-
-/* Barrier(parties, action=nil, timeout=nil) */
-static int lbarrier_new(lua_State *L)
-{
-    static const char *const keys[] = {"parties", "action", "timeout"};
-    lbraid_unpack_opts(L, keys, 3);
-    int opts = lua_type(L, 4) == LUA_TTABLE ? 4 : 0;
-    lua_settop(L, opts ? 4 : 3);
-    lua_Integer parties = luaL_checkinteger(L, 1);
-    if (!lua_isnil(L, 2) && !lua_isfunction(L, 2)) {
-        if (!luaL_getmetafield(L, 2, "__call"))
-            return luaL_typeerror(L, 2, "callable");
-        lua_pop(L, 1);
-    }
-    double timeout = lua_isnoneornil(L, 3) ? -1 : (double)luaL_checknumber(L, 3);
-    if (parties < 1)
-        return lbraid_error(L, "ValueError", "parties must be >= 1");
-    braid_buf_t *action = lbraid_push_buf(L);
-    if (!lua_isnoneornil(L, 2))
-        lbraid_encode(L, 2, action, "action");
-    braid_barrier_t *b = NULL;
-    int rc = braid_barrier_new(&b, (long)parties);
-    if (rc)
-        return lbraid_core_error(L, rc, NULL);
-    braid_barrier_set_extra(b, action, timeout);
-    if (opts)
-        lbraid_apply_name(L, opts, (braid_object_t *)b);
-    return lsync_push_new(L, 0, (braid_object_t *)b);
-}
-
-/* Decodes the braid_buf_t at arg 1 (light userdata). Stack: +1. */
-static int ldecode_one(lua_State *L)
-{
-    const braid_buf_t *b = lua_touserdata(L, 1);
-    lbraid_decode(L, b->data, b->len);
-    return 1;
-}
-
-/* Runs the action (if any) as the last arrival; stack effect 0 or raises. */
-static void barrier_action(lua_State *L, braid_barrier_t *b)
-{
-    const braid_buf_t *action = braid_barrier_action(b);
-    int ok = 1;
-    if (action->len) {
-        if (lua_getiuservalue(L, 1, 1) != LUA_TFUNCTION && !lua_istable(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushcfunction(L, ldecode_one);
-            lua_pushlightuserdata(L, (void *)action);
-            if (lbraid_pcall(L, 1, 1) != LUA_OK) {
-                braid_barrier_finish(b, 0);
-                lua_error(L);
-            }
-            lua_pushvalue(L, -1);
-            lua_setiuservalue(L, 1, 1);
-        }
-        ok = lbraid_pcall(L, 0, 0) == LUA_OK;
-    }
-    int rc = braid_barrier_finish(b, ok);
-    if (!ok)
-        lua_error(L);
-    if (rc)
-        lbraid_error(L, "BrokenBarrier", "barrier is broken");
-}
-
-static int lbarrier_wait(lua_State *L)
-{
-    braid_barrier_t *b = lbarrier_check(L, 1);
-    int64_t deadline;
-    if (lua_isnoneornil(L, 2))
-        deadline = braid_clock_deadline(braid_barrier_timeout(b));
-    else
-        deadline = lbraid_opt_deadline(L, 2);
-    lbraid_poll(L);
-    long idx = 0;
-    int rc = braid_barrier_wait(b, deadline, &idx);
-    if (rc == BRAID_EBROKEN)
-        return lbraid_error(L, "BrokenBarrier", "barrier is broken");
-    if (rc)
-        return lbraid_core_error(L, rc, NULL);
-    if (idx == braid_barrier_parties(b) - 1)
-        barrier_action(L, b);
-    lua_pushinteger(L, idx);
-    return 1;
-}
-
-static int lbarrier_abort(lua_State *L)
-{
-    braid_barrier_abort(lbarrier_check(L, 1));
-    return 0;
-}
-
-static int lbarrier_reset(lua_State *L)
-{
-    braid_barrier_reset(lbarrier_check(L, 1));
-    return 0;
-}
-
-static const luaL_Reg lbarrier_methods[] = {
-    {"wait", lbarrier_wait},
-    {"abort", lbarrier_abort},
-    {"reset", lbarrier_reset},
-    {NULL, NULL},
-};
-
-/* __index: methods, then the attributes parties, n_waiting, broken. */
-static int lbarrier_index(lua_State *L)
-{
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-        return 1;
-    braid_barrier_t *b = lbarrier_check(L, 1);
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 1;
-    if (strcmp(k, "parties") == 0)
-        lua_pushinteger(L, braid_barrier_parties(b));
-    else if (strcmp(k, "n_waiting") == 0)
-        lua_pushinteger(L, braid_barrier_n_waiting(b));
-    else if (strcmp(k, "broken") == 0)
-        lua_pushboolean(L, braid_barrier_broken(b));
-    else
-        lua_pushnil(L);
-    return 1;
-}
-
 static const luaL_Reg lsync_funcs[] = {
     {"Lock", llock_new},
     {"RLock", lrlock_new},
     {"Condition", lcond_new},
-    {"Semaphore", lsem_new},
-    {"BoundedSemaphore", lsem_new_bounded},
-    {"Event", levent_new},
-    {"Barrier", lbarrier_new},
+    {"Semaphore", lsync_sem_new},
+    {"BoundedSemaphore", lsync_bounded_sem_new},
+    {"Event", lsync_event_new},
+    {"Barrier", lsync_barrier_new},
     {NULL, NULL},
 };
 
 /* Registers a metatable and keeps its method table in methods[name]
  * (methods 0: not kept). The methods get the metatable as upvalue 1 and
- * its address as upvalue 2, for box_check's fast path. */
+ * its address as upvalue 2, for lsync_box_check's fast path. */
 void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,
                     const luaL_Reg *fns)
 {
@@ -811,9 +481,9 @@ static const struct {
     {"Lock", &braid_lock_type, llock_methods},
     {"RLock", &braid_rlock_type, lrlock_methods},
     {"Condition", &braid_cond_type, lcond_methods},
-    {"Semaphore", &braid_sem_type, lsem_methods},
-    {"Event", &braid_event_type, levent_methods},
-    {"Barrier", &braid_barrier_type, lbarrier_methods},
+    {"Semaphore", &braid_sem_type, lsync_sem_methods},
+    {"Event", &braid_event_type, lsync_event_methods},
+    {"Barrier", &braid_barrier_type, lsync_barrier_methods},
 };
 
 int lsync_open_meta(lua_State *L, int methods, const braid_object_type_t *type)
@@ -835,13 +505,13 @@ int lsync_open_meta(lua_State *L, int methods, const braid_object_type_t *type)
         lsync_add_meta(L, methods, lsync_types[i].key, type, lsync_types[i].fns);
         return 1;
     }
-    lbraid_newmeta(L, &braid_barrier_type, lbarrier_methods);
+    lbraid_newmeta(L, &braid_barrier_type, lsync_barrier_methods);
     lua_getfield(L, -1, "__index");
     if (methods) {
         lua_pushvalue(L, -1);
         lua_setfield(L, methods, "Barrier");
     }
-    lua_pushcclosure(L, lbarrier_index, 1);
+    lua_pushcclosure(L, lsync_barrier_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     return 1;
