@@ -7,76 +7,10 @@
 
 #include "lcodec_enc.h"
 
-static inline void enc_string(enc_t *e, int idx, size_t memo_min);
-
 /* Tables whose encoding (after the count) is at most this long get their
  * hash count rewritten as one byte when it fits, instead of the 5-byte
  * placeholder written before their entries were counted. */
 #define ENC_COMPACT_MAX 4096
-
-static void enc_table(enc_t *e, int idx)
-{
-    lua_State *L = e->L;
-    const void *p = lua_topointer(L, idx);
-    if (lbraid_enc_by_name_at(e, idx, p) || lbraid_enc_seen_at(e, idx, p))
-        return;
-    if (!lua_checkstack(L, 12))
-        lbraid_enc_fail(e, "a value nested too deeply");
-    lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
-    uint64_t nhash = 0;
-    int hasmeta = lua_getmetatable(L, idx);
-    if (hasmeta)
-        lua_pop(L, 1);
-    put_tag_varint(e->buf, BRAID_T_TABLE, (uint64_t)narr);
-    /* the hash count is patched in once known: a varint padded to 5 bytes */
-    size_t nhash_at = e->buf->len;
-    braid_buf_put_bytes(e->buf, "\x80\x80\x80\x80\x00", 5);
-    braid_buf_put_u8(e->buf, (uint8_t)hasmeta);
-    for (lua_Integer i = 1; i <= narr; i++) {
-        lua_rawgeti(L, idx, i);
-        e->path[e->depth].kind = 1;
-        e->path[e->depth].i = i;
-        lbraid_enc_value(e, lua_gettop(L));
-        lua_pop(L, 1);
-    }
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        int k = lua_gettop(L) - 1;
-        lua_Integer ik;
-        if (narr == 0 || !lua_isinteger(L, k) || (ik = lua_tointeger(L, k)) < 1 || ik > narr) {
-            e->path[e->depth].kind = 7;
-            e->path[e->depth].i = k;
-            if (lua_type(L, k) == LUA_TSTRING)
-                enc_string(e, k, 0); /* (a key is never nested too deeply) */
-            else
-                lbraid_enc_value(e, k);
-            lbraid_enc_value(e, k + 1);
-            nhash++;
-        }
-        lua_pop(L, 1);
-    }
-    if (nhash >> 35)
-        lbraid_enc_fail(e, "a table with too many keys");
-    braid_buf_t *b = e->buf;
-    if (b->err) {
-        /* the bytes no longer matter */
-    } else if (nhash < 0x80 && b->len - nhash_at <= ENC_COMPACT_MAX) {
-        /* a one-byte count: the table's bytes move back over the padding
-         * (only small tables, so nesting cannot make the moves quadratic) */
-        b->data[nhash_at] = (uint8_t)nhash;
-        memmove(b->data + nhash_at + 1, b->data + nhash_at + 5, b->len - nhash_at - 5);
-        b->len -= 4;
-    } else {
-        for (int i = 0; i < 5; i++)
-            b->data[nhash_at + i] = (uint8_t)(((nhash >> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
-    }
-    if (hasmeta) {
-        lua_getmetatable(L, idx);
-        e->path[e->depth].kind = 5;
-        lbraid_enc_value(e, lua_gettop(L));
-        lua_pop(L, 1);
-    }
-}
 
 /* Writes a nil, boolean, number or string (of Lua type `type`) at idx as
  * itself; returns 0, writing nothing, for other types. */
@@ -143,6 +77,114 @@ static inline void enc_string(enc_t *e, int idx, size_t memo_min)
         return;
     }
     put_tag_str(e->buf, BRAID_T_STR, str, n);
+}
+
+/* lbraid_enc_value for a table's item: scalars and strings without the
+ * call (they nest nothing). */
+static inline void enc_item(enc_t *e, int idx)
+{
+    int type = lua_type(e->L, idx);
+    if (e->depth < BRAID_CODEC_MAX_DEPTH) {
+        if (type == LUA_TSTRING) {
+            enc_string(e, idx, ENC_VALUE_MEMO_MIN);
+            return;
+        }
+        if (put_scalar(e->L, idx, type, e->buf))
+            return;
+    }
+    lbraid_enc_value(e, idx);
+}
+
+/* Writes array items next..narr of the table at idx by index; returns
+ * narr + 1. */
+static lua_Integer enc_array_rest(enc_t *e, int idx, lua_Integer next, lua_Integer narr)
+{
+    lua_State *L = e->L;
+    for (; next <= narr; next++) {
+        lua_rawgeti(L, idx, next);
+        e->path[e->depth].kind = 1;
+        e->path[e->depth].i = next;
+        enc_item(e, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    return next;
+}
+
+static void enc_table(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    const void *p = lua_topointer(L, idx);
+    if (lbraid_enc_by_name_at(e, idx, p) || lbraid_enc_seen_at(e, idx, p))
+        return;
+    if (!lua_checkstack(L, 12))
+        lbraid_enc_fail(e, "a value nested too deeply");
+    lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
+    uint64_t nhash = 0;
+    int hasmeta = lua_getmetatable(L, idx);
+    if (hasmeta)
+        lua_pop(L, 1);
+    put_tag_varint(e->buf, BRAID_T_TABLE, (uint64_t)narr);
+    /* the hash count is patched in once known: a varint padded to 5 bytes */
+    size_t nhash_at = e->buf->len;
+    braid_buf_put_bytes(e->buf, "\x80\x80\x80\x80\x00", 5);
+    braid_buf_put_u8(e->buf, (uint8_t)hasmeta);
+    /* one pass: the array items come first from lua_next, in order, with
+     * their values already on the stack; any it does not give in order
+     * (after a nil, or kept in the hash part) are fetched by index */
+    lua_Integer next = 1; /* the next array item to write */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int k = lua_gettop(L) - 1;
+        if (narr > 0 && lua_isinteger(L, k)) {
+            lua_Integer ik = lua_tointeger(L, k);
+            if (ik == next && ik <= narr) {
+                e->path[e->depth].kind = 1;
+                e->path[e->depth].i = ik;
+                enc_item(e, k + 1);
+                next++;
+                lua_pop(L, 1);
+                continue;
+            }
+            next = enc_array_rest(e, idx, next, narr);
+            if (ik >= 1 && ik <= narr) {
+                lua_pop(L, 1);
+                continue;
+            }
+        } else if (next <= narr) {
+            next = enc_array_rest(e, idx, next, narr);
+        }
+        e->path[e->depth].kind = 7;
+        e->path[e->depth].i = k;
+        if (lua_type(L, k) == LUA_TSTRING)
+            enc_string(e, k, 0); /* (a key is never nested too deeply) */
+        else
+            lbraid_enc_value(e, k);
+        enc_item(e, k + 1);
+        nhash++;
+        lua_pop(L, 1);
+    }
+    enc_array_rest(e, idx, next, narr);
+    if (nhash >> 35)
+        lbraid_enc_fail(e, "a table with too many keys");
+    braid_buf_t *b = e->buf;
+    if (b->err) {
+        /* the bytes no longer matter */
+    } else if (nhash < 0x80 && b->len - nhash_at <= ENC_COMPACT_MAX) {
+        /* a one-byte count: the table's bytes move back over the padding
+         * (only small tables, so nesting cannot make the moves quadratic) */
+        b->data[nhash_at] = (uint8_t)nhash;
+        memmove(b->data + nhash_at + 1, b->data + nhash_at + 5, b->len - nhash_at - 5);
+        b->len -= 4;
+    } else {
+        for (int i = 0; i < 5; i++)
+            b->data[nhash_at + i] = (uint8_t)(((nhash >> (7 * i)) & 0x7f) | (i < 4 ? 0x80 : 0));
+    }
+    if (hasmeta) {
+        lua_getmetatable(L, idx);
+        e->path[e->depth].kind = 5;
+        lbraid_enc_value(e, lua_gettop(L));
+        lua_pop(L, 1);
+    }
 }
 
 void lbraid_enc_value(enc_t *e, int idx)
