@@ -100,11 +100,12 @@ static inline void enc_item(enc_t *e, int idx)
 static lua_Integer enc_array_rest(enc_t *e, int idx, lua_Integer next, lua_Integer narr)
 {
     lua_State *L = e->L;
+    int at = lua_gettop(L) + 1; /* where each item is pushed */
     for (; next <= narr; next++) {
         lua_rawgeti(L, idx, next);
         e->path[e->depth].kind = 1;
         e->path[e->depth].i = next;
-        enc_item(e, lua_gettop(L));
+        enc_item(e, at);
         lua_pop(L, 1);
     }
     return next;
@@ -131,10 +132,10 @@ static void enc_table(enc_t *e, int idx)
     /* one pass: the array items come first from lua_next, in order, with
      * their values already on the stack; any it does not give in order
      * (after a nil, or kept in the hash part) are fetched by index */
-    lua_Integer next = 1; /* the next array item to write */
+    lua_Integer next = 1;      /* the next array item to write */
+    int k = lua_gettop(L) + 1; /* where lua_next pushes each key, its value above */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        int k = lua_gettop(L) - 1;
         if (narr > 0 && lua_isinteger(L, k)) {
             lua_Integer ik = lua_tointeger(L, k);
             if (ik == next && ik <= narr) {
