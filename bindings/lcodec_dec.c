@@ -420,11 +420,17 @@ static void dec_value(dec_t *d)
             lua_rawseti(L, t, (lua_Integer)i);
         }
         for (uint64_t i = 0; i < nh; i++) {
+            /* a key written as a string or a back-reference (a string, a
+             * table or a function) is never nil or NaN */
+            int checked = r->p < r->end && (*r->p == BRAID_T_STR || *r->p == BRAID_T_REF);
             dec_item(d);
             dec_item(d);
-            int kt = lua_type(L, -2);
-            if (kt == LUA_TNIL || (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
-                dec_fail(d, BRAID_ECORRUPT); /* nil or NaN key */
+            if (!checked) {
+                int kt = lua_type(L, -2);
+                if (kt == LUA_TNIL ||
+                    (kt == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+                    dec_fail(d, BRAID_ECORRUPT); /* nil or NaN key */
+            }
             lua_rawset(L, t);
         }
         if (hasmeta) {

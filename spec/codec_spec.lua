@@ -144,6 +144,28 @@ describe("codec", function()
       local u = rt({1, nil, 3, n = 3})
       assert.equal(1, u[1]); assert.is_nil(u[2]); assert.equal(3, u[3]); assert.equal(3, u.n)
     end)
+
+    it("keeps sequences however their items are stored: in order, backwards, after holes, with other keys", function()
+      local back = {}
+      for i = 40, 1, -1 do back[i] = i * 2 end -- mostly in the hash part
+      local grown = {}
+      for i = 1, 100 do grown[#grown + 1] = "v" .. i; grown["k" .. i] = i end
+      local mixed = {1, 2, 3, x = 1, [2.5] = "f", [-1] = "neg", [0] = "zero", [1e3] = "far"}
+      local holes = {nil, nil, 3, nil, 5, n = 5}
+      local cleared = {1, 2, 3, 4, 5, 6, 7, 8}
+      cleared[2], cleared[5] = nil, nil
+      for _, t in ipairs {back, grown, mixed, holes, cleared, {{1}, {2, {3}}, "s", 4.5, false}} do
+        local u = rt(t)
+        assert.equal(#t, #u)
+        for k, v in pairs(t) do
+          if type(v) ~= "table" then assert.equal(v, u[k]) end
+        end
+        for k in pairs(u) do assert.is_not_nil(t[k]) end
+      end
+      local ok, err = pcall(braid.encode, {1, 2, {x = {coroutine.create(print)}}})
+      assert.is_false(ok)
+      assert.matches("value%[3%]%.x%[1%]", err.message)
+    end)
   end)
 
   describe("functions", function()

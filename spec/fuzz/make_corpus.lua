@@ -26,7 +26,13 @@ for i = 1, 12 do
   mixed[i] = {x = i, id = "x", [i % 3 == 0 and "abc" or "ab"] = {}, [i] = i % 2 == 0}
 end
 seeds[18] = mixed
-for i = 1, 18 do
+-- keys the decoder checks (floats, negatives) beside keys it need not (a
+-- shared table as a key, then as a back-reference), and a sequence stored
+-- backwards with holes (its items written by index)
+local k, back = {}, {}
+for i = 9, 1, -2 do back[i] = i end
+seeds[19] = {[k] = 1, [2.5] = k, [-3] = "neg", [0] = {[k] = k}, back = back}
+for i = 1, 19 do
   local f = assert(io.open(("%s/seed%02d"):format(dir, i), "wb"))
   f:write(braid.encode(seeds[i]))
   f:close()
