@@ -212,44 +212,48 @@ static void run_thread(braid_thread_t *t)
     braid_object_release(&t->obj);
 }
 
+/* p: the worker's first thread. The worker's own record lives on its
+ * stack (a page it touches anyway), not on the heap. */
 static void *worker_main(void *p)
 {
-    worker_t *w = p;
+    worker_t w;
+    int parkable = braid_waiter_init(&w.waiter) == 0; /* else it never idles */
+    braid_thread_t *t = p;
     pthread_mutex_lock(&pool_mu);
-    braid_thread_t *t = w->job;
-    w->ident = (uint64_t)pthread_self();
-    w->native_id = (long)gettid();
+    w.job = t;
+    w.ident = (uint64_t)pthread_self();
+    w.native_id = (long)gettid();
     pthread_mutex_unlock(&pool_mu);
     while (t) {
         run_thread(t);
         pthread_mutex_lock(&pool_mu);
-        w->job = NULL;
+        w.job = NULL;
         pool_nfinishing--;
         if (pool_pending_head) {
-            w->job = pool_pending_head;
-            pool_pending_head = w->job->pend_next;
+            w.job = pool_pending_head;
+            pool_pending_head = w.job->pend_next;
             if (!pool_pending_head)
                 pool_pending_tail = NULL;
             pool_npending--;
-        } else if (pool_nidle < POOL_MAX_IDLE) {
+        } else if (parkable && pool_nidle < POOL_MAX_IDLE) {
             pool_nidle++;
-            braid_waiter_set_current(&w->waiter);
+            braid_waiter_set_current(&w.waiter);
             int64_t deadline = braid_clock_now() + POOL_IDLE_NS;
             /* a starter unlinks us, counts us out and sets job; on a
              * timeout we unlink ourselves */
-            while (!w->job) {
-                if (braid_waitlist_wait(&pool_idle, &pool_mu, deadline, NULL) != 0 && !w->job) {
+            while (!w.job) {
+                if (braid_waitlist_wait(&pool_idle, &pool_mu, deadline, NULL) != 0 && !w.job) {
                     pool_nidle--;
                     break;
                 }
             }
             braid_waiter_set_current(NULL);
         }
-        t = w->job;
+        t = w.job;
         pthread_mutex_unlock(&pool_mu);
     }
-    braid_waiter_destroy(&w->waiter);
-    free(w);
+    if (parkable)
+        braid_waiter_destroy(&w.waiter);
     return NULL;
 }
 
@@ -306,29 +310,16 @@ static int pool_hand_over(braid_thread_t *t)
 static int pool_spawn(braid_thread_t *t)
 {
     braid__thread_pin_library();
-    worker_t *w = malloc(sizeof *w);
-    if (!w)
-        return BRAID_ENOMEM;
-    if (braid_waiter_init(&w->waiter) != 0) {
-        free(w);
-        return BRAID_EOS;
-    }
-    w->job = t;
-    w->ident = 0;
-    w->native_id = 0;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (WORKER_STACK)
         (void)pthread_attr_setstacksize(&attr, WORKER_STACK); /* else the default */
     pthread_t pt;
-    int err = pthread_create(&pt, &attr, worker_main, w);
+    int err = pthread_create(&pt, &attr, worker_main, t);
     pthread_attr_destroy(&attr);
-    if (err) {
-        braid_waiter_destroy(&w->waiter);
-        free(w);
+    if (err)
         return BRAID_EOS;
-    }
     t->ident = (uint64_t)pt;
     return 0;
 }
