@@ -164,19 +164,33 @@ static void dec_upref(dec_t *d, int f, int n)
  * lopcodes.h). A chunk byte-identical to one seen before is then one memcmp and one call. Bytes
  * whose MAC was not verified are never loaded: only verified chunks enter the cache. */
 
-#define FN_CACHE_SLOTS 64  /* direct-mapped by MAC */
-#define FN_CACHE_MAX 32768 /* larger chunks are loaded every time */
+#define FN_CACHE_SLOTS 64      /* direct-mapped by MAC, at most */
+#define FN_CACHE_FIRST_SLOTS 4 /* a thread decodes one function: start small */
+#define FN_CACHE_MAX 32768     /* larger chunks are loaded every time */
 
 static const char DCACHE_KEY = 'd'; /* registry: the state's fncache_t box */
 
 typedef struct fncache {
+    int nslots; /* a power of two */
     struct {
         uint64_t mac;
         const char *chunk; /* bytes of the string anchored in the uservalue */
         size_t len;
         int nups;
-    } slot[FN_CACHE_SLOTS];
+    } slot[];
 } fncache_t;
+
+static fncache_t *new_fncache(lua_State *L, int nslots)
+{
+    fncache_t *c = lua_newuserdatauv(L, sizeof *c + (size_t)nslots * sizeof c->slot[0], 1);
+    memset(c, 0, sizeof *c + (size_t)nslots * sizeof c->slot[0]);
+    c->nslots = nslots;
+    lua_createtable(L, 2 * nslots, 0);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &DCACHE_KEY);
+    return c;
+}
 
 /* Pushes the state's cache box (uservalue 1: {[2i+1]=chunk, [2i+2]=maker}). */
 static fncache_t *push_fncache(lua_State *L)
@@ -184,12 +198,31 @@ static fncache_t *push_fncache(lua_State *L)
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DCACHE_KEY) == LUA_TUSERDATA)
         return lua_touserdata(L, -1);
     lua_pop(L, 1);
-    fncache_t *c = lua_newuserdatauv(L, sizeof *c, 1);
-    memset(c, 0, sizeof *c);
-    lua_createtable(L, 2 * FN_CACHE_SLOTS, 0);
-    lua_setiuservalue(L, -2, 1);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &DCACHE_KEY);
+    return new_fncache(L, FN_CACHE_FIRST_SLOTS);
+}
+
+/* Replaces the cache box (on the stack top) by one with twice the slots,
+ * each entry moved to its slot there (slot i goes to i or i + nslots: no
+ * two collide). */
+static fncache_t *grow_fncache(lua_State *L, fncache_t *old)
+{
+    int n = old->nslots;
+    lua_getiuservalue(L, -1, 1);          /* old box, old table */
+    fncache_t *c = new_fncache(L, 2 * n); /* old box, old table, new box */
+    lua_getiuservalue(L, -1, 1);          /* ..., new table */
+    for (int i = 0; i < n; i++) {
+        if (!old->slot[i].chunk)
+            continue;
+        int j = (int)(old->slot[i].mac % (uint64_t)c->nslots);
+        c->slot[j] = old->slot[i];
+        lua_rawgeti(L, -3, 2 * i + 1);
+        lua_rawseti(L, -2, 2 * j + 1);
+        lua_rawgeti(L, -3, 2 * i + 2);
+        lua_rawseti(L, -2, 2 * j + 2);
+    }
+    lua_pop(L, 1);
+    lua_replace(L, -3); /* new box */
+    lua_pop(L, 1);
     return c;
 }
 
@@ -199,7 +232,11 @@ static int dec_load_function(dec_t *d, const uint8_t *s, size_t n, uint64_t mac)
 {
     lua_State *L = d->L;
     fncache_t *c = push_fncache(L);
-    int slot = (int)(mac % FN_CACHE_SLOTS);
+    int slot = (int)(mac % (uint64_t)c->nslots);
+    if (c->slot[slot].chunk && c->slot[slot].mac != mac && c->nslots < FN_CACHE_SLOTS) {
+        c = grow_fncache(L, c); /* a second function for a taken slot */
+        slot = (int)(mac % (uint64_t)c->nslots);
+    }
     lua_getiuservalue(L, -1, 1);
     lua_remove(L, -2);
     if (c->slot[slot].mac == mac && c->slot[slot].len == n && c->slot[slot].chunk &&

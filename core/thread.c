@@ -1,8 +1,8 @@
 /* OS threads: a refcounted object per thread, a registry of running ones
  * (enumerate, joining non-daemon threads at exit), cancellation, and a pool
- * of parked OS threads reused by later starts.
+ * of parked OS threads reused by later starts (thread_prep.c: the Lua
+ * states prepared ahead of them, under its own prep mu -> waiter mu).
  * Lock order: registry mu -> thread mu -> pool mu -> waiter mu. */
-#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -166,16 +166,6 @@ static int pool_nidle;
  * spawn a second OS thread while the first is still winding down. */
 static int pool_nfinishing, pool_npending;
 static braid_thread_t *pool_pending_head, *pool_pending_tail;
-static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
-
-/* Parked workers run code of this library after a Lua host may have
- * unloaded braid.so (lua_close dlcloses C modules): keep it mapped. */
-static void pin_library(void)
-{
-    Dl_info info;
-    if (dladdr((void *)pin_library, &info) && info.dli_fname)
-        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-}
 
 static void run_thread(braid_thread_t *t)
 {
@@ -222,44 +212,48 @@ static void run_thread(braid_thread_t *t)
     braid_object_release(&t->obj);
 }
 
+/* p: the worker's first thread. The worker's own record lives on its
+ * stack (a page it touches anyway), not on the heap. */
 static void *worker_main(void *p)
 {
-    worker_t *w = p;
+    worker_t w;
+    int parkable = braid_waiter_init(&w.waiter) == 0; /* else it never idles */
+    braid_thread_t *t = p;
     pthread_mutex_lock(&pool_mu);
-    braid_thread_t *t = w->job;
-    w->ident = (uint64_t)pthread_self();
-    w->native_id = (long)gettid();
+    w.job = t;
+    w.ident = (uint64_t)pthread_self();
+    w.native_id = (long)gettid();
     pthread_mutex_unlock(&pool_mu);
     while (t) {
         run_thread(t);
         pthread_mutex_lock(&pool_mu);
-        w->job = NULL;
+        w.job = NULL;
         pool_nfinishing--;
         if (pool_pending_head) {
-            w->job = pool_pending_head;
-            pool_pending_head = w->job->pend_next;
+            w.job = pool_pending_head;
+            pool_pending_head = w.job->pend_next;
             if (!pool_pending_head)
                 pool_pending_tail = NULL;
             pool_npending--;
-        } else if (pool_nidle < POOL_MAX_IDLE) {
+        } else if (parkable && pool_nidle < POOL_MAX_IDLE) {
             pool_nidle++;
-            braid_waiter_set_current(&w->waiter);
+            braid_waiter_set_current(&w.waiter);
             int64_t deadline = braid_clock_now() + POOL_IDLE_NS;
             /* a starter unlinks us, counts us out and sets job; on a
              * timeout we unlink ourselves */
-            while (!w->job) {
-                if (braid_waitlist_wait(&pool_idle, &pool_mu, deadline, NULL) != 0 && !w->job) {
+            while (!w.job) {
+                if (braid_waitlist_wait(&pool_idle, &pool_mu, deadline, NULL) != 0 && !w.job) {
                     pool_nidle--;
                     break;
                 }
             }
             braid_waiter_set_current(NULL);
         }
-        t = w->job;
+        t = w.job;
         pthread_mutex_unlock(&pool_mu);
     }
-    braid_waiter_destroy(&w->waiter);
-    free(w);
+    if (parkable)
+        braid_waiter_destroy(&w.waiter);
     return NULL;
 }
 
@@ -294,124 +288,40 @@ static int pool_hand_over(braid_thread_t *t)
     return taken;
 }
 
+/* A worker's stack. Only its touched pages cost memory, but an 8 MB
+ * default stack gives every thread its own page-table page, allocated and
+ * zeroed at start and freed at exit; 1 MB stacks share one between two.
+ * Pure Lua code needs at most ~450 KB of C stack: Lua stops C recursion at
+ * 200 levels ("C stack overflow"), and the deepest standard function,
+ * string.gsub, takes ~2.2 KB a level (spec/thread_stack_spec.lua). The
+ * sanitizers' frames are larger: their builds keep the default. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define WORKER_STACK 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define WORKER_STACK 0
+#endif
+#endif
+#ifndef WORKER_STACK
+#define WORKER_STACK (1024 * 1024)
+#endif
+
 /* Starts a new worker running t. Called with t->mu held. */
 static int pool_spawn(braid_thread_t *t)
 {
-    pthread_once(&pin_once, pin_library);
-    worker_t *w = malloc(sizeof *w);
-    if (!w)
-        return BRAID_ENOMEM;
-    if (braid_waiter_init(&w->waiter) != 0) {
-        free(w);
-        return BRAID_EOS;
-    }
-    w->job = t;
-    w->ident = 0;
-    w->native_id = 0;
+    braid__thread_pin_library();
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (WORKER_STACK)
+        (void)pthread_attr_setstacksize(&attr, WORKER_STACK); /* else the default */
     pthread_t pt;
-    int err = pthread_create(&pt, &attr, worker_main, w);
+    int err = pthread_create(&pt, &attr, worker_main, t);
     pthread_attr_destroy(&attr);
-    if (err) {
-        braid_waiter_destroy(&w->waiter);
-        free(w);
+    if (err)
         return BRAID_EOS;
-    }
     t->ident = (uint64_t)pt;
     return 0;
-}
-
-/* ---- prepared resources ----
- * One helper OS thread (the "preparer") keeps up to PREP_MAX resources
- * ready; each is handed to exactly one taker. It runs nothing but `prep`,
- * parks when the stock is full, and after PREP_IDLE_NS without a taker
- * discards its stock and exits (it is detached: it never holds the
- * process; a stock left at exit is still referenced from here). */
-
-#define PREP_MAX 2
-#define PREP_IDLE_NS 2000000000LL
-
-static braid_thread_prep_fn prep_fn;
-static braid_thread_discard_fn prep_discard;
-static void *prep_stock[PREP_MAX];
-static int prep_nstock;
-static int prep_running;                                        /* the preparer exists (pool_mu) */
-static braid_waitlist_t prep_idle = {NULL, NULL, NULL, "idle"}; /* the parked preparer */
-
-void braid_thread_set_prep(braid_thread_prep_fn prep, braid_thread_discard_fn discard)
-{
-    pthread_mutex_lock(&pool_mu);
-    if (!prep_fn) { /* set once: the stock was built by this pair */
-        prep_fn = prep;
-        prep_discard = discard;
-    }
-    pthread_mutex_unlock(&pool_mu);
-}
-
-static void *prep_main(void *p)
-{
-    (void)p;
-    braid_waiter_t w;
-    int ok = braid_waiter_init(&w) == 0;
-    pthread_mutex_lock(&pool_mu);
-    if (ok) {
-        braid_waiter_set_current(&w);
-        int64_t deadline = braid_clock_now() + PREP_IDLE_NS;
-        for (;;) {
-            if (prep_nstock < PREP_MAX) {
-                pthread_mutex_unlock(&pool_mu);
-                void *r = prep_fn();
-                pthread_mutex_lock(&pool_mu);
-                if (!r)
-                    break; /* out of memory: takers build their own */
-                prep_stock[prep_nstock++] = r;
-                deadline = braid_clock_now() + PREP_IDLE_NS;
-                continue;
-            }
-            if (braid_waitlist_wait(&prep_idle, &pool_mu, deadline, NULL) != 0 &&
-                prep_nstock == PREP_MAX)
-                break; /* nobody took anything for a while */
-        }
-        braid_waiter_set_current(NULL);
-        braid_waiter_destroy(&w);
-    }
-    void *left[PREP_MAX];
-    int n = prep_nstock;
-    memcpy(left, prep_stock, sizeof left);
-    prep_nstock = 0;
-    prep_running = 0;
-    pthread_mutex_unlock(&pool_mu);
-    for (int i = 0; i < n; i++)
-        prep_discard(left[i]);
-    return NULL;
-}
-
-void *braid_thread_take_prepared(void)
-{
-    void *r = NULL;
-    pthread_mutex_lock(&pool_mu);
-    if (!prep_fn) {
-        pthread_mutex_unlock(&pool_mu);
-        return NULL;
-    }
-    if (prep_nstock > 0)
-        r = prep_stock[--prep_nstock];
-    if (prep_running) {
-        braid_waitlist_wake_one(&prep_idle, 0);
-    } else {
-        pthread_once(&pin_once, pin_library);
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_t pt;
-        if (pthread_create(&pt, &attr, prep_main, NULL) == 0)
-            prep_running = 1;
-        pthread_attr_destroy(&attr);
-    }
-    pthread_mutex_unlock(&pool_mu);
-    return r;
 }
 
 int braid_thread_start(braid_thread_t *t, braid_thread_fn fn, void *arg)
