@@ -20,7 +20,7 @@ static braid_shm_t *check_kind(lua_State *L, int idx, int kind)
  * lock's metatables, so the hot path does no registry lookup. */
 typedef struct lfeed_cache {
     braid_buf_t put;
-    const void *meta[2];
+    const void *meta[3];
 } lfeed_cache_t;
 
 static int lfeed_cache_gc(lua_State *L)
@@ -48,17 +48,19 @@ static braid_shm_t *check_cached(lua_State *L, int idx, int kind, lfeed_cache_t 
     return s;
 }
 
-/* _conn_put(conn, item, lock): sends item on conn as one message under the
- * shared lock, or leaves it to the connection's feeder thread */
+/* _conn_put(conn, item, lock, ring): sends item on conn as one message
+ * under the shared lock (or into the queue's ring, mpring.c), or leaves it
+ * to the connection's feeder thread */
 static int lconn_put(lua_State *L)
 {
     lfeed_cache_t *fc = lua_touserdata(L, lua_upvalueindex(1));
     braid_shm_t *c = check_cached(L, 1, BRAID_SHM_CONN, fc, 0);
     luaL_checkany(L, 2);
     braid_shm_t *lock = check_cached(L, 3, BRAID_SHM_LOCK, fc, 1);
+    braid_shm_t *ring = lua_isnoneornil(L, 4) ? NULL : check_cached(L, 4, BRAID_SHM_RING, fc, 2);
     if (!(c->flags & 2))
         return lbraid_error(L, "OSError", "connection is read-only");
-    lua_settop(L, 3);
+    lua_settop(L, 4);
     braid_buf_t *buf;
     int t = lua_type(L, 2);
     if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN || t == LUA_TNIL) {
@@ -69,7 +71,7 @@ static int lconn_put(lua_State *L)
     }
     lbraid_encode(L, 2, buf, "item");
     braid_object_t *bad = NULL;
-    int rc = braid_conn_put(c, lock, buf, &bad); /* first: it sets bad */
+    int rc = braid_conn_put_ring(c, lock, ring, buf, &bad); /* first: it sets bad */
     return lbraid_mp_send_result(L, rc, bad, "put");
 }
 
@@ -88,7 +90,7 @@ static int lencode_plain(lua_State *L)
     return 1;
 }
 
-/* _conn_put_raw(conn, bytes, lock): as _conn_put, of a value _encode_plain
+/* _conn_put_raw(conn, bytes, lock, ring): as _conn_put, of a value _encode_plain
  * already encoded (the value is sent once encoded, not encoded again) */
 static int lconn_put_raw(lua_State *L)
 {
@@ -96,27 +98,33 @@ static int lconn_put_raw(lua_State *L)
     size_t n;
     const char *s = luaL_checklstring(L, 2, &n);
     braid_shm_t *lock = check_kind(L, 3, BRAID_SHM_LOCK);
+    braid_shm_t *ring = lua_isnoneornil(L, 4) ? NULL : check_kind(L, 4, BRAID_SHM_RING);
     if (!(c->flags & 2))
         return lbraid_error(L, "OSError", "connection is read-only");
+    if (n == 0)
+        return luaL_argerror(L, 2, "no bytes");
     braid_buf_t buf = {.data = (uint8_t *)s, .len = n};
     braid_object_t *bad = NULL;
-    int rc = braid_conn_put(c, lock, &buf, &bad);
+    int rc = braid_conn_put_ring(c, lock, ring, &buf, &bad);
     return lbraid_mp_send_result(L, rc, bad, "put");
 }
 
-/* _conn_get(conn, wait) -> true, item; or false when nothing arrived
+/* _conn_get(conn, wait, ring) -> true, item; or false when nothing arrived
  * within wait seconds (nil: forever). The first byte is taken without a
- * poll when it is there (a Queue's get: no poll before the receive). */
+ * poll when it is there (a Queue's get: no poll before the receive); with
+ * the queue's ring, its items first (mpring.c). */
 static int lconn_get(lua_State *L)
 {
     braid_shm_t *c = check_kind(L, 1, BRAID_SHM_CONN);
     if (!(c->flags & 1))
         return lbraid_error(L, "OSError", "connection is write-only");
     int64_t deadline = lbraid_opt_deadline(L, 2);
+    braid_shm_t *ring = lua_isnoneornil(L, 3) ? NULL : check_kind(L, 3, BRAID_SHM_RING);
     lbraid_poll(L);
     lua_settop(L, 1);
     braid_buf_t *buf = lbraid_take_scratch(L);
-    int rc = braid_conn_recv(c, buf, deadline, lbraid_ctx(L)->waiter);
+    int rc = ring ? braid_ring_get(c, ring, buf, deadline, lbraid_ctx(L)->waiter)
+                  : braid_conn_recv(c, buf, deadline, lbraid_ctx(L)->waiter);
     if (rc == BRAID_ETIMEOUT) {
         lua_pushboolean(L, 0);
         return 1;
@@ -146,6 +154,21 @@ static int lconn_nojoin(lua_State *L)
     return 0;
 }
 
+/* _Ring() -> a new ring for a Queue (mpring.c) */
+static int lring_new(lua_State *L)
+{
+    braid_shm_t *s;
+    int rc = braid_shm_new(BRAID_SHM_RING, braid_ring_size(), &s);
+    if (rc == BRAID_EOS)
+        return lbraid_error(L, "OSError", "shared memory: %s", strerror(errno));
+    if (rc)
+        return lbraid_core_error(L, rc, NULL);
+    braid_ring_init(s);
+    lbraid_push_object(L, &s->base);
+    braid_object_release(&s->base);
+    return 1;
+}
+
 static const luaL_Reg lfeed_cached[] = {
     {"_conn_put", lconn_put},
     {NULL, NULL},
@@ -157,11 +180,16 @@ static const luaL_Reg lfeed_funcs[] = {
     {"_encode_plain", lencode_plain},
     {"_conn_flush", lconn_flush},
     {"_conn_nojoin", lconn_nojoin},
+    {"_Ring", lring_new},
     {NULL, NULL},
 };
 
+static const luaL_Reg lring_methods[] = {{NULL, NULL}};
+
 void lbraid_mp_open_feed(lua_State *L, int mod)
 {
+    lbraid_newmeta(L, &braid_shm_types[BRAID_SHM_RING], lring_methods);
+    lua_pop(L, 1);
     lua_pushvalue(L, mod);
     luaL_setfuncs(L, lfeed_funcs, 0);
     lfeed_cache_t *fc = lua_newuserdatauv(L, sizeof *fc, 0);

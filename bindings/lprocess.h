@@ -37,6 +37,9 @@ int lbraid_worker_call(lua_State *L, int nargs, const char *name);
 /* Adds Lock, RLock, Semaphore, BoundedSemaphore, Event, Value, Array and
  * Pipe to the module table at mod, and the method tables as __methods. */
 void lbraid_mp_open_sync(lua_State *L, int mod);
+/* Adds Pipe to the module table at mod and the Connection methods to the
+ * method table at methods (lmpconn.c). */
+void lbraid_mp_open_conn(lua_State *L, int mod, int methods);
 /* Sends buf on fd as one message (shm.h), raising TypeError for an object
  * that cannot cross processes and OSError/ConnectionError. */
 int lbraid_mp_send(lua_State *L, int fd, struct braid_buf *buf);

@@ -17,12 +17,22 @@
 #include "psync.h"
 #include "shm.h"
 
+/* mpring.c's internals */
+typedef struct braid_ring braid_ring_t;
+braid_ring_t *braid__ring_of(braid_shm_t *s);
+int braid__ring_item(braid_ring_t *r, size_t len);
+int braid__ring_open(braid_ring_t *r);
+void braid__ring_wait_room(braid_ring_t *r, size_t len);
+int braid__ring_write(braid_ring_t *r, const uint8_t *p, size_t len);
+void braid__ring_count(braid_ring_t *r, int undo);
+
 typedef struct braid_feed_item {
     struct braid_feed_item *next;
     size_t len, off;
     int held;              /* the writer left the lock held for us (a partial send) */
     braid_shm_t *lock;     /* retained */
     braid_object_t **objs; /* retained until sent: their fds ride on byte 0 */
+    braid_shm_t *ring;     /* retained: bytes are an item for this ring (no header) */
     size_t nobjs;
     uint8_t bytes[]; /* the whole message still to send: header then data */
 } feed_item_t;
@@ -38,6 +48,8 @@ static void item_free(feed_item_t *it)
     for (size_t i = 0; i < it->nobjs; i++)
         braid_object_release(it->objs[i]);
     free(it->objs);
+    if (it->ring)
+        braid_object_release(&it->ring->base);
     braid_object_release(&it->lock->base);
     free(it);
 }
@@ -97,6 +109,39 @@ static int batch_send(int sock, feed_item_t **batch, size_t n)
     return 0;
 }
 
+/* Writes ring items batch[0..n) (the write lock held) into their ring,
+ * waiting for room; or, while the queue's items travel on the socket,
+ * sends each as a message. A reader found sleeping gets a wake. */
+static void ring_feed(int sock, feed_item_t **batch, size_t n)
+{
+    braid_ring_t *r = braid__ring_of(batch[0]->ring);
+    for (size_t i = 0; i < n; i++) {
+        feed_item_t *it = batch[i];
+        for (;;) {
+            if (!braid__ring_open(r)) {
+                uint8_t h[BRAID_MSG_MIN];
+                uint32_t len32 = (uint32_t)it->len;
+                size_t hlen = 8 + braid__msg_pad(8, it->len);
+                memset(h, 0, sizeof h);
+                memcpy(h, &len32, 4);
+                braid__ring_count(r, 0);
+                if (braid_fd_send_all(sock, h, hlen) == 0)
+                    braid_fd_send_all(sock, it->bytes, it->len);
+                break;
+            }
+            int wr = braid__ring_write(r, it->bytes, it->len);
+            if (wr == 2) {
+                uint8_t z[BRAID_MSG_MIN];
+                memset(z, 0, sizeof z);
+                braid_fd_send_all(sock, z, sizeof z);
+            }
+            if (wr)
+                break;
+            braid__ring_wait_room(r, it->len);
+        }
+    }
+}
+
 static void *feeder_main(void *arg)
 {
     braid_shm_t *c = arg;
@@ -120,7 +165,7 @@ static void *feeder_main(void *arg)
         feed_item_t *batch[FEED_BATCH];
         size_t n = 0;
         for (feed_item_t *p = it; p && n < FEED_BATCH; p = p->next) {
-            if (n > 0 && (p->lock != it->lock || p->nobjs || p->held))
+            if (n > 0 && (p->lock != it->lock || p->nobjs || p->held || p->ring != it->ring))
                 break;
             batch[n++] = p;
         }
@@ -130,7 +175,10 @@ static void *feeder_main(void *arg)
             braid_plock_adopt(l);
         else
             braid_plock_acquire(l, 0, BRAID_FOREVER, NULL); /* an owner that died: ours */
-        batch_send(c->fd, batch, n); /* the reader gone (EPIPE): nobody wants them */
+        if (it->ring)
+            ring_feed(c->fd, batch, n);
+        else
+            batch_send(c->fd, batch, n); /* the reader gone (EPIPE): nobody wants them */
         braid_plock_release(l, 0);
         pthread_mutex_lock(&c->wmu);
         c->whead = batch[n - 1]->next;
@@ -151,7 +199,8 @@ static feed_item_t *item_new(braid_shm_t *lock, const braid_buf_t *buf, const ui
     if (!it)
         return NULL;
     memset(it, 0, sizeof *it);
-    memcpy(it->bytes, head, hlen);
+    if (hlen)
+        memcpy(it->bytes, head, hlen);
     if (buf->len)
         memcpy(it->bytes + hlen, buf->data, buf->len);
     it->len = total;
@@ -272,12 +321,84 @@ static int enqueue(braid_shm_t *c, feed_item_t *it)
     return 0;
 }
 
+/* A wake for a reader sleeping on c's socket (an empty message), sent
+ * under the write lock l and c->wmu. A full socket needs none (the reader
+ * has bytes to read); a part sent leaves the rest, and the lock, to the
+ * feeder: returns 1 then. */
+static int send_wake(braid_shm_t *c, braid_shm_t *lock)
+{
+    uint8_t z[BRAID_MSG_MIN];
+    memset(z, 0, sizeof z);
+    ssize_t w = braid__msg_sendmsg(c->fd, z, sizeof z, NULL, 0, NULL, 0, MSG_DONTWAIT);
+    if (w <= 0 || w == (ssize_t)sizeof z)
+        return 0;
+    braid_buf_t none = {0};
+    feed_item_t *it = item_new(lock, &none, z, sizeof z, (size_t)w, 1);
+    if (it && enqueue(c, it) == 0)
+        return 1;
+    if (it) { /* no feeder: it was alone on the list */
+        c->whead = c->wtail = NULL;
+        item_free(it);
+    }
+    return 0; /* the stream is broken, as after any partial message */
+}
+
 int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, braid_object_t **bad)
+{
+    return braid_conn_put_ring(c, lock, NULL, buf, bad);
+}
+
+int braid_conn_put_ring(braid_shm_t *c, braid_shm_t *lock, braid_shm_t *ring,
+                        const braid_buf_t *buf, braid_object_t **bad)
 {
     uint8_t *head, small[BRAID_MSG_MIN];
     size_t hlen;
     int fds[MAX_FDS];
     int rc;
+    braid_ring_t *r = ring ? braid__ring_of(ring) : NULL;
+    if (ring && !r)
+        return BRAID_ECORRUPT;
+    braid_plock_t *l = lock->mem;
+    int locked = 0;
+    if (r && buf->nobjs == 0 && braid__ring_item(r, buf->len)) {
+        pthread_mutex_lock(&c->wmu);
+        fork_check(c);
+        int open = 0;
+        if (!c->whead && braid_plock_try(l, 0) == 0) {
+            locked = 1;
+            open = braid__ring_open(r);
+            int wr = open ? braid__ring_write(r, buf->data, buf->len) : 0;
+            if (wr) {
+                if (wr == 2 && send_wake(c, lock))
+                    locked = 0; /* the feeder releases it */
+                if (locked)
+                    braid_plock_release(l, 0);
+                pthread_mutex_unlock(&c->wmu);
+                return 0;
+            }
+        }
+        if (!locked || open) { /* the lock or the feeder busy, or no room: the feeder's */
+            if (locked)
+                braid_plock_release(l, 0);
+            braid_buf_t plain = {.data = buf->data, .len = buf->len};
+            feed_item_t *it = item_new(lock, &plain, NULL, 0, 0, 0);
+            if (it) {
+                braid_object_retain(&ring->base);
+                it->ring = ring;
+            }
+            rc = it ? enqueue(c, it) : BRAID_ENOMEM;
+            if (rc && it) {
+                c->whead = c->wtail = NULL;
+                item_free(it);
+            }
+            pthread_mutex_unlock(&c->wmu);
+            return rc;
+        }
+        /* the queue is on the socket: this item too, the lock kept */
+    } else {
+        pthread_mutex_lock(&c->wmu);
+        fork_check(c);
+    }
     if (buf->nobjs == 0 && buf->len <= UINT32_MAX) { /* the common case: no malloc */
         uint32_t len32 = (uint32_t)buf->len, zero = 0;
         memcpy(small, &len32, 4);
@@ -286,14 +407,16 @@ int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, br
         memset(small + 8, 0, hlen - 8);
         head = small;
     } else if ((rc = braid__msg_head(buf, bad, &head, &hlen, fds)) != 0) {
+        if (locked)
+            braid_plock_release(l, 0);
+        pthread_mutex_unlock(&c->wmu);
         return rc;
     }
-    braid_plock_t *l = lock->mem;
-    pthread_mutex_lock(&c->wmu);
-    fork_check(c);
+    if (r)
+        braid__ring_count(r, 0); /* before it can arrive: no writer uses the ring now */
     size_t off = 0;
     int held = 0;
-    if (!c->whead && braid_plock_try(l, 0) == 0) {
+    if (locked || (!c->whead && braid_plock_try(l, 0) == 0)) {
         ssize_t w = braid__msg_sendmsg(
             c->fd, head, hlen, buf->data, buf->len, fds, buf->nobjs, MSG_DONTWAIT);
         if (w == (ssize_t)(hlen + buf->len)) {
@@ -306,6 +429,8 @@ int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, br
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             int err = errno;
             braid_plock_release(l, 0);
+            if (r)
+                braid__ring_count(r, 1);
             pthread_mutex_unlock(&c->wmu);
             if (head != small)
                 free(head);
@@ -319,6 +444,8 @@ int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, br
     rc = it ? enqueue(c, it) : BRAID_ENOMEM;
     if (rc && it) /* no feeder was running, so it was alone: send it here */
         c->whead = c->wtail = NULL;
+    if (rc && !it && r && off == 0)
+        braid__ring_count(r, 1); /* not sent */
     pthread_mutex_unlock(&c->wmu);
     if (head != small)
         free(head);

@@ -41,6 +41,7 @@ const braid_object_type_t braid_shm_types[BRAID_SHM_NKINDS] = {
     {"braid.mp.Event", "braid.multiprocessing", shm_destroy},
     {"braid.mp.Value", "braid.multiprocessing", shm_destroy},
     {"braid.mp.Connection", "braid.multiprocessing", shm_destroy},
+    {"braid.mp.Ring", "braid.multiprocessing", shm_destroy},
 };
 
 braid_shm_t *braid_shm_of(braid_object_t *obj)

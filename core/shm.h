@@ -24,6 +24,7 @@ enum {
     BRAID_SHM_EVENT, /* braid_pevent_t */
     BRAID_SHM_VALUE, /* braid_plock_t, then 48 bytes of header, then data */
     BRAID_SHM_CONN,  /* a socket, no memory */
+    BRAID_SHM_RING,  /* braid_ring_t: a Queue's byte ring (mpring.c) */
     BRAID_SHM_NKINDS
 };
 
@@ -118,6 +119,21 @@ ssize_t braid__msg_sendmsg(int sock, const void *a, size_t alen, const void *b, 
  * order, each under lock. 0, BRAID_ETYPE (*bad set), BRAID_ETOOBIG,
  * BRAID_ENOMEM, BRAID_EOS (errno). Thread-safe. */
 int braid_conn_put(braid_shm_t *c, braid_shm_t *lock, const braid_buf_t *buf, braid_object_t **bad);
+/* The same for a Queue with a ring (a BRAID_SHM_RING segment; NULL: as
+ * braid_conn_put): a message without objects goes into the ring when it
+ * fits and nothing of the queue is on the socket, with no system call
+ * unless a reader sleeps; otherwise onto the socket as above. */
+int braid_conn_put_ring(braid_shm_t *c, braid_shm_t *lock, braid_shm_t *ring,
+                        const braid_buf_t *buf, braid_object_t **bad);
+/* A Queue's receive (the caller holds the queue's read lock): the next
+ * message from ring or socket, in the order they were put; sleeps on the
+ * socket (a writer wakes it) when both are empty. Results as
+ * braid_conn_recv. */
+int braid_ring_get(braid_shm_t *c, braid_shm_t *ring, braid_buf_t *out, int64_t deadline,
+                   braid_waiter_t *w);
+/* The size of a new ring segment, and its set-up (once, by its creator). */
+size_t braid_ring_size(void);
+void braid_ring_init(braid_shm_t *ring);
 /* Waits until c's feeder has sent everything (or deadline): 0 or
  * BRAID_ETIMEOUT. */
 int braid_conn_flush(braid_shm_t *c, int64_t deadline);

@@ -22,7 +22,8 @@ return function(M, raise)
 
     local function new_queue(cls, maxsize)
         local r, w = M.Pipe(false)
-        local q = {_r = r, _w = w, _rlock = M.Lock(), _wlock = M.Lock(), _size = M.Value("q", 0)}
+        local q = {_r = r, _w = w, _rlock = M.Lock(), _wlock = M.Lock(), _size = M.Value("q", 0),
+            _ring = M._Ring()}
         if maxsize ~= nil and maxsize > 0 then
             q._sem = M.BoundedSemaphore(maxsize)
             q._maxsize = maxsize
@@ -54,9 +55,10 @@ return function(M, raise)
             fid, t0 = flow_id(), trace_now()
             item = {[FLOW] = fid, item}
         end
-        -- never waits for the reader: what the socket cannot take at once
-        -- goes to this process's feeder thread (core/feed.c)
-        local ok, err = pcall(M._conn_put, self._w, item, self._wlock)
+        -- never waits for the reader: a small item goes into the queue's
+        -- shared ring (core/mpring.c), and what the ring or the socket
+        -- cannot take at once to this process's feeder thread (core/feed.c)
+        local ok, err = pcall(M._conn_put, self._w, item, self._wlock, self._ring)
         if ok then
             self._size:_add(1)
             if fid then
@@ -79,7 +81,7 @@ return function(M, raise)
         if sem then
             sem:acquire()
         end
-        local ok, err = pcall(M._conn_put_raw, self._w, bytes, self._wlock)
+        local ok, err = pcall(M._conn_put_raw, self._w, bytes, self._wlock, self._ring)
         if ok then
             self._size:_add(1)
         else
@@ -106,7 +108,7 @@ return function(M, raise)
         elseif deadline then
             wait = math.max(0, deadline - braid.monotonic())
         end
-        local ok, ready, item = pcall(conn_get, self._r, wait)
+        local ok, ready, item = pcall(conn_get, self._r, wait, self._ring)
         if ok and ready then
             self._size:_add(-1)
             local fid = type(item) == "table" and rawget(item, FLOW)
