@@ -119,13 +119,14 @@ void braid__queue_emptied(braid_queue_t *q)
 
 /* Flow arrows on a fast stream. Reading the clock costs about as much as
  * a whole put on this kind of VM (~0.1 us), so an arrow on every item of
- * a queue streaming millions a second would halve its rate. When the puts
+ * a queue streaming millions a second would cut its rate by more than
+ * half (docs/tracing.md, Overhead). When the puts
  * that record arrows come less than ARROW_GAP_NS apart ARROW_FAST times in
  * a row, only one put in twice as many records its arrow (the others read
  * no clock); when they come more than 4 gaps apart, twice as many again.
  * A burst of fewer than ARROW_FAST items, and any slower stream, keeps an
  * arrow per item; BRAID_TRACE_ARROWS=all keeps them always. */
-#define ARROW_GAP_NS 1000
+#define ARROW_GAP_NS 10000
 #define ARROW_FAST 64
 #define ARROW_STRIDE_MAX 4096
 

@@ -284,8 +284,9 @@ int braid__ring_get(braid_queue_t *q, braid_buf_t *out, braid_buf_t **moved, int
         wake_waiter(q, &q->pwait, &q->putters);
     if (arrow)
         braid__queue_traced(q, 0, pos, braid__ring_size(q), now);
-    else if (braid_trace_enabled() && braid__queue_said_depth(q) && braid__ring_size(q) == 0)
-        braid__queue_emptied(q);
+    else if (braid_trace_enabled() && braid__queue_said_depth(q) &&
+             atomic_load_explicit(&slot_at(q, pos + 1)->seq, memory_order_relaxed) != pos + 2)
+        braid__queue_emptied(q); /* the next slot holds no item: the queue is empty */
     return 0;
 }
 
