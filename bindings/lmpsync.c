@@ -338,43 +338,89 @@ static void *velem(braid_shm_t *s, uint32_t i)
     return (char *)s->mem + VDATA + (size_t)i * vhdr(s)->size;
 }
 
-static void push_elem(lua_State *L, braid_shm_t *s, uint32_t i)
+/* An element's bits, read and written whole with relaxed atomics: a thread
+ * or process reading while another writes (no lock held, as Python allows)
+ * sees the old or the new value, never a torn one, and it is no data race.
+ * Elements are aligned to their size. */
+static uint64_t elem_load(const void *p, int size)
 {
-    void *p = velem(s, i);
-    switch (vhdr(s)->typecode) {
-    case 'b':
-        lua_pushinteger(L, *(int8_t *)p);
+    switch (size) {
+    case 1:
+        return atomic_load_explicit((_Atomic uint8_t *)p, memory_order_relaxed);
+    case 2:
+        return atomic_load_explicit((_Atomic uint16_t *)p, memory_order_relaxed);
+    case 4:
+        return atomic_load_explicit((_Atomic uint32_t *)p, memory_order_relaxed);
+    default:
+        return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed);
+    }
+}
+
+static void elem_store(void *p, int size, uint64_t bits)
+{
+    switch (size) {
+    case 1:
+        atomic_store_explicit((_Atomic uint8_t *)p, (uint8_t)bits, memory_order_relaxed);
         break;
-    case 'B':
-        lua_pushinteger(L, *(uint8_t *)p);
+    case 2:
+        atomic_store_explicit((_Atomic uint16_t *)p, (uint16_t)bits, memory_order_relaxed);
         break;
-    case 'c':
-        lua_pushlstring(L, p, 1);
-        break;
-    case 'h':
-        lua_pushinteger(L, *(int16_t *)p);
-        break;
-    case 'H':
-        lua_pushinteger(L, *(uint16_t *)p);
-        break;
-    case 'i':
-        lua_pushinteger(L, *(int32_t *)p);
-        break;
-    case 'I':
-        lua_pushinteger(L, *(uint32_t *)p);
-        break;
-    case 'f':
-        lua_pushnumber(L, *(float *)p);
-        break;
-    case 'd':
-        lua_pushnumber(L, *(double *)p);
-        break;
-    case 'L':
-    case 'Q':
-        lua_pushinteger(L, (lua_Integer) * (uint64_t *)p);
+    case 4:
+        atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)bits, memory_order_relaxed);
         break;
     default:
-        lua_pushinteger(L, *(int64_t *)p);
+        atomic_store_explicit((_Atomic uint64_t *)p, bits, memory_order_relaxed);
+        break;
+    }
+}
+
+static void push_elem(lua_State *L, braid_shm_t *s, uint32_t i)
+{
+    char tc = vhdr(s)->typecode;
+    uint64_t bits = elem_load(velem(s, i), type_size(tc));
+    switch (tc) {
+    case 'b':
+        lua_pushinteger(L, (int8_t)bits);
+        break;
+    case 'B':
+        lua_pushinteger(L, (uint8_t)bits);
+        break;
+    case 'c': {
+        char c = (char)bits;
+        lua_pushlstring(L, &c, 1);
+        break;
+    }
+    case 'h':
+        lua_pushinteger(L, (int16_t)bits);
+        break;
+    case 'H':
+        lua_pushinteger(L, (uint16_t)bits);
+        break;
+    case 'i':
+        lua_pushinteger(L, (int32_t)bits);
+        break;
+    case 'I':
+        lua_pushinteger(L, (uint32_t)bits);
+        break;
+    case 'f': {
+        uint32_t b32 = (uint32_t)bits;
+        float f;
+        memcpy(&f, &b32, sizeof f);
+        lua_pushnumber(L, f);
+        break;
+    }
+    case 'd': {
+        double d;
+        memcpy(&d, &bits, sizeof d);
+        lua_pushnumber(L, d);
+        break;
+    }
+    case 'L':
+    case 'Q':
+        lua_pushinteger(L, (lua_Integer)bits);
+        break;
+    default:
+        lua_pushinteger(L, (lua_Integer)(int64_t)bits);
         break;
     }
 }
@@ -389,17 +435,24 @@ static void set_elem(lua_State *L, braid_shm_t *s, uint32_t i, int idx)
         const char *c = lua_tolstring(L, idx, &n);
         if (!c || n != 1 || lua_type(L, idx) != LUA_TSTRING)
             lbraid_error(L, "TypeError", "one-character string expected");
-        *(char *)p = c[0];
+        elem_store(p, 1, (uint8_t)c[0]);
         return;
     }
     if (tc == 'f' || tc == 'd') {
         if (!lua_isnumber(L, idx) || lua_type(L, idx) != LUA_TNUMBER)
             lbraid_error(L, "TypeError", "must be a number, not %s", luaL_typename(L, idx));
         lua_Number v = lua_tonumber(L, idx);
-        if (tc == 'f')
-            *(float *)p = (float)v;
-        else
-            *(double *)p = v;
+        if (tc == 'f') {
+            float f = (float)v;
+            uint32_t b32;
+            memcpy(&b32, &f, sizeof b32);
+            elem_store(p, 4, b32);
+        } else {
+            double d = v;
+            uint64_t b64;
+            memcpy(&b64, &d, sizeof b64);
+            elem_store(p, 8, b64);
+        }
         return;
     }
     if (!lua_isinteger(L, idx))
@@ -417,29 +470,7 @@ static void set_elem(lua_State *L, braid_shm_t *s, uint32_t i, int idx)
     for (size_t k = 0; k < sizeof range / sizeof range[0]; k++)
         if (range[k].tc == tc && (v < range[k].lo || v > range[k].hi))
             lbraid_error(L, "ValueError", "%I out of range for typecode '%c'", (LUAI_UACINT)v, tc);
-    switch (tc) {
-    case 'b':
-        *(int8_t *)p = (int8_t)v;
-        break;
-    case 'B':
-        *(uint8_t *)p = (uint8_t)v;
-        break;
-    case 'h':
-        *(int16_t *)p = (int16_t)v;
-        break;
-    case 'H':
-        *(uint16_t *)p = (uint16_t)v;
-        break;
-    case 'i':
-        *(int32_t *)p = (int32_t)v;
-        break;
-    case 'I':
-        *(uint32_t *)p = (uint32_t)v;
-        break;
-    default:
-        *(int64_t *)p = (int64_t)v;
-        break;
-    }
+    elem_store(p, type_size(tc), (uint64_t)v); /* the low bytes: two's complement */
 }
 
 static braid_shm_t *value_new(lua_State *L, char tc, uint32_t count, int is_array)

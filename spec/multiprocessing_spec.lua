@@ -576,6 +576,31 @@ describe("shared objects", function()
     assert.are.equal(5, l:with(function(ok, x) assert.is_true(ok) return x end, 5))
   end)
 
+  it("a Value read while another thread writes it sees old or new, never a torn value", function()
+    -- (the sanitizer stage fails this if an element access is a data race)
+    local threading = require "braid.threading"
+    for _, case in ipairs{{"q", 0, -1}, {"d", 0.5, -2.25}, {"i", 7, -8}, {"c", "a", "z"}} do
+      local tc, a, b = case[1], case[2], case[3]
+      local v, go, stop = mp.Value(tc, a), threading.Event(), threading.Event()
+      local t = threading.Thread{target = function(v, go, stop, a, b)
+        go:set()
+        local n = 0
+        while not stop:is_set() or n < 1000 do
+          v.value = n % 2 == 0 and b or a
+          n = n + 1
+        end
+      end, args = {v, go, stop, a, b}}
+      t:start()
+      go:wait()
+      for _ = 1, 2000 do
+        local x = v.value
+        assert(x == a or x == b, tostring(x))
+      end
+      stop:set()
+      t:join()
+    end
+  end)
+
   it("Value/Array check typecodes, ranges and indexes", function()
     assert.are.equal("TypeError", kind_of(mp.Value, "z", 1))
     assert.are.equal("ValueError", kind_of(mp.Value, "b", 200))
