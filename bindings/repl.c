@@ -136,6 +136,11 @@ static void saveline(const char *line)
 
 static int tty_fd = -1, tty_err = -1; /* the terminal's stdout and stderr */
 static int out_pipe[2] = {-1, -1};    /* [0] non-blocking */
+/* Keys are read from a non-blocking description of the terminal of our own:
+ * a Ctrl-C flushes the tty's input queue, and one landing between pselect
+ * and a blocking read() of the byte it reported would leave the REPL stuck
+ * in read() with its interrupt flag set. */
+static int key_fd = -1;
 static FILE *tty_stream;
 
 /* Copies what is in the pipe to the terminal; with redraw, above the line
@@ -284,7 +289,7 @@ static int repl_getc(FILE *in)
             relay(1);
         if (FD_ISSET(fd, &rd)) {
             unsigned char c;
-            ssize_t r = read(fd, &c, 1);
+            ssize_t r = read(key_fd >= 0 && fd == STDIN_FILENO ? key_fd : fd, &c, 1);
             if (r == 1)
                 return c;
             if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN))
@@ -639,6 +644,8 @@ void repl_run(lua_State *L, const char **progname)
         if (isatty(STDOUT_FILENO))
             capture_open();
         rl_getc_function = repl_getc;
+        const char *tty = ttyname(STDIN_FILENO);
+        key_fd = tty ? open(tty, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) : -1;
         rl_attempted_completion_function = complete;
         rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[]+-*/%^~#,";
         rl_completion_append_character = '\0';
@@ -657,6 +664,9 @@ void repl_run(lua_State *L, const char **progname)
     if (use_readline)
         note_waiting_threads(L);
     capture_close();
+    if (key_fd >= 0)
+        close(key_fd);
+    key_fd = -1;
     if (use_readline)
         main_setsignal(SIGINT, SIG_DFL);
     candidates_free();
