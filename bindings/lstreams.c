@@ -621,12 +621,14 @@ static int lstreams_handle_count(lua_State *L)
  * call cost more than the C did). self._s is the stream box; errors name
  * the method as the Lua methods did. */
 
-/* Replaces self at 1 by its stream box (checked). */
+/* Replaces self at 1 by its stream box (checked). The key "_s" is the
+ * methods' upvalue: lua_getfield would intern the C string at each call. */
 static braid_stream_t *self_stream(lua_State *L)
 {
     if (lua_type(L, 1) != LUA_TTABLE)
         luaL_typeerror(L, 1, "stream reader or writer");
-    lua_getfield(L, 1, "_s");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_gettable(L, 1);
     lua_replace(L, 1);
     return check_stream(L, 1);
 }
@@ -701,10 +703,6 @@ static const luaL_Reg lstreams_funcs[] = {
     {"_listen", lstreams_listen},
     {"_accept", lstreams_accept},
     {"_read", lstreams_read},
-    {"_m_read", lstreams_m_read},
-    {"_m_readexactly", lstreams_m_readexactly},
-    {"_m_write", lstreams_m_write},
-    {"_m_drain", lstreams_m_drain},
     {"_at_eof", lstreams_at_eof},
     {"_set_limit", lstreams_set_limit},
     {"_limit", lstreams_limit},
@@ -725,6 +723,15 @@ static const luaL_Reg lstreams_funcs[] = {
     {NULL, NULL},
 };
 
+/* the methods, each with the key "_s" as upvalue */
+static const luaL_Reg lstreams_methods[] = {
+    {"_m_read", lstreams_m_read},
+    {"_m_readexactly", lstreams_m_readexactly},
+    {"_m_write", lstreams_m_write},
+    {"_m_drain", lstreams_m_drain},
+    {NULL, NULL},
+};
+
 void lstreams_register(lua_State *L)
 {
     if (luaL_newmetatable(L, STREAM_META)) {
@@ -740,6 +747,8 @@ void lstreams_register(lua_State *L)
     }
     lua_pop(L, 1);
     luaL_setfuncs(L, lstreams_funcs, 0);
+    lua_pushliteral(L, "_s");
+    luaL_setfuncs(L, lstreams_methods, 1);
     lsubprocess_register(L);
     lfiles_register(L);
     lluv_register(L);

@@ -668,4 +668,29 @@ describe("asyncio streams: calls that need not wait do not suspend", function()
       close_server(server)
     end)
   end)
+
+  it("the hot methods held by each reader and writer are the classes' own", function()
+    run(function()
+      local server, reader, writer = pair(echo)
+      for _, k in ipairs({"read", "readexactly"}) do
+        assert.are.equal(asyncio.StreamReader[k], reader[k])
+      end
+      for _, k in ipairs({"write", "drain"}) do
+        assert.are.equal(asyncio.StreamWriter[k], writer[k])
+      end
+      asyncio.StreamWriter.write(writer, "abc") -- called through the class
+      asyncio.StreamWriter.drain(writer)
+      assert.are.equal("ab", asyncio.StreamReader.readexactly(reader, 2))
+      assert.are.equal("c", asyncio.StreamReader.read(reader, 10))
+      local ok, err = pcall(reader.read, {}, 1) -- a table holding no stream
+      assert.is_false(ok)
+      assert.matches("braid.asyncio.stream expected, got nil", err)
+      ok, err = pcall(writer.write, 42, "x")
+      assert.is_false(ok)
+      assert.matches("stream reader or writer expected, got number", err)
+      writer:close()
+      writer:wait_closed()
+      close_server(server)
+    end)
+  end)
 end)

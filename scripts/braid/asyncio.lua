@@ -32,7 +32,7 @@ local function get_loop(what)
 end
 
 I = require("braid.asyncio_tasks")(M, C, get_loop)
-local THREAD_WAIT, CANCEL, SLEEP = I.THREAD_WAIT, I.CANCEL, I.SLEEP
+local THREAD_WAIT, CANCEL, SLEEP, NOA = I.THREAD_WAIT, I.CANCEL, I.SLEEP, I.NOA
 local PENDING, FINISHED, CANCELLED = I.PENDING, I.FINISHED, I.CANCELLED
 local Future, Task, Handle = I.Future, I.Task, I.Handle
 local raise, is_cancel, callable, this_task = I.raise, I.is_cancel, I.callable, I.this_task
@@ -96,14 +96,14 @@ local function poll(loop, nowait)
       local id = woken[i]
       local t = waiting[id]
       if t and t._wait == THREAD_WAIT then
-        t._wait = nil
+        t._wait = false
         waiting[id] = nil
         local h = t._timer
         if h then
           h.cancelled = true
-          t._timer = nil
+          t._timer = false
         end
-        t._a1, t._a2 = nil, nil
+        t._a1 = NOA
         qn = qn + 1
         q[qn] = t
       end

@@ -89,8 +89,10 @@ return function(M, C)
 
   local function streams(s, limit)
     if limit ~= nil then C._set_limit(s, limit) end
-    local r = setmetatable({_s = s}, StreamReader)
-    return r, setmetatable({_s = s, reader = r}, StreamWriter)
+    -- the hot methods held by the objects themselves: a method found
+    -- through the metatable costs the VM's slow path at every call
+    local r = setmetatable({_s = s, read = C._m_read, readexactly = C._m_readexactly}, StreamReader)
+    return r, setmetatable({_s = s, reader = r, write = C._m_write, drain = C._m_drain}, StreamWriter)
   end
 
   local function check_opts(opts, what)

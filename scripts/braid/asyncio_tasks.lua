@@ -21,6 +21,10 @@ return function(M, C, get_loop)
   -- values, or with (CANCEL, err) at a suspension point it must abandon.
   local THREAD_WAIT, CANCEL, DEFER_CANCEL = C.THREAD_WAIT, C.CANCEL, C.DEFER_CANCEL
   local PARK, SLEEP, DONE = {}, {}, {}
+  -- A task's scheduler fields are always present (false, or NOA for _a1:
+  -- no wake-up values): reading or writing a field that holds nil takes
+  -- the VM's slow path through the metatable, several times a step.
+  local NOA = {}
   local PENDING, FINISHED, CANCELLED = "PENDING", "FINISHED", "CANCELLED"
 
   local current -- the task running now
@@ -121,14 +125,18 @@ return function(M, C, get_loop)
   -- (asyncio.lua's poll has a copy inlined for tasks woken from C)
   local function wake(task, a1, a2)
     local w = task._wait
-    task._wait = nil
+    task._wait = false
     if w == THREAD_WAIT then task.loop.waiting[task.id] = nil end
     local h = task._timer
     if h then
       h.cancelled = true
-      task._timer = nil
+      task._timer = false
     end
-    task._a1, task._a2 = a1, a2
+    if a1 == nil and a2 == nil then
+      task._a1 = NOA
+    else
+      task._a1, task._a2 = a1, a2
+    end
     push(task.loop, task)
   end
 
@@ -145,7 +153,7 @@ return function(M, C, get_loop)
   -- was woken otherwise meanwhile (which dropped or replaced task._timer).
   local function wake_timer(task, h)
     if task._timer == h then
-      task._timer = nil
+      task._timer = false
       wake(task)
     end
   end
@@ -334,7 +342,9 @@ return function(M, C, get_loop)
     local id = task_counter + 1
     task_counter = id
     local t = setmetatable({loop = loop, _state = PENDING, co = co_create(task_body), id = id,
-      _fn = fn, _won = false}, Task) -- _won: what it waits on (asyncio_trace.lua)
+      _fn = fn, _won = false, -- _won: what it waits on (asyncio_trace.lua)
+      _a1 = NOA, _a2 = false, _must_cancel = false, _handoff = false, _wait = false,
+      _timer = false, _w = false}, Task)
     if name then t._name = name end
     if n > 0 then t._args = pack(...) end
     loop.tasks[t] = true
@@ -364,7 +374,7 @@ return function(M, C, get_loop)
     if n > 0 then
       n = n - 1
       self._ncancel = n
-      if n == 0 then self._must_cancel = nil end
+      if n == 0 then self._must_cancel = false end
     end
     return n
   end
@@ -380,7 +390,7 @@ return function(M, C, get_loop)
     local w = self._wait
     if w == PARK or w == SLEEP or w == THREAD_WAIT then
       wake(self, CANCEL, err)
-    elseif w ~= nil and w:cancel(msg) then
+    elseif w and w:cancel(msg) then
       -- the awaited future's cancellation wakes us
     else
       self._must_cancel = err
@@ -407,7 +417,7 @@ return function(M, C, get_loop)
     if task._aid then TR.task_end(task) end -- its track of waits (asyncio_trace.lua)
     loop.tasks[task] = nil
     loop.ntasks = loop.ntasks - 1
-    task._wait, task._a1, task._a2, task._must_cancel = nil, nil, nil, nil
+    task._wait, task._a1, task._a2, task._must_cancel = false, NOA, false, false
   end
 
   local function err_string(err)
@@ -465,27 +475,32 @@ return function(M, C, get_loop)
 
   -- Runs task until it suspends or ends, and files what it waits on.
   function step(loop, task)
-    local a1, a2 = task._a1, task._a2
-    task._a1, task._a2 = nil, nil
+    local a1, a2 = task._a1, nil
+    if a1 == NOA then
+      a1 = nil
+    else
+      a2 = task._a2
+      task._a1, task._a2 = NOA, false
+    end
     local mc = task._must_cancel
-    if mc ~= nil then
+    if mc then
       if task._fn then -- cancelled before it started: it never runs
-        task._fn, task._args, task._must_cancel = nil, nil, nil
+        task._fn, task._args, task._must_cancel = false, nil, false
         return task_failed(loop, task, mc)
       end
       if not task._handoff and a1 ~= CANCEL then
-        task._must_cancel = nil
+        task._must_cancel = false
         a1, a2 = CANCEL, mc
       end
     end
-    task._handoff = nil
+    if task._handoff then task._handoff = false end
     local prev = current
     current = task
     local w = task._w -- stepping while co runs (nil until its first wait)
     local ok, r1, r2, r3
     local fn = task._fn
     if fn then
-      task._fn = nil
+      task._fn = false
       local args = task._args
       if args then
         task._args = nil
@@ -503,8 +518,8 @@ return function(M, C, get_loop)
       return set_outcome(task, FINISHED, r2, r3, nil)
     end
     mc = task._must_cancel
-    if mc ~= nil and r1 ~= DEFER_CANCEL then
-      task._must_cancel = nil
+    if mc and r1 ~= DEFER_CANCEL then
+      task._must_cancel = false
       task._a1, task._a2 = CANCEL, mc -- its suspension point abandons that wait
       return push(loop, task)
     end
@@ -546,7 +561,7 @@ return function(M, C, get_loop)
     end
   end)
 
-  return {THREAD_WAIT = THREAD_WAIT, CANCEL = CANCEL, PARK = PARK, SLEEP = SLEEP,
+  return {THREAD_WAIT = THREAD_WAIT, CANCEL = CANCEL, PARK = PARK, SLEEP = SLEEP, NOA = NOA,
     PENDING = PENDING, FINISHED = FINISHED, CANCELLED = CANCELLED,
     Future = Future, Task = Task, Handle = Handle,
     raise = raise, is_cancel = is_cancel, callable = callable, this_task = this_task,
