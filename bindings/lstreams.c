@@ -403,16 +403,20 @@ static int lstreams_limit(lua_State *L)
 
 /* ---- writing ---- */
 
-/* _write(stream, data) */
-static int lstreams_write(lua_State *L)
+static int write_to(lua_State *L, braid_stream_t *s)
 {
-    braid_stream_t *s = check_stream(L, 1);
     size_t len;
     const char *p = luaL_checklstring(L, 2, &len);
     int rc = braid_stream_write(s, p, len);
     if (rc)
         return lstreams_raise(L, rc, "write");
     return 0;
+}
+
+/* _write(stream, data) */
+static int lstreams_write(lua_State *L)
+{
+    return write_to(L, check_stream(L, 1));
 }
 
 static int lstreams_shutdown(lua_State *L)
@@ -437,15 +441,20 @@ static int drain_done(lua_State *L, int rc)
 
 static const lbraid_waitop_t DRAIN_OP = {drain_op, drain_done};
 
-/* _drain(stream): returns at once, without the wait's machinery, while
- * the write buffer is under the high-water mark (as Python's drain). */
-static int lstreams_drain(lua_State *L)
+/* drain on the (checked) stream box at 1 */
+static int drain_on(lua_State *L, braid_stream_t *s)
 {
-    braid_stream_t *s = check_stream(L, 1);
     if (braid_stream_drain_ready(s))
         return 0;
     lua_settop(L, 1);
     return lbraid_wait(L, &DRAIN_OP);
+}
+
+/* _drain(stream): returns at once, without the wait's machinery, while
+ * the write buffer is under the high-water mark (as Python's drain). */
+static int lstreams_drain(lua_State *L)
+{
+    return drain_on(L, check_stream(L, 1));
 }
 
 /* _set_water(stream, high, low) */
@@ -684,15 +693,13 @@ static int lstreams_m_write(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING)
         return luaL_error(
             L, "bad argument #1 to 'write' (string expected, got %s)", luaL_typename(L, 2));
-    self_stream(L);
-    return lstreams_write(L);
+    return write_to(L, self_stream(L));
 }
 
 /* writer:drain() */
 static int lstreams_m_drain(lua_State *L)
 {
-    self_stream(L);
-    return lstreams_drain(L);
+    return drain_on(L, self_stream(L));
 }
 
 static const luaL_Reg lstreams_funcs[] = {

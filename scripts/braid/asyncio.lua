@@ -32,7 +32,7 @@ local function get_loop(what)
 end
 
 I = require("braid.asyncio_tasks")(M, C, get_loop)
-local THREAD_WAIT, CANCEL, SLEEP, NOA = I.THREAD_WAIT, I.CANCEL, I.SLEEP, I.NOA
+local THREAD_WAIT, CANCEL, SLEEP = I.THREAD_WAIT, I.CANCEL, I.SLEEP
 local PENDING, FINISHED, CANCELLED = I.PENDING, I.FINISHED, I.CANCELLED
 local Future, Task, Handle = I.Future, I.Task, I.Handle
 local raise, is_cancel, callable, this_task = I.raise, I.is_cancel, I.callable, I.this_task
@@ -102,8 +102,7 @@ local function poll(loop, nowait)
         if h then
           h.cancelled = true
           t._timer = false
-        end
-        t._a1 = NOA
+        end -- (its _a1 is NOA: only wake sets it, and wake ends the wait)
         qn = qn + 1
         q[qn] = t
       end

@@ -496,7 +496,7 @@ return function(M, C, get_loop)
     if task._handoff then task._handoff = false end
     local prev = current
     current = task
-    local w = task._w -- stepping while co runs (nil until its first wait)
+    local w = task._w -- stepping while co runs (false until its first wait)
     local ok, r1, r2, r3
     local fn = task._fn
     if fn then
@@ -523,14 +523,14 @@ return function(M, C, get_loop)
       task._a1, task._a2 = CANCEL, mc -- its suspension point abandons that wait
       return push(loop, task)
     end
-    if r1 == nil then
-      push(loop, task)
-    elseif r1 == PARK then
-      task._wait = PARK
-    elseif r1 == THREAD_WAIT then
+    if r1 == THREAD_WAIT then -- first: every stream wait
       task._wait = THREAD_WAIT
       loop.waiting[task.id] = task
       if r2 then task._timer = add_timer(loop, r2, wake_timer, task) end
+    elseif r1 == nil then
+      push(loop, task)
+    elseif r1 == PARK then
+      task._wait = PARK
     elseif r1 == SLEEP then
       task._wait = SLEEP
       task._timer = add_timer(loop, r2, wake_timer, task)
