@@ -24,6 +24,8 @@ return function(M, C, get_loop)
   -- A task's scheduler fields are always present (false, or NOA for _a1:
   -- no wake-up values): reading or writing a field that holds nil takes
   -- the VM's slow path through the metatable, several times a step.
+  -- _slow is true while any of _a1 (values), _must_cancel, _handoff or
+  -- _fn may be set: a step looks at them only then.
   local NOA = {}
   local PENDING, FINISHED, CANCELLED = "PENDING", "FINISHED", "CANCELLED"
 
@@ -135,7 +137,7 @@ return function(M, C, get_loop)
     if a1 == nil and a2 == nil then
       task._a1 = NOA
     else
-      task._a1, task._a2 = a1, a2
+      task._a1, task._a2, task._slow = a1, a2, true
     end
     push(task.loop, task)
   end
@@ -145,7 +147,7 @@ return function(M, C, get_loop)
   local function wake_parked(task, a1, a2)
     if task._wait ~= PARK then return false end
     wake(task, a1, a2)
-    task._handoff = true -- a cancellation must not replace what it hands over
+    task._handoff, task._slow = true, true -- a cancellation must not replace what it hands over
     return true
   end
 
@@ -344,7 +346,7 @@ return function(M, C, get_loop)
     local t = setmetatable({loop = loop, _state = PENDING, co = co_create(task_body), id = id,
       _fn = fn, _won = false, -- _won: what it waits on (asyncio_trace.lua)
       _a1 = NOA, _a2 = false, _must_cancel = false, _handoff = false, _wait = false,
-      _timer = false, _w = false}, Task)
+      _timer = false, _w = false, _slow = true}, Task)
     if name then t._name = name end
     if n > 0 then t._args = pack(...) end
     loop.tasks[t] = true
@@ -393,7 +395,7 @@ return function(M, C, get_loop)
     elseif w and w:cancel(msg) then
       -- the awaited future's cancellation wakes us
     else
-      self._must_cancel = err
+      self._must_cancel, self._slow = err, true
     end
     return true
   end
@@ -475,30 +477,34 @@ return function(M, C, get_loop)
 
   -- Runs task until it suspends or ends, and files what it waits on.
   function step(loop, task)
-    local a1, a2 = task._a1, nil
-    if a1 == NOA then
-      a1 = nil
-    else
-      a2 = task._a2
-      task._a1, task._a2 = NOA, false
-    end
-    local mc = task._must_cancel
-    if mc then
-      if task._fn then -- cancelled before it started: it never runs
-        task._fn, task._args, task._must_cancel = false, nil, false
-        return task_failed(loop, task, mc)
+    local a1, a2, fn
+    if task._slow then
+      task._slow = false
+      a1 = task._a1
+      if a1 == NOA then
+        a1 = nil
+      else
+        a2 = task._a2
+        task._a1, task._a2 = NOA, false
       end
-      if not task._handoff and a1 ~= CANCEL then
-        task._must_cancel = false
-        a1, a2 = CANCEL, mc
+      local mc = task._must_cancel
+      if mc then
+        if task._fn then -- cancelled before it started: it never runs
+          task._fn, task._args, task._must_cancel = false, nil, false
+          return task_failed(loop, task, mc)
+        end
+        if not task._handoff and a1 ~= CANCEL then
+          task._must_cancel = false
+          a1, a2 = CANCEL, mc
+        end
       end
+      if task._handoff then task._handoff = false end
+      fn = task._fn
     end
-    if task._handoff then task._handoff = false end
     local prev = current
     current = task
     local w = task._w -- stepping while co runs (false until its first wait)
     local ok, r1, r2, r3
-    local fn = task._fn
     if fn then
       task._fn = false
       local args = task._args
@@ -520,7 +526,7 @@ return function(M, C, get_loop)
     mc = task._must_cancel
     if mc and r1 ~= DEFER_CANCEL then
       task._must_cancel = false
-      task._a1, task._a2 = CANCEL, mc -- its suspension point abandons that wait
+      task._a1, task._a2, task._slow = CANCEL, mc, true -- its suspension point abandons that wait
       return push(loop, task)
     end
     if r1 == THREAD_WAIT then -- first: every stream wait
@@ -535,7 +541,7 @@ return function(M, C, get_loop)
       task._wait = SLEEP
       task._timer = add_timer(loop, r2, wake_timer, task)
     elseif r1 == DEFER_CANCEL then
-      task._must_cancel = r2
+      task._must_cancel, task._slow = r2, true
       task._handoff = true -- resumed plainly: it returns what its wait got
       push(loop, task)
     elseif is_future(r1) and r1._state == PENDING then
