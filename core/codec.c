@@ -147,6 +147,8 @@ void braid_buf_put_str(braid_buf_t *b, const void *p, size_t n)
 
 void braid_buf_put_object(braid_buf_t *b, braid_object_t *obj)
 {
+    if (!b->err && braid_object_register(obj) != 0)
+        b->err = BRAID_ENOMEM;
     hold_object(b, obj);
     braid_buf_put_u8(b, BRAID_T_OBJECT);
     braid_buf_put_u64(b, obj->id);

@@ -41,6 +41,20 @@ static const braid_buf_t *task_call(const task_t *t, braid_buf_t *view)
     return view;
 }
 
+/* Tasks come from slabs of TASK_SLAB owned by the pool, so a burst of
+ * submits makes one malloc per TASK_SLAB tasks, and no worker ever frees a
+ * task into the submitter's malloc arena (whose lock the submitter needs,
+ * and whose bins it would then sort). */
+#define TASK_SLAB 64
+/* When every task is back on the spare list and the pool holds more than
+ * this many, a worker frees the slabs (a burst's peak is not kept). */
+#define TASK_KEEP 1024
+
+typedef struct task_slab {
+    struct task_slab *next;
+    task_t tasks[TASK_SLAB];
+} task_slab_t;
+
 typedef struct pool pool_t;
 
 struct pool {
@@ -48,8 +62,9 @@ struct pool {
     pthread_mutex_t mu;
     task_t *head, *tail;
     size_t pending;
-    task_t *spare; /* finished tasks kept for the next submits (nspare) */
-    int nspare;
+    task_t *spare; /* free tasks (nspare of ntasks; the rest queued or running) */
+    long nspare, ntasks;
+    task_slab_t *slabs;
     braid_waitlist_t idle; /* workers waiting for a task */
     int nidle;             /* how many (mu) */
     /* Workers between taking a task and finishing it: incremented under mu
@@ -85,6 +100,20 @@ static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
 static pool_t *pools_head;
 static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
 
+/* Frees every task and slab: none may be queued or running. */
+static void pool_free_slabs(pool_t *p)
+{
+    for (task_t *t = p->spare; t; t = t->next)
+        braid_buf_free(&t->call);
+    p->spare = NULL;
+    p->nspare = p->ntasks = 0;
+    while (p->slabs) {
+        task_slab_t *s = p->slabs;
+        p->slabs = s->next;
+        free(s);
+    }
+}
+
 static void pool_release(pool_t *p)
 {
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
@@ -102,14 +131,8 @@ static void pool_release(pool_t *p)
         p->head = t->next;
         braid_buf_free(&t->call);
         braid_future_release(t->f);
-        free(t);
     }
-    while (p->spare) {
-        task_t *t = p->spare;
-        p->spare = t->next;
-        braid_buf_free(&t->call);
-        free(t);
-    }
+    pool_free_slabs(p);
     for (int i = 0; i < p->nthreads; i++)
         braid_object_release((braid_object_t *)p->threads[i]);
     free(p->threads);
@@ -130,53 +153,73 @@ static task_t *pool_drain_locked(pool_t *p)
     return list;
 }
 
-/* Finishes drained tasks: cancelled, or failed with code/msg. */
-static void tasks_finish(task_t *list, int code, const char *msg)
+static void task_recycle_locked(pool_t *p, task_t *t);
+
+/* Finishes drained tasks: cancelled, or failed with code/msg; then puts
+ * them back on the spare list. */
+static void tasks_finish(pool_t *p, task_t *list, int code, const char *msg)
 {
-    while (list) {
-        task_t *t = list;
-        list = t->next;
+    for (task_t *t = list; t; t = t->next) {
         if (code)
             braid_future_set_error(t->f, code, msg);
         else
             braid_future_cancel(t->f);
-        braid_buf_free(&t->call);
+        braid_buf_reset(&t->call);
         braid_future_release(t->f);
-        free(t);
+        t->f = NULL;
     }
+    if (!list)
+        return;
+    pthread_mutex_lock(&p->mu);
+    while (list) {
+        task_t *t = list;
+        list = t->next;
+        task_recycle_locked(p, t);
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
-/* Keeps up to MAX_SPARE finished tasks per pool, each with its emptied
- * call buffer, so a steady stream of submits allocates nothing: a submit
- * swaps the caller's call buffer with the spare one. Memory then stays
- * with the thread that allocated it instead of being freed by a worker
- * into the submitter's malloc arena, whose lock the submitter needs. The
- * call's objects are released (t->call reset) before it is kept. */
+/* Finished tasks go back on the spare list; up to MAX_SPARE of them keep
+ * their emptied call buffer, so a steady stream of big calls allocates
+ * nothing: a submit swaps the caller's call buffer with the spare one.
+ * Memory then stays with the thread that allocated it instead of being
+ * freed by a worker into the submitter's malloc arena. The call's objects
+ * are released (t->call reset) before it is kept. */
 #define MAX_SPARE 256
 #define MAX_SPARE_CALL 4096 /* bigger call buffers are freed */
 
 static void task_recycle_locked(pool_t *p, task_t *t)
 {
-    if (p->nspare < MAX_SPARE && t->call.cap <= MAX_SPARE_CALL) {
-        t->next = p->spare;
-        p->spare = t;
-        p->nspare++;
-    } else {
+    if (p->nspare >= MAX_SPARE || t->call.cap > MAX_SPARE_CALL)
         braid_buf_free(&t->call);
-        free(t);
-    }
+    t->f = NULL;
+    t->next = p->spare;
+    p->spare = t;
+    p->nspare++;
+    if (p->nspare == p->ntasks && p->ntasks > TASK_KEEP && !p->head)
+        pool_free_slabs(p); /* a burst is over: its peak is not kept */
 }
 
 static task_t *task_take_locked(pool_t *p)
 {
     task_t *t = p->spare;
-    if (t) {
-        p->spare = t->next;
-        p->nspare--;
-        return t;
+    if (!t) {
+        task_slab_t *s = malloc(sizeof *s);
+        if (!s)
+            return NULL;
+        s->next = p->slabs;
+        p->slabs = s;
+        for (int i = TASK_SLAB - 1; i >= 0; i--) {
+            braid_buf_init(&s->tasks[i].call);
+            s->tasks[i].next = p->spare;
+            p->spare = &s->tasks[i];
+        }
+        p->nspare += TASK_SLAB;
+        p->ntasks += TASK_SLAB;
+        t = p->spare;
     }
-    if ((t = malloc(sizeof *t)))
-        braid_buf_init(&t->call);
+    p->spare = t->next;
+    p->nspare--;
     return t;
 }
 
@@ -205,7 +248,7 @@ static void worker_main(braid_thread_t *thread, void *arg)
         braid_waitlist_wake_all(&p->idle, 0);
         p->nidle = 0;
         pthread_mutex_unlock(&p->mu);
-        tasks_finish(list, BRAID_EBROKEN, msg);
+        tasks_finish(p, list, BRAID_EBROKEN, msg);
         free(errmsg);
         p->ops->worker_stop(wctx);
         pool_release(p);
@@ -531,7 +574,7 @@ static int pool_shutdown(pool_t *p, int wait, int cancel_futures, int64_t deadli
         braid_object_retain((braid_object_t *)ts[i]);
     }
     pthread_mutex_unlock(&p->mu);
-    tasks_finish(list, 0, NULL);
+    tasks_finish(p, list, 0, NULL);
     int rc = 0;
     for (int i = 0; i < n; i++) {
         if (!rc) {

@@ -11,7 +11,7 @@
 /* Outcomes up to this size naming no object are copied into the future by
  * braid_future_finish, so the worker's buffer is reused, not reallocated
  * per call and freed by another thread. */
-#define FUTURE_SMALL_OUT 48
+#define FUTURE_SMALL_OUT 40 /* the future is then 248 bytes, a 256-byte malloc chunk */
 
 /* A wait set's hook on one future (or on its inbox). */
 typedef struct watch {
@@ -35,15 +35,17 @@ struct braid_future {
     atomic_int state;
     int failed;
     int code;
-    char *msg;
+    atomic_int traced; /* a job's end drew a flow arrow to the result() */
+    union {
+        char *msg;
+        braid_future_t *next_free; /* in its thread's cache (msg freed) */
+    };
     braid_buf_t outcome; /* data may point at small_out (never freed) */
     braid_waitlist_t waiters;
     watch_t *watches;
     callback_t *cbs;
-    size_t ncbs, cbcap;
-    atomic_int traced;                   /* a job's end drew a flow arrow to the result() */
+    uint32_t ncbs, cbcap;
     uint8_t small_out[FUTURE_SMALL_OUT]; /* a small outcome, copied in */
-    braid_future_t *next_free;           /* in its thread's cache */
 };
 
 typedef struct delivery {
@@ -356,14 +358,14 @@ int braid_future_add_callback(braid_future_t *f, braid_inbox_t *inbox, uint64_t 
         return 1;
     }
     if (f->ncbs == f->cbcap) {
-        size_t cap = f->cbcap ? f->cbcap * 2 : 2;
-        callback_t *c = realloc(f->cbs, cap * sizeof *c);
+        size_t cap = f->cbcap ? (size_t)f->cbcap * 2 : 2;
+        callback_t *c = cap <= UINT32_MAX ? realloc(f->cbs, cap * sizeof *c) : NULL;
         if (!c) {
             pthread_mutex_unlock(&f->mu);
             return BRAID_ENOMEM;
         }
         f->cbs = c;
-        f->cbcap = cap;
+        f->cbcap = (uint32_t)cap;
     }
     braid_inbox_retain(inbox);
     f->cbs[f->ncbs].inbox = inbox;

@@ -12,7 +12,12 @@
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static braid_object_t **reg_slots;
 static size_t reg_cap, reg_count;
-static uint64_t reg_next_id = 1;
+/* Ids are handed out without the lock; an object enters the registry only
+ * when it is first encoded (braid_object_register), which most futures
+ * never are: creating and dropping one takes no global lock and touches
+ * no shared table. */
+static atomic_ullong next_id = 1;
+static atomic_long live_count; /* every initialised, not yet destroyed object */
 
 /* fork (the fork start method) while another thread holds reg_lock would
  * leave it locked forever in the child: hold it across fork. */
@@ -64,28 +69,59 @@ static int reg_grow(void)
 
 int braid_object_init(braid_object_t *obj, const braid_object_type_t *type)
 {
-    return braid_object_init_id(obj, type, 0);
-}
-
-int braid_object_init_id(braid_object_t *obj, const braid_object_type_t *type, uint64_t id)
-{
     obj->type = type;
     atomic_init(&obj->refs, 1);
+    atomic_init(&obj->registered, 0);
     atomic_init(&obj->name, NULL);
-    pthread_once(&reg_atfork_once, reg_atfork);
-    pthread_mutex_lock(&reg_lock);
-    if ((reg_count + 1) * 2 > reg_cap && reg_grow() != 0) {
-        pthread_mutex_unlock(&reg_lock);
-        obj->id = 0;
+    obj->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Inserts obj (not yet registered) with reg_lock held. */
+static int reg_insert_locked(braid_object_t *obj)
+{
+    if ((reg_count + 1) * 2 > reg_cap && reg_grow() != 0)
         return BRAID_ENOMEM;
-    }
-    obj->id = id ? id : reg_next_id++;
     size_t j = slot_of(obj->id, reg_cap);
     while (reg_slots[j])
         j = (j + 1) & (reg_cap - 1);
     reg_slots[j] = obj;
     reg_count++;
+    atomic_store_explicit(&obj->registered, 1, memory_order_release);
+    return 0;
+}
+
+int braid_object_register(braid_object_t *obj)
+{
+    if (atomic_load_explicit(&obj->registered, memory_order_acquire))
+        return 0;
+    pthread_once(&reg_atfork_once, reg_atfork);
+    pthread_mutex_lock(&reg_lock);
+    int rc =
+        atomic_load_explicit(&obj->registered, memory_order_relaxed) ? 0 : reg_insert_locked(obj);
     pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+int braid_object_init_id(braid_object_t *obj, const braid_object_type_t *type, uint64_t id)
+{
+    if (!id)
+        return braid_object_init(obj, type);
+    obj->type = type;
+    atomic_init(&obj->refs, 1);
+    atomic_init(&obj->registered, 0);
+    atomic_init(&obj->name, NULL);
+    obj->id = id;
+    pthread_once(&reg_atfork_once, reg_atfork);
+    pthread_mutex_lock(&reg_lock);
+    int rc = reg_insert_locked(obj);
+    pthread_mutex_unlock(&reg_lock);
+    if (rc) {
+        obj->id = 0;
+        return rc;
+    }
+    atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -195,12 +231,14 @@ void braid_object_release(braid_object_t *obj)
         return;
     if (atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (obj->id) {
+    /* registered: by a thread that held a reference, so before this */
+    if (atomic_load_explicit(&obj->registered, memory_order_relaxed)) {
         /* lookup never revives a count of 0, so this is the last user */
         pthread_mutex_lock(&reg_lock);
         reg_remove(obj);
         pthread_mutex_unlock(&reg_lock);
     }
+    atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
     names_free(atomic_load_explicit(&obj->name, memory_order_acquire));
     obj->type->destroy(obj);
 }
@@ -229,8 +267,5 @@ braid_object_t *braid_object_lookup(uint64_t id)
 
 long braid_object_count(void)
 {
-    pthread_mutex_lock(&reg_lock);
-    long n = (long)reg_count;
-    pthread_mutex_unlock(&reg_lock);
-    return n;
+    return atomic_load_explicit(&live_count, memory_order_relaxed);
 }

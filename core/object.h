@@ -23,20 +23,26 @@ typedef struct braid_object_type {
 struct braid_object {
     const braid_object_type_t *type;
     atomic_int refs;
-    uint64_t id; /* process-unique, never reused; 0 until registered */
+    atomic_int registered; /* in the id registry (braid_object_register) */
+    uint64_t id;           /* process-unique, never reused */
     /* The name given by braid_object_set_name (NULL: none). Names are
      * immutable and kept until the object dies, so a reader on another
      * thread never sees one freed under it. */
     _Atomic(braid_name_t *) name;
 };
 
-/* Initialises the header with one reference and registers the object so it
- * can be found by id (braid_object_lookup). Returns 0 or BRAID_ENOMEM. */
+/* Initialises the header with one reference and a new id. The object can
+ * be found by id (braid_object_lookup) once registered. Returns 0. */
 int braid_object_init(braid_object_t *obj, const braid_object_type_t *type);
 /* The same with a chosen id (nonzero, not a live object's; ids with the
- * top bit set are never handed out by braid_object_init): for objects that
- * keep one id in every process (multiprocessing's shared objects). */
+ * top bit set are never handed out by braid_object_init), registered at
+ * once: for objects that keep one id in every process (multiprocessing's
+ * shared objects). Returns 0 or BRAID_ENOMEM. */
 int braid_object_init_id(braid_object_t *obj, const braid_object_type_t *type, uint64_t id);
+/* Makes the object findable by id until it dies (braid_buf_put_object does
+ * it: an id is only looked up after being encoded). Call with a reference
+ * held. Returns 0 or BRAID_ENOMEM. Thread-safe. */
+int braid_object_register(braid_object_t *obj);
 /* Adds a reference. Thread-safe. */
 void braid_object_retain(braid_object_t *obj);
 /* Drops a reference; the last one unregisters and destroys. Thread-safe.
@@ -59,7 +65,7 @@ const char *braid_object_kind(const braid_object_t *obj);
  * written into buf (n bytes, truncated, always terminated); returns buf.
  * Thread-safe and lock-free. */
 const char *braid_object_label(const braid_object_t *obj, char *buf, size_t n);
-/* Number of live registered objects (for leak checks in tests). */
+/* Number of live objects (for leak checks in tests). */
 long braid_object_count(void);
 
 #ifdef __cplusplus

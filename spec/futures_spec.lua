@@ -298,6 +298,47 @@ describe("ThreadPoolExecutor", function()
     for i = 1, 50 do assert.is_true(fs[i]:done()) end
   end)
 
+  it("bursts reuse tasks and futures without carrying an outcome over", function()
+    -- two bursts over the 1,024 tasks a pool keeps (its task slabs are
+    -- freed and made again between them; futures come back from the
+    -- thread's cache): results, errors, cancels and big calls, each future
+    -- with its own outcome
+    local ex <close> = futures.ThreadPoolExecutor(2)
+    local N = 1500
+    for round = 1, 2 do
+      local gate = futures.Future()
+      local fs = {}
+      for i = 1, N do
+        if i <= 2 then -- hold both workers: the rest stays queued
+          fs[i] = ex:submit(function(g, v) g:result(10); return v end, gate, i)
+        elseif i % 7 == 3 then
+          fs[i] = ex:submit(function(v) error("e" .. v, 0) end, i + round)
+        else
+          fs[i] = ex:submit(function(v, s) return v * 2, #s end, i + round, ("x"):rep(i % 300))
+        end
+      end
+      for i = 10, N, 11 do assert.is_true(fs[i]:cancel()) end
+      gate:set_result(true)
+      for i = 1, N do
+        local f = fs[i]
+        if i % 11 == 10 then
+          assert.is_true(f:cancelled())
+          is_err("Cancelled", pcall(f.result, f, 10))
+        elseif i <= 2 then
+          assert.equal(i, f:result(10))
+        elseif i % 7 == 3 then
+          assert.equal("e" .. (i + round), f:exception(10))
+          assert.is_false(f:cancelled())
+        else
+          local a, b = f:result(10)
+          assert.equal(2 * (i + round), a)
+          assert.equal(i % 300, b)
+          assert.is_nil(f:exception(0))
+        end
+      end
+    end
+  end)
+
   it("shutdown(wait, cancel_futures) cancels queued futures and leaves none pending", function()
     local ex = futures.ThreadPoolExecutor(1)
     local gate = futures.Future()

@@ -255,6 +255,54 @@ static void test_shutdown_cancel_futures(void)
     free_ctx(c);
 }
 
+/* Tasks come from slabs that a burst grows and that are freed once every
+ * task is back (over TASK_KEEP): two bursts of blocked tasks, some
+ * cancelled, some failing, some with calls too big to copy into the task;
+ * every future gets its own outcome both times (a reused task never
+ * carries the last one's call or future). */
+static void test_task_slabs(void)
+{
+    tctx_t *c = new_ctx();
+    braid_executor_t *ex;
+    CHECK(braid_executor_new(&ex, 2, "T", &ops, c) == 0);
+    enum { N = 3000 };
+    static braid_future_t *fs[N];
+    for (int round = 0; round < 2; round++) {
+        braid_future_t *gate = c->gate;
+        for (int i = 0; i < N; i++) {
+            char op = i % 7 == 3 ? 'f' : 'w';
+            braid_buf_t b = call(op, i + round);
+            if (i % 5 == 1) /* padding after the int: not copied, swapped */
+                for (int k = 0; k < 300; k++)
+                    braid_buf_put_u8(&b, 0);
+            CHECK(braid_executor_submit(ex, &b, 0, &fs[i]) == 0);
+            CHECK(b.len == 0);
+            braid_buf_free(&b);
+        }
+        for (int i = 10; i < N; i += 11) /* some still queued: cancelled */
+            braid_future_cancel(fs[i]);
+        braid_future_cancel(gate); /* open the gate */
+        for (int i = 0; i < N; i++) {
+            int failed = 0;
+            if (i % 11 == 10) {
+                CHECK(braid_future_state(fs[i]) == BRAID_FUTURE_CANCELLED);
+            } else if (i % 7 == 3) {
+                CHECK(result_int(fs[i], &failed) == -1 && failed == 1);
+            } else {
+                CHECK(result_int(fs[i], &failed) == 2 * (i + round) && failed == 0);
+            }
+            braid_future_release(fs[i]);
+        }
+        braid_future_release(gate);
+        braid_future_new(&c->gate);
+        while (braid_executor_pending(ex) > 0)
+            braid_clock_sleep_until(braid_clock_now() + 100000);
+    }
+    CHECK(braid_executor_shutdown(ex, 1, 0, BRAID_FOREVER) == 0);
+    braid_executor_release(ex);
+    free_ctx(c);
+}
+
 static void test_shutdown_waits_for_queue(void)
 {
     tctx_t *c = new_ctx();
@@ -382,6 +430,7 @@ int main(void)
     RUN(test_finished_worker_reused);
     RUN(test_max_workers);
     RUN(test_shutdown_cancel_futures);
+    RUN(test_task_slabs);
     RUN(test_shutdown_waits_for_queue);
     RUN(test_broken);
     RUN(test_many_submitters);

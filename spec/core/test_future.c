@@ -277,6 +277,38 @@ static void *racer_main(void *p)
     return NULL;
 }
 
+/* An object enters the id registry only once encoded: a new future is
+ * not found by id, one written into a buffer is, until it dies; and
+ * braid_object_count counts it either way. */
+static void test_registry(void)
+{
+    long before = braid_object_count();
+    braid_future_t *f;
+    CHECK(braid_future_new(&f) == 0);
+    CHECK(braid_object_count() == before + 1);
+    uint64_t id = ((braid_object_t *)f)->id;
+    CHECK(id != 0);
+    CHECK(braid_object_lookup(id) == NULL);
+    braid_buf_t b;
+    braid_buf_init(&b);
+    braid_buf_put_object(&b, (braid_object_t *)f);
+    braid_buf_put_object(&b, (braid_object_t *)f); /* twice: registered once */
+    CHECK(!b.err);
+    braid_object_t *o = braid_object_lookup(id);
+    CHECK(o == (braid_object_t *)f);
+    braid_object_release(o);
+    braid_buf_free(&b);
+    CHECK(braid_object_lookup(id) == (braid_object_t *)f);
+    braid_future_release(f); /* the lookup's reference */
+    braid_future_release(f);
+    CHECK(braid_object_lookup(id) == NULL);
+    CHECK(braid_object_count() == before);
+    braid_future_t *g;
+    CHECK(braid_future_new(&g) == 0); /* ids are never reused */
+    CHECK(((braid_object_t *)g)->id > id);
+    braid_future_release(g);
+}
+
 static void test_races(void)
 {
     enum { N = 2000 };
@@ -327,6 +359,7 @@ int main(void)
     RUN(test_callbacks);
     RUN(test_waitset);
     RUN(test_waitset_inbox);
+    RUN(test_registry);
     RUN(test_races);
     CHECK(braid_object_count() == before);
     return CHECK_DONE();
