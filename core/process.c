@@ -120,6 +120,20 @@ static int track_child(pid_t pid, braid_proc_t **out)
  * thing (braid_proc_unblock_signals). Raw system calls only: nothing in
  * the child may take a lock or go through a sanitizer's interceptors. */
 
+/* Sanitizers instrument the child's code, and their shadow memory is the
+ * parent's: there the worker is started by posix_spawn (which they
+ * intercept), its signal mask already empty. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SPAWN_CLONE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SPAWN_CLONE 0
+#endif
+#endif
+#ifndef SPAWN_CLONE
+#define SPAWN_CLONE 1
+#endif
+
 typedef struct spawn_req {
     const char *path;
     char *const *argv;
@@ -221,8 +235,8 @@ int braid_proc_spawn(const char *path, char *const argv[], int chan, int flags, 
         chan = tmp;
     }
     pid_t pid;
-    int err = (flags & BRAID_SPAWN_MASKED) ? spawn_masked(path, argv, chan, &pid)
-                                           : spawn_posix(path, argv, chan, &pid);
+    int err = SPAWN_CLONE && (flags & BRAID_SPAWN_MASKED) ? spawn_masked(path, argv, chan, &pid)
+                                                          : spawn_posix(path, argv, chan, &pid);
     if (tmp >= 0)
         close(tmp);
     if (err) {
