@@ -9,6 +9,7 @@
 #include "lbraid.h"
 #include "ldump.h"
 #include "lpreload.h"
+#include "lprocess.h"
 #include "lstate.h"
 #include "process.h"
 #include "thread.h"
@@ -163,6 +164,7 @@ static const luaL_Reg root_funcs[] = {
     {"transfer_test", lbraid_transfer_test},
     {"traceback", lbraid_traceback_fn},
     {"shutdown", lbraid_shutdown_fn},
+    {"_worker", lbraid_worker_fn},
     {NULL, NULL},
 };
 

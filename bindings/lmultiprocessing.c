@@ -78,7 +78,10 @@ static int lmp_spawn(lua_State *L)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return lbraid_error(L, "OSError", "socketpair: %s", strerror(errno));
-    int rc = braid_proc_spawn(argv[0], argv, sv[1], box);
+    /* this very executable's worker unblocks its signals itself */
+    int own = lbraid_worker_exe && strcmp(argv[0], lbraid_worker_exe) == 0 && argc == 2 &&
+              strcmp(argv[1], "--worker") == 0;
+    int rc = braid_proc_spawn(argv[0], argv, sv[1], own ? BRAID_SPAWN_MASKED : 0, box);
     int err = errno;
     close(sv[1]);
     if (rc) {
@@ -302,13 +305,6 @@ static int lmp_nthreads(lua_State *L)
     return 1;
 }
 
-/* _worker(fd): the stock-Lua worker entry; never returns. */
-static int lmp_worker(lua_State *L)
-{
-    lbraid_worker_run(L, (int)luaL_checkinteger(L, 1));
-    return 0;
-}
-
 /* _finish(timeout): terminate daemon children, wait for all. */
 static int lmp_finish(lua_State *L)
 {
@@ -365,7 +361,7 @@ static const luaL_Reg lmp_funcs[] = {
     {"_info", lmp_info},
     {"_exe", lmp_exe},
     {"_nthreads", lmp_nthreads},
-    {"_worker", lmp_worker},
+    {"_worker", lbraid_worker_fn},
     {"_finish", lmp_finish},
     {"_alive_pid", lmp_alive_pid},
     {"_has_children", lmp_has_children},

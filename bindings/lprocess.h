@@ -17,15 +17,21 @@ extern const char *lbraid_worker_exe;
 int lbraid_worker_main(int argc, char **argv);
 /* Runs the worker protocol on fd in L (any braid state); never returns. */
 void lbraid_worker_run(lua_State *L, int fd);
+/* _worker(fd): lbraid_worker_run as a Lua function (a stock-Lua spawned
+ * child's entry, in the root module: no other module loads before the
+ * call is decoded). */
+int lbraid_worker_fn(lua_State *L);
 
-/* Starts a thread that ends this process when fd reads EOF (the parent's
- * end of the channel closed: the parent is gone), and asks the kernel to
- * kill it when the parent dies (PR_SET_PDEATHSIG); ppid is the expected
- * parent, checked after the request to close the race. */
+/* Asks the kernel to kill this process when the parent dies
+ * (PR_SET_PDEATHSIG); ppid is the expected parent, checked after the
+ * request to close the race. fd, the channel from the parent, is kept for
+ * lbraid_worker_cleanup_at_death. */
 void lbraid_worker_watch_parent(int fd, pid_t ppid);
-/* From now on, when the parent is gone the watch removes file and the
- * directory dir before it ends this process; the kernel's parent-death
- * signal (which would end it first) is turned off. */
+/* From now on, when the parent is gone this process removes file and the
+ * directory dir before it ends: the kernel's parent-death signal (which
+ * would end it first) is turned off, and a thread ends the process when
+ * the channel reads EOF (every copy of the parent's end closed: the parent
+ * is gone, however it died). */
 void lbraid_worker_cleanup_at_death(const char *file, const char *dir);
 
 /* Runs the function at the stack top (below it: nothing of interest) with

@@ -33,17 +33,7 @@ static void cleanup_on_term(int sig)
     raise(sig);
 }
 
-void lbraid_worker_cleanup_at_death(const char *file, const char *dir)
-{
-    snprintf(death_file, sizeof death_file, "%s", file);
-    snprintf(death_dir, sizeof death_dir, "%s", dir);
-    atomic_store(&death_paths_set, 1);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = cleanup_on_term;
-    sigaction(SIGTERM, &sa, NULL); /* terminate(), or the parent's exit ending daemons */
-    prctl(PR_SET_PDEATHSIG, 0);    /* the watch below ends this process, after the cleanup */
-}
+static int watch_fd = -1; /* the channel from the parent */
 
 static void *watch_main(void *arg)
 {
@@ -62,19 +52,40 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-void lbraid_worker_watch_parent(int fd, pid_t ppid)
+void lbraid_worker_cleanup_at_death(const char *file, const char *dir)
 {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (ppid && getppid() != ppid)
-        _exit(1); /* the parent died before the request */
+    snprintf(death_file, sizeof death_file, "%s", file);
+    snprintf(death_dir, sizeof death_dir, "%s", dir);
+    atomic_store(&death_paths_set, 1);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cleanup_on_term;
+    sigaction(SIGTERM, &sa, NULL); /* terminate(), or the parent's exit ending daemons */
+    /* the kernel's parent-death signal would end this process before the
+     * cleanup: a thread watching the channel ends it after, instead */
+    int fd = watch_fd;
+    watch_fd = -1;
+    if (fd < 0)
+        return; /* not a child, or watched already */
+    prctl(PR_SET_PDEATHSIG, 0);
     pthread_t t;
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&at, 64 * 1024);
-    if (pthread_create(&t, &at, watch_main, (void *)(intptr_t)fd) != 0)
+    if (pthread_create(&t, &at, watch_main, (void *)(intptr_t)fd) != 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* no cleanup, but no orphan either */
         fprintf(stderr, "braid worker: cannot watch the parent process\n");
+    }
     pthread_attr_destroy(&at);
+}
+
+void lbraid_worker_watch_parent(int fd, pid_t ppid)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (ppid && getppid() != ppid)
+        _exit(1); /* the parent died before the request */
+    watch_fd = fd;
 }
 
 /* ---- running the body ---- */
@@ -168,10 +179,17 @@ void lbraid_worker_run(lua_State *L, int fd)
     exit(code);
 }
 
+int lbraid_worker_fn(lua_State *L)
+{
+    lbraid_worker_run(L, (int)luaL_checkinteger(L, 1));
+    return 0;
+}
+
 int lbraid_worker_main(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
+    braid_proc_unblock_signals(); /* started with all blocked (BRAID_SPAWN_MASKED) */
     lua_State *L = luaL_newstate();
     if (!L)
         fail("cannot create state: not enough memory");

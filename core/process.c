@@ -1,6 +1,7 @@
 /* Child processes: posix_spawn or fork, a pidfd per child for waiting with
  * a deadline, and the table of children that nothing leaves unreaped. */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -109,18 +110,96 @@ static int track_child(pid_t pid, braid_proc_t **out)
     return 0;
 }
 
-int braid_proc_spawn(const char *path, char *const argv[], int chan, braid_proc_t **out)
+/* ---- spawn ----
+ * posix_spawn's child (glibc) walks all 64 signals with two sigaction calls
+ * each before its exec, ~130 system calls while the parent waits. A braid
+ * worker needs none of that: the child below starts with every signal
+ * blocked (so no handler of the parent can run on its borrowed memory),
+ * sets up fds 0 and 3, puts back the default action of the four signals a
+ * parent commonly ignores and execs; the worker unblocks its signals first
+ * thing (braid_proc_unblock_signals). Raw system calls only: nothing in
+ * the child may take a lock or go through a sanitizer's interceptors. */
+
+/* Sanitizers instrument the child's code, and their shadow memory is the
+ * parent's: there the worker is started by posix_spawn (which they
+ * intercept), its signal mask already empty. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SPAWN_CLONE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SPAWN_CLONE 0
+#endif
+#endif
+#ifndef SPAWN_CLONE
+#define SPAWN_CLONE 1
+#endif
+
+typedef struct spawn_req {
+    const char *path;
+    char *const *argv;
+    int chan;
+    volatile int err; /* errno of the failed step, read after the child is gone */
+} spawn_req_t;
+
+struct ksigaction { /* the kernel's rt_sigaction layout */
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
+static int spawn_child(void *arg)
 {
-    *out = NULL;
-    if (access(path, X_OK) != 0)
-        return BRAID_EOS; /* told here even where posix_spawn cannot (valgrind) */
-    int tmp = -1;
-    if (chan == 3) { /* dup2(3, 3) would keep CLOEXEC on old C libraries */
-        tmp = fcntl(chan, F_DUPFD_CLOEXEC, 4);
-        if (tmp < 0)
-            return BRAID_EOS;
-        chan = tmp;
+    spawn_req_t *r = arg;
+    static const int dfl[] = {SIGPIPE, SIGTERM, SIGINT, SIGCHLD};
+    struct ksigaction sa = {SIG_DFL, 0, NULL, 0};
+    for (size_t i = 0; i < sizeof dfl / sizeof dfl[0]; i++)
+        syscall(SYS_rt_sigaction, dfl[i], &sa, NULL, sizeof sa.mask);
+    long fd = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+    if (fd < 0 || (fd != 0 && (syscall(SYS_dup2, fd, 0) < 0 || syscall(SYS_close, fd) < 0)) ||
+        syscall(SYS_dup2, r->chan, 3) < 0) {
+        r->err = errno ? errno : EBADF;
+        syscall(SYS_exit, 127);
     }
+    syscall(SYS_execve, r->path, r->argv, environ);
+    r->err = errno ? errno : ENOEXEC;
+    syscall(SYS_exit, 127);
+    return 127;
+}
+
+void braid_proc_unblock_signals(void)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+}
+
+/* clone(CLONE_VM | CLONE_VFORK): returns when the child has exec'd or
+ * exited; 0 and *pid, or an errno. */
+static int spawn_masked(const char *path, char *const argv[], int chan, pid_t *pid)
+{
+    /* the child's stack, in this frame: the parent sleeps until the exec */
+    _Alignas(16) char stack[8192];
+    spawn_req_t r = {path, argv, chan, 0};
+    /* every signal, C library's own included (pthread_sigmask keeps those) */
+    uint64_t all = ~(uint64_t)0, old;
+    if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old, sizeof all) != 0)
+        return errno;
+    pid_t p = clone(spawn_child, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &r);
+    int err = p < 0 ? errno : r.err;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
+    if (p > 0 && err) { /* exec failed: the child exited with 127 */
+        while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (err)
+        return err;
+    *pid = p;
+    return 0;
+}
+
+static int spawn_posix(const char *path, char *const argv[], int chan, pid_t *pid)
+{
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);
@@ -137,10 +216,27 @@ int braid_proc_spawn(const char *path, char *const argv[], int chan, braid_proc_
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &def);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid;
-    int err = posix_spawn(&pid, path, &fa, &at, argv, environ);
+    int err = posix_spawn(pid, path, &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
+    return err;
+}
+
+int braid_proc_spawn(const char *path, char *const argv[], int chan, int flags, braid_proc_t **out)
+{
+    *out = NULL;
+    if (access(path, X_OK) != 0)
+        return BRAID_EOS; /* told here even where posix_spawn cannot (valgrind) */
+    int tmp = -1;
+    if (chan == 3) { /* dup2(3, 3) would keep CLOEXEC on old C libraries */
+        tmp = fcntl(chan, F_DUPFD_CLOEXEC, 4);
+        if (tmp < 0)
+            return BRAID_EOS;
+        chan = tmp;
+    }
+    pid_t pid;
+    int err = SPAWN_CLONE && (flags & BRAID_SPAWN_MASKED) ? spawn_masked(path, argv, chan, &pid)
+                                                          : spawn_posix(path, argv, chan, &pid);
     if (tmp >= 0)
         close(tmp);
     if (err) {

@@ -27,6 +27,83 @@ describe("spawn start", function()
     end
   end)
 
+  it("a plain Process's child loads neither braid.multiprocessing nor braid.threading for it", function()
+    for _ = 1, 3 do
+      local p = mp.get_context("spawn"):Process{target = function(a, b)
+        local loaded = package.loaded
+        os.exit((loaded["braid.multiprocessing"] and 1 or 0) + (loaded["braid.threading"] and 2 or 0)
+                + (a == "x" and b == nil and 0 or 4))
+      end, args = {"x", nil, n = 2}}
+      p:start()
+      p:join()
+      assert.are.equal(0, p.exitcode)
+    end
+  end)
+
+  it("a spawned child starts with no signal blocked, SIGPIPE/INT/TERM/CHLD not ignored, one thread", function()
+    -- the braid executable's child starts with all signals blocked (no
+    -- posix_spawn) and unblocks them first thing; no thread watches the parent
+    for _ = 1, 3 do
+      local p = mp.get_context("spawn"):Process{target = function()
+        local f = io.open("/proc/self/status")
+        if not f then os.exit(0) end
+        local st = f:read("a")
+        f:close()
+        local blk, ign = st:match("SigBlk:%s*(%x+)"), st:match("SigIgn:%s*(%x+)")
+        local bits = 0
+        for _, sig in ipairs({2, 13, 15, 17}) do bits = bits | (1 << (sig - 1)) end
+        local code = tonumber(blk, 16) ~= 0 and 1 or 0
+        code = code + ((tonumber(ign, 16) & bits) ~= 0 and 2 or 0)
+        code = code + (st:match("Threads:%s*(%d+)") ~= "1" and 4 or 0)
+        os.exit(code)
+      end}
+      p:start()
+      p:join()
+      assert.are.equal(0, p.exitcode)
+    end
+  end)
+
+  it("that child's Process is current_process() once the target requires the module", function()
+    local out = os.tmpname()
+    local p = mp.get_context("spawn"):Process{name = "lazy-1", daemon = true, target = function(path, n)
+      local m = require "braid.multiprocessing"
+      local me = m.current_process()
+      local f = assert(io.open(path, "w"))
+      f:write(tostring(getmetatable(me) == m.Process), " ", me.name, " ", tostring(me.daemon), " ",
+              me.pid, " ", m.parent_process().pid, " ", tostring(me:is_alive()), " ",
+              tostring(m.current_process() == me), " ", tostring(n), " ", tostring(me))
+      f:close()
+    end, args = {out, 7}}
+    p:start()
+    p:join()
+    local f = assert(io.open(out))
+    local got = f:read("a")
+    f:close()
+    os.remove(out)
+    assert.are.equal(0, p.exitcode)
+    assert.are.equal(("true lazy-1 true %d %d true true 7 <Process name='lazy-1' started daemon>")
+                       :format(p.pid, mp.current_process().pid), got)
+  end)
+
+  it("a subclass's child, or one whose target refers to the module, runs as before", function()
+    local Worker = mp.Process:extend()
+    function Worker:run()
+      os.exit(self.name == "sub" and getmetatable(self) == Worker and self.extra == 3 and 0 or 5)
+    end
+    local w = Worker{name = "sub"}
+    w.extra = 3
+    w:start()
+    w:join()
+    assert.are.equal(0, w.exitcode)
+    local p = mp.get_context("spawn"):Process{name = "up", target = function()
+      os.exit(mp.current_process().name == "up" and getmetatable(mp.current_process()) == mp.Process
+              and 0 or 6)
+    end}
+    p:start()
+    p:join()
+    assert.are.equal(0, p.exitcode)
+  end)
+
   it("the braid executable does not map libmpi until braid.mpi is required", function()
     local out = support.run_script([[
       require "braid.multiprocessing"

@@ -16,6 +16,7 @@ end
 
 local threading = require "braid.threading"
 local callable = threading._callable
+local boot = require "braid.mp_boot"
 
 M.cpu_count = braid.cpu_count
 
@@ -82,7 +83,7 @@ local function worker_argv()
     if is_braid then
         return {exe, "--worker"}
     end
-    local code = ("package.cpath=%s package.path=%s require('braid.multiprocessing')._worker(3)")
+    local code = ("package.cpath=%s package.path=%s require('braid')._worker(3)")
         :format(quote(package.cpath), quote(package.path))
     return {exe, "-e", code}
 end
@@ -236,7 +237,7 @@ function Process:start()
         h = C._fork(info, M._bootstrap, copy, cls, rawget(self, "_target"), rawget(self, "_args"))
     else
         info.path, info.cpath = package.path, package.cpath
-        h = C._spawn(worker_argv(), info, M._bootstrap, copy, cls, rawget(self, "_target"),
+        h = C._spawn(worker_argv(), info, boot._run, copy, cls, rawget(self, "_target"),
                      rawget(self, "_args"))
     end
     C._set_daemon(h, rawget(self, "daemon"))
@@ -260,7 +261,7 @@ function Process:is_alive()
     check_open(self, 2)
     local h = rawget(self, "_handle")
     if h == nil then
-        return false
+        return self == M.current_process() -- a child's own Process, as Python's
     end
     return not C._poll(h)
 end
@@ -322,6 +323,17 @@ end
 function M._set_current(self, ppid, pname)
     current = self
     parent = setmetatable({name = pname, daemon = false, _pid = ppid}, Other)
+end
+
+-- A spawned child that ran its target without this module (braid.mp_boot):
+-- its Process object becomes current_process() now, as _bootstrap makes it.
+local pending = rawget(boot, "_pending")
+if pending ~= nil then
+    boot._pending = nil
+    setmetatable(pending, Process)
+    local _, pid, ppid, pname = C._info()
+    rawset(pending, "_pid", pid)
+    M._set_current(pending, ppid, pname)
 end
 
 function M.current_process()
