@@ -54,6 +54,12 @@ void braid_bcache_free(braid_bcache_t *c)
 
 #ifdef BCACHE_PLAIN
 
+size_t braid_bcache_kept(const braid_bcache_t *c)
+{
+    (void)c;
+    return (size_t)-1;
+}
+
 void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     (void)ud;
@@ -67,6 +73,11 @@ void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 #else
 
+size_t braid_bcache_kept(const braid_bcache_t *c)
+{
+    return c->kept;
+}
+
 /* The class of a block of n bytes (0 < n <= BRAID_BCACHE_SMALL): blocks of
  * class c hold (c + 1) * 16 bytes. */
 static inline int class_of(size_t n)
@@ -76,13 +87,13 @@ static inline int class_of(size_t n)
 
 static inline void give(braid_bcache_t *c, void *p, size_t n)
 {
-    if (n == 0 || n > BRAID_BCACHE_SMALL || c->kept >= BRAID_BCACHE_KEEP) {
+    /* every block Lua knows by n <= BRAID_BCACHE_SMALL bytes holds at
+     * least class_of(n)'s (see above) */
+    int k = n == 0 || n > BRAID_BCACHE_SMALL ? -1 : class_of(n);
+    if (k < 0 || c->kept + (size_t)(k + 1) * 16 > BRAID_BCACHE_KEEP) {
         free(p);
         return;
     }
-    /* every block Lua knows by n <= BRAID_BCACHE_SMALL bytes holds at
-     * least class_of(n)'s (see above) */
-    int k = class_of(n);
     *(void **)p = c->free[k];
     c->free[k] = p;
     c->kept += (size_t)(k + 1) * 16;

@@ -24,6 +24,9 @@ void braid_bcache_free(braid_bcache_t *c);
  * asked. */
 void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
+/* Bytes kept on the lists ((size_t)-1 in ASan builds, which keep none). */
+size_t braid_bcache_kept(const braid_bcache_t *c);
+
 #define BRAID_BCACHE_SMALL 512
 #define BRAID_BCACHE_KEEP (4u << 20)
 
