@@ -282,7 +282,13 @@ static void enc_run(lua_State *L, int at, int n, braid_buf_t *buf, const char *r
     size_t start = buf->len;
     encctx_t *ctx = lbraid_encctx_push(L);
     int box = lua_gettop(L);
-    enc_setup(&e, L, buf, ctx, box, root, 1);
+    /* a function or userdata at the top would start it over at once */
+    int plain = 1;
+    for (int i = 0; i < (seq ? n : 1) && plain; i++) {
+        int t = lua_type(L, idx + i);
+        plain = t != LUA_TFUNCTION && t != LUA_TUSERDATA;
+    }
+    enc_setup(&e, L, buf, ctx, box, root, plain);
     if (setjmp(e.restart)) {
         buf->len = start; /* (a write error stays: the encode raises it) */
         enc_setup(&e, L, buf, ctx, box, root, 0);
