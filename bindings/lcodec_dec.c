@@ -326,9 +326,9 @@ static inline uint64_t rd_count(braid_reader_t *r, size_t min_each)
     return braid_reader_count(r, min_each);
 }
 
-/* Pushes the scalar (nil, boolean, number, string) that follows a tag read
- * from r. Returns 1, 0 when tag is not a scalar's (nothing read), or -1 on
- * malformed input (nothing pushed). */
+/* Pushes the scalar (nil, boolean, number, string: STR here is not recorded
+ * as a back-reference target, SSTR never is) that follows a tag read from r. Returns 1, 0 when tag
+ * is not a scalar's (nothing read), or -1 on malformed input (nothing pushed). */
 static inline int dec_scalar_value(lua_State *L, uint8_t tag, braid_reader_t *r)
 {
     switch (tag) {
@@ -353,7 +353,8 @@ static inline int dec_scalar_value(lua_State *L, uint8_t tag, braid_reader_t *r)
         lua_pushnumber(L, (lua_Number)f);
         return 1;
     }
-    case BRAID_T_STR: {
+    case BRAID_T_STR:
+    case BRAID_T_SSTR: {
         size_t n = (size_t)rd_varint(r);
         if (r->err || n > (size_t)(r->end - r->p))
             return -1;
@@ -392,6 +393,15 @@ static inline void dec_item(dec_t *d)
             r->p++;
             if (dec_scalar_value(d->L, tag, r) != 1)
                 dec_fail(d, BRAID_ECORRUPT);
+            return;
+        }
+        if (tag == BRAID_T_SSTR) {
+            r->p++;
+            size_t n = (size_t)rd_varint(r);
+            if (r->err || n > (size_t)(r->end - r->p))
+                dec_fail(d, BRAID_ECORRUPT);
+            lua_pushlstring(d->L, (const char *)r->p, n);
+            r->p += n;
             return;
         }
         if (tag == BRAID_T_STR) {
@@ -446,11 +456,12 @@ static void dec_value(dec_t *d)
     }
     case BRAID_T_TABLE: {
         uint64_t na = rd_count(r, 1), nh = rd_count(r, 2);
-        uint8_t hasmeta = braid_reader_u8(r);
-        if (r->err || hasmeta > 1)
+        uint8_t flags = braid_reader_u8(r), hasmeta = flags & 1;
+        if (r->err || flags > 3)
             dec_fail(d, BRAID_ECORRUPT);
         lua_createtable(L, na > INT32_MAX ? 0 : (int)na, nh > INT32_MAX ? 0 : (int)nh);
-        dec_ref(d);
+        if (!(flags & 2)) /* flag 2: not a back-reference target */
+            dec_ref(d);
         int t = lua_gettop(L);
         for (uint64_t i = 1; i <= na; i++) {
             dec_item(d);
@@ -459,7 +470,8 @@ static void dec_value(dec_t *d)
         for (uint64_t i = 0; i < nh; i++) {
             /* a key written as a string or a back-reference (a string, a
              * table or a function) is never nil or NaN */
-            int checked = r->p < r->end && (*r->p == BRAID_T_STR || *r->p == BRAID_T_REF);
+            int checked = r->p < r->end &&
+                          (*r->p == BRAID_T_STR || *r->p == BRAID_T_SSTR || *r->p == BRAID_T_REF);
             dec_item(d);
             dec_item(d);
             if (!checked) {

@@ -42,11 +42,12 @@ static inline int put_scalar(lua_State *L, int idx, int type, braid_buf_t *buf)
     }
 }
 
-/* Values shorter than this are written in full each time (a short string
- * is interned by the receiver anyway), without the cost of recording them;
- * table keys are recorded whatever their length, so a key repeated in every
+/* Values shorter than this are written in full each time, as SSTR (a
+ * short string is interned by the receiver anyway, and the decoder keeps
+ * no back-reference for it), without the cost of recording them; table
+ * keys are recorded whatever their length, so a key repeated in every
  * record of a list is written and interned once, then sent as a REF. */
-#define ENC_VALUE_MEMO_MIN 4
+#define ENC_VALUE_MEMO_MIN BRAID_CODEC_SSTR_MAX
 
 /* Writes the string at idx, as a REF when it was written before (and
  * recorded: it is when at least memo_min bytes long; memo_min 0 is a key's,
@@ -66,10 +67,12 @@ static inline void enc_string(enc_t *e, int idx, size_t memo_min)
     }
     size_t n;
     const char *str = lua_tolstring(L, idx, &n);
+    if (n < memo_min) {
+        put_tag_str(e->buf, BRAID_T_SSTR, str, n); /* not a back-reference target */
+        return;
+    }
     if (n < BRAID_CODEC_MEMO_MIN) {
         /* not a back-reference target */
-    } else if (n < memo_min) {
-        e->nrefs++; /* a back-reference target all the same (the decoder counts it) */
     } else if (p) {
         lbraid_enc_seen_add(e, p, e->nrefs++);
         lbraid_enc_anchor(e, idx);
@@ -115,8 +118,18 @@ static void enc_table(enc_t *e, int idx)
 {
     lua_State *L = e->L;
     const void *p = lua_topointer(L, idx);
-    if (lbraid_enc_by_name_at(e, idx, p) || lbraid_enc_seen_at(e, idx, p))
+    if (lbraid_enc_by_name_at(e, idx, p))
         return;
+    if (!e->plain) {
+        if (lbraid_enc_seen_at(e, idx, p))
+            return;
+    } else {
+        int found;
+        lbraid_enc_seen_find(e->ctx, p, &found);
+        if (found)
+            lbraid_enc_unplain(e); /* a cycle or a shared table: REFs needed */
+        lbraid_enc_seen_add(e, p, -1);
+    }
     if (!lua_checkstack(L, 12))
         lbraid_enc_fail(e, "a value nested too deeply");
     lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
@@ -128,7 +141,7 @@ static void enc_table(enc_t *e, int idx)
     /* the hash count is patched in once known: a varint padded to 5 bytes */
     size_t nhash_at = e->buf->len;
     braid_buf_put_bytes(e->buf, "\x80\x80\x80\x80\x00", 5);
-    braid_buf_put_u8(e->buf, (uint8_t)hasmeta);
+    braid_buf_put_u8(e->buf, (uint8_t)(hasmeta | (e->plain ? 2 : 0)));
     /* one pass: the array items come first from lua_next, in order, with
      * their values already on the stack; any it does not give in order
      * (after a nil, or kept in the hash part) are fetched by index */
@@ -209,13 +222,19 @@ void lbraid_enc_value(enc_t *e, int idx)
         enc_table(e, idx);
         break;
     case LUA_TFUNCTION:
+        if (e->plain)
+            lbraid_enc_unplain(e); /* encoding it may run Lua code */
         lbraid_enc_function(e, idx);
         break;
     case LUA_TUSERDATA: {
         braid_object_t *obj = lbraid_to_object(L, idx);
-        if (obj)
+        if (obj) {
             braid_buf_put_object(e->buf, obj);
-        else if (!lbraid_enc_by_name_fresh(e, idx))
+            break;
+        }
+        if (e->plain)
+            lbraid_enc_unplain(e); /* it may walk package.loaded */
+        if (!lbraid_enc_by_name_fresh(e, idx))
             lbraid_enc_fail(e, lua_pushfstring(L, "a %s", luaL_typename(L, idx)));
         break;
     }
@@ -228,29 +247,52 @@ void lbraid_enc_value(enc_t *e, int idx)
     e->depth--;
 }
 
-static void enc_run(lua_State *L, int idx, int n, braid_buf_t *buf, const char *root, int seq)
+/* Sets e up for a walk from the start (again after a restart: its fields
+ * are all set anew, as after a longjmp they may not be what they were). */
+static void enc_setup(enc_t *e, lua_State *L, braid_buf_t *buf, encctx_t *ctx, int box,
+                      const char *root, int plain)
+{
+    e->plain = plain;
+    e->L = L;
+    e->buf = buf;
+    e->modmap = 0;
+    e->walked = 0;
+    e->errmeta = NULL;
+    e->errmeta_known = 0;
+    e->ctx = ctx;
+    e->box = box;
+    lbraid_encctx_clear(ctx); /* after an error, the last encode could not */
+    lua_settop(L, box);
+    lua_getiuservalue(L, box, 1);
+    e->anchor = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_settop(e->anchor, 0);
+    e->nanchored = 0;
+    e->overflow = 0;
+    e->nrefs = 0;
+    e->depth = 0;
+    e->root = root;
+}
+
+static void enc_run(lua_State *L, int at, int n, braid_buf_t *buf, const char *root, int seq)
 {
     enc_t e;
     int top = lua_gettop(L);
-    idx = lua_absindex(L, idx);
-    e.L = L;
-    e.buf = buf;
-    e.modmap = 0;
-    e.walked = 0;
-    e.errmeta = NULL;
-    e.errmeta_known = 0;
-    e.ctx = lbraid_encctx_push(L);
-    e.box = lua_gettop(L);
-    lbraid_encctx_clear(e.ctx); /* after an error, the last encode could not */
-    lua_getiuservalue(L, e.box, 1);
-    e.anchor = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    lua_settop(e.anchor, 0);
-    e.nanchored = 0;
-    e.overflow = 0;
-    e.nrefs = 0;
-    e.depth = 0;
-    e.root = root;
+    const int idx = lua_absindex(L, at);
+    size_t start = buf->len;
+    encctx_t *ctx = lbraid_encctx_push(L);
+    int box = lua_gettop(L);
+    /* a function or userdata at the top would start it over at once */
+    int plain = 1;
+    for (int i = 0; i < (seq ? n : 1) && plain; i++) {
+        int t = lua_type(L, idx + i);
+        plain = t != LUA_TFUNCTION && t != LUA_TUSERDATA;
+    }
+    enc_setup(&e, L, buf, ctx, box, root, plain);
+    if (setjmp(e.restart)) {
+        buf->len = start; /* (a write error stays: the encode raises it) */
+        enc_setup(&e, L, buf, ctx, box, root, 0);
+    }
     /* path[d] names the value encoded at depth d + 1 */
     if (seq) {
         braid_buf_put_varint(buf, (uint64_t)n);

@@ -4,6 +4,7 @@
 #ifndef BRAID_LCODEC_ENC_H
 #define BRAID_LCODEC_ENC_H
 
+#include <setjmp.h>
 #include <string.h>
 
 #include "lbraid.h"
@@ -35,7 +36,17 @@ typedef struct seg {
     lua_Integer i;
 } seg_t;
 
+/* An encode starts in plain mode: while it meets only tables, strings and
+ * scalars (and braid objects) no Lua code can run and no collector step can
+ * start (none of the API calls of that walk allocates from Lua), so nothing
+ * in the seen map can be freed: it anchors nothing, and writes its tables
+ * as no back-reference targets (TABLE flag 2), which the decoder then need
+ * not keep. Meeting a table a second time (a cycle or a shared table), a
+ * function, or a value that needs package.loaded walked, it starts over in
+ * full mode (longjmp to enc_run: only the encoder's own C frames lie between). */
 typedef struct enc {
+    int plain;
+    jmp_buf restart;
     lua_State *L;
     braid_buf_t *buf;
     encctx_t *ctx;
@@ -121,8 +132,11 @@ void lbraid_encctx_clear(encctx_t *c);
 lua_Integer lbraid_enc_seen_find(encctx_t *m, const void *p, int *found);
 /* Records p -> ref (p not yet in the map). */
 void lbraid_enc_seen_add(enc_t *e, const void *p, lua_Integer ref);
-/* Keeps the value at idx alive until the encode ends. */
+/* Keeps the value at idx alive until the encode ends (in plain mode: nothing
+ * to do). */
 void lbraid_enc_anchor(enc_t *e, int idx);
+/* Starts the encode over in full mode (from plain mode only). */
+void lbraid_enc_unplain(enc_t *e);
 /* If the value at idx (whose lua_topointer is p) was seen, writes a REF
  * and returns 1; else records it. */
 int lbraid_enc_seen_at(enc_t *e, int idx, const void *p);

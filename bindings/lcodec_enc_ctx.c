@@ -206,6 +206,8 @@ void lbraid_enc_seen_add(enc_t *e, const void *p, lua_Integer ref)
 void lbraid_enc_anchor(enc_t *e, int idx)
 {
     lua_State *L = e->L;
+    if (e->plain)
+        return;
     if (!e->overflow && e->nanchored % 64 == 0 && !lua_checkstack(e->anchor, 64)) {
         lua_newtable(L); /* the thread's stack is full: a table takes the rest */
         lua_setiuservalue(L, e->box, 3);
@@ -221,6 +223,11 @@ void lbraid_enc_anchor(enc_t *e, int idx)
         lua_xmove(L, e->anchor, 1);
     }
     e->nanchored++;
+}
+
+void lbraid_enc_unplain(enc_t *e)
+{
+    longjmp(e->restart, 1);
 }
 
 /* If the value at idx (whose lua_topointer is p) was seen, writes a REF

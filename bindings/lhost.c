@@ -135,7 +135,8 @@ static int get_scalar(const void *data, size_t len, braid_scalar_t *out)
         out->type = BRAID_NUMBER;
         out->v.number = braid_reader_f64(&r);
         break;
-    case BRAID_T_STR: {
+    case BRAID_T_STR:
+    case BRAID_T_SSTR: {
         size_t n = 0;
         const uint8_t *p = braid_reader_str(&r, &n);
         if (r.err || braid_reader_left(&r) != 0)

@@ -8,6 +8,7 @@
 
 #include "braid.h"
 #include "arena.h"
+#include "blockcache.h"
 #include "lbraid.h"
 #include "lpreload.h"
 #include "lstate.h"
@@ -208,6 +209,29 @@ void lbraid_closestate_thread(lua_State *L)
     lua_getallocf(L, &a);
     lua_close(L);
     braid_arena_free(a);
+}
+
+lua_State *lbraid_newstate_main(void)
+{
+    braid_bcache_t *c = braid_bcache_new();
+    if (!c)
+        return NULL;
+    lua_State *L = lua_newstate(braid_bcache_alloc, c);
+    if (!L) {
+        braid_bcache_free(c);
+        return NULL;
+    }
+    lua_atpanic(L, lstate_panic);
+    lua_setwarnf(L, warn_off, L);
+    return L;
+}
+
+void lbraid_closestate_main(lua_State *L)
+{
+    void *c;
+    lua_getallocf(L, &c);
+    lua_close(L);
+    braid_bcache_free(c);
 }
 
 /* ---- tracebacks ---- */

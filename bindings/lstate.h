@@ -34,6 +34,11 @@ lua_State *lbraid_newstate(lua_State *from);
  * of memory. */
 lua_State *lbraid_newstate_thread(void);
 void lbraid_closestate_thread(lua_State *L);
+/* A bare state (no libraries) for the braid executable's main thread, its
+ * freed small blocks kept for reuse (core/blockcache.h): close it with
+ * lbraid_closestate_main only. NULL when out of memory. */
+lua_State *lbraid_newstate_main(void);
+void lbraid_closestate_main(lua_State *L);
 /* The state's context (created on first use). */
 lbraid_ctx_t *lbraid_ctx(lua_State *L);
 /* lua_pcall with a message handler that records the traceback: on error

@@ -19,6 +19,7 @@
 #include "thread.h"
 #include "trace.h"
 #include "lprocess.h"
+#include "lstate.h"
 #include "waiter.h"
 
 #ifndef BRAID_VERSION
@@ -557,7 +558,7 @@ int main(int argc, char **argv)
         argv = html_argv;
         argc++;
     }
-    L = luaL_newstate();
+    L = lbraid_newstate_main();
     if (L == NULL) {
         l_message(argv[0], "cannot create state: not enough memory");
         return EXIT_FAILURE;
@@ -572,6 +573,6 @@ int main(int argc, char **argv)
     /* Python semantics: non-daemon threads run to completion even after an
      * error in the main script; the exit status still reports the error. */
     shutdown_process();
-    lua_close(L);
+    lbraid_closestate_main(L);
     return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "blockcache.h"
 
 /* A fresh thread state is ~500 blocks, most of them small and alive until
  * the state closes; a handful are a few KB (the string table, _G's hash,
@@ -16,7 +17,8 @@
  * ones over the process's heaps, growing them a page at a time (an
  * mprotect each). Here every block up to BLOCK_MAX comes from the state's
  * own region, so only the prefix the state has used is ever touched (RSS).
- * Larger blocks, and any once the region is full, come from malloc. The
+ * Larger blocks, and any once the region is full, come from malloc, through
+ * a block cache (blockcache.h: freed small ones are kept for reuse). The
  * region is given back with the state: what a state keeps is bounded by
  * REGION_BYTES and never outlives it.
  *
@@ -87,6 +89,7 @@ struct braid_arena {         /* at the start of its region */
     char *spare, *spare_end; /* a freed large block being cut up */
     uint32_t large;          /* bit i: free[NSMALL + i] is not empty */
     void *free[NCLASSES];    /* freed blocks by size class */
+    braid_bcache_t *cache;   /* the blocks from malloc (made with the first) */
 };
 
 static inline size_t round8(size_t n)
@@ -236,6 +239,7 @@ braid_arena_t *braid_arena_new(void)
 
 void braid_arena_free(braid_arena_t *a)
 {
+    braid_bcache_free(a->cache);
     if (a->pooled) {
         pool_give(a, (size_t)(a->cur - (char *)a));
         return;
@@ -297,6 +301,15 @@ static void *region_take(braid_arena_t *a, size_t n)
     return p;
 }
 
+/* Blocks outside the region come from the arena's block cache (made when
+ * the first is needed: so every such block is the cache's). */
+static inline void *outside(braid_arena_t *a, void *ptr, size_t osize, size_t nsize)
+{
+    if (!a->cache && !(a->cache = braid_bcache_new()))
+        return NULL;
+    return braid_bcache_alloc(a->cache, ptr, osize, nsize);
+}
+
 void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     braid_arena_t *a = ud;
@@ -304,8 +317,8 @@ void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize == 0) {
         if (in)
             give(a, ptr, round8(osize));
-        else
-            free(ptr);
+        else if (ptr)
+            braid_bcache_alloc(a->cache, ptr, osize, 0);
         return NULL;
     }
     if (nsize <= BLOCK_MAX) {
@@ -318,16 +331,16 @@ void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
                 if (in)
                     give(a, ptr, round8(osize));
                 else
-                    free(ptr);
+                    braid_bcache_alloc(a->cache, ptr, osize, 0);
             }
             return n;
         }
     }
     if (!in) {
-        void *n = realloc(ptr, nsize);
+        void *n = outside(a, ptr, ptr ? osize : 0, nsize);
         return n || !ptr || nsize > osize ? n : ptr; /* a shrink never fails */
     }
-    void *n = malloc(nsize);
+    void *n = outside(a, NULL, 0, nsize);
     if (!n)
         return nsize <= osize ? ptr : NULL; /* shrunk in place: still a valid block */
     memcpy(n, ptr, osize < nsize ? osize : nsize);

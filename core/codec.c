@@ -280,6 +280,7 @@ static int walk(braid_reader_t *r, int depth, uint64_t *nrefs)
         if (n >= BRAID_CODEC_MEMO_MIN)
             (*nrefs)++;
         break;
+    case BRAID_T_SSTR:
     case BRAID_T_MODULE:
         braid_reader_str(r, &n);
         break;
@@ -296,13 +297,14 @@ static int walk(braid_reader_t *r, int depth, uint64_t *nrefs)
             r->err = BRAID_ECORRUPT;
         break;
     case BRAID_T_TABLE: {
-        (*nrefs)++;
         uint64_t na = braid_reader_count(r, 1);
         uint64_t nh = braid_reader_count(r, 2);
-        uint8_t hasmeta = braid_reader_u8(r);
+        uint8_t flags = braid_reader_u8(r), hasmeta = flags & 1;
+        if (!(flags & 2))
+            (*nrefs)++;
         for (uint64_t i = 0; i < na + 2 * nh && !rc && !r->err; i++)
             rc = walk(r, depth + 1, nrefs);
-        if (hasmeta > 1)
+        if (flags > 3)
             r->err = BRAID_ECORRUPT;
         else if (hasmeta && !rc)
             rc = walk(r, depth + 1, nrefs);
@@ -449,7 +451,7 @@ static int cmp_values(braid_reader_t *a, braid_reader_t *b, int depth, int *out)
         }
         return a->err || b->err ? BRAID_ECORRUPT : 0;
     }
-    if (ta == BRAID_T_STR && tb == BRAID_T_STR) {
+    if ((ta == BRAID_T_STR || ta == BRAID_T_SSTR) && (tb == BRAID_T_STR || tb == BRAID_T_SSTR)) {
         size_t na, nb;
         const uint8_t *sa = braid_reader_str(a, &na), *sb = braid_reader_str(b, &nb);
         if (a->err || b->err)

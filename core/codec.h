@@ -18,18 +18,23 @@ extern "C" {
  *   INT                   zigzag varint
  *   FLOAT                 8 bytes, IEEE-754 little endian
  *   STR                   varint length, bytes
- *   TABLE                 varint narray, varint nhash, byte hasmeta,
+ *   TABLE                 varint narray, varint nhash, byte flags (1: has
+ *                         a metatable; 2: not a back-reference target),
  *                         narray values, nhash key/value pairs, [metatable]
- *   REF                   varint index of an earlier TABLE, FUNC or STR of
+ *   REF                   varint index of an earlier TABLE (flag 2 unset), FUNC or STR of
  *                         at least BRAID_CODEC_MEMO_MIN bytes (0-based, in
  *                         order of appearance): repeated keys cost 2 bytes
  *                         (the encoder refers back to every table key, and
- *                         to values of 4 bytes or more)
+ *                         to values of BRAID_CODEC_SSTR_MAX bytes or more)
  *   FUNC                  STR-like chunk, 8-byte MAC of the chunk, varint
  *                         nupvalues, upvalues, varint nglobals, (name, value)*
  *   MODULE                STR-like module name
  *   MODFIELD              STR-like module name, STR-like key
  *   OBJECT                8-byte object id
+ *   SSTR                  STR-like, never a back-reference target (the
+ *                         encoder writes table items shorter than
+ *                         BRAID_CODEC_SSTR_MAX bytes so: the receiver
+ *                         interns a short string anyway)
  *   UPREF                 (only as a FUNC upvalue) varint ref of an earlier
  *                         FUNC, varint upvalue number: the two closures
  *                         share that upvalue
@@ -48,11 +53,15 @@ enum {
     BRAID_T_MODFIELD,
     BRAID_T_OBJECT,
     BRAID_T_UPREF,
+    BRAID_T_SSTR,
     BRAID_T_COUNT_
 };
 
 /* Strings this long or longer are back-reference targets. */
 #define BRAID_CODEC_MEMO_MIN 1
+
+/* Table items (not keys) shorter than this are written as SSTR. */
+#define BRAID_CODEC_SSTR_MAX 16
 
 /* Nesting limit for encoder and decoder. */
 #define BRAID_CODEC_MAX_DEPTH 200

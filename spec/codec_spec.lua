@@ -140,6 +140,39 @@ describe("codec", function()
       assert.same(t, rt(t))
     end)
 
+    it("writes tables as no back-reference targets until one is met again, then starts over", function()
+      -- a list of records: no table is a target (flag 2), short strings are SSTR
+      local recs = {}
+      for i = 1, 50 do recs[i] = {id = i, name = "user" .. i, vals = {i, i * 0.5, true}} end
+      local plain = braid.encode(recs)
+      assert.equal(string.char(6, 50, 0, 2), plain:sub(1, 4))
+      assert.same(recs, braid.decode(plain))
+      -- the same records with a shared table, a cycle or a function met last:
+      -- the encode starts over with every table a target, and refers back
+      local shared = {"x"}
+      local function f() return #recs end
+      for _, last in ipairs({shared, "cycle", f}) do
+        local t = {}
+        for i = 1, 50 do t[i] = {id = i, name = "user" .. i, vals = {i, i * 0.5, true}} end
+        if last == "cycle" then t[50].up = t else t[1].s, t[50].s = shared, last end
+        local u = rt(t)
+        assert.equal(string.char(6, 50, 0, 0), braid.encode(t):sub(1, 4))
+        assert.same(t[49], u[49])
+        if last == "cycle" then
+          assert.equal(u, u[50].up)
+        elseif last == shared then
+          assert.equal(u[1].s, u[50].s)
+        else
+          assert.equal(50, u[50].s())
+        end
+      end
+      -- strings of 16 bytes or more are targets; shorter ones (SSTR, tag 13) not
+      local long = string.rep("y", 16)
+      assert.equal(string.char(6, 3, 0, 2, 13, 1, 97, 5, 16) .. long .. string.char(7, 0),
+                   braid.encode({"a", long, long}))
+      assert.same({"a", long, long, {"a"}}, rt({"a", long, long, {"a"}}))
+    end)
+
     it("keeps a table with holes", function()
       local u = rt({1, nil, 3, n = 3})
       assert.equal(1, u[1]); assert.is_nil(u[2]); assert.equal(3, u[3]); assert.equal(3, u.n)
@@ -422,6 +455,12 @@ describe("codec", function()
       bad("\6\0\1\0\7\1\1") -- a key referring to itself
       bad("\6\0\1\0\7\5\1") -- to a string not yet seen
       bad("\6\0\1\0\5\2id\7\2") -- to a reference past the last
+      bad("\6\0\1\2\13\2id\7\0") -- to a table that is no target (flag 2)
+      bad("\6\1\1\2\6\0\0\2\2\7\0") -- likewise, after one inside it
+      bad("\6\0\0\4") -- an unknown table flag
+      bad("\6\1\0\2\13\1\97\7\0") -- to an SSTR, never a target
+      bad("\6\1\0\2\13\9x") -- an SSTR longer than the input
+      assert.same({"a"}, braid.decode("\6\1\0\2\13\1\97"))
     end)
 
     it("rejects huge counts without allocating them", function()

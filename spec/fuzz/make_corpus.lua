@@ -32,7 +32,14 @@ seeds[18] = mixed
 local k, back = {}, {}
 for i = 9, 1, -2 do back[i] = i end
 seeds[19] = {[k] = 1, [2.5] = k, [-3] = "neg", [0] = {[k] = k}, back = back}
-for i = 1, 19 do
+-- records with no shared table (written in plain mode: tables are no
+-- back-reference targets), short strings (SSTR) and long ones (targets)
+local plain = {}
+for i = 1, 12 do
+  plain[i] = {id = i, name = "user" .. i, note = ("n"):rep(14 + i % 4), vals = {i, i * 0.5, true}}
+end
+seeds[20] = plain
+for i = 1, 20 do
   local f = assert(io.open(("%s/seed%02d"):format(dir, i), "wb"))
   f:write(braid.encode(seeds[i]))
   f:close()

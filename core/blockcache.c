@@ -1,0 +1,146 @@
+/* Block caches: a Lua state allocating and collecting thousands of small
+ * blocks per operation (a decode makes a table, its parts and a string per
+ * record; a collector step frees the last ones) spends a third of its time
+ * in malloc and free, most of it in glibc's slow paths: its per-thread
+ * cache holds 7 blocks a size, and each large request (a message string)
+ * consolidates the fast bins the small ones came from. Here a freed block
+ * of up to BRAID_BCACHE_SMALL bytes goes on its size class's list (16-byte
+ * steps; Lua passes a block's size back), and a request takes from the
+ * list before asking malloc. A small block is malloc'd at its class's full
+ * size, so a block Lua knows by n bytes holds at least class_of(n)'s bytes
+ * (a shrink that could not move keeps the bigger block: still big enough;
+ * a large block is bigger than any class).
+ * At most BRAID_BCACHE_KEEP bytes are kept; beyond, blocks go back to free.
+ *
+ * ASan builds use plain malloc, so each block stays checked on its own. */
+#include "blockcache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BCACHE_PLAIN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BCACHE_PLAIN 1
+#endif
+#endif
+
+#define NCLASSES (BRAID_BCACHE_SMALL / 16)
+
+struct braid_bcache {
+    size_t kept; /* bytes on the lists */
+    void *free[NCLASSES];
+};
+
+braid_bcache_t *braid_bcache_new(void)
+{
+    return calloc(1, sizeof(braid_bcache_t));
+}
+
+void braid_bcache_free(braid_bcache_t *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < NCLASSES; i++) {
+        while (c->free[i]) {
+            void *p = c->free[i];
+            c->free[i] = *(void **)p;
+            free(p);
+        }
+    }
+    free(c);
+}
+
+#ifdef BCACHE_PLAIN
+
+size_t braid_bcache_kept(const braid_bcache_t *c)
+{
+    (void)c;
+    return (size_t)-1;
+}
+
+void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+#else
+
+size_t braid_bcache_kept(const braid_bcache_t *c)
+{
+    return c->kept;
+}
+
+/* The class of a block of n bytes (0 < n <= BRAID_BCACHE_SMALL): blocks of
+ * class c hold (c + 1) * 16 bytes. */
+static inline int class_of(size_t n)
+{
+    return (int)((n - 1) >> 4);
+}
+
+static inline void give(braid_bcache_t *c, void *p, size_t n)
+{
+    /* every block Lua knows by n <= BRAID_BCACHE_SMALL bytes holds at
+     * least class_of(n)'s (see above) */
+    int k = n == 0 || n > BRAID_BCACHE_SMALL ? -1 : class_of(n);
+    if (k < 0 || c->kept + (size_t)(k + 1) * 16 > BRAID_BCACHE_KEEP) {
+        free(p);
+        return;
+    }
+    *(void **)p = c->free[k];
+    c->free[k] = p;
+    c->kept += (size_t)(k + 1) * 16;
+}
+
+static inline void *take(braid_bcache_t *c, size_t n)
+{
+    int k = class_of(n);
+    void *p = c->free[k];
+    if (p) {
+        c->free[k] = *(void **)p;
+        c->kept -= (size_t)(k + 1) * 16;
+        return p;
+    }
+    return malloc((size_t)(k + 1) * 16);
+}
+
+void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    braid_bcache_t *c = ud;
+    if (nsize == 0) {
+        if (ptr)
+            give(c, ptr, osize);
+        return NULL;
+    }
+    if (!ptr)
+        return nsize <= BRAID_BCACHE_SMALL ? take(c, nsize) : malloc(nsize);
+    if (nsize <= BRAID_BCACHE_SMALL) {
+        if (osize <= BRAID_BCACHE_SMALL && class_of(nsize) == class_of(osize))
+            return ptr;
+        void *n = take(c, nsize);
+        if (!n)
+            return nsize <= osize ? ptr : NULL; /* a shrink never fails */
+        memcpy(n, ptr, osize < nsize ? osize : nsize);
+        give(c, ptr, osize);
+        return n;
+    }
+    if (osize <= BRAID_BCACHE_SMALL) {
+        void *n = malloc(nsize);
+        if (n) {
+            memcpy(n, ptr, osize);
+            give(c, ptr, osize);
+        }
+        return n;
+    }
+    void *n = realloc(ptr, nsize);
+    return n || nsize > osize ? n : ptr; /* a shrink never fails */
+}
+
+#endif /* BCACHE_PLAIN */
