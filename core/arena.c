@@ -67,12 +67,7 @@ size_t braid_arena_used(const braid_arena_t *a)
 void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     (void)ud;
-    (void)osize;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    return realloc(ptr, nsize);
+    return braid_bcache_alloc(NULL, ptr, osize, nsize); /* plain malloc too */
 }
 
 #else
