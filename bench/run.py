@@ -89,7 +89,7 @@ def discover():
     found = []
     for module in sorted(os.listdir(BENCH)):
         d = os.path.join(BENCH, module)
-        if not os.path.isdir(d):
+        if not os.path.isdir(d) or module == "lib":  # lib/: helpers the benchmarks load
             continue
         for f in sorted(os.listdir(d)):
             if not f.endswith(".lua"):
