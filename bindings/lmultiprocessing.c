@@ -154,6 +154,7 @@ static int lmp_fork(lua_State *L)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return lbraid_error(L, "OSError", "socketpair: %s", strerror(errno));
     pid_t parent = getpid();
+    int from_main = braid_proc_is_main_thread();
     braid_proc_t *p;
     if (braid_proc_fork(&p) != 0) {
         int err = errno;
@@ -168,7 +169,10 @@ static int lmp_fork(lua_State *L)
         return 1;
     }
     close(sv[0]);
-    lbraid_worker_watch_parent(sv[1], parent);
+    if (from_main)
+        lbraid_worker_watch_parent(sv[1], parent);
+    else
+        lbraid_worker_watch_channel(sv[1], parent);
     snprintf(lbraid_procinfo.pname, sizeof lbraid_procinfo.pname, "%s", lbraid_procinfo.name);
     copy_field(L, 1, "name", lbraid_procinfo.name, sizeof lbraid_procinfo.name);
     lbraid_procinfo.ppid = parent;

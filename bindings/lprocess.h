@@ -27,6 +27,10 @@ int lbraid_worker_fn(lua_State *L);
  * request to close the race. fd, the channel from the parent, is kept for
  * lbraid_worker_cleanup_at_death. */
 void lbraid_worker_watch_parent(int fd, pid_t ppid);
+/* The same for a child forked by a thread other than the main thread,
+ * whose parent-death signal would come when that thread ends: a thread
+ * ends this process when fd, the channel from the parent, reads EOF. */
+void lbraid_worker_watch_channel(int fd, pid_t ppid);
 /* From now on, when the parent is gone this process removes file and the
  * directory dir before it ends: the kernel's parent-death signal (which
  * would end it first) is turned off, and a thread ends the process when

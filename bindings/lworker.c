@@ -52,6 +52,19 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
+/* Starts the thread that ends this process when fd reads EOF: 0, or -1. */
+static int start_watch(int fd)
+{
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    int rc = pthread_create(&t, &at, watch_main, (void *)(intptr_t)fd);
+    pthread_attr_destroy(&at);
+    return rc == 0 ? 0 : -1;
+}
+
 void lbraid_worker_cleanup_at_death(const char *file, const char *dir)
 {
     snprintf(death_file, sizeof death_file, "%s", file);
@@ -68,16 +81,20 @@ void lbraid_worker_cleanup_at_death(const char *file, const char *dir)
     if (fd < 0)
         return; /* not a child, or watched already */
     prctl(PR_SET_PDEATHSIG, 0);
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&at, 64 * 1024);
-    if (pthread_create(&t, &at, watch_main, (void *)(intptr_t)fd) != 0) {
+    if (start_watch(fd) != 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* no cleanup, but no orphan either */
         fprintf(stderr, "braid worker: cannot watch the parent process\n");
     }
-    pthread_attr_destroy(&at);
+}
+
+void lbraid_worker_watch_channel(int fd, pid_t ppid)
+{
+    if (start_watch(fd) != 0) {
+        lbraid_worker_watch_parent(fd, ppid); /* never an orphan, at worst */
+        return;
+    }
+    if (getppid() != ppid)
+        _exit(1); /* the parent died before the watch began */
 }
 
 void lbraid_worker_watch_parent(int fd, pid_t ppid)

@@ -156,8 +156,9 @@ static int spawn_child(void *arg)
     for (size_t i = 0; i < sizeof dfl / sizeof dfl[0]; i++)
         syscall(SYS_rt_sigaction, dfl[i], &sa, NULL, sizeof sa.mask);
     long fd = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
-    if (fd < 0 || (fd != 0 && (syscall(SYS_dup2, fd, 0) < 0 || syscall(SYS_close, fd) < 0)) ||
-        syscall(SYS_dup2, r->chan, 3) < 0) {
+    /* dup3, not dup2 (which arm64 lacks): fd != 0 and chan != 3 here */
+    if (fd < 0 || (fd != 0 && (syscall(SYS_dup3, fd, 0, 0) < 0 || syscall(SYS_close, fd) < 0)) ||
+        syscall(SYS_dup3, r->chan, 3, 0) < 0) {
         r->err = errno ? errno : EBADF;
         syscall(SYS_exit, 127);
     }
@@ -222,6 +223,92 @@ static int spawn_posix(const char *path, char *const argv[], int chan, pid_t *pi
     return err;
 }
 
+static int spawn_here(const char *path, char *const argv[], int chan, int flags, pid_t *pid)
+{
+    return SPAWN_CLONE && (flags & BRAID_SPAWN_MASKED) ? spawn_masked(path, argv, chan, pid)
+                                                       : spawn_posix(path, argv, chan, pid);
+}
+
+/* ---- the spawner thread ----
+ * The kernel sends a child its parent-death signal (PR_SET_PDEATHSIG, which
+ * every braid child asks for) when the *thread* that started it ends, not
+ * the process (prctl(2)); a braid thread's OS thread ends with the thread,
+ * or when it idles out of the pool. So only the main thread starts a child
+ * itself: other threads hand the start to this thread, which lives as long
+ * as the process. One start at a time (each is a few hundred us). */
+
+typedef struct spawn_job {
+    const char *path;
+    char *const *argv;
+    int chan, flags, err, done;
+    pid_t pid;
+} spawn_job_t;
+
+static pthread_mutex_t spawner_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spawner_posted = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t spawner_done = PTHREAD_COND_INITIALIZER;
+static spawn_job_t *spawner_job; /* posted, not yet taken */
+static int spawner_up;
+
+static void *spawner_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&spawner_mu);
+    for (;;) {
+        while (!spawner_job)
+            pthread_cond_wait(&spawner_posted, &spawner_mu);
+        spawn_job_t *j = spawner_job;
+        spawner_job = NULL;
+        pthread_mutex_unlock(&spawner_mu);
+        j->err = spawn_here(j->path, j->argv, j->chan, j->flags, &j->pid);
+        pthread_mutex_lock(&spawner_mu);
+        j->done = 1;
+        pthread_cond_broadcast(&spawner_done);
+    }
+    return NULL;
+}
+
+int braid_proc_is_main_thread(void)
+{
+    return (pid_t)syscall(SYS_gettid) == getpid();
+}
+
+/* Starts the child from the main thread or the spawner. If the spawner
+ * cannot be started, from this thread (the child then ends with it). */
+static int spawn_lasting(const char *path, char *const argv[], int chan, int flags, pid_t *pid)
+{
+    if (braid_proc_is_main_thread())
+        return spawn_here(path, argv, chan, flags, pid);
+    spawn_job_t j = {path, argv, chan, flags, 0, 0, 0};
+    pthread_mutex_lock(&spawner_mu);
+    if (!spawner_up) {
+        pthread_t t;
+        pthread_attr_t at;
+        sigset_t all, old;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&at, 256 * 1024);
+        sigfillset(&all); /* signals are for the threads that run Lua */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        spawner_up = pthread_create(&t, &at, spawner_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&at);
+        if (!spawner_up) {
+            pthread_mutex_unlock(&spawner_mu);
+            return spawn_here(path, argv, chan, flags, pid);
+        }
+    }
+    while (spawner_job) /* another start is posted: it goes first */
+        pthread_cond_wait(&spawner_done, &spawner_mu);
+    spawner_job = &j;
+    pthread_cond_signal(&spawner_posted);
+    while (!j.done)
+        pthread_cond_wait(&spawner_done, &spawner_mu);
+    pthread_mutex_unlock(&spawner_mu);
+    *pid = j.pid;
+    return j.err;
+}
+
 int braid_proc_spawn(const char *path, char *const argv[], int chan, int flags, braid_proc_t **out)
 {
     *out = NULL;
@@ -235,8 +322,7 @@ int braid_proc_spawn(const char *path, char *const argv[], int chan, int flags, 
         chan = tmp;
     }
     pid_t pid;
-    int err = SPAWN_CLONE && (flags & BRAID_SPAWN_MASKED) ? spawn_masked(path, argv, chan, &pid)
-                                                          : spawn_posix(path, argv, chan, &pid);
+    int err = spawn_lasting(path, argv, chan, flags, &pid);
     if (tmp >= 0)
         close(tmp);
     if (err) {
@@ -272,6 +358,12 @@ int braid_proc_fork(braid_proc_t **out)
     if (pid == 0) {
         pthread_mutex_init(&table_mu, NULL);
         table_forget();
+        /* no spawner here: the first start from a thread makes one */
+        pthread_mutex_init(&spawner_mu, NULL);
+        pthread_cond_init(&spawner_posted, NULL);
+        pthread_cond_init(&spawner_done, NULL);
+        spawner_job = NULL;
+        spawner_up = 0;
         return 0;
     }
     pthread_mutex_unlock(&table_mu);

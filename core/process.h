@@ -27,6 +27,12 @@ typedef struct braid_proc braid_proc_t;
  * posix_spawn makes before the exec to reset every signal handler. */
 #define BRAID_SPAWN_MASKED 1
 int braid_proc_spawn(const char *path, char *const argv[], int chan, int flags, braid_proc_t **out);
+/* Whether the calling thread is the process's main thread. A child's
+ * parent-death signal (PR_SET_PDEATHSIG) fires when the thread that started
+ * it ends: braid_proc_spawn starts children from threads that last (the
+ * main thread, or a spawner thread), but a child forked from another
+ * thread must watch its parent some other way. */
+int braid_proc_is_main_thread(void);
 /* Empties this thread's signal mask (the start of a BRAID_SPAWN_MASKED
  * program). */
 void braid_proc_unblock_signals(void);

@@ -126,3 +126,65 @@ describe("spawn start", function()
     assert.is_not_nil(next(info.activelines))
   end)
 end)
+
+-- The kernel's parent-death signal, which every child asks for, comes when
+-- the *thread* that started the child ends (prctl(2)), not the process: a
+-- child started from a braid thread must outlive that thread's OS thread.
+describe("a child started from a thread", function()
+  after_each(support.no_child_left)
+
+  local threading = require "braid.threading"
+
+  local function state(pid) -- "R", "S", ... or "Z" (exited, not reaped); nil: gone
+    local f = io.open("/proc/" .. pid .. "/stat")
+    if not f then return nil end
+    local s = f:read("l"):match("^%d+ %b() (%a)")
+    f:close()
+    return s
+  end
+
+  local function until_true(what, pred) -- polls /proc: nothing to wait on
+    local deadline = os.time() + 30
+    while not pred() do
+      assert(os.time() < deadline, "timed out waiting for " .. what)
+      threading.Event():wait(0.02)
+    end
+  end
+
+  for _, method in ipairs(support.METHODS) do
+    it("outlives the OS thread that started it (" .. method .. ")", function()
+      local ev = mp.Event()
+      local t = threading.Thread{target = function(method, ev)
+        local mp = require "braid.multiprocessing"
+        local p = mp.get_context(method).Process{target = function(ev) ev:wait(60) end, args = {ev}}
+        p:start()
+        return p.pid, require("braid.threading").get_native_id()
+      end, args = {method, ev}}
+      t:start()
+      local pid, tid = t:result()
+      -- a finished thread's OS thread idles in the pool, then ends (2 s)
+      until_true("the starting OS thread to end", function()
+        local f = io.open("/proc/self/task/" .. tid)
+        if f then f:close() end
+        return f == nil
+      end)
+      local s = state(pid)
+      assert.is_truthy(s)
+      assert.are_not.equal("Z", s, "the child died with the thread that started it")
+      ev:set()
+      until_true("the child to exit", function() return state(pid) ~= "S" and state(pid) ~= "R" end)
+    end)
+  end
+
+  it("ctx.Process{...} works as ctx:Process{...} does", function()
+    local ctx = mp.get_context("spawn")
+    local p = ctx.Process{target = function(n) os.exit(n) end, args = {7}}
+    p:start()
+    p:join()
+    assert.are.equal(7, p.exitcode)
+    local q = ctx.Queue()
+    q:put("x")
+    assert.are.equal("x", ctx:Queue() and q:get())
+    assert.are.equal("spawn", ctx.get_start_method())
+  end)
+end)

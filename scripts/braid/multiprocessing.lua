@@ -366,13 +366,38 @@ end
 
 -- ---- contexts ----
 
+-- A context's functions work called either way, ctx.Process{...} (as in
+-- Python) or ctx:Process{...}: a ctx given as the first argument is taken
+-- as the receiver. The Context's own methods get the ctx; the module's
+-- functions (Queue, Pool, Lock, ...) do not.
 local Context = {}
 Context.__index = function(self, k)
-    local v = Context[k]
-    if v ~= nil then
+    local own = Context[k]
+    local v = own
+    if v == nil then
+        v = M[k]
+    end
+    if type(v) ~= "function" then
         return v
     end
-    return M[k]
+    local f
+    if own ~= nil then
+        f = function(first, ...)
+            if first == self then
+                return own(self, ...)
+            end
+            return own(self, first, ...)
+        end
+    else
+        f = function(first, ...)
+            if first == self then
+                return v(...)
+            end
+            return v(first, ...)
+        end
+    end
+    rawset(self, k, f)
+    return f
 end
 
 function Context:get_start_method()
