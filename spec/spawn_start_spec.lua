@@ -172,7 +172,10 @@ describe("a child started from a thread", function()
       assert.is_truthy(s)
       assert.are_not.equal("Z", s, "the child died with the thread that started it")
       ev:set()
-      until_true("the child to exit", function() return state(pid) ~= "S" and state(pid) ~= "R" end)
+      until_true("the child to exit", function()
+        mp.active_children() -- reaps the children that have exited
+        return mp._count() == 0
+      end)
     end)
   end
 
