@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blockcache.h"
 #include "error.h"
 #include "future.h"
 
@@ -155,6 +156,7 @@ int braid_future_new(braid_future_t **out)
         memset((char *)f + off, 0, sizeof *f - off);
     } else {
         f = calloc(1, sizeof *f);
+        braid_heap_warm();
         if (!f)
             return BRAID_ENOMEM;
         if (pthread_mutex_init(&f->mu, NULL) != 0) {
