@@ -59,22 +59,6 @@ void braid_heap_warm(void)
         atomic_store_explicit(&warm_off, 1, memory_order_relaxed);
 }
 
-/* Populates the whole pages of [p + from, p + to) when they are many: a
- * big block (a table's parts, a long string) is written all through, and
- * malloc takes it from fresh memory (mmap) more often than not. */
-#define WARM_MIN (64u << 10)
-
-static void *warm_block(void *p, size_t from, size_t to)
-{
-    if (!p || to < from + WARM_MIN || atomic_load_explicit(&warm_off, memory_order_relaxed))
-        return p;
-    uintptr_t lo = ((uintptr_t)p + from + 4095) & ~(uintptr_t)4095;
-    uintptr_t hi = ((uintptr_t)p + to) & ~(uintptr_t)4095;
-    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
-        atomic_store_explicit(&warm_off, 1, memory_order_relaxed);
-    return p;
-}
-
 #define NCLASSES (BRAID_BCACHE_SMALL / 16)
 
 struct braid_bcache {
@@ -159,6 +143,22 @@ static inline void *take(braid_bcache_t *c, size_t n)
     }
     p = malloc((size_t)(k + 1) * 16);
     braid_heap_warm();
+    return p;
+}
+
+/* Populates the whole pages of [p + from, p + to) when they are many: a
+ * big block (a table's parts, a long string) is written all through, and
+ * malloc takes it from fresh memory (mmap) more often than not. */
+#define WARM_MIN (64u << 10)
+
+static void *warm_block(void *p, size_t from, size_t to)
+{
+    if (!p || to < from + WARM_MIN || atomic_load_explicit(&warm_off, memory_order_relaxed))
+        return p;
+    uintptr_t lo = ((uintptr_t)p + from + 4095) & ~(uintptr_t)4095;
+    uintptr_t hi = ((uintptr_t)p + to) & ~(uintptr_t)4095;
+    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        atomic_store_explicit(&warm_off, 1, memory_order_relaxed);
     return p;
 }
 
