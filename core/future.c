@@ -97,6 +97,25 @@ static pthread_once_t fcache_once = PTHREAD_ONCE_INIT;
 /* Futures live in slab slots (slab.c: huge pages for a burst's thousands). */
 static braid_slab_t fslab = BRAID_SLAB_INIT(sizeof(braid_future_t));
 
+/* A fork's child must not inherit the slab's lock held by a thread that
+ * no longer exists there. */
+static pthread_once_t fslab_once = PTHREAD_ONCE_INIT;
+
+static void fslab_lock(void)
+{
+    pthread_mutex_lock(&fslab.mu);
+}
+
+static void fslab_unlock(void)
+{
+    pthread_mutex_unlock(&fslab.mu);
+}
+
+static void fslab_atfork(void)
+{
+    pthread_atfork(fslab_lock, fslab_unlock, fslab_unlock);
+}
+
 static void future_free(braid_future_t *f)
 {
     pthread_mutex_destroy(&f->mu);
@@ -156,6 +175,7 @@ int braid_future_new(braid_future_t **out)
         fcache.n--;
     } else {
         int fresh;
+        pthread_once(&fslab_once, fslab_atfork);
         if (!(f = braid_slab_take(&fslab, &fresh)))
             return BRAID_ENOMEM;
         if (pthread_mutex_init(&f->mu, NULL) != 0) {

@@ -28,6 +28,11 @@
 
 #ifdef SLAB_PLAIN
 
+int braid_slab_reuses(void)
+{
+    return 0;
+}
+
 void *braid_slab_take(braid_slab_t *s, int *fresh)
 {
     *fresh = 1;
@@ -57,6 +62,11 @@ struct braid_slab_chunk {
 };
 
 #define HEADER ((sizeof(braid_slab_chunk_t) + 63) / 64 * 64)
+
+int braid_slab_reuses(void)
+{
+    return 1;
+}
 
 static braid_slab_chunk_t *chunk_of(const void *p)
 {

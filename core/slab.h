@@ -33,6 +33,9 @@ void *braid_slab_take(braid_slab_t *s, int *fresh);
  * unmapped unless it is the only empty one. */
 void braid_slab_give(braid_slab_t *s, void *p);
 
+/* 1, or 0 in ASan builds (calloc and free, nothing reused). */
+int braid_slab_reuses(void);
+
 #ifdef __cplusplus
 }
 #endif
