@@ -24,6 +24,12 @@ void braid_bcache_free(braid_bcache_t *c);
  * asked. */
 void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
+/* Populates the pages the process's heap (brk) grew by since the last
+ * call, in one system call, so that the blocks malloc carves from them are
+ * not first-touched one page fault at a time. Call after an allocation
+ * that may have grown the heap; cheap when it did not. Thread-safe. */
+void braid_heap_warm(void);
+
 /* Bytes kept on the lists ((size_t)-1 in ASan builds, which keep none). */
 size_t braid_bcache_kept(const braid_bcache_t *c);
 

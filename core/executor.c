@@ -3,6 +3,7 @@
  * Lock order: pools_mu -> pool mu -> thread locks (starting a worker);
  * futures are finished outside pool mu. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,8 @@ struct pool {
     task_slab_t *slabs;
     braid_waitlist_t idle; /* workers waiting for a task */
     int nidle;             /* how many (mu) */
+    int spinning;          /* a worker watches kick before it joins idle (mu) */
+    atomic_int kick;       /* set by a submit (or shutdown) while one spins */
     /* Workers between taking a task and finishing it: incremented under mu
      * with pending--, decremented without it the moment the call returns
      * (before its future is done), so whoever saw that future finish also
@@ -225,6 +228,44 @@ static task_t *task_take_locked(pool_t *p)
 
 static void pool_counter(pool_t *p, const char *label, size_t queued);
 
+/* How long a worker that found the queue empty watches it, lock released,
+ * before it parks on the idle list. In a burst of submits the workers
+ * empty the queue between two submits; parked, each submit would cost the
+ * submitter a wake-up (a system call) for a task one microsecond away. One
+ * worker at a time spins, and only while no more of our threads run than
+ * there are cores; the submitter counts it as awake and wakes no one. */
+#define WORKER_SPIN_NS 20000
+
+static inline void spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* mu held on entry and return (released while spinning). */
+static void worker_spin(pool_t *p)
+{
+    if (!braid_waiter_may_spin())
+        return;
+    p->spinning = 1;
+    atomic_store_explicit(&p->kick, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&p->mu);
+    int64_t end = braid_clock_now() + WORKER_SPIN_NS;
+    for (unsigned i = 1; !atomic_load_explicit(&p->kick, memory_order_relaxed); i++) {
+        spin_pause();
+        if (i % 16 != 0)
+            continue;
+        if (braid_clock_now() >= end)
+            break;
+        sched_yield(); /* a runnable thread (the submitter) goes first */
+    }
+    pthread_mutex_lock(&p->mu);
+    p->spinning = 0;
+}
+
 static void worker_main(braid_thread_t *thread, void *arg)
 {
     (void)thread;
@@ -258,7 +299,12 @@ static void worker_main(braid_thread_t *thread, void *arg)
     braid_buf_init(&out);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->head && !p->shutdown && !p->broken) {
+        for (int spun = 0; !p->head && !p->shutdown && !p->broken;) {
+            if (!spun && !p->spinning) {
+                spun = 1;
+                worker_spin(p);
+                continue; /* look again: a submit saw it awake */
+            }
             p->nidle++;
             int w = braid_waitlist_wait(&p->idle, &p->mu, BRAID_FOREVER, NULL);
             if (w) /* not woken (a waker counts us off): still counted */
@@ -549,6 +595,8 @@ int braid_executor_submit(braid_executor_t *ex, braid_buf_t *call, size_t aux, b
     p->tail = t;
     p->pending++;
     size_t queued = p->pending;
+    if (p->spinning)
+        atomic_store_explicit(&p->kick, 1, memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);
     if (traced) {
         braid_trace_flow(
@@ -562,6 +610,7 @@ static int pool_shutdown(pool_t *p, int wait, int cancel_futures, int64_t deadli
 {
     pthread_mutex_lock(&p->mu);
     p->shutdown = 1;
+    atomic_store_explicit(&p->kick, 1, memory_order_relaxed);
     task_t *list = cancel_futures ? pool_drain_locked(p) : NULL;
     braid_waitlist_wake_all(&p->idle, 0);
     p->nidle = 0;

@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "future.h"
+#include "slab.h"
 
 /* Outcomes up to this size naming no object are copied into the future by
  * braid_future_finish, so the worker's buffer is reused, not reallocated
@@ -93,10 +94,32 @@ static _Thread_local fcache_t fcache;
 static pthread_key_t fcache_key;
 static pthread_once_t fcache_once = PTHREAD_ONCE_INIT;
 
+/* Futures live in slab slots (slab.c: huge pages for a burst's thousands). */
+static braid_slab_t fslab = BRAID_SLAB_INIT(sizeof(braid_future_t));
+
+/* A fork's child must not inherit the slab's lock held by a thread that
+ * no longer exists there. */
+static pthread_once_t fslab_once = PTHREAD_ONCE_INIT;
+
+static void fslab_lock(void)
+{
+    pthread_mutex_lock(&fslab.mu);
+}
+
+static void fslab_unlock(void)
+{
+    pthread_mutex_unlock(&fslab.mu);
+}
+
+static void fslab_atfork(void)
+{
+    pthread_atfork(fslab_lock, fslab_unlock, fslab_unlock);
+}
+
 static void future_free(braid_future_t *f)
 {
     pthread_mutex_destroy(&f->mu);
-    free(f);
+    braid_slab_give(&fslab, f);
 }
 
 static void fcache_drain(void *unused)
@@ -150,18 +173,20 @@ int braid_future_new(braid_future_t **out)
     if (f) {
         fcache.head = f->next_free;
         fcache.n--;
-        /* all but the (unlocked, initialised) mutex back to zero */
-        size_t off = offsetof(braid_future_t, state);
-        memset((char *)f + off, 0, sizeof *f - off);
     } else {
-        f = calloc(1, sizeof *f);
-        if (!f)
+        int fresh;
+        pthread_once(&fslab_once, fslab_atfork);
+        if (!(f = braid_slab_take(&fslab, &fresh)))
             return BRAID_ENOMEM;
         if (pthread_mutex_init(&f->mu, NULL) != 0) {
-            free(f);
+            braid_slab_give(&fslab, f);
             return BRAID_EOS;
         }
     }
+    /* all but the (unlocked, initialised) mutex to zero (a slot may hold
+     * what its last future left) */
+    size_t off = offsetof(braid_future_t, state);
+    memset((char *)f + off, 0, sizeof *f - off);
     atomic_init(&f->state, BRAID_FUTURE_PENDING);
     braid_waitlist_init(&f->waiters, &f->obj, "result");
     if (braid_object_init(&f->obj, &braid_future_type) != 0) {

@@ -1,7 +1,8 @@
 /* Core tests for core/blockcache: blocks keep their contents through
  * reallocs of every size (within a class, across classes, small to large
- * and back), a freed small block is handed out again, and at most
- * BRAID_BCACHE_KEEP bytes are kept. */
+ * and back), a freed small block is handed out again, at most
+ * BRAID_BCACHE_KEEP bytes are kept, and big blocks (their pages populated
+ * in bulk) keep their contents as they grow and shrink. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,9 +106,36 @@ static void test_reuse_and_bound(void)
     braid_bcache_free(c);
 }
 
+/* Blocks well above the populating threshold, at unaligned sizes: every
+ * byte written survives each grow and shrink. */
+static void test_big_blocks(void)
+{
+    braid_bcache_t *c = braid_bcache_new();
+    CHECK(c != NULL);
+    size_t sizes[] = {300001, 1 << 20, 70000, 3 << 20, 100, 250000};
+    unsigned char *p = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        size_t m = sizes[i];
+        unsigned char *q = braid_bcache_alloc(c, p, p ? n : 5, m);
+        CHECK(q != NULL);
+        size_t keep = n < m ? n : m;
+        for (size_t j = 0; j < keep; j += 997)
+            CHECK(q[j] == (unsigned char)(j * 7 + 1));
+        for (size_t j = 0; j < m; j += 997)
+            q[j] = (unsigned char)(j * 7 + 1);
+        braid_heap_warm();
+        p = q;
+        n = m;
+    }
+    braid_bcache_alloc(c, p, n, 0);
+    braid_bcache_free(c);
+}
+
 int main(void)
 {
     RUN(test_churn);
     RUN(test_reuse_and_bound);
+    RUN(test_big_blocks);
     return CHECK_DONE();
 }
