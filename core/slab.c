@@ -9,8 +9,11 @@
  * Freed slots go back to their chunk and are handed out again before a
  * chunk is cut further or a new one mapped (the chunks with free slots
  * are on s->open); a chunk with none in use is unmapped, except one kept
- * for the next burst. One lock per slab: its users keep a per-thread cache
- * in front of it (futures: future.c).
+ * for the next burst. A slab's first chunk is small (256 KB) and of
+ * ordinary pages, so a program with a few futures does not hold a 2 MB
+ * huge page for them; the chunks a burst adds are whole and marked.
+ * One lock per slab: its users keep a per-thread cache in front of it
+ * (futures: future.c).
  * ASan builds use calloc and free, so each object stays checked alone. */
 #include "slab.h"
 
@@ -48,6 +51,7 @@ void braid_slab_give(braid_slab_t *s, void *p)
 #else
 
 #define CHUNK (2u << 20)
+#define FIRST_CHUNK (256u << 10)
 #ifndef MADV_HUGEPAGE
 #define MADV_HUGEPAGE 14
 #endif
@@ -58,6 +62,7 @@ struct braid_slab_chunk {
     size_t used;                     /* slots handed out and not given back */
     size_t cut;                      /* slots cut so far; the rest never touched */
     size_t nslots;
+    size_t bytes; /* mapped: CHUNK, or FIRST_CHUNK for a slab's first */
     int open;
 };
 
@@ -73,8 +78,9 @@ static braid_slab_chunk_t *chunk_of(const void *p)
     return (braid_slab_chunk_t *)((uintptr_t)p & ~(uintptr_t)(CHUNK - 1));
 }
 
-/* A fresh chunk at a CHUNK-aligned address (huge pages need the alignment). */
-static braid_slab_chunk_t *chunk_map(size_t size)
+/* A fresh chunk at a CHUNK-aligned address (huge pages need the alignment;
+ * chunk_of too), of bytes (CHUNK, marked for huge pages, or FIRST_CHUNK). */
+static braid_slab_chunk_t *chunk_map(size_t size, size_t bytes)
 {
     char *m =
         mmap(NULL, 2 * (size_t)CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -83,11 +89,13 @@ static braid_slab_chunk_t *chunk_map(size_t size)
     char *c = (char *)(((uintptr_t)m + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1));
     if (c > m)
         munmap(m, (size_t)(c - m));
-    if (c + CHUNK < m + 2 * (size_t)CHUNK)
-        munmap(c + CHUNK, (size_t)(m + 2 * (size_t)CHUNK - (c + CHUNK)));
-    madvise(c, CHUNK, MADV_HUGEPAGE); /* a hint: fine if refused */
+    if (c + bytes < m + 2 * (size_t)CHUNK)
+        munmap(c + bytes, (size_t)(m + 2 * (size_t)CHUNK - (c + bytes)));
+    if (bytes == CHUNK)
+        madvise(c, CHUNK, MADV_HUGEPAGE); /* a hint: fine if refused */
     braid_slab_chunk_t *k = (braid_slab_chunk_t *)c;
-    k->nslots = (CHUNK - HEADER) / size;
+    k->nslots = (bytes - HEADER) / size;
+    k->bytes = bytes;
     return k;
 }
 
@@ -117,10 +125,11 @@ void *braid_slab_take(braid_slab_t *s, int *fresh)
     pthread_mutex_lock(&s->mu);
     braid_slab_chunk_t *k = s->open;
     if (!k) {
-        if (!(k = chunk_map(s->size))) {
+        if (!(k = chunk_map(s->size, s->nchunks ? CHUNK : FIRST_CHUNK))) {
             pthread_mutex_unlock(&s->mu);
             return NULL;
         }
+        s->nchunks++;
         open_link(s, k);
         s->nempty++;
     }
@@ -152,8 +161,9 @@ void braid_slab_give(braid_slab_t *s, void *p)
     if (--k->used == 0 && s->nempty++ > 0) {
         s->nempty--; /* one empty chunk is kept: this one goes */
         open_unlink(s, k);
+        s->nchunks--;
         pthread_mutex_unlock(&s->mu);
-        munmap(k, CHUNK);
+        munmap(k, k->bytes);
         return;
     }
     pthread_mutex_unlock(&s->mu);

@@ -18,11 +18,12 @@ typedef struct braid_slab {
     pthread_mutex_t mu;
     braid_slab_chunk_t *open; /* chunks with a free slot (mu) */
     int nempty;               /* of them, how many have none in use */
+    int nchunks;              /* mapped (mu) */
 } braid_slab_t;
 
 #define BRAID_SLAB_INIT(slot_bytes)                                                                \
     {                                                                                              \
-        ((slot_bytes) + 63) / 64 * 64, PTHREAD_MUTEX_INITIALIZER, NULL, 0                          \
+        ((slot_bytes) + 63) / 64 * 64, PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0                       \
     }
 
 /* A slot of s->size bytes, or NULL when out of memory. *fresh is set to 1
