@@ -51,7 +51,7 @@ async def main():
     if os.path.exists(loadgen):
         os.remove(loadgen)
     server.close()
-    print("RESULT workers_1loop %.0f" % float(out))
+    print("RESULT workers_1loop %.0f" % float(out.split()[0]))
 
 
 if len(sys.argv) > 1 and sys.argv[1] == "client":

@@ -21,11 +21,16 @@ return function(M, C, get_loop)
   -- values, or with (CANCEL, err) at a suspension point it must abandon.
   local THREAD_WAIT, CANCEL, DEFER_CANCEL = C.THREAD_WAIT, C.CANCEL, C.DEFER_CANCEL
   local PARK, SLEEP, DONE = {}, {}, {}
-  -- A task's scheduler fields are always present (false, or NOA for _a1:
-  -- no wake-up values): reading or writing a field that holds nil takes
-  -- the VM's slow path through the metatable, several times a step.
-  -- _slow is true while any of _a1 (values), _must_cancel, _handoff or
-  -- _fn may be set: a step looks at them only then.
+  -- A task starts with few fields (a table of 8 slots: each power of two
+  -- more costs memory, and time in every traversal of the collector), and
+  -- a field is added when first set. The hot ones (_wait, _w, _won, _slow
+  -- after the first step) are then never set back to nil while the task
+  -- runs: a key set to nil and back costs a rehash, and a read of a nil
+  -- field takes the VM's slow path through the metatable. _slow is true
+  -- while any of _a1 (values; absent or NOA: none), _must_cancel, _handoff
+  -- or _fn may be set: a step looks at them only then, and at _must_cancel
+  -- after it only then; _timer is looked at only in a SLEEP or THREAD_WAIT
+  -- wait.
   local NOA = {}
   local PENDING, FINISHED, CANCELLED = "PENDING", "FINISHED", "CANCELLED"
 
@@ -128,17 +133,16 @@ return function(M, C, get_loop)
   local function wake(task, a1, a2)
     local w = task._wait
     task._wait = false
-    if w == THREAD_WAIT then task.loop.waiting[task.id] = nil end
-    local h = task._timer
-    if h then
-      h.cancelled = true
-      task._timer = false
+    if w == THREAD_WAIT or w == SLEEP then -- (a timer is only set for these)
+      if w == THREAD_WAIT then task.loop.waiting[task.id] = nil end
+      local h = task._timer
+      if h then
+        h.cancelled = true
+        task._timer = false
+      end
     end
-    if a1 == nil and a2 == nil then
-      task._a1 = NOA
-    else
-      task._a1, task._a2, task._slow = a1, a2, true
-    end
+    -- (no values: _a1 is NOA or absent already; a step consumed the last)
+    if a1 ~= nil or a2 ~= nil then task._a1, task._a2, task._slow = a1, a2, true end
     push(task.loop, task)
   end
 
@@ -344,9 +348,7 @@ return function(M, C, get_loop)
     local id = task_counter + 1
     task_counter = id
     local t = setmetatable({loop = loop, _state = PENDING, co = co_create(task_body), id = id,
-      _fn = fn, _won = false, -- _won: what it waits on (asyncio_trace.lua)
-      _a1 = NOA, _a2 = false, _must_cancel = false, _handoff = false, _wait = false,
-      _timer = false, _w = false, _slow = true}, Task)
+      _fn = fn, _slow = true}, Task)
     if name then t._name = name end
     if n > 0 then t._args = pack(...) end
     loop.tasks[t] = true
@@ -419,7 +421,10 @@ return function(M, C, get_loop)
     if task._aid then TR.task_end(task) end -- its track of waits (asyncio_trace.lua)
     loop.tasks[task] = nil
     loop.ntasks = loop.ntasks - 1
-    task._wait, task._a1, task._a2, task._must_cancel = false, NOA, false, false
+    -- the scheduler's fields go (a done task's table shrinks when its
+    -- outcome's fields are added); _a1, _a2, _handoff and _timer are no
+    -- longer looked at
+    task._wait, task._slow, task._won, task._must_cancel = nil, nil, nil, nil
   end
 
   local function err_string(err)
@@ -479,34 +484,40 @@ return function(M, C, get_loop)
   function step(loop, task)
     local a1, a2, fn
     if task._slow then
-      task._slow = false
       a1 = task._a1
       if a1 == NOA then
         a1 = nil
       else
         a2 = task._a2
-        task._a1, task._a2 = NOA, false
+        if a1 ~= nil or a2 ~= nil then task._a1, task._a2 = NOA, false end
       end
       local mc = task._must_cancel
       if mc then
         if task._fn then -- cancelled before it started: it never runs
-          task._fn, task._args, task._must_cancel = false, nil, false
+          task._fn, task._args, task._must_cancel = nil, nil, false
           return task_failed(loop, task, mc)
         end
         if not task._handoff and a1 ~= CANCEL then
           task._must_cancel = false
-          a1, a2 = CANCEL, mc
+          a1, a2, mc = CANCEL, mc, false
         end
       end
       if task._handoff then task._handoff = false end
       fn = task._fn
+      if mc then
+        task._slow = true -- a cancellation kept for after this step
+      elseif fn then
+        task._slow = nil -- (first step: a task that never needs it again has it not)
+      else
+        task._slow = false
+      end
     end
     local prev = current
     current = task
     local w = task._w -- stepping while co runs (false until its first wait)
     local ok, r1, r2, r3
     if fn then
-      task._fn = false
+      task._fn = nil -- (goes at the table's next rehash)
       local args = task._args
       if args then
         task._args = nil
@@ -523,11 +534,13 @@ return function(M, C, get_loop)
       task_finished(loop, task)
       return set_outcome(task, FINISHED, r2, r3, nil)
     end
-    mc = task._must_cancel
-    if mc and r1 ~= DEFER_CANCEL then
-      task._must_cancel = false
-      task._a1, task._a2, task._slow = CANCEL, mc, true -- its suspension point abandons that wait
-      return push(loop, task)
+    if task._slow then -- (set with every _must_cancel)
+      local mc = task._must_cancel
+      if mc and r1 ~= DEFER_CANCEL then
+        task._must_cancel = false
+        task._a1, task._a2 = CANCEL, mc -- its suspension point abandons that wait
+        return push(loop, task)
+      end
     end
     if r1 == THREAD_WAIT then -- first: every stream wait
       task._wait = THREAD_WAIT
@@ -562,6 +575,10 @@ return function(M, C, get_loop)
       if not w then
         w = C._waiter(t.loop.c, t.id)
         t._w = w
+        -- a task that waits on C (streams, threads) steps and is woken
+        -- often: it keeps the fields each step and wake-up reads
+        if not t._slow then t._slow = false end
+        if not t._timer then t._timer = false end
       end
       return w
     end
