@@ -200,6 +200,7 @@ lua_State *lbraid_newstate_thread(void)
     lbraid_install_print(L);
     lua_gc(L, LUA_GCRESTART);
     run_state_init(L);
+    braid_arena_learn(a);
     return L;
 }
 
