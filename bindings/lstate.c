@@ -221,8 +221,14 @@ lua_State *lbraid_newstate_thread(void)
      * the collector's debt. */
     lua_gc(L, LUA_GCSTEP, -lua_gc(L, LUA_GCCOUNT));
     run_state_init(L);
-    braid_arena_learn(a);
     return L;
+}
+
+void lbraid_state_learn(lua_State *L)
+{
+    void *a;
+    if (lua_getallocf(L, &a) == braid_arena_alloc)
+        braid_arena_learn(a);
 }
 
 void lbraid_closestate_thread(lua_State *L)

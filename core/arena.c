@@ -226,17 +226,20 @@ static void pool_give(braid_arena_t *a, size_t used)
 
 /* ---- the pages a new state touches ----
  * A page fault costs ~10-25 us on a paravirtualized guest (the benchmark
- * VM), populating a range ~1 us a page. Every new thread state touches the
- * same prefix while its libraries are opened (~22 KB, 6 pages): once one
- * state has told its size (braid_arena_learn), a clean region's prefix of
- * that size is populated with one madvise instead of a fault a page. That
- * prefix is touched anyway, so the resident size is the same. On a kernel
- * without MADV_POPULATE_WRITE (before 5.14) the madvise fails and the
- * pages fault in as before. */
+ * VM), populating a range ~1 us a page. Thread states of one program touch
+ * much the same prefix before their code runs (~26 KB, 7 pages: the
+ * libraries, then the arguments): once a state has told its size
+ * (braid_arena_learn), a clean region's prefix of that size is populated
+ * with one madvise instead of a fault a page. That prefix is touched
+ * anyway, so the resident size is the same. LEARN_MAX bounds it: a thread
+ * whose arguments filled more does not make every later state hold that
+ * much. On a kernel without MADV_POPULATE_WRITE (before 5.14) the madvise
+ * fails and the pages fault in as before. */
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+#define LEARN_MAX (REGION_BYTES / 4)
 
 static atomic_size_t fresh_bytes; /* a new state's touched prefix, learnt */
 
@@ -257,7 +260,7 @@ braid_arena_t *braid_arena_new(void)
     if (pooled && clean) {
         size_t n = atomic_load_explicit(&fresh_bytes, memory_order_relaxed);
         n = (n + page_size - 1) & ~(page_size - 1);
-        if (n > page_size && n <= REGION_BYTES)
+        if (n > page_size)
             (void)madvise(a, n, MADV_POPULATE_WRITE);
     }
     if (!a && !(a = malloc(REGION_BYTES)))
