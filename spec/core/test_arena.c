@@ -147,9 +147,12 @@ static void test_learn(void)
     long ps = sysconf(_SC_PAGESIZE);
     braid_arena_t *a = braid_arena_new();
     CHECK(a != NULL);
+    void *b[5];
     for (int i = 0; i < 5; i++) /* 10 KB: three pages with the header */
-        CHECK(braid_arena_alloc(a, NULL, 0, 2048) != NULL);
+        CHECK((b[i] = braid_arena_alloc(a, NULL, 0, 2048)) != NULL);
     if (braid_arena_used(a) == 0) { /* ASan builds: every block is malloc's */
+        for (int i = 0; i < 5; i++)
+            braid_arena_alloc(a, b[i], 2048, 0);
         braid_arena_free(a);
         return;
     }
@@ -173,6 +176,8 @@ static void test_learn(void)
     CHECK(!resident(r + 3 * ps));
     for (int i = 0; i < K; i++)
         braid_arena_free(as[i]);
+    for (int i = 0; i < 5; i++)
+        braid_arena_alloc(a, b[i], 2048, 0);
     braid_arena_free(a);
 }
 
