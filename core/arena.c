@@ -241,12 +241,13 @@ static void pool_give(braid_arena_t *a, size_t used)
 #endif
 #define LEARN_MAX (REGION_BYTES / 4)
 
-static atomic_size_t fresh_bytes; /* a new state's touched prefix, learnt */
+static atomic_size_t fresh_bytes; /* the prefix to populate, learnt */
 
 void braid_arena_learn(const braid_arena_t *a)
 {
+    size_t n = (size_t)(a->cur - (char *)a);
     if (a->pooled)
-        atomic_store_explicit(&fresh_bytes, (size_t)(a->cur - (char *)a), memory_order_relaxed);
+        atomic_store_explicit(&fresh_bytes, n < LEARN_MAX ? n : LEARN_MAX, memory_order_relaxed);
 }
 
 braid_arena_t *braid_arena_new(void)

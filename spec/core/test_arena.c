@@ -145,6 +145,8 @@ static int resident(void *p)
 static void test_learn(void)
 {
     long ps = sysconf(_SC_PAGESIZE);
+    if (ps != 4096)
+        return; /* the sizes below count 4 KB pages */
     braid_arena_t *a = braid_arena_new();
     CHECK(a != NULL);
     void *b[5];
@@ -176,6 +178,22 @@ static void test_learn(void)
     CHECK(!resident(r + 3 * ps));
     for (int i = 0; i < K; i++)
         braid_arena_free(as[i]);
+    /* a state that filled 40 KB teaches 32 KB (a quarter of a region) */
+    void *c[20];
+    for (int i = 0; i < 20; i++)
+        CHECK((c[i] = braid_arena_alloc(a, NULL, 0, 2048)) != NULL);
+    braid_arena_learn(a);
+    for (int i = 0; i < K; i++) {
+        as[i] = braid_arena_new();
+        CHECK(as[i] != NULL);
+    }
+    r = (char *)as[K - 1];
+    CHECK(resident(r + 7 * ps) == can); /* mincore takes page addresses */
+    CHECK(!resident(r + 8 * ps));
+    for (int i = 0; i < K; i++)
+        braid_arena_free(as[i]);
+    for (int i = 0; i < 20; i++)
+        braid_arena_alloc(a, c[i], 2048, 0);
     for (int i = 0; i < 5; i++)
         braid_arena_alloc(a, b[i], 2048, 0);
     braid_arena_free(a);
