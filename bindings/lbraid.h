@@ -50,6 +50,10 @@ typedef struct lbraid_box {
  * __name, and a marker so the codec can send boxes by reference. Extra
  * metamethods can be set on the table left on the stack. Stack: +1. */
 void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods);
+/* The same; self_up: each method gets the metatable as upvalue 1 and its
+ * address as upvalue 2. */
+void lbraid_newmeta_up(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods,
+                       int self_up);
 /* Pushes a new box holding a new reference to obj (retains). Loads
  * type->module first if its metatable is not registered yet. Stack: +1. */
 void lbraid_push_object(lua_State *L, braid_object_t *obj);

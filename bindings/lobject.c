@@ -88,14 +88,35 @@ void lbraid_apply_name(lua_State *L, int idx, braid_object_t *obj)
     lua_pop(L, 1);
 }
 
-void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods)
+/* Each state registers the metatables of the types it holds (a thread
+ * state at least those of its arguments): the tables are made at their
+ * final size, not grown a doubling at a time. */
+void lbraid_newmeta_up(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods,
+                       int self_up)
 {
-    luaL_newmetatable(L, type->name);
-    lua_newtable(L);
-    if (methods)
-        luaL_setfuncs(L, methods, 0);
     static const luaL_Reg naming[] = {
         {"set_name", lobject_set_name}, {"get_name", lobject_get_name}, {"_label", lobject_label}};
+    int n = 0;
+    while (methods && methods[n].name)
+        n++;
+    if (luaL_getmetatable(L, type->name) == LUA_TNIL) { /* luaL_newmetatable, sized */
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, type->name);
+        lua_setfield(L, -2, "__name");
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, type->name);
+    }
+    lua_createtable(L, 0, n + (int)(sizeof naming / sizeof *naming));
+    if (methods) {
+        int nup = 0;
+        if (self_up) {
+            lua_pushvalue(L, -2);
+            lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+            nup = 2;
+        }
+        luaL_setfuncs(L, methods, nup);
+    }
     for (size_t i = 0; i < sizeof naming / sizeof *naming; i++) {
         if (lua_getfield(L, -1, naming[i].name) == LUA_TNIL) {
             lua_pushcfunction(L, naming[i].func);
@@ -111,6 +132,11 @@ void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Re
     lua_setfield(L, -2, "__tostring");
     lua_pushlightuserdata(L, (void *)type);
     lua_setfield(L, -2, "__braid");
+}
+
+void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods)
+{
+    lbraid_newmeta_up(L, type, methods, 0);
 }
 
 void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode)

@@ -181,6 +181,20 @@ static void warn_on(void *ud, const char *msg, int tocont)
     warn_cont(ud, msg, tocont);
 }
 
+/* luaL_openlibs into a _G and a package.loaded made at the size the
+ * libraries fill (_G: 36 names; loaded: 10 libraries, then braid's
+ * modules), not grown (rehashed) a doubling at a time. Replacing the
+ * globals table before anything has run is unobservable: nothing holds
+ * the empty one lua_newstate made. */
+static void open_stdlibs(lua_State *L)
+{
+    lua_createtable(L, 0, 40);
+    lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    lua_createtable(L, 0, 16);
+    lua_setfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    luaL_openlibs(L);
+}
+
 lua_State *lbraid_newstate_thread(void)
 {
     braid_arena_t *a = braid_arena_new();
@@ -195,12 +209,26 @@ lua_State *lbraid_newstate_thread(void)
     lua_setwarnf(L, warn_off, L);
     /* everything made here stays alive: no collection while opening */
     lua_gc(L, LUA_GCSTOP);
-    luaL_openlibs(L);
+    open_stdlibs(L);
     lbraid_preload(L);
     lbraid_install_print(L);
     lua_gc(L, LUA_GCRESTART);
+    /* Everything made so far is alive: as after a full collection (which
+     * would free nothing), the first cycle starts once the state has grown
+     * by its own size (the default pause, 200%), not at the next
+     * allocation (a step that only marks live objects, ~16k instructions
+     * in every new thread). A negative step is a credit: lua_gc adds it to
+     * the collector's debt. */
+    lua_gc(L, LUA_GCSTEP, -lua_gc(L, LUA_GCCOUNT));
     run_state_init(L);
     return L;
+}
+
+void lbraid_state_learn(lua_State *L)
+{
+    void *a;
+    if (lua_getallocf(L, &a) == braid_arena_alloc)
+        braid_arena_learn(a);
 }
 
 void lbraid_closestate_thread(lua_State *L)

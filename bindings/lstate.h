@@ -34,6 +34,9 @@ lua_State *lbraid_newstate(lua_State *from);
  * of memory. */
 lua_State *lbraid_newstate_thread(void);
 void lbraid_closestate_thread(lua_State *L);
+/* Tells L's arena (if it has one) that what it has touched so far is what
+ * the next thread states will touch too (braid_arena_learn). */
+void lbraid_state_learn(lua_State *L);
 /* A bare state (no libraries) for the braid executable's main thread, its
  * freed small blocks kept for reuse (core/blockcache.h): close it with
  * lbraid_closestate_main only. NULL when out of memory. */

@@ -461,15 +461,11 @@ static const luaL_Reg lsync_funcs[] = {
 void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,
                     const luaL_Reg *fns)
 {
-    lbraid_newmeta(L, type, fns);
-    lua_getfield(L, -1, "__index");
-    lua_pushvalue(L, -2);
-    lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
-    luaL_setfuncs(L, fns, 2);
-    if (methods)
+    lbraid_newmeta_up(L, type, fns, 1);
+    if (methods) {
+        lua_getfield(L, -1, "__index");
         lua_setfield(L, methods, key);
-    else
-        lua_pop(L, 1);
+    }
     lua_pop(L, 1);
 }
 

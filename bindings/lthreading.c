@@ -102,6 +102,7 @@ static int lthread_body(lua_State *L)
     int n = lbraid_decode_seq(L, ab->data, ab->len);
     braid_buf_free(ab);
     /* stack: self, args(n-1)..., target */
+    lbraid_state_learn(L); /* what this kind of thread touches before its target runs */
     lbraid_check_cancel(L);
     if (lua_isnil(L, 1)) {
         lua_insert(L, 2); /* nil, target, args... */

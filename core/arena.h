@@ -24,6 +24,10 @@ void braid_arena_free(braid_arena_t *a);
 void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 /* Bytes of the region handed out so far (its touched prefix). */
 size_t braid_arena_used(const braid_arena_t *a);
+/* Records a's touched prefix (up to a quarter of a region) as what new
+ * arenas will touch: later ones have that much of their region populated
+ * up front (one system call, not a page fault per page). */
+void braid_arena_learn(const braid_arena_t *a);
 
 #ifdef __cplusplus
 }

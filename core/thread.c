@@ -167,14 +167,15 @@ static int pool_nidle;
 static int pool_nfinishing, pool_npending;
 static braid_thread_t *pool_pending_head, *pool_pending_tail;
 
-static void run_thread(braid_thread_t *t)
+/* native_id: the worker's (gettid is a system call: asked once per worker). */
+static void run_thread(braid_thread_t *t, long native_id)
 {
     tls_self = t;
     braid_waiter_set_current(&t->waiter);
     pthread_mutex_lock(&t->mu);
     if (!t->native_ready) { /* a new worker: the starter only knew ident */
         t->ident = (uint64_t)pthread_self();
-        t->native_id = (long)gettid();
+        t->native_id = native_id;
         t->native_ready = 1;
         braid_waitlist_wake_all(&t->joiners, 0);
     }
@@ -225,7 +226,7 @@ static void *worker_main(void *p)
     w.native_id = (long)gettid();
     pthread_mutex_unlock(&pool_mu);
     while (t) {
-        run_thread(t);
+        run_thread(t, w.native_id);
         pthread_mutex_lock(&pool_mu);
         w.job = NULL;
         pool_nfinishing--;
@@ -306,7 +307,10 @@ static int pool_hand_over(braid_thread_t *t)
 #define WORKER_STACK (1024 * 1024)
 #endif
 
-/* Starts a new worker running t. Called with t->mu held. */
+/* Starts a new worker running t. Called without locks: the new thread's
+ * first step locks t->mu (to record its ids), and would otherwise sleep
+ * until the starter is back from pthread_create (a futex wait and wake
+ * per start). Its ident is recorded by the worker itself. */
 static int pool_spawn(braid_thread_t *t)
 {
     braid__thread_pin_library();
@@ -318,12 +322,13 @@ static int pool_spawn(braid_thread_t *t)
     pthread_t pt;
     int err = pthread_create(&pt, &attr, worker_main, t);
     pthread_attr_destroy(&attr);
-    if (err)
-        return BRAID_EOS;
-    t->ident = (uint64_t)pt;
-    return 0;
+    return err ? BRAID_EOS : 0;
 }
 
+/* The thread is RUNNING and registered before a new worker is spawned for
+ * it (so the worker may finish at once); if none can be, it goes back to
+ * NEW and out of the registry, and whoever waits for it (join, its ids)
+ * is woken to see that. */
 int braid_thread_start(braid_thread_t *t, braid_thread_fn fn, void *arg)
 {
     pthread_mutex_lock(&reg_mu);
@@ -337,18 +342,21 @@ int braid_thread_start(braid_thread_t *t, braid_thread_fn fn, void *arg)
     t->arg = arg;
     t->state = BRAID_THREAD_RUNNING;
     braid_object_retain(&t->obj); /* the running thread's reference */
-    int rc = pool_hand_over(t) ? 0 : pool_spawn(t);
-    if (rc) {
-        t->state = BRAID_THREAD_NEW;
-        pthread_mutex_unlock(&t->mu);
-        pthread_mutex_unlock(&reg_mu);
-        braid_object_release(&t->obj);
-        return rc == BRAID_ENOMEM ? BRAID_ENOMEM : BRAID_EOS;
-    }
     reg_add(t);
+    int handed = pool_hand_over(t);
     pthread_mutex_unlock(&t->mu);
     pthread_mutex_unlock(&reg_mu);
-    return 0;
+    if (handed || pool_spawn(t) == 0)
+        return 0;
+    pthread_mutex_lock(&reg_mu);
+    pthread_mutex_lock(&t->mu);
+    reg_del(t);
+    t->state = BRAID_THREAD_NEW;
+    braid_waitlist_wake_all(&t->joiners, 0);
+    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&reg_mu);
+    braid_object_release(&t->obj);
+    return BRAID_EOS;
 }
 
 /* Before parking, join watches the done flag a little longer than the
@@ -383,13 +391,15 @@ int braid_thread_join(braid_thread_t *t, int64_t deadline)
     if (t->state == BRAID_THREAD_NEW) {
         rc = BRAID_ESTATE;
     } else {
-        while (t->state != BRAID_THREAD_DONE) {
+        while (t->state == BRAID_THREAD_RUNNING) {
             rc = braid_waitlist_wait(&t->joiners, &t->mu, deadline, NULL);
             if (rc)
                 break;
         }
         if (t->state == BRAID_THREAD_DONE)
             rc = 0;
+        else if (t->state == BRAID_THREAD_NEW)
+            rc = BRAID_ESTATE; /* its start failed meanwhile */
     }
     pthread_mutex_unlock(&t->mu);
     return rc;
@@ -710,7 +720,7 @@ int braid_thread_join_nondaemon_group(uint64_t group, int64_t deadline)
             return 0;
         int rc = braid_thread_join(next, deadline);
         braid_object_release(&next->obj);
-        if (rc)
+        if (rc && rc != BRAID_ESTATE) /* ESTATE: its start failed, it left the registry */
             return rc;
     }
 }

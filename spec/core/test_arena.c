@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "check.h"
@@ -131,6 +133,72 @@ static void test_used(void)
     braid_arena_free(a);
 }
 
+/* Whether the page at p is resident. */
+static int resident(void *p)
+{
+    unsigned char v = 0;
+    return mincore(p, 1, &v) == 0 && (v & 1);
+}
+
+/* Once an arena has told its touched prefix, a clean region (never used)
+ * comes with that many pages present, and no more. */
+static void test_learn(void)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps != 4096)
+        return; /* the sizes below count 4 KB pages */
+    braid_arena_t *a = braid_arena_new();
+    CHECK(a != NULL);
+    void *b[5];
+    for (int i = 0; i < 5; i++) /* 10 KB: three pages with the header */
+        CHECK((b[i] = braid_arena_alloc(a, NULL, 0, 2048)) != NULL);
+    if (braid_arena_used(a) == 0) { /* ASan builds: every block is malloc's */
+        for (int i = 0; i < 5; i++)
+            braid_arena_alloc(a, b[i], 2048, 0);
+        braid_arena_free(a);
+        return;
+    }
+    braid_arena_learn(a); /* with its header: three pages */
+    /* more arenas than the pool keeps with pages: the last one is clean */
+    enum { K = 40 };
+    braid_arena_t *as[K];
+    for (int i = 0; i < K; i++) {
+        as[i] = braid_arena_new();
+        CHECK(as[i] != NULL);
+    }
+    char *r = (char *)as[K - 1];
+    /* a kernel before 5.14 cannot populate: its pages fault in later */
+    char *probe =
+        mmap(NULL, (size_t)ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(probe != MAP_FAILED);
+    int can = madvise(probe, (size_t)ps, 23 /* MADV_POPULATE_WRITE */) == 0;
+    munmap(probe, (size_t)ps);
+    for (int i = 0; i < 3; i++)
+        CHECK(resident(r + i * ps) == can);
+    CHECK(!resident(r + 3 * ps));
+    for (int i = 0; i < K; i++)
+        braid_arena_free(as[i]);
+    /* a state that filled 40 KB teaches 32 KB (a quarter of a region) */
+    void *c[20];
+    for (int i = 0; i < 20; i++)
+        CHECK((c[i] = braid_arena_alloc(a, NULL, 0, 2048)) != NULL);
+    braid_arena_learn(a);
+    for (int i = 0; i < K; i++) {
+        as[i] = braid_arena_new();
+        CHECK(as[i] != NULL);
+    }
+    r = (char *)as[K - 1];
+    CHECK(resident(r + 7 * ps) == can); /* mincore takes page addresses */
+    CHECK(!resident(r + 8 * ps));
+    for (int i = 0; i < K; i++)
+        braid_arena_free(as[i]);
+    for (int i = 0; i < 20; i++)
+        braid_arena_alloc(a, c[i], 2048, 0);
+    for (int i = 0; i < 5; i++)
+        braid_arena_alloc(a, b[i], 2048, 0);
+    braid_arena_free(a);
+}
+
 /* Each thread keeps several arenas alive at once (more in all than the
  * pool keeps with their pages), so regions go back to the kernel and come
  * out again while others are in use. */
@@ -184,6 +252,7 @@ int main(void)
 {
     RUN(test_churn);
     RUN(test_used);
+    RUN(test_learn);
     RUN(test_pool_threads);
     return CHECK_DONE();
 }
