@@ -102,56 +102,65 @@ int braid__id_alive(int id)
 
 /* ---- lock ---- */
 
+static inline int holder(unsigned state)
+{
+    return (int)(state & ~BRAID_PLOCK_WAITERS);
+}
+
 int braid_plock_acquire(braid_plock_t *l, int recursive, int64_t deadline, braid_waiter_t *w)
 {
-    int me = tid();
-    if (recursive && atomic_load_explicit(&l->owner, memory_order_relaxed) == me &&
-        atomic_load(&l->state) != 0) {
+    unsigned me = (unsigned)tid();
+    unsigned s = 0;
+    if (atomic_compare_exchange_strong(&l->state, &s, me))
+        goto got;
+    if (recursive && holder(s) == (int)me) {
         atomic_fetch_add(&l->count, 1);
         return 0;
     }
-    unsigned c = 0;
-    if (atomic_compare_exchange_strong(&l->state, &c, 1))
-        goto got;
-    /* Whether the owner is alive costs system calls (kill, /proc): asked
+    /* Whether the holder is alive costs system calls (kill, /proc): asked
      * only after a whole slice passed without a release, or before giving
-     * up (a dead owner's lock is taken even by acquire(false)). */
+     * up (a dead holder's lock is taken even by acquire(false)). */
     int ask = 0;
     for (;;) {
-        if (atomic_exchange(&l->state, 2) == 0)
-            goto got;
-        int owner = atomic_load(&l->owner);
-        if (ask && owner && !braid__id_alive(owner) &&
-            atomic_compare_exchange_strong(&l->owner, &owner, me)) {
+        s = atomic_load(&l->state);
+        if (s == 0) { /* others may sleep on it still: keep the flag */
+            if (atomic_compare_exchange_strong(&l->state, &s, me | BRAID_PLOCK_WAITERS))
+                goto got;
+            continue;
+        }
+        if (!(s & BRAID_PLOCK_WAITERS)) {
+            if (!atomic_compare_exchange_strong(&l->state, &s, s | BRAID_PLOCK_WAITERS))
+                continue;
+            s |= BRAID_PLOCK_WAITERS;
+        }
+        if (ask && !braid__id_alive(holder(s)) &&
+            atomic_compare_exchange_strong(&l->state, &s, me | BRAID_PLOCK_WAITERS)) {
             atomic_store(&l->count, 1);
-            return BRAID_PLOCK_OWNER_DIED; /* state stays locked: now ours */
+            return BRAID_PLOCK_OWNER_DIED; /* locked still: now ours */
         }
         int rc = wait_check(deadline, w);
-        if (rc == BRAID_ETIMEOUT && !ask && owner) {
+        if (rc == BRAID_ETIMEOUT && !ask) {
             ask = 1;
             continue;
         }
         if (rc)
             return rc;
-        ask = futex_wait(&l->state, 2, deadline);
+        ask = futex_wait(&l->state, s, deadline);
     }
 got:
-    /* plain stores: the CAS/exchange above ordered them after the taking,
-     * and a reader seeing owner 0 takes it for a hand-over in progress */
-    atomic_store_explicit(&l->owner, me, memory_order_relaxed);
+    /* a plain store: the CAS above ordered it after the taking */
     atomic_store_explicit(&l->count, 1, memory_order_relaxed);
     return 0;
 }
 
 int braid_plock_try(braid_plock_t *l, int recursive)
 {
-    unsigned c = 0;
-    if (atomic_compare_exchange_strong(&l->state, &c, 1)) {
-        atomic_store_explicit(&l->owner, tid(), memory_order_relaxed);
+    unsigned s = 0;
+    if (atomic_compare_exchange_strong(&l->state, &s, (unsigned)tid())) {
         atomic_store_explicit(&l->count, 1, memory_order_relaxed);
         return 0;
     }
-    if (recursive && atomic_load_explicit(&l->owner, memory_order_relaxed) == tid()) {
+    if (recursive && holder(s) == tid()) {
         atomic_fetch_add(&l->count, 1);
         return 0;
     }
@@ -160,23 +169,25 @@ int braid_plock_try(braid_plock_t *l, int recursive)
 
 int braid_plock_release(braid_plock_t *l, int recursive)
 {
-    if (atomic_load(&l->state) == 0)
+    unsigned s = atomic_load(&l->state);
+    if (s == 0)
         return BRAID_ENOTOWNER;
     if (recursive) {
-        if (atomic_load(&l->owner) != tid())
+        if (holder(s) != tid())
             return BRAID_ENOTOWNER;
         if (atomic_fetch_sub(&l->count, 1) > 1)
             return 0;
     }
-    atomic_store_explicit(&l->owner, 0, memory_order_relaxed); /* ordered by the exchange */
-    if (atomic_exchange(&l->state, 0) == 2)
+    if (atomic_exchange(&l->state, 0) & BRAID_PLOCK_WAITERS)
         futex_wake(&l->state, 1);
     return 0;
 }
 
 void braid_plock_adopt(braid_plock_t *l)
 {
-    atomic_store(&l->owner, tid());
+    unsigned me = (unsigned)tid(), s = atomic_load(&l->state);
+    while (s != 0 && !atomic_compare_exchange_weak(&l->state, &s, (s & BRAID_PLOCK_WAITERS) | me))
+        ;
 }
 
 int braid_plock_locked(braid_plock_t *l)
@@ -186,7 +197,7 @@ int braid_plock_locked(braid_plock_t *l)
 
 int braid_plock_is_mine(braid_plock_t *l)
 {
-    return atomic_load(&l->state) != 0 && atomic_load(&l->owner) == tid();
+    return holder(atomic_load(&l->state)) == tid();
 }
 
 /* ---- semaphore ---- */

@@ -18,11 +18,15 @@ extern "C" {
 
 /* A lock (recursive = RLock). Zeroed memory is an unlocked lock. */
 typedef struct braid_plock {
-    atomic_uint state; /* 0 free, 1 locked, 2 locked with waiters */
-    atomic_int owner;  /* tid of the holder, 0 while being handed over */
+    /* 0 free, else the holder's tid, with BRAID_PLOCK_WAITERS when some
+     * thread may be asleep on it: taken and owned in one atomic step, so a
+     * holder killed at any instruction is known by its tid */
+    atomic_uint state;
+    uint32_t unused;
     atomic_uint count; /* recursion depth (RLock) */
     uint32_t pad;
 } braid_plock_t;
+#define BRAID_PLOCK_WAITERS 0x80000000u
 
 /* Acquires until deadline. Returns 0, BRAID_PLOCK_OWNER_DIED,
  * BRAID_ETIMEOUT, BRAID_ECANCELLED/BRAID_EINTR (w's). An RLock held by the
