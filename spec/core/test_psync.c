@@ -50,23 +50,23 @@ static void *wait_main(void *arg)
 static void test_holder_dies(void)
 {
     waited = shared_lock();
-    int p[2];
-    CHECK(waited && pipe(p) == 0);
+    int up[2], down[2]; /* child -> parent, parent -> child */
+    CHECK(waited && pipe(up) == 0 && pipe(down) == 0);
     pid_t pid = fork();
     if (pid == 0) {
         char c = 0;
         braid_plock_acquire(waited, 0, BRAID_FOREVER, NULL);
-        (void)!write(p[1], &c, 1);
-        (void)!read(p[0], &c, 1); /* until the parent says: die holding it */
+        (void)!write(up[1], &c, 1);
+        (void)!read(down[0], &c, 1); /* until the parent says: die holding it */
         _exit(0);
     }
     char c;
-    CHECK(read(p[0], &c, 1) == 1);
+    CHECK(read(up[0], &c, 1) == 1);
     CHECK(braid_plock_locked(waited) && !braid_plock_is_mine(waited));
     pthread_t t;
     CHECK(pthread_create(&t, NULL, wait_main, NULL) == 0);
     braid_clock_sleep_until(braid_clock_now() + 30000000); /* let it sleep on the word */
-    CHECK(write(p[1], &c, 1) == 1);
+    CHECK(write(down[1], &c, 1) == 1);
     waitpid(pid, NULL, 0);
     void *rc;
     pthread_join(t, &rc);
@@ -75,8 +75,10 @@ static void test_holder_dies(void)
     /* the dead holder's lock is the waiter's now: released, it is free */
     CHECK(braid_plock_release(waited, 0) == 0 && !braid_plock_locked(waited));
     CHECK(braid_plock_try(waited, 0) == 0);
-    close(p[0]);
-    close(p[1]);
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
     munmap(waited, 4096);
 }
 
