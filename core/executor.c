@@ -236,15 +236,6 @@ static void pool_counter(pool_t *p, const char *label, size_t queued);
  * there are cores; the submitter counts it as awake and wakes no one. */
 #define WORKER_SPIN_NS 20000
 
-static inline void spin_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* mu held on entry and return (released while spinning). */
 static void worker_spin(pool_t *p)
 {
@@ -255,7 +246,7 @@ static void worker_spin(pool_t *p)
     pthread_mutex_unlock(&p->mu);
     int64_t end = braid_clock_now() + WORKER_SPIN_NS;
     for (unsigned i = 1; !atomic_load_explicit(&p->kick, memory_order_relaxed); i++) {
-        spin_pause();
+        braid_cpu_relax();
         if (i % 16 != 0)
             continue;
         if (braid_clock_now() >= end)

@@ -359,7 +359,7 @@ static int spin_for(const braid_queue_t *q, int want_items)
         size_t c = count_of(q);
         if (want_items ? c > 0 : c < (size_t)q->maxsize)
             return 1;
-        cpu_relax();
+        braid_cpu_relax();
         if (i % 16 == 0 && braid_clock_now() >= end)
             return 0;
     }

@@ -148,15 +148,6 @@ static inline int payload_take(const payload_t *e, braid_buf_t *out, braid_buf_t
     return (e->ilen & PAYLOAD_ARROW) != 0;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* How long a get that finds the queue empty (a put that finds it full)
  * watches it, lock released, before it joins the wait list. When a
  * producer and a consumer run at the same pace the queue is empty (or

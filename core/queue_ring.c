@@ -144,7 +144,7 @@ static void spin_for(braid_queue_t *q, int want_items)
         uint64_t seq = atomic_load_explicit(&slot_at(q, pos)->seq, memory_order_relaxed);
         if (seq == pos + (uint64_t)want_items)
             return;
-        cpu_relax();
+        braid_cpu_relax();
         if (i % 16 == 0 && braid_clock_now() >= end)
             return;
     }

@@ -123,6 +123,15 @@ int braid_waiter_record(const braid_waiter_t *w, braid_wait_record_t *out);
  * (before waiting on a list): there is more than one core and no more of
  * our threads are running than there are cores. */
 int braid_waiter_may_spin(void);
+/* One round of a spin-wait: the CPU's pause hint. */
+static inline void braid_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 /* Clears the signal before the waiter goes onto a wait list. */
 void braid_waiter_prepare(braid_waiter_t *w);
 /* Spins briefly, then blocks until signaled, the deadline passes or a
