@@ -42,6 +42,16 @@
 static _Atomic uintptr_t warm_top;
 static atomic_int warm_off; /* the kernel refused: stop asking */
 
+void braid_mem_populate(void *p, size_t n)
+{
+    if (!p || atomic_load_explicit(&warm_off, memory_order_relaxed))
+        return;
+    uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+    uintptr_t hi = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+    if (hi > lo && madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        atomic_store_explicit(&warm_off, 1, memory_order_relaxed);
+}
+
 void braid_heap_warm(void)
 {
     if (atomic_load_explicit(&warm_off, memory_order_relaxed))
@@ -55,8 +65,7 @@ void braid_heap_warm(void)
     if (!had || top < had)
         return; /* the first look, or the heap shrank: nothing new */
     uintptr_t lo = had & ~(uintptr_t)4095;
-    if (madvise((void *)lo, top - lo, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
-        atomic_store_explicit(&warm_off, 1, memory_order_relaxed);
+    braid_mem_populate((void *)lo, top - lo);
 }
 
 #define NCLASSES (BRAID_BCACHE_SMALL / 16)
@@ -153,12 +162,8 @@ static inline void *take(braid_bcache_t *c, size_t n)
 
 static void *warm_block(void *p, size_t from, size_t to)
 {
-    if (!p || to < from + WARM_MIN || atomic_load_explicit(&warm_off, memory_order_relaxed))
-        return p;
-    uintptr_t lo = ((uintptr_t)p + from + 4095) & ~(uintptr_t)4095;
-    uintptr_t hi = ((uintptr_t)p + to) & ~(uintptr_t)4095;
-    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
-        atomic_store_explicit(&warm_off, 1, memory_order_relaxed);
+    if (p && to >= from + WARM_MIN)
+        braid_mem_populate((char *)p + from, to - from);
     return p;
 }
 

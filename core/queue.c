@@ -123,11 +123,15 @@ void braid__queue_emptied(braid_queue_t *q)
  * half (docs/tracing.md, Overhead). When the puts
  * that record arrows come less than ARROW_GAP_NS apart ARROW_FAST times in
  * a row, only one put in twice as many records its arrow (the others read
- * no clock); when they come more than 4 gaps apart, twice as many again.
+ * no clock); when they come more than 4 gaps apart ARROW_SLOW times in a
+ * row, twice as many again. One slow gap is not enough: a stream whose
+ * consumer parks now and then (a full or empty queue) would otherwise
+ * halve its stride at every park and record arrows for most of its items.
  * A burst of fewer than ARROW_FAST items, and any slower stream, keeps an
  * arrow per item; BRAID_TRACE_ARROWS=all keeps them always. */
 #define ARROW_GAP_NS 10000
 #define ARROW_FAST 64
+#define ARROW_SLOW 4
 #define ARROW_STRIDE_MAX 4096
 
 int braid__queue_arrow(braid_queue_t *q, int64_t *now)
@@ -150,10 +154,14 @@ int braid__queue_arrow(braid_queue_t *q, int64_t *now)
             atomic_store_explicit(&q->arrow_stride, stride ? stride * 2 : 2, memory_order_relaxed);
             atomic_store_explicit(&q->arrow_fast, 0, memory_order_relaxed);
         }
+        atomic_store_explicit(&q->arrow_slow, 0, memory_order_relaxed);
     } else {
         atomic_store_explicit(&q->arrow_fast, 0, memory_order_relaxed);
-        if (gap > 4 * ARROW_GAP_NS && stride > 1)
+        if (gap > 4 * ARROW_GAP_NS && stride > 1 &&
+            atomic_fetch_add_explicit(&q->arrow_slow, 1, memory_order_relaxed) + 1 >= ARROW_SLOW) {
             atomic_store_explicit(&q->arrow_stride, stride / 2, memory_order_relaxed);
+            atomic_store_explicit(&q->arrow_slow, 0, memory_order_relaxed);
+        }
     }
     return 1;
 }

@@ -73,7 +73,7 @@ struct braid_queue {
      * two) records its arrow; the last such put's time; fast samples in a row */
     _Atomic uint64_t arrow_n;
     _Atomic int64_t arrow_ts;
-    atomic_uint arrow_stride, arrow_fast;
+    atomic_uint arrow_stride, arrow_fast, arrow_slow;
     _Alignas(LINE) _Atomic uint64_t deq; /* ring: gets claimed */
     _Alignas(LINE) pthread_mutex_t mu;
     atomic_int gwait, pwait, jwait; /* getters/putters/joiners may be linked */

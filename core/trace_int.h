@@ -59,6 +59,7 @@ struct tbuf {
     atomic_int busy; /* its owner is appending */
     char *cur;
     _Atomic size_t len;    /* bytes of whole records in cur */
+    size_t warm;           /* bytes of cur populated (trace_record.c) */
     _Atomic(char *) spare; /* NULL while the other half is being written */
     uint64_t session;      /* the session its thread name went to */
     int tid;

@@ -272,6 +272,36 @@ print("done")
     assert.equal(38, check_flows(evs))
   end)
 
+  it("samples the put->get arrows of a fast stream and keeps both ends of each", function()
+    local out = tmpname()
+    local stdout, stderr, _, code = run({"--trace", out}, [[
+local braid = require "braid"
+local threading = require "braid.threading"
+local queue = require "braid.queue"
+local q = queue.Queue(1024)
+for i = 1, 10 do q:put(i) end -- a short burst: an arrow for each item
+for _ = 1, 10 do q:get() end
+local N = 200000
+local t = threading.Thread{target = function(q, n) for i = 1, n do q:put(i) end end, args = {q, N}}
+local t0 = braid.monotonic()
+t:start()
+local s = 0
+for _ = 1, N do s = s + q:get() end
+t:join()
+print(N / (braid.monotonic() - t0), s)
+]])
+    assert.equal(0, code, stderr)
+    local rate, sum = stdout:match("^(%S+)%s+(%S+)")
+    assert.equal(200000 * 200001 // 2, math.tointeger(tonumber(sum)))
+    local arrows = check_flows(events(out))
+    assert.is_true(arrows >= 10, arrows)
+    assert.is_true(arrows <= 200010, arrows)
+    -- at over 2 million items a second the sampled puts come closer than
+    -- 10 us with a stride of 32, so it climbs at least that far (a slow,
+    -- sanitized run may keep more arrows)
+    if tonumber(rate) > 2e6 then assert.is_true(arrows < 200000 // 8, arrows) end
+  end)
+
   it("braid.trace.start/stop record a part of a run; tasks steps and errors show", function()
     local out = tmpname()
     local asyncio = require "braid.asyncio"

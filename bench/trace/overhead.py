@@ -44,7 +44,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--baseline", default=os.path.join(ROOT, "build-notrace"))
-    ap.add_argument("--n", default="300000", help="items through the queue per run")
+    ap.add_argument("--n", default="2000000",
+                    help="items through the queue per run (1to1.lua's own default)")
     a = ap.parse_args()
     exe = os.path.join(a.build, "braid")
     base = os.path.join(a.baseline, "braid")
