@@ -12,11 +12,11 @@ local function noop() end
 for _ = 1, 1000 do ex:submit(noop):result() end -- warm up: workers started
 -- ns on a CPU and ns runnable but waiting for one, of this thread
 local function schedstat()
-    local f = io.open("/proc/thread-self/schedstat")
-    local s = f and f:read("a")
-    if f then f:close() end
-    local run, wait = (s or ""):match("^(%d+) (%d+)")
-    return tonumber(run), tonumber(wait)
+  local f = io.open("/proc/thread-self/schedstat")
+  local s = f and f:read("a")
+  if f then f:close() end
+  local run, wait = (s or ""):match("^(%d+) (%d+)")
+  return tonumber(run), tonumber(wait)
 end
 local fs = {}
 local run0, wait0 = schedstat()
@@ -29,6 +29,6 @@ local dt = braid.monotonic() - t0
 print(("RESULT burst_50k %.0f"):format(N / dt))
 print(("RESULT burst_submit_us %.3f"):format((t1 - t0) / N * 1e6))
 if run0 and run1 then
-    print(("RESULT burst_submit_cpu_us %.3f"):format((run1 - run0) / N / 1e3))
-    print(("RESULT burst_submit_runq_us %.3f"):format((wait1 - wait0) / N / 1e3))
+  print(("RESULT burst_submit_cpu_us %.3f"):format((run1 - run0) / N / 1e3))
+  print(("RESULT burst_submit_runq_us %.3f"):format((wait1 - wait0) / N / 1e3))
 end
