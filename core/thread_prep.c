@@ -32,8 +32,8 @@ static pthread_mutex_t prep_mu = PTHREAD_MUTEX_INITIALIZER;
  * ready; each is handed to exactly one taker. It runs nothing but `prep`,
  * parks when the stock is full, is woken when takers have brought it
  * down to PREP_LOW (a wake-up is a system call and a context switch on
- * each side: one per state was a third of the futex calls of a burst of
- * starts; the stock left meanwhile serves starts one at a time), and
+ * each side: starts one at a time woke it at every take, now at every
+ * second; the stock left meanwhile serves the next starts), and
  * after PREP_IDLE_NS without a taker discards its stock and exits (it is
  * detached: it never holds the process; a stock left at exit is still
  * referenced from here). */
