@@ -54,6 +54,13 @@ void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Re
  * address as upvalue 2. */
 void lbraid_newmeta_up(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods,
                        int self_up);
+/* The same for a type registered alone (lbraid_load_meta): its method
+ * table starts empty and makes each C method on its first lookup; a key
+ * that is none of them requires type->module (whose script may add it)
+ * and is looked up in the method table that registers. methods must
+ * outlive the state (a static list). */
+void lbraid_newmeta_lazy(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods,
+                         int self_up);
 /* Pushes a new box holding a new reference to obj (retains). Loads
  * type->module first if its metatable is not registered yet. Stack: +1. */
 void lbraid_push_object(lua_State *L, braid_object_t *obj);

@@ -192,7 +192,8 @@ static fncache_t *new_fncache(lua_State *L, int nslots)
     return c;
 }
 
-/* Pushes the state's cache box (uservalue 1: {[2i+1]=chunk, [2i+2]=maker}). */
+/* Pushes the state's cache box (uservalue 1: {[2i+1]=chunk, [2i+2]=maker}),
+ * made if the registry holds none (or only dec_load_function's mark). */
 static fncache_t *push_fncache(lua_State *L)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DCACHE_KEY) == LUA_TUSERDATA)
@@ -226,11 +227,37 @@ static fncache_t *grow_fncache(lua_State *L, fncache_t *old)
     return c;
 }
 
+/* Pushes the function of chunk s (verified), loaded as it is; returns its
+ * number of upvalues. */
+static int load_plain(lua_State *L, const uint8_t *s, size_t n)
+{
+    if (luaL_loadbufferx(L, (const char *)s, n, "=?", "b") != LUA_OK)
+        lua_error(L);
+    lua_Debug ar;
+    lua_pushvalue(L, -1);
+    lua_getinfo(L, ">u", &ar);
+    return ar.nups;
+}
+
 /* Pushes a new closure of the function chunk s (whose claimed MAC is mac)
- * with fresh upvalues; returns its number of upvalues. Raises on a bad MAC. */
+ * with fresh upvalues; returns its number of upvalues. Raises on a bad MAC.
+ * A state's first function is loaded as it is, uncached: a thread's state
+ * decodes its target and often nothing else, and a cache holding it (the
+ * box, the chunk's copy, the maker) was ~1 KB of a parked thread's 25. The
+ * registry key marks that one was seen; the second function makes the
+ * cache. */
 static int dec_load_function(dec_t *d, const uint8_t *s, size_t n, uint64_t mac)
 {
     lua_State *L = d->L;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DCACHE_KEY) == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (braid_codec_mac(s, n) != mac)
+            dec_fail(d, BRAID_ECORRUPT);
+        lua_pushboolean(L, 1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &DCACHE_KEY);
+        return load_plain(L, s, n);
+    }
+    lua_pop(L, 1);
     fncache_t *c = push_fncache(L);
     int slot = (int)(mac % (uint64_t)c->nslots);
     if (c->slot[slot].chunk && c->slot[slot].mac != mac && c->nslots < FN_CACHE_SLOTS) {
@@ -256,12 +283,7 @@ static int dec_load_function(dec_t *d, const uint8_t *s, size_t n, uint64_t mac)
     if (nups < 0 || luaL_loadbufferx(L, (const char *)b->data, b->len, "=?", "b") != LUA_OK) {
         /* not a layout the maker can take: load it as it is, uncached */
         lua_settop(L, lua_gettop(L) - (nups < 0 ? 2 : 3));
-        if (luaL_loadbufferx(L, (const char *)s, n, "=?", "b") != LUA_OK)
-            lua_error(L);
-        lua_Debug ar;
-        lua_pushvalue(L, -1);
-        lua_getinfo(L, ">u", &ar);
-        return ar.nups;
+        return load_plain(L, s, n);
     }
     /* cache: [2i+1] = chunk (anchors the bytes), [2i+2] = maker */
     c->slot[slot].chunk = NULL; /* (the array part is presized: no raising below) */

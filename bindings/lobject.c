@@ -88,14 +88,70 @@ void lbraid_apply_name(lua_State *L, int idx, braid_object_t *obj)
     lua_pop(L, 1);
 }
 
+static const luaL_Reg naming[] = {
+    {"set_name", lobject_set_name}, {"get_name", lobject_get_name}, {"_label", lobject_label}};
+#define NNAMING ((int)(sizeof naming / sizeof *naming))
+
+/* __index of a method table filled on demand (arg 1; key: arg 2). A C
+ * method is made at its first lookup and kept in the table, as the eager
+ * table would hold it. Any other key may be a method the module's script
+ * adds (such as `with`): the module is required, which registers a full
+ * method table over the same metatable, and the key is looked up there.
+ * Upvalues: 1 the type's metatable, 2 its address (light: the methods'
+ * two upvalues, see lbraid_newmeta_up; nil without self_up), 3 the C
+ * methods (light luaL_Reg list). */
+static int lazy_method(lua_State *L)
+{
+    lua_settop(L, 2);
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    const luaL_Reg *r = lua_touserdata(L, lua_upvalueindex(3));
+    for (; k && r && r->name; r++) {
+        if (strcmp(r->name, k) == 0) {
+            if (lua_isnil(L, lua_upvalueindex(2))) {
+                lua_pushcfunction(L, r->func);
+            } else {
+                lua_pushvalue(L, lua_upvalueindex(1));
+                lua_pushvalue(L, lua_upvalueindex(2));
+                lua_pushcclosure(L, r->func, 2);
+            }
+            goto found;
+        }
+    }
+    for (int i = 0; k && i < NNAMING; i++) {
+        if (strcmp(naming[i].name, k) == 0) {
+            lua_pushcfunction(L, naming[i].func);
+            goto found;
+        }
+    }
+    lua_getfield(L, lua_upvalueindex(1), "__braid");
+    const braid_object_type_t *type = lua_touserdata(L, -1);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, type->module);
+    lua_call(L, 1, 0);
+    lua_pushnil(L);
+    lua_setmetatable(L, 1); /* loaded: this table is no box's any more */
+    if (lua_getfield(L, lua_upvalueindex(1), "__index") == LUA_TTABLE && !lua_rawequal(L, -1, 1)) {
+        lua_pushvalue(L, 2);
+        lua_rawget(L, -2);
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+found:
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
 /* Each state registers the metatables of the types it holds (a thread
  * state at least those of its arguments): the tables are made at their
- * final size, not grown a doubling at a time. */
-void lbraid_newmeta_up(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods,
-                       int self_up)
+ * final size, not grown a doubling at a time, or (lazy) with a method
+ * table that makes each method on its first lookup: a thread given an
+ * Event and a Semaphore calls one method of each. */
+static void newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods,
+                    int self_up, int lazy)
 {
-    static const luaL_Reg naming[] = {
-        {"set_name", lobject_set_name}, {"get_name", lobject_get_name}, {"_label", lobject_label}};
     int n = 0;
     while (methods && methods[n].name)
         n++;
@@ -107,22 +163,36 @@ void lbraid_newmeta_up(lua_State *L, const braid_object_type_t *type, const luaL
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, type->name);
     }
-    lua_createtable(L, 0, n + (int)(sizeof naming / sizeof *naming));
-    if (methods) {
-        int nup = 0;
-        if (self_up) {
-            lua_pushvalue(L, -2);
+    if (lazy) {
+        lua_createtable(L, 0, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, -3);
+        if (self_up)
             lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
-            nup = 2;
+        else
+            lua_pushnil(L);
+        lua_pushlightuserdata(L, (void *)methods);
+        lua_pushcclosure(L, lazy_method, 3);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+    } else {
+        lua_createtable(L, 0, n + NNAMING);
+        if (methods) {
+            int nup = 0;
+            if (self_up) {
+                lua_pushvalue(L, -2);
+                lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+                nup = 2;
+            }
+            luaL_setfuncs(L, methods, nup);
         }
-        luaL_setfuncs(L, methods, nup);
-    }
-    for (size_t i = 0; i < sizeof naming / sizeof *naming; i++) {
-        if (lua_getfield(L, -1, naming[i].name) == LUA_TNIL) {
-            lua_pushcfunction(L, naming[i].func);
-            lua_setfield(L, -3, naming[i].name);
+        for (int i = 0; i < NNAMING; i++) {
+            if (lua_getfield(L, -1, naming[i].name) == LUA_TNIL) {
+                lua_pushcfunction(L, naming[i].func);
+                lua_setfield(L, -3, naming[i].name);
+            }
+            lua_pop(L, 1);
         }
-        lua_pop(L, 1);
     }
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, lobject_gc);
@@ -134,9 +204,21 @@ void lbraid_newmeta_up(lua_State *L, const braid_object_type_t *type, const luaL
     lua_setfield(L, -2, "__braid");
 }
 
+void lbraid_newmeta_up(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods,
+                       int self_up)
+{
+    newmeta(L, type, methods, self_up, 0);
+}
+
+void lbraid_newmeta_lazy(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods,
+                         int self_up)
+{
+    newmeta(L, type, methods, self_up, 1);
+}
+
 void lbraid_newmeta(lua_State *L, const braid_object_type_t *type, const luaL_Reg *methods)
 {
-    lbraid_newmeta_up(L, type, methods, 0);
+    newmeta(L, type, methods, 0, 0);
 }
 
 void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode)

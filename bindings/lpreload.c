@@ -48,10 +48,11 @@ static lua_CFunction find_open(const char *name)
  * the whole module for it would cost a parked thread ~12 KB (all of
  * braid.threading's types and functions) for the one or two types it
  * holds. For the modules listed here, lbraid_load_meta registers just that
- * type's metatable, whose methods are the C half's. A lookup that misses
- * in the method table (a method the module's script adds, such as `with`)
- * requires the module, which registers every type of it over the same
- * metatables (with new method tables), and looks again. */
+ * type's metatable, whose method table makes the C half's methods on their
+ * first lookup (lbraid_newmeta_lazy). A lookup of anything else (a method
+ * the module's script adds, such as `with`) requires the module, which
+ * registers every type of it over the same metatables (with full method
+ * tables), and looks again. */
 typedef int (*meta_fn)(lua_State *L, const braid_object_type_t *type);
 static const struct {
     const char *module;
@@ -60,26 +61,6 @@ static const struct {
     {"braid.threading", lbraid_meta_threading},
     {NULL, NULL},
 };
-
-/* __index of a lone type's method table (arg 1). Upvalues: the module's
- * name, the type's metatable name. */
-static int lazy_index(lua_State *L)
-{
-    lua_settop(L, 2);
-    lua_getglobal(L, "require");
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_call(L, 1, 0);
-    lua_pushnil(L);
-    lua_setmetatable(L, 1); /* loaded: this table is no box's any more */
-    if (luaL_getmetatable(L, lua_tostring(L, lua_upvalueindex(2))) == LUA_TTABLE &&
-        lua_getfield(L, -1, "__index") == LUA_TTABLE && !lua_rawequal(L, -1, 1)) {
-        lua_pushvalue(L, 2);
-        lua_rawget(L, -2);
-        return 1;
-    }
-    lua_pushnil(L);
-    return 1;
-}
 
 /* Whether require(name) would load braid's module: not loaded yet and not
  * overridden in package.preload. */
@@ -100,18 +81,6 @@ void lbraid_load_meta(lua_State *L, const braid_object_type_t *type)
             continue;
         if (!not_required(L, type->module) || !lazy_metas[i].open_meta(L, type))
             break;
-        luaL_getmetatable(L, type->name);
-        if (lua_getfield(L, -1, "__index") == LUA_TTABLE && !lua_getmetatable(L, -1)) {
-            lua_createtable(L, 0, 1);
-            lua_pushstring(L, type->module);
-            lua_pushstring(L, type->name);
-            lua_pushcclosure(L, lazy_index, 2);
-            lua_setfield(L, -2, "__index");
-            lua_setmetatable(L, -2);
-        } else if (lua_istable(L, -1)) {
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 2);
         return;
     }
     lua_getglobal(L, "require");

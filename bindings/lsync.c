@@ -456,13 +456,16 @@ static const luaL_Reg lsync_funcs[] = {
 };
 
 /* Registers a metatable and keeps its method table in methods[name]
- * (methods 0: not kept). The methods get the metatable as upvalue 1 and
- * its address as upvalue 2, for lsync_box_check's fast path. */
+ * (methods 0: the type alone, its methods made on demand). The methods
+ * get the metatable as upvalue 1 and its address as upvalue 2, for
+ * lsync_box_check's fast path. */
 void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,
                     const luaL_Reg *fns)
 {
-    lbraid_newmeta_up(L, type, fns, 1);
-    if (methods) {
+    if (!methods) {
+        lbraid_newmeta_lazy(L, type, fns, 1);
+    } else {
+        lbraid_newmeta_up(L, type, fns, 1);
         lua_getfield(L, -1, "__index");
         lua_setfield(L, methods, key);
     }

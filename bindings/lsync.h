@@ -17,7 +17,8 @@ void lsync_open(lua_State *L, int mod, int methods);
  * them. Stack: unchanged. */
 int lsync_open_meta(lua_State *L, int methods, const braid_object_type_t *type);
 /* Registers the metatable of a braid object type, keeping its method
- * table in methods[key] (methods 0: not kept); the methods get the
+ * table in methods[key] (methods 0: the type alone, without its module:
+ * a method table filled on demand, lbraid_newmeta_lazy); the methods get the
  * metatable as upvalue 1 and its address (light userdata) as upvalue 2
  * (for the fast check of their box). Stack: unchanged. */
 void lsync_add_meta(lua_State *L, int methods, const char *key, const braid_object_type_t *type,

@@ -84,7 +84,7 @@ void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 #define NSMALL (SMALL_MAX / 8)
 #define NCLASSES (NSMALL + 16) /* 320, 384, 448, 512, 640, ... 3584, 4096 */
 
-struct braid_arena {         /* at the start of its region */
+struct braid_arena {         /* malloc'd: the region holds only blocks */
     char *lo, *cur, *hi;     /* the region; cur: its first never-used byte */
     int pooled;              /* the region is a slab's (else malloc'd) */
     char *spare, *spare_end; /* a freed large block being cut up */
@@ -198,8 +198,8 @@ static void *pool_take(int *clean)
     return pool_clean[--pool_nclean];
 }
 
-/* Takes back the region of a (its first `used` bytes were touched). */
-static void pool_give(braid_arena_t *a, size_t used)
+/* Takes back region a (its first `used` bytes were touched). */
+static void pool_give(void *a, size_t used)
 {
     pool_lock();
     if (pool_ndirty < POOL_DIRTY_MAX) {
@@ -245,41 +245,49 @@ static atomic_size_t fresh_bytes; /* the prefix to populate, learnt */
 
 void braid_arena_learn(const braid_arena_t *a)
 {
-    size_t n = (size_t)(a->cur - (char *)a);
+    size_t n = (size_t)(a->cur - a->lo);
     if (a->pooled)
         atomic_store_explicit(&fresh_bytes, n < LEARN_MAX ? n : LEARN_MAX, memory_order_relaxed);
 }
 
+/* The header lives on malloc's heap, not in the region: the region's
+ * pages then hold nothing but the state's blocks (a parked thread's state
+ * fits in 6 pages, with the header it took 7). */
 braid_arena_t *braid_arena_new(void)
 {
     pthread_once(&pool_once, pool_init);
+    braid_arena_t *a = malloc(sizeof *a);
+    if (!a)
+        return NULL;
     int clean;
     pool_lock();
-    braid_arena_t *a = pool_take(&clean);
+    char *r = pool_take(&clean);
     pool_unlock();
-    int pooled = a != NULL;
+    int pooled = r != NULL;
     if (pooled && clean) {
         size_t n = atomic_load_explicit(&fresh_bytes, memory_order_relaxed);
         n = (n + page_size - 1) & ~(page_size - 1);
         if (n > page_size)
-            (void)madvise(a, n, MADV_POPULATE_WRITE);
+            (void)madvise(r, n, MADV_POPULATE_WRITE);
     }
-    if (!a && !(a = malloc(REGION_BYTES)))
+    if (!r && !(r = malloc(REGION_BYTES))) {
+        free(a);
         return NULL;
+    }
     memset(a, 0, sizeof *a);
     a->pooled = pooled;
-    a->lo = a->cur = (char *)a + ((sizeof *a + 15) & ~(size_t)15);
-    a->hi = (char *)a + REGION_BYTES;
+    a->lo = a->cur = r;
+    a->hi = r + REGION_BYTES;
     return a;
 }
 
 void braid_arena_free(braid_arena_t *a)
 {
     braid_bcache_free(a->cache);
-    if (a->pooled) {
-        pool_give(a, (size_t)(a->cur - (char *)a));
-        return;
-    }
+    if (a->pooled)
+        pool_give(a->lo, (size_t)(a->cur - a->lo));
+    else
+        free(a->lo);
     free(a);
 }
 

@@ -30,11 +30,16 @@ static pthread_mutex_t prep_mu = PTHREAD_MUTEX_INITIALIZER;
 /* ---- prepared resources ----
  * One helper OS thread (the "preparer") keeps up to PREP_MAX resources
  * ready; each is handed to exactly one taker. It runs nothing but `prep`,
- * parks when the stock is full, and after PREP_IDLE_NS without a taker
- * discards its stock and exits (it is detached: it never holds the
- * process; a stock left at exit is still referenced from here). */
+ * parks when the stock is full, is woken when takers have brought it
+ * down to PREP_LOW (a wake-up is a system call and a context switch on
+ * each side: starts one at a time woke it at every take, now at every
+ * second; the stock left meanwhile serves the next starts), and
+ * after PREP_IDLE_NS without a taker discards its stock and exits (it is
+ * detached: it never holds the process; a stock left at exit is still
+ * referenced from here). */
 
-#define PREP_MAX 2
+#define PREP_MAX 4
+#define PREP_LOW 2
 #define PREP_IDLE_NS 2000000000LL
 
 static braid_thread_prep_fn prep_fn;
@@ -103,7 +108,8 @@ void *braid_thread_take_prepared(void)
     if (prep_nstock > 0)
         r = prep_stock[--prep_nstock];
     if (prep_running) {
-        braid_waitlist_wake_one(&prep_idle, 0);
+        if (prep_nstock == PREP_LOW) /* a parked preparer refills the stock */
+            braid_waitlist_wake_one(&prep_idle, 0);
     } else {
         braid__thread_pin_library();
         pthread_attr_t attr;

@@ -27,6 +27,23 @@ describe("threading", function()
       assert.same({true, true, "in", true, true}, {t:result()})
     end)
 
+    it("such a primitive's C methods are made on first use, each once, without the module", function()
+      local t = Thread{target = function(ev, lock)
+        local methods = getmetatable(ev).__index
+        local none = rawget(methods, "is_set") == nil and rawget(methods, "wait") == nil
+        local first = ev:is_set()
+        local made = rawget(methods, "is_set")
+        local same = ev.is_set == made
+        assert(lock:acquire()); lock:release() -- the fast path's own-box check holds
+        local ok, err = pcall(lock.release, ev) -- and refuses another type's box
+        ev:set_name("e1") -- the naming methods too
+        return none, first, type(made), same, rawget(methods, "wait") == nil, ok, ev:get_name(),
+          rawget(methods, "get_name") ~= nil, package.loaded["braid.threading"] == nil
+      end, args = {threading.Event(), threading.Lock()}}
+      t:start()
+      assert.same({true, false, "function", true, true, false, "e1", true, true}, {t:result()})
+    end)
+
     it("require after such a load keeps the same metatables; a missing method is nil", function()
       local t = Thread{target = function(ev, cond)
         local mt = getmetatable(ev)
