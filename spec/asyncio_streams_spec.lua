@@ -669,25 +669,43 @@ describe("asyncio streams: calls that need not wait do not suspend", function()
     end)
   end)
 
-  it("the hot methods held by each reader and writer are the classes' own", function()
+  it("the hot methods held by each reader and writer act as the classes' own", function()
     run(function()
       local server, reader, writer = pair(echo)
       for _, k in ipairs({"read", "readexactly"}) do
-        assert.are.equal(asyncio.StreamReader[k], reader[k])
+        assert.is_function(reader[k]) -- bound to the reader
+        assert.is_nil(debug.getinfo(reader[k], "S").source:match("^@"))
       end
       for _, k in ipairs({"write", "drain"}) do
-        assert.are.equal(asyncio.StreamWriter[k], writer[k])
+        assert.is_function(writer[k])
       end
       asyncio.StreamWriter.write(writer, "abc") -- called through the class
       asyncio.StreamWriter.drain(writer)
       assert.are.equal("ab", asyncio.StreamReader.readexactly(reader, 2))
       assert.are.equal("c", asyncio.StreamReader.read(reader, 10))
+      -- one object's method called on another acts on that other
+      local server2, reader2, writer2 = pair(echo)
+      writer.write(writer2, "xy")
+      writer.drain(writer2)
+      assert.are.equal("x", reader.readexactly(reader2, 1))
+      assert.are.equal("y", reader.read(reader2, 10))
+      writer2:write("z")
+      assert.are.equal("z", reader2:read(10))
+      writer2:close()
+      writer2:wait_closed()
+      close_server(server2)
       local ok, err = pcall(reader.read, {}, 1) -- a table holding no stream
       assert.is_false(ok)
       assert.matches("braid.asyncio.stream expected, got nil", err)
       ok, err = pcall(writer.write, 42, "x")
       assert.is_false(ok)
       assert.matches("stream reader or writer expected, got number", err)
+      for _, c in ipairs({{asyncio.StreamWriter.write, "x"}, {asyncio.StreamWriter.drain},
+          {asyncio.StreamReader.read, 1}, {asyncio.StreamReader.readexactly, 1}}) do
+        ok, err = pcall(c[1], nil, c[2]) -- the classes' own, on no object
+        assert.is_false(ok)
+        assert.matches("stream reader or writer expected, got nil", err)
+      end
       writer:close()
       writer:wait_closed()
       close_server(server)

@@ -34,7 +34,8 @@ return function(M, C, get_loop)
   local NOA = {}
   local PENDING, FINISHED, CANCELLED = "PENDING", "FINISHED", "CANCELLED"
 
-  local current -- the task running now
+  -- the task running now (false: none), in a table C's run_ready sets
+  local cur = {false}
   local task_counter = 0
 
   local function raise(kind, msg, level)
@@ -54,7 +55,7 @@ return function(M, C, get_loop)
 
   -- The running task, checking that the caller runs in its coroutine.
   local function this_task(what)
-    local t = current
+    local t = cur[1]
     if not t or t.co ~= co_running() then
       local msg = t and "a coroutine inside a task cannot suspend it" or "no running task"
       raise("RuntimeError", ("%s: %s() must be called from an asyncio task"):format(msg, what), 3)
@@ -129,7 +130,7 @@ return function(M, C, get_loop)
 
   -- ---- waking tasks ----
 
-  -- (asyncio.lua's poll has a copy inlined for tasks woken from C)
+  -- (bindings/lasyncio.c has a copy in C for tasks woken from C)
   local function wake(task, a1, a2)
     local w = task._wait
     task._wait = false
@@ -459,7 +460,7 @@ return function(M, C, get_loop)
       "coroutine.yield inside an asyncio task: use asyncio.sleep(0) or await instead"))
   end
 
-  local step
+  local step, after_step
 
   -- step with a "task" slice on the timeline (tracing on)
   local function traced_step(loop, task)
@@ -512,8 +513,8 @@ return function(M, C, get_loop)
         task._slow = false
       end
     end
-    local prev = current
-    current = task
+    local prev = cur[1]
+    cur[1] = task
     local w = task._w -- stepping while co runs (false until its first wait)
     local ok, r1, r2, r3
     if fn then
@@ -528,7 +529,13 @@ return function(M, C, get_loop)
     else
       ok, r1, r2, r3 = resume(task.co, w, a1, a2)
     end
-    current = prev
+    cur[1] = prev
+    return after_step(loop, task, ok, r1, r2, r3)
+  end
+
+  -- What a step's resume returned: the task's end, or the wait it files.
+  -- (C's run_ready files a THREAD_WAIT with no deadline itself.)
+  function after_step(loop, task, ok, r1, r2, r3)
     if not ok then return task_failed(loop, task, r1) end
     if r1 == DONE then
       task_finished(loop, task)
@@ -569,7 +576,7 @@ return function(M, C, get_loop)
 
   -- The task hook (bindings/lwait.c): the waiter of the task running in co.
   C._set_task_hook(function(co)
-    local t = current
+    local t = cur[1]
     if t and t.co == co then
       local w = t._w
       if not w then
@@ -593,7 +600,7 @@ return function(M, C, get_loop)
     is_future = is_future, new_future = new_future, hook = hook, set_outcome = set_outcome,
     cancelled_error = cancelled_error, add_waiter = add_waiter, new_task = new_task,
     report = report, task_finished = task_finished, err_string = err_string,
-    step = step, traced_step = traced_step,
-    current = function() return current end,
-    set_current = function(t) current = t end}
+    step = step, traced_step = traced_step, after_step = after_step, cur = cur,
+    current = function() return cur[1] or nil end,
+    set_current = function(t) cur[1] = t or false end}
 end
