@@ -68,8 +68,9 @@ static int lloop_close(lua_State *L)
 
 /* The task fields the scheduler's C functions read and set, held as
  * their upvalues (lua_getfield would intern the C string at each use). */
-enum { K_CO = 1, K_SLOW, K_W, K_WAIT, K_ID, K_TIMER, K_CANCELLED, NKEYS = K_CANCELLED };
-static const char *const KEYS[NKEYS] = {"co", "_slow", "_w", "_wait", "id", "_timer", "cancelled"};
+enum { K_CO = 1, K_SLOW, K_W, K_WAIT, K_ID, K_TIMER, K_CANCELLED, K_Q, K_QN, NKEYS = K_QN };
+static const char *const KEYS[NKEYS] = {
+    "co", "_slow", "_w", "_wait", "id", "_timer", "cancelled", "q", "qn"};
 
 /* pushes t[key] (raw) and returns its type; t an absolute index */
 static int get_key(lua_State *L, int t, int key)
@@ -119,9 +120,9 @@ static lua_Integer wake_waiting(lua_State *L, int waiting, int q, lua_Integer qn
     return qn;
 }
 
-/* run_once(loop box, timeout or nil, waiting, spin, loop) -> why: runs
- * one pass of the uv loop (timeout seconds, nil: until woken; spin: tasks
- * wait on other threads, watch for them briefly first), runs thread-level
+/* run_once(loop box, timeout or nil, waiting, loop) -> why: runs
+ * one pass of the uv loop (timeout seconds, nil: until woken; when tasks
+ * wait on their waiters, watch for them briefly first), runs thread-level
  * callbacks, and appends the tasks of waiting (by id) whose waiters were
  * woken to the loop's ready queue (loop.q, loop.qn: read after the pass,
  * whose callbacks, luv's, may queue tasks too); why is "cancel" when this
@@ -138,10 +139,14 @@ static int lasyncio_run_once(lua_State *L)
         timeout = t <= 0 ? 0 : t > 1e9 ? -1 : (int64_t)(t * 1e9);
     }
     luaL_checktype(L, 3, LUA_TTABLE);
-    luaL_checktype(L, 5, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
     if (timeout < 0 || timeout > POLL_NS)
         timeout = POLL_NS;
-    int rc = braid_loop_run_once(loop, timeout, lua_toboolean(L, 4));
+    lua_settop(L, 4);
+    lua_pushnil(L);
+    int spin = lua_next(L, 3) != 0; /* a task waits on its waiter */
+    lua_settop(L, 4);
+    int rc = braid_loop_run_once(loop, timeout, spin);
     if (rc)
         return lbraid_core_error(L, rc, "event loop");
     int64_t ids[WOKEN_MAX];
@@ -151,14 +156,15 @@ static int lasyncio_run_once(lua_State *L)
     if (b->ctx->poll)            /* lbraid_poll, without its registry lookup */
         b->ctx->poll(L);
     if (n > 0) {
-        lua_settop(L, 5);
-        lua_getfield(L, 5, "q"); /* 6 */
-        lua_getfield(L, 5, "qn");
-        lua_Integer qn = lua_tointeger(L, 7);
+        lua_settop(L, 4);
+        get_key(L, 4, K_Q); /* 5 */
+        get_key(L, 4, K_QN);
+        lua_Integer qn = lua_tointeger(L, 6);
         for (size_t i = 0; i < n; i++)
-            qn = wake_waiting(L, 3, 6, qn, ids[i]);
+            qn = wake_waiting(L, 3, 5, qn, ids[i]);
+        lua_pushvalue(L, lua_upvalueindex(K_QN));
         lua_pushinteger(L, qn);
-        lua_setfield(L, 5, "qn");
+        lua_rawset(L, 4);
     }
     braid_waiter_t *w = b->ctx->waiter;
     if (w && w->interruptible && braid_waiter_take_interrupt()) {
@@ -355,9 +361,14 @@ static void fast_step(lua_State *L, lua_State *co)
             lua_pop(L, 1);
             lua_pop(co, nres);
             set_key(L, 10, K_WAIT, lbraid_marker_thread_wait()); /* task._wait = THREAD_WAIT */
-            get_key(L, 10, K_ID);
-            lua_pushvalue(L, 10);
-            lua_rawset(L, 5); /* waiting[task.id] = task */
+            if (b) { /* waiting[task.id] = task (its waiter's id) */
+                lua_pushvalue(L, 10);
+                lua_rawseti(L, 5, (lua_Integer)b->tw.id);
+            } else { /* (its first wait made the waiter) */
+                get_key(L, 10, K_ID);
+                lua_pushvalue(L, 10);
+                lua_rawset(L, 5);
+            }
             return;
         }
         lua_pop(L, 1);

@@ -214,21 +214,21 @@ static braid_stream_t *wait_stream(lua_State *L)
     return b->s;
 }
 
-/* stack: stream, mode, n or sep */
+/* stack: stream, n or sep, mode */
 static int read_op(lua_State *L)
 {
     braid_stream_t *s = wait_stream(L);
-    int mode = (int)lua_tointeger(L, 2);
+    int mode = (int)lua_tointeger(L, 3);
     switch (mode) {
     case READ_SOME:
         return braid_stream_read_wait(s, 1, NULL, 0, cur());
     case READ_ALL:
         return braid_stream_read_wait(s, SIZE_MAX, NULL, 0, cur());
     case READ_EXACTLY:
-        return braid_stream_read_wait(s, (size_t)lua_tointeger(L, 3), NULL, 0, cur());
+        return braid_stream_read_wait(s, (size_t)lua_tointeger(L, 2), NULL, 0, cur());
     default: {
         size_t seplen;
-        const char *sep = lua_tolstring(L, 3, &seplen);
+        const char *sep = lua_tolstring(L, 2, &seplen);
         return braid_stream_read_wait(s, 0, sep, seplen, cur());
     }
     }
@@ -263,12 +263,12 @@ static int read_done(lua_State *L, int rc)
     braid_stream_t *s = wait_stream(L);
     if (rc)
         return lstreams_raise(L, rc, "read");
-    int mode = (int)lua_tointeger(L, 2);
+    int mode = (int)lua_tointeger(L, 3);
     size_t have;
     const char *p = braid_stream_peek(s, &have);
     switch (mode) {
     case READ_SOME: {
-        size_t n = (size_t)lua_tointeger(L, 3);
+        size_t n = (size_t)lua_tointeger(L, 2);
         if (have == 0 && braid_stream_read_error(s))
             return raise_read_error(L, s);
         n = n < have ? n : have;
@@ -283,7 +283,7 @@ static int read_done(lua_State *L, int rc)
         braid_stream_consume(s, have);
         return 1;
     case READ_EXACTLY: {
-        size_t n = (size_t)lua_tointeger(L, 3);
+        size_t n = (size_t)lua_tointeger(L, 2);
         if (have < n)
             return raise_partial(
                 L,
@@ -302,7 +302,7 @@ static int read_done(lua_State *L, int rc)
     }
     default: {
         size_t seplen, limit = braid_stream_limit(s);
-        const char *sep = lua_tolstring(L, 3, &seplen);
+        const char *sep = lua_tolstring(L, 2, &seplen);
         const char *at = have >= seplen ? memmem(p, have, sep, seplen) : NULL;
         int line = mode == READ_LINE;
         if (at) {
@@ -372,6 +372,7 @@ static int lstreams_read(lua_State *L)
 {
     check_stream(L, 1);
     lua_settop(L, 3);
+    lua_rotate(L, 2, 1); /* read_op's order */
     return lbraid_wait(L, &READ_OP);
 }
 
@@ -545,19 +546,21 @@ static int lstreams_handle_count(lua_State *L)
  * call cost more than the C did). self._s is the stream box; errors name
  * the method as the Lua methods did. */
 
-/* Replaces self at 1 by its stream box (checked). A method bound to its
- * object (bind_methods) holds the object as upvalue 2 and its box as
+/* The stream of self at 1; self is replaced there by its stream box
+ * (checked) unless box is 0 and the method is bound. A method bound to its
+ * object (_bind_reader, _bind_writer) holds the object as upvalue 2 and its box as
  * upvalue 3; the generic ones look up self._s, the key "_s" being their
  * upvalue 1 (lua_getfield would intern the C string at each call). */
-static braid_stream_t *self_stream(lua_State *L)
+static braid_stream_t *self_stream_at(lua_State *L, int box)
 {
     /* (the object is held by upvalue 2: its address is not reused) */
     const void *bound = lua_topointer(L, lua_upvalueindex(2));
     if (bound && lua_topointer(L, 1) == bound) {
-        lua_copy(L, lua_upvalueindex(3), 1);
-        const lstream_t *b = lua_touserdata(L, 1);
+        const lstream_t *b = lua_touserdata(L, lua_upvalueindex(3));
         if (!b->s)
             lbraid_error(L, "ValueError", "stream is released");
+        if (box)
+            lua_copy(L, lua_upvalueindex(3), 1);
         return b->s;
     }
     if (lua_type(L, 1) != LUA_TTABLE)
@@ -566,6 +569,11 @@ static braid_stream_t *self_stream(lua_State *L)
     lua_gettable(L, 1);
     lua_replace(L, 1);
     return check_stream(L, 1);
+}
+
+static braid_stream_t *self_stream(lua_State *L)
+{
+    return self_stream_at(L, 1);
 }
 
 static lua_Integer check_int(lua_State *L, int idx, const char *what)
@@ -592,7 +600,6 @@ static int lstreams_m_read(lua_State *L)
         return 1;
     }
     lua_pushinteger(L, n < 0 ? READ_ALL : READ_SOME);
-    lua_insert(L, 2);
     return lbraid_wait(L, &READ_OP);
 }
 
@@ -609,7 +616,6 @@ static int lstreams_m_readexactly(lua_State *L)
         return 1;
     }
     lua_pushinteger(L, READ_EXACTLY);
-    lua_insert(L, 2);
     return lbraid_wait(L, &READ_OP);
 }
 
@@ -619,13 +625,18 @@ static int lstreams_m_write(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING)
         return luaL_error(
             L, "bad argument #1 to 'write' (string expected, got %s)", luaL_typename(L, 2));
-    return write_to(L, self_stream(L));
+    return write_to(L, self_stream_at(L, 0));
 }
 
 /* writer:drain() */
 static int lstreams_m_drain(lua_State *L)
 {
-    return drain_on(L, self_stream(L));
+    braid_stream_t *s = self_stream_at(L, 0);
+    if (braid_stream_drain_ready(s))
+        return 0;
+    if (lua_type(L, 1) == LUA_TTABLE) /* bound: the wait reads the box at 1 */
+        lua_copy(L, lua_upvalueindex(3), 1);
+    return drain_on(L, s);
 }
 
 /* pushes f bound to the object at 1 and the stream box at 2 */

@@ -100,10 +100,9 @@ local function poll(loop, nowait)
   elseif loop.hn > 0 then
     timeout = loop.heap[1].when_ - monotonic()
   end
-  local waiting = loop.waiting
   -- C wakes the tasks whose waiters were woken (wake() for THREAD_WAIT;
   -- their _a1 is NOA: only wake sets it, and wake ends the wait)
-  local why = c_run_once(loop.c, timeout, waiting, next(waiting) ~= nil, loop)
+  local why = c_run_once(loop.c, timeout, loop.waiting, loop)
   if why and not loop.interrupt then
     loop.interrupt = why
     if loop.main then loop.main:cancel(why == "interrupt" and "interrupted" or "thread cancelled") end
