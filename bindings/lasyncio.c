@@ -66,6 +66,19 @@ static int lloop_close(lua_State *L)
     return 0;
 }
 
+static const char WAITER_TAG; /* every waiter box holds its address */
+
+typedef struct lwaiter {
+    braid_task_waiter_t tw; /* first: lbraid_wait reads a braid_waiter_t, the
+                               loop's woken list gives a braid_task_waiter_t */
+    int live;
+    const char *tag; /* &WAITER_TAG: _resume's cheap check */
+    /* Woken from C and queued while its wait (no deadline) stays filed:
+     * task._wait is still THREAD_WAIT and waiting[id] still the task,
+     * until it steps (and waits again, mostly) or wake() takes it. */
+    int ready;
+} lwaiter_t;
+
 /* The task fields the scheduler's C functions read and set, held as
  * their upvalues (lua_getfield would intern the C string at each use). */
 enum { K_CO = 1, K_SLOW, K_W, K_WAIT, K_ID, K_TIMER, K_CANCELLED, K_Q, K_QN, NKEYS = K_QN };
@@ -90,22 +103,37 @@ static void set_key(lua_State *L, int t, int key, void *m)
     lua_rawset(L, t);
 }
 
-/* Queues the task waiting[id] on q (at qn + 1) if it still waits on its
- * waiter: wake() of asyncio_tasks.lua for THREAD_WAIT, in C. Returns qn. */
-static lua_Integer wake_waiting(lua_State *L, int waiting, int q, lua_Integer qn, int64_t id)
+/* Queues the task of tw (waiting[id]) on q at qn + 1 if it still waits
+ * on tw: wake() of asyncio_tasks.lua for THREAD_WAIT, in C. A wait with no
+ * deadline (no timer) stays filed, the waiter marked ready (fast_step or
+ * wake() unfiles it); one with a timer is unfiled now. Returns qn. */
+static lua_Integer wake_waiting(lua_State *L, int waiting, int q, lua_Integer qn,
+                                braid_task_waiter_t *tw)
 {
-    if (lua_rawgeti(L, waiting, (lua_Integer)id) != LUA_TTABLE) {
+    if (lua_rawgeti(L, waiting, (lua_Integer)tw->id) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return qn; /* (tw is not read: its box may be gone) */
+    }
+    /* its task is filed there, so its waiter box (task._w) is alive */
+    lwaiter_t *b = (lwaiter_t *)tw;
+    int t = lua_gettop(L);
+    if (b->ready) { /* queued already */
         lua_pop(L, 1);
         return qn;
     }
-    int t = lua_gettop(L);
-    get_key(L, t, K_WAIT);
-    int waits = lua_touserdata(L, -1) == lbraid_marker_thread_wait();
-    lua_pop(L, 1);
-    if (waits) {
+    if (tw->w.deadline == BRAID_FOREVER) {
+        b->ready = 1;
+    } else {
+        get_key(L, t, K_WAIT);
+        int waits = lua_touserdata(L, -1) == lbraid_marker_thread_wait();
+        lua_pop(L, 1);
+        if (!waits) {
+            lua_pop(L, 1);
+            return qn;
+        }
         set_key(L, t, K_WAIT, NULL);
         lua_pushnil(L);
-        lua_rawseti(L, waiting, (lua_Integer)id);
+        lua_rawseti(L, waiting, (lua_Integer)tw->id);
         if (get_key(L, t, K_TIMER) == LUA_TTABLE) { /* its deadline's timer goes */
             lua_pushvalue(L, lua_upvalueindex(K_CANCELLED));
             lua_pushboolean(L, 1);
@@ -113,9 +141,9 @@ static lua_Integer wake_waiting(lua_State *L, int waiting, int q, lua_Integer qn
             set_key(L, t, K_TIMER, NULL);
         }
         lua_pop(L, 1);
-        lua_pushvalue(L, t);
-        lua_rawseti(L, q, ++qn);
     }
+    lua_pushvalue(L, t);
+    lua_rawseti(L, q, ++qn);
     lua_pop(L, 1);
     return qn;
 }
@@ -149,8 +177,8 @@ static int lasyncio_run_once(lua_State *L)
     int rc = braid_loop_run_once(loop, timeout, spin);
     if (rc)
         return lbraid_core_error(L, rc, "event loop");
-    int64_t ids[WOKEN_MAX];
-    size_t n = braid_loop_take_woken(loop, ids, WOKEN_MAX);
+    braid_task_waiter_t *tws[WOKEN_MAX];
+    size_t n = braid_loop_take_woken(loop, tws, WOKEN_MAX);
     if (n == WOKEN_MAX)
         braid_loop_wakeup(loop); /* more to take on the next pass */
     if (b->ctx->poll)            /* lbraid_poll, without its registry lookup */
@@ -161,7 +189,7 @@ static int lasyncio_run_once(lua_State *L)
         get_key(L, 4, K_QN);
         lua_Integer qn = lua_tointeger(L, 6);
         for (size_t i = 0; i < n; i++)
-            qn = wake_waiting(L, 3, 5, qn, ids[i]);
+            qn = wake_waiting(L, 3, 5, qn, tws[i]);
         lua_pushvalue(L, lua_upvalueindex(K_QN));
         lua_pushinteger(L, qn);
         lua_rawset(L, 4);
@@ -186,14 +214,6 @@ static int lasyncio_wakeup(lua_State *L)
 
 /* ---- task waiters ---- */
 
-static const char WAITER_TAG; /* every waiter box holds its address */
-
-typedef struct lwaiter {
-    braid_task_waiter_t tw; /* first: lbraid_wait reads a braid_waiter_t */
-    int live;
-    const char *tag; /* &WAITER_TAG: _resume's cheap check */
-} lwaiter_t;
-
 /* waiter(loop, id) -> task waiter box */
 static int lasyncio_waiter(lua_State *L)
 {
@@ -201,6 +221,7 @@ static int lasyncio_waiter(lua_State *L)
     lua_Integer id = luaL_checkinteger(L, 2);
     lwaiter_t *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->live = 0;
+    b->ready = 0;
     b->tag = &WAITER_TAG;
     luaL_setmetatable(L, WAITER_META);
     if (braid_task_waiter_init(&b->tw, loop, (int64_t)id) != 0)
@@ -228,6 +249,30 @@ static int lasyncio_settle(lua_State *L)
         b->tw.w.async_state = BRAID_WAIT_IDLE;
     }
     return 0;
+}
+
+/* _ready(w) -> whether the task of waiter box w was woken from C and is
+ * queued or running, its wait filed still (wake_waiting); _unready(w)
+ * clears that (the caller unfiles the wait) and returns it. */
+static int waiter_ready(lua_State *L, int clear)
+{
+    lwaiter_t *b = lbraid_to_tagged(L, 1, sizeof *b, offsetof(lwaiter_t, tag), &WAITER_TAG);
+    if (!b)
+        b = luaL_checkudata(L, 1, WAITER_META);
+    lua_pushboolean(L, b->ready);
+    if (clear)
+        b->ready = 0;
+    return 1;
+}
+
+static int lasyncio_ready(lua_State *L)
+{
+    return waiter_ready(L, 0);
+}
+
+static int lasyncio_unready(lua_State *L)
+{
+    return waiter_ready(L, 1);
 }
 
 /* set_traceback(err, tb): braid.traceback(err) returns tb from now on. */
@@ -322,10 +367,21 @@ static void call_with_task(lua_State *L, int fi, int nargs)
     lua_call(L, 2 + nargs, 0);
 }
 
+/* Unfiles the wait of the task at 10, whose waiter b is ready: what
+ * wake() does for THREAD_WAIT (it has no timer). */
+static void unfile(lua_State *L, lwaiter_t *b)
+{
+    b->ready = 0;
+    set_key(L, 10, K_WAIT, NULL);
+    lua_pushnil(L);
+    lua_rawseti(L, 5, (lua_Integer)b->tw.id);
+}
+
 /* One step of the task at 10 (its coroutine at 11), already known not to
  * be slow: resumed with (nil, nil) as step() of asyncio_tasks.lua would
- * resume it; a wait on its waiter with no deadline is filed here, every
- * other outcome goes to after(loop, task, ok, r1, r2, r3). */
+ * resume it; a wait on its waiter with no deadline is filed here (a ready
+ * one, woken from C, is filed still), every other outcome goes to
+ * after(loop, task, ok, r1, r2, r3). */
 static void fast_step(lua_State *L, lua_State *co)
 {
     get_key(L, 10, K_W);
@@ -333,7 +389,8 @@ static void fast_step(lua_State *L, lua_State *co)
     if (b && !b->live)
         b = NULL;
     lua_pop(L, 1);
-    lua_pushvalue(L, 10); /* the current task while it runs */
+    int ready = b && b->ready; /* woken from C: its wait is filed still */
+    lua_pushvalue(L, 10);      /* the current task while it runs */
     lua_rawseti(L, 6, 1);
     lua_copy(L, 11, 1); /* where dumps look for the coroutine resumed */
     int nres = 0, rc = LUA_ERRRUN;
@@ -350,6 +407,8 @@ static void fast_step(lua_State *L, lua_State *co)
     lua_pushvalue(L, 4); /* the one before it (none, from the loop) */
     lua_rawseti(L, 6, 1);
     if (rc != LUA_OK && rc != LUA_YIELD) {
+        if (ready)
+            unfile(L, b);
         lua_pushboolean(L, 0);
         lua_xmove(co, L, 1); /* the error */
         call_with_task(L, 8, 2);
@@ -360,6 +419,10 @@ static void fast_step(lua_State *L, lua_State *co)
         if (get_key(L, 10, K_SLOW) != LUA_TBOOLEAN || !lua_toboolean(L, -1)) {
             lua_pop(L, 1);
             lua_pop(co, nres);
+            if (ready) { /* filed still: nothing to set */
+                b->ready = 0;
+                return;
+            }
             set_key(L, 10, K_WAIT, lbraid_marker_thread_wait()); /* task._wait = THREAD_WAIT */
             if (b) { /* waiting[task.id] = task (its waiter's id) */
                 lua_pushvalue(L, 10);
@@ -373,6 +436,8 @@ static void fast_step(lua_State *L, lua_State *co)
         }
         lua_pop(L, 1);
     }
+    if (ready)
+        unfile(L, b);
     lua_pushboolean(L, 1);
     if (nres > 3) {
         lua_pop(co, nres - 3);
@@ -450,6 +515,8 @@ static const luaL_Reg lasyncio_funcs[] = {
     {"_wakeup", lasyncio_wakeup},
     {"_waiter", lasyncio_waiter},
     {"_settle", lasyncio_settle},
+    {"_ready", lasyncio_ready},
+    {"_unready", lasyncio_unready},
     {"_set_task_hook", lasyncio_set_task_hook},
     {"_resume", lasyncio_resume},
     {"_set_traceback", lasyncio_set_traceback},

@@ -652,6 +652,82 @@ describe("asyncio streams: calls that need not wait do not suspend", function()
     end)
   end)
 
+  -- the server side writes to the client, then sets go: the loop's next
+  -- pass finds the data (loopback delivers it within the write) and wakes
+  -- the task reading it, queued after the task go woke
+  local function data_pair()
+    local go, swriter = asyncio.Event(), nil
+    local server, reader, writer = pair(function(r, w)
+      swriter = w
+      r:read()
+      w:close()
+    end)
+    while not swriter do asyncio.sleep(0) end
+    local function send(data)
+      swriter:write(data)
+      go:set()
+    end
+    return server, reader, writer, send, go
+  end
+
+  it("a task cancelled after its data came, before it ran, reads it, then gets Cancelled at its next wait", function()
+    run(function()
+      local server, reader, writer, send, go = data_pair()
+      local t = asyncio.create_task(function()
+        local got = reader:read(100) -- waits: nothing there yet
+        local ok, err = pcall(reader.read, reader, 100) -- the next wait
+        return got, ok, err
+      end)
+      asyncio.create_task(function() send("data") end)
+      go:wait() -- woken by send: this task runs before t in the next pass
+      t:cancel()
+      local ok, got, rok, rerr = pcall(asyncio.await, t)
+      assert.is_true(ok, tostring(got))
+      assert.are.equal("data", got)
+      assert.is_false(rok)
+      assert.is_true(braid.Error.is(rerr, "Cancelled"))
+      send("more") -- the stream is intact, and readable by another task
+      assert.are.equal("more", reader:read(100))
+      writer:close()
+      writer:wait_closed()
+      close_server(server)
+    end)
+  end)
+
+  it("a task woken by its data that cancels itself gets Cancelled at its next wait", function()
+    run(function()
+      local server, reader, writer, send = data_pair()
+      local first
+      local t = asyncio.create_task(function()
+        local got = reader:read(100)
+        first = got
+        asyncio.current_task():cancel()
+        local ok, err = pcall(reader.read, reader, 100) -- no data comes: the cancellation ends it
+        return got, ok, err
+      end)
+      asyncio.sleep(0) -- t waits in read
+      send("data")
+      while not first do asyncio.sleep(0) end
+      -- t's step has ended in its second read, with the cancellation queued:
+      -- it ends at its next step, not when more data comes
+      for _ = 1, 10 do
+        if t:done() then break end
+        asyncio.sleep(0)
+      end
+      assert.is_true(t:done())
+      local ok, got, rok, rerr = pcall(asyncio.await, t)
+      assert.is_true(ok, tostring(got))
+      assert.are.equal("data", got)
+      assert.is_false(rok)
+      assert.is_true(braid.Error.is(rerr, "Cancelled"))
+      send("more")
+      assert.are.equal("more", reader:read(100))
+      writer:close()
+      writer:wait_closed()
+      close_server(server)
+    end)
+  end)
+
   it("write refuses non-strings with the caller's position; earlier data is kept", function()
     run(function()
       local server, reader, writer = pair(echo)

@@ -8,6 +8,7 @@ return function(M, C, get_loop)
   local co_create = coroutine.create
   local co_running, co_close = coroutine.running, coroutine.close
   local resume = C._resume -- coroutine.resume telling C the task's waiter
+  local c_ready, c_unready = C._ready, C._unready
   local setmetatable, getmetatable, rawget, type, select, tostring, error, pcall =
     setmetatable, getmetatable, rawget, type, select, tostring, error, pcall
   local pack, unpack = table.pack, table.unpack
@@ -134,8 +135,12 @@ return function(M, C, get_loop)
   local function wake(task, a1, a2)
     local w = task._wait
     task._wait = false
+    local queued = false
     if w == THREAD_WAIT or w == SLEEP then -- (a timer is only set for these)
-      if w == THREAD_WAIT then task.loop.waiting[task.id] = nil end
+      if w == THREAD_WAIT then
+        task.loop.waiting[task.id] = nil
+        queued = c_unready(task._w) -- (woken from C already: cancel does not come here then)
+      end
       local h = task._timer
       if h then
         h.cancelled = true
@@ -144,7 +149,7 @@ return function(M, C, get_loop)
     end
     -- (no values: _a1 is NOA or absent already; a step consumed the last)
     if a1 ~= nil or a2 ~= nil then task._a1, task._a2, task._slow = a1, a2, true end
-    push(task.loop, task)
+    if not queued then push(task.loop, task) end
   end
 
   -- Wakes a task that yielded PARK (a primitive's waiter); false when it is
@@ -393,6 +398,8 @@ return function(M, C, get_loop)
     self._ncancel = (self._ncancel or 0) + 1
     local err = Error.new("Cancelled", msg ~= nil and tostring(msg) or "")
     local w = self._wait
+    -- woken from C, its wait filed still, it is queued or running: not waiting
+    if w == THREAD_WAIT and c_ready(self._w) then w = false end
     if w == PARK or w == SLEEP or w == THREAD_WAIT then
       wake(self, CANCEL, err)
     elseif w and w:cancel(msg) then
@@ -483,6 +490,11 @@ return function(M, C, get_loop)
 
   -- Runs task until it suspends or ends, and files what it waits on.
   function step(loop, task)
+    if task._wait == THREAD_WAIT then -- woken from C, its wait filed still (run_once)
+      task._wait = false
+      loop.waiting[task.id] = nil
+      c_unready(task._w)
+    end
     local a1, a2, fn
     if task._slow then
       a1 = task._a1
