@@ -1,6 +1,8 @@
 /* braid.asyncio, C half: the loop box (core/loop.h), task waiters, one
- * pass of the loop, and the markers tasks exchange with it. The scheduler
- * itself is Lua (scripts/braid/asyncio.lua). */
+ * pass of the loop (waking the tasks of woken waiters), the ready queue's
+ * run with the fast path of a step, and the markers tasks exchange with
+ * it. The rest of the scheduler is Lua (scripts/braid/asyncio.lua,
+ * asyncio_tasks.lua). */
 #include <stddef.h>
 #include <string.h>
 
