@@ -391,8 +391,7 @@ static void fast_step(lua_State *L, lua_State *co)
     if (b && !b->live)
         b = NULL;
     lua_pop(L, 1);
-    int ready = b && b->ready; /* woken from C: its wait is filed still */
-    lua_pushvalue(L, 10);      /* the current task while it runs */
+    lua_pushvalue(L, 10); /* the current task while it runs */
     lua_rawseti(L, 6, 1);
     lua_copy(L, 11, 1); /* where dumps look for the coroutine resumed */
     int nres = 0, rc = LUA_ERRRUN;
@@ -408,6 +407,9 @@ static void fast_step(lua_State *L, lua_State *co)
     }
     lua_pushvalue(L, 4); /* the one before it (none, from the loop) */
     lua_rawseti(L, 6, 1);
+    /* woken from C, its wait filed still (read after the step: only an
+     * unfiling clears it meanwhile) */
+    int ready = b && b->ready;
     if (rc != LUA_OK && rc != LUA_YIELD) {
         if (ready)
             unfile(L, b);
