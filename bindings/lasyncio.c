@@ -1,6 +1,8 @@
 /* braid.asyncio, C half: the loop box (core/loop.h), task waiters, one
- * pass of the loop, and the markers tasks exchange with it. The scheduler
- * itself is Lua (scripts/braid/asyncio.lua). */
+ * pass of the loop (waking the tasks of woken waiters), the ready queue's
+ * run with the fast path of a step, and the markers tasks exchange with
+ * it. The rest of the scheduler is Lua (scripts/braid/asyncio.lua,
+ * asyncio_tasks.lua). */
 #include <stddef.h>
 #include <string.h>
 
@@ -66,10 +68,94 @@ static int lloop_close(lua_State *L)
     return 0;
 }
 
-/* run_once(loop, timeout or nil, woken, spin) -> n, why: runs one pass of
- * the uv loop (timeout seconds, nil: until woken; spin: tasks wait on other
- * threads, watch for them briefly first), runs thread-level callbacks,
- * stores the ids of woken tasks in woken[1..n]; why is "cancel" when this
+static const char WAITER_TAG; /* every waiter box holds its address */
+
+typedef struct lwaiter {
+    braid_task_waiter_t tw; /* first: lbraid_wait reads a braid_waiter_t, the
+                               loop's woken list gives a braid_task_waiter_t */
+    int live;
+    const char *tag; /* &WAITER_TAG: _resume's cheap check */
+    /* Woken from C and queued while its wait (no deadline) stays filed:
+     * task._wait is still THREAD_WAIT and waiting[id] still the task,
+     * until it steps (and waits again, mostly) or wake() takes it. */
+    int ready;
+} lwaiter_t;
+
+/* The task fields the scheduler's C functions read and set, held as
+ * their upvalues (lua_getfield would intern the C string at each use). */
+enum { K_CO = 1, K_SLOW, K_W, K_WAIT, K_ID, K_TIMER, K_CANCELLED, K_Q, K_QN, NKEYS = K_QN };
+static const char *const KEYS[NKEYS] = {
+    "co", "_slow", "_w", "_wait", "id", "_timer", "cancelled", "q", "qn"};
+
+/* pushes t[key] (raw) and returns its type; t an absolute index */
+static int get_key(lua_State *L, int t, int key)
+{
+    lua_pushvalue(L, lua_upvalueindex(key));
+    return lua_rawget(L, t);
+}
+
+/* t[key] = false, or the marker m */
+static void set_key(lua_State *L, int t, int key, void *m)
+{
+    lua_pushvalue(L, lua_upvalueindex(key));
+    if (m)
+        lua_pushlightuserdata(L, m);
+    else
+        lua_pushboolean(L, 0);
+    lua_rawset(L, t);
+}
+
+/* Queues the task of tw (waiting[id]) on q at qn + 1 if it still waits
+ * on tw: wake() of asyncio_tasks.lua for THREAD_WAIT, in C. A wait with no
+ * deadline (no timer) stays filed, the waiter marked ready (fast_step or
+ * wake() unfiles it); one with a timer is unfiled now. Returns qn. */
+static lua_Integer wake_waiting(lua_State *L, int waiting, int q, lua_Integer qn,
+                                braid_task_waiter_t *tw)
+{
+    if (lua_rawgeti(L, waiting, (lua_Integer)tw->id) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return qn; /* (tw is not read: its box may be gone) */
+    }
+    /* its task is filed there, so its waiter box (task._w) is alive */
+    lwaiter_t *b = (lwaiter_t *)tw;
+    int t = lua_gettop(L);
+    if (b->ready) { /* queued already */
+        lua_pop(L, 1);
+        return qn;
+    }
+    if (tw->w.deadline == BRAID_FOREVER) {
+        b->ready = 1;
+    } else {
+        get_key(L, t, K_WAIT);
+        int waits = lua_touserdata(L, -1) == lbraid_marker_thread_wait();
+        lua_pop(L, 1);
+        if (!waits) {
+            lua_pop(L, 1);
+            return qn;
+        }
+        set_key(L, t, K_WAIT, NULL);
+        lua_pushnil(L);
+        lua_rawseti(L, waiting, (lua_Integer)tw->id);
+        if (get_key(L, t, K_TIMER) == LUA_TTABLE) { /* its deadline's timer goes */
+            lua_pushvalue(L, lua_upvalueindex(K_CANCELLED));
+            lua_pushboolean(L, 1);
+            lua_rawset(L, t + 1);
+            set_key(L, t, K_TIMER, NULL);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, t);
+    lua_rawseti(L, q, ++qn);
+    lua_pop(L, 1);
+    return qn;
+}
+
+/* run_once(loop box, timeout or nil, waiting, loop) -> why: runs
+ * one pass of the uv loop (timeout seconds, nil: until woken; when tasks
+ * wait on their waiters, watch for them briefly first), runs thread-level
+ * callbacks, and appends the tasks of waiting (by id) whose waiters were
+ * woken to the loop's ready queue (loop.q, loop.qn: read after the pass,
+ * whose callbacks, luv's, may queue tasks too); why is "cancel" when this
  * OS thread was cancelled, "interrupt" on Ctrl-C, else nil. */
 static int lasyncio_run_once(lua_State *L)
 {
@@ -83,32 +169,43 @@ static int lasyncio_run_once(lua_State *L)
         timeout = t <= 0 ? 0 : t > 1e9 ? -1 : (int64_t)(t * 1e9);
     }
     luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
     if (timeout < 0 || timeout > POLL_NS)
         timeout = POLL_NS;
-    int rc = braid_loop_run_once(loop, timeout, lua_toboolean(L, 4));
+    lua_settop(L, 4);
+    lua_pushnil(L);
+    int spin = lua_next(L, 3) != 0; /* a task waits on its waiter */
+    lua_settop(L, 4);
+    int rc = braid_loop_run_once(loop, timeout, spin);
     if (rc)
         return lbraid_core_error(L, rc, "event loop");
-    int64_t ids[WOKEN_MAX];
-    size_t n = braid_loop_take_woken(loop, ids, WOKEN_MAX);
-    for (size_t i = 0; i < n; i++) {
-        lua_pushinteger(L, (lua_Integer)ids[i]);
-        lua_rawseti(L, 3, (lua_Integer)i + 1);
-    }
+    braid_task_waiter_t *tws[WOKEN_MAX];
+    size_t n = braid_loop_take_woken(loop, tws, WOKEN_MAX);
     if (n == WOKEN_MAX)
         braid_loop_wakeup(loop); /* more to take on the next pass */
-    lua_pushinteger(L, (lua_Integer)n);
-    if (b->ctx->poll) /* lbraid_poll, without its registry lookup */
+    if (b->ctx->poll)            /* lbraid_poll, without its registry lookup */
         b->ctx->poll(L);
+    if (n > 0) {
+        lua_settop(L, 4);
+        get_key(L, 4, K_Q); /* 5 */
+        get_key(L, 4, K_QN);
+        lua_Integer qn = lua_tointeger(L, 6);
+        for (size_t i = 0; i < n; i++)
+            qn = wake_waiting(L, 3, 5, qn, tws[i]);
+        lua_pushvalue(L, lua_upvalueindex(K_QN));
+        lua_pushinteger(L, qn);
+        lua_rawset(L, 4);
+    }
     braid_waiter_t *w = b->ctx->waiter;
     if (w && w->interruptible && braid_waiter_take_interrupt()) {
         lua_pushliteral(L, "interrupt");
-        return 2;
+        return 1;
     }
     if (w && braid_waiter_take_cancel(w)) {
         lua_pushliteral(L, "cancel");
-        return 2;
+        return 1;
     }
-    return 1;
+    return 0;
 }
 
 static int lasyncio_wakeup(lua_State *L)
@@ -119,14 +216,6 @@ static int lasyncio_wakeup(lua_State *L)
 
 /* ---- task waiters ---- */
 
-static const char WAITER_TAG; /* every waiter box holds its address */
-
-typedef struct lwaiter {
-    braid_task_waiter_t tw; /* first: lbraid_wait reads a braid_waiter_t */
-    int live;
-    const char *tag; /* &WAITER_TAG: _resume's cheap check */
-} lwaiter_t;
-
 /* waiter(loop, id) -> task waiter box */
 static int lasyncio_waiter(lua_State *L)
 {
@@ -134,6 +223,7 @@ static int lasyncio_waiter(lua_State *L)
     lua_Integer id = luaL_checkinteger(L, 2);
     lwaiter_t *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->live = 0;
+    b->ready = 0;
     b->tag = &WAITER_TAG;
     luaL_setmetatable(L, WAITER_META);
     if (braid_task_waiter_init(&b->tw, loop, (int64_t)id) != 0)
@@ -161,6 +251,30 @@ static int lasyncio_settle(lua_State *L)
         b->tw.w.async_state = BRAID_WAIT_IDLE;
     }
     return 0;
+}
+
+/* _ready(w) -> whether the task of waiter box w was woken from C and is
+ * queued or running, its wait filed still (wake_waiting); _unready(w)
+ * clears that (the caller unfiles the wait) and returns it. */
+static int waiter_ready(lua_State *L, int clear)
+{
+    lwaiter_t *b = lbraid_to_tagged(L, 1, sizeof *b, offsetof(lwaiter_t, tag), &WAITER_TAG);
+    if (!b)
+        b = luaL_checkudata(L, 1, WAITER_META);
+    lua_pushboolean(L, b->ready);
+    if (clear)
+        b->ready = 0;
+    return 1;
+}
+
+static int lasyncio_ready(lua_State *L)
+{
+    return waiter_ready(L, 0);
+}
+
+static int lasyncio_unready(lua_State *L)
+{
+    return waiter_ready(L, 1);
 }
 
 /* set_traceback(err, tb): braid.traceback(err) returns tb from now on. */
@@ -244,6 +358,143 @@ static int lasyncio_resume(lua_State *L)
     return 2;
 }
 
+/* Calls fn (a Lua function at fi) with the loop and the task at 10, then
+ * nargs values pushed after them by the caller. */
+static void call_with_task(lua_State *L, int fi, int nargs)
+{
+    lua_pushvalue(L, fi);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 10);
+    lua_rotate(L, -3 - nargs, 3);
+    lua_call(L, 2 + nargs, 0);
+}
+
+/* Unfiles the wait of the task at 10, whose waiter b is ready: what
+ * wake() does for THREAD_WAIT (it has no timer). */
+static void unfile(lua_State *L, lwaiter_t *b)
+{
+    b->ready = 0;
+    set_key(L, 10, K_WAIT, NULL);
+    lua_pushnil(L);
+    lua_rawseti(L, 5, (lua_Integer)b->tw.id);
+}
+
+/* One step of the task at 10 (its coroutine at 11), already known not to
+ * be slow: resumed with (nil, nil) as step() of asyncio_tasks.lua would
+ * resume it; a wait on its waiter with no deadline is filed here (a ready
+ * one, woken from C, is filed still), every other outcome goes to
+ * after(loop, task, ok, r1, r2, r3). */
+static void fast_step(lua_State *L, lua_State *co)
+{
+    get_key(L, 10, K_W);
+    lwaiter_t *b = lbraid_to_tagged(L, -1, sizeof *b, offsetof(lwaiter_t, tag), &WAITER_TAG);
+    if (b && !b->live)
+        b = NULL;
+    lua_pop(L, 1);
+    lua_pushvalue(L, 10); /* the current task while it runs */
+    lua_rawseti(L, 6, 1);
+    lua_copy(L, 11, 1); /* where dumps look for the coroutine resumed */
+    int nres = 0, rc = LUA_ERRRUN;
+    if (co != L && lua_checkstack(co, 2)) {
+        lua_pushnil(co);
+        lua_pushnil(co);
+        if (b)
+            lbraid_task_stepping(co, &b->tw.w);
+        rc = lua_resume(co, L, 2, &nres);
+        lbraid_task_stepping(NULL, NULL);
+    } else {
+        lua_pushliteral(co, "cannot resume non-suspended coroutine");
+    }
+    lua_pushvalue(L, 4); /* the one before it (none, from the loop) */
+    lua_rawseti(L, 6, 1);
+    /* woken from C, its wait filed still (read after the step: only an
+     * unfiling clears it meanwhile) */
+    int ready = b && b->ready;
+    if (rc != LUA_OK && rc != LUA_YIELD) {
+        if (ready)
+            unfile(L, b);
+        lua_pushboolean(L, 0);
+        lua_xmove(co, L, 1); /* the error */
+        call_with_task(L, 8, 2);
+        return;
+    }
+    if (nres >= 1 && nres <= 2 && lua_touserdata(co, -nres) == lbraid_marker_thread_wait() &&
+        (nres == 1 || lua_isnil(co, -1))) {
+        if (get_key(L, 10, K_SLOW) != LUA_TBOOLEAN || !lua_toboolean(L, -1)) {
+            lua_pop(L, 1);
+            lua_pop(co, nres);
+            if (ready) { /* filed still: nothing to set */
+                b->ready = 0;
+                return;
+            }
+            set_key(L, 10, K_WAIT, lbraid_marker_thread_wait()); /* task._wait = THREAD_WAIT */
+            if (b) { /* waiting[task.id] = task (its waiter's id) */
+                lua_pushvalue(L, 10);
+                lua_rawseti(L, 5, (lua_Integer)b->tw.id);
+            } else { /* (its first wait made the waiter) */
+                get_key(L, 10, K_ID);
+                lua_pushvalue(L, 10);
+                lua_rawset(L, 5);
+            }
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    if (ready)
+        unfile(L, b);
+    lua_pushboolean(L, 1);
+    if (nres > 3) {
+        lua_pop(co, nres - 3);
+        nres = 3;
+    }
+    lua_xmove(co, L, nres);
+    call_with_task(L, 8, 1 + nres);
+}
+
+/* run_ready(nil, loop, q, n, waiting, cur, step, after, call) runs the n
+ * entries of q (emptying it): a task through fast_step, or through
+ * step(loop, task) when its _slow is true; any other entry (a Handle)
+ * through call(handle). cur[1] is the current task (false: none), set
+ * around each fast step. Slot 1 holds the coroutine being resumed, as
+ * _resume's argument 1 does (dumps follow it; it is stale between steps,
+ * when run_ready is never the innermost frame a dump reads). */
+static int lasyncio_run_ready(lua_State *L)
+{
+    lua_settop(L, 9);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_checkinteger(L, 4);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    luaL_checktype(L, 6, LUA_TTABLE);
+    luaL_checkstack(L, 16, "run_ready"); /* for the slots at 10.. below */
+    lua_rawgeti(L, 6, 1);                /* the current task around the steps, at 4 (n's) */
+    lua_replace(L, 4);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 3, i); /* 10: the entry */
+        lua_pushnil(L);
+        lua_rawseti(L, 3, i);
+        int istask = lua_type(L, 10) == LUA_TTABLE && get_key(L, 10, K_CO) == LUA_TTHREAD;
+        if (!istask) {
+            lua_settop(L, 10);
+            lua_pushvalue(L, 9);
+            lua_insert(L, 10);
+            lua_call(L, 1, 0);
+            continue;
+        }
+        lua_settop(L, 11); /* 11: its coroutine */
+        if (get_key(L, 10, K_SLOW) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+            lua_pop(L, 1);
+            call_with_task(L, 7, 0);
+        } else {
+            lua_pop(L, 1);
+            fast_step(L, lua_tothread(L, 11));
+        }
+        lua_settop(L, 9);
+    }
+    lua_pushnil(L);
+    lua_replace(L, 1);
+    return 0;
+}
+
 static const luaL_Reg lloop_meta[] = {
     {"__gc", lloop_close},
     {"__close", lloop_close},
@@ -255,13 +506,21 @@ static const luaL_Reg lwaiter_meta[] = {
     {NULL, NULL},
 };
 
+/* the scheduler's, with the KEYS as upvalues */
+static const luaL_Reg lasyncio_sched[] = {
+    {"_run_once", lasyncio_run_once},
+    {"_run_ready", lasyncio_run_ready},
+    {NULL, NULL},
+};
+
 static const luaL_Reg lasyncio_funcs[] = {
     {"_loop_new", lasyncio_loop_new},
     {"_loop_close", lloop_close},
-    {"_run_once", lasyncio_run_once},
     {"_wakeup", lasyncio_wakeup},
     {"_waiter", lasyncio_waiter},
     {"_settle", lasyncio_settle},
+    {"_ready", lasyncio_ready},
+    {"_unready", lasyncio_unready},
     {"_set_task_hook", lasyncio_set_task_hook},
     {"_resume", lasyncio_resume},
     {"_set_traceback", lasyncio_set_traceback},
@@ -280,7 +539,11 @@ int lbraid_open_asyncio(lua_State *L)
         luaL_setfuncs(L, lwaiter_meta, 0);
     lua_pop(L, 1);
     lbraid_dump_follow_resume(lasyncio_resume);
+    lbraid_dump_follow_resume(lasyncio_run_ready);
     luaL_newlib(L, lasyncio_funcs);
+    for (int i = 0; i < NKEYS; i++)
+        lua_pushstring(L, KEYS[i]);
+    luaL_setfuncs(L, lasyncio_sched, NKEYS);
     lstreams_register(L);
     lua_pushlightuserdata(L, lbraid_marker_thread_wait());
     lua_setfield(L, -2, "THREAD_WAIT");

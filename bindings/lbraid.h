@@ -174,6 +174,8 @@ void lstreams_push(lua_State *L, struct braid_stream *s);
 /* Raises the braid.Error for libuv code rc: ConnectionError or OSError with
  * .errno (the errno name) and .code, message "<what>: <strerror>". */
 int lstreams_raise(lua_State *L, int rc, const char *what);
+/* Adds the name resolution functions (lresolve.c) to the table on top. */
+void lresolve_register(lua_State *L);
 /* Adds the subprocess functions (lsubprocess.c) to the table on top. */
 void lsubprocess_register(lua_State *L);
 /* Adds the async file functions (lfiles.c) to the table on top. */

@@ -58,11 +58,22 @@ static const char SLOT_KEY = 'd'; /* registry: the state's slot box (__gc detach
 
 /* coroutine.resume and the functions coroutine.wrap makes, to follow a
  * thread's stack into the coroutine it is running */
-static _Atomic(lua_CFunction) co_resume, co_wrap, task_resume;
+static _Atomic(lua_CFunction) co_resume, co_wrap, task_resume[2];
 
 void lbraid_dump_follow_resume(lua_CFunction f)
 {
-    atomic_store(&task_resume, f);
+    for (int i = 0; i < 2; i++) {
+        lua_CFunction none = NULL;
+        if (atomic_load(&task_resume[i]) == f ||
+            atomic_compare_exchange_strong(&task_resume[i], &none, f))
+            return;
+    }
+}
+
+static int is_resume(lua_CFunction f)
+{
+    return f == atomic_load(&co_resume) || f == atomic_load(&task_resume[0]) ||
+           f == atomic_load(&task_resume[1]);
 }
 
 static void ldump_hook(lua_State *L, lua_Debug *ar);
@@ -112,7 +123,7 @@ static lua_State *running_child(lua_State *co)
         return NULL;
     lua_getinfo(co, "f", &ar);
     lua_CFunction f = lua_tocfunction(co, -1);
-    if (f && (f == atomic_load(&co_resume) || f == atomic_load(&task_resume))) {
+    if (f && is_resume(f)) {
         if (lua_getlocal(co, &ar, 1)) {
             child = lua_tothread(co, -1);
             lua_pop(co, 1);

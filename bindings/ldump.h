@@ -16,7 +16,8 @@ void lbraid_dump_attach(lua_State *L, int kind);
  * reports about itself. */
 void lbraid_dump_run(lua_State *L);
 /* Dumps follow a frame of f into the coroutine it resumes (its first
- * argument), as they follow coroutine.resume: asyncio's task resume. */
+ * argument, or stack slot), as they follow coroutine.resume: asyncio's
+ * task resume and run_ready (two at most). */
 void lbraid_dump_follow_resume(lua_CFunction f);
 /* braid.dump, for the root module. */
 lua_CFunction lbraid_dump_fn(void);

@@ -10,7 +10,6 @@
 #include "stream.h"
 
 #define STREAM_META "braid.asyncio.stream"
-#define RESOLVE_META "braid.asyncio.resolver"
 
 static const char STREAM_TAG; /* every stream box starts with its address */
 
@@ -18,10 +17,6 @@ typedef struct lstream {
     const char *tag; /* &STREAM_TAG: the cheap check below */
     braid_stream_t *s;
 } lstream_t;
-
-typedef struct lresolve {
-    braid_resolve_t *r;
-} lresolve_t;
 
 /* The stream box at idx. Every read and write checks its box several
  * times; luaL_checkudata's lookup of the metatable by name costs more than
@@ -219,21 +214,21 @@ static braid_stream_t *wait_stream(lua_State *L)
     return b->s;
 }
 
-/* stack: stream, mode, n or sep */
+/* stack: stream, n or sep, mode */
 static int read_op(lua_State *L)
 {
     braid_stream_t *s = wait_stream(L);
-    int mode = (int)lua_tointeger(L, 2);
+    int mode = (int)lua_tointeger(L, 3);
     switch (mode) {
     case READ_SOME:
         return braid_stream_read_wait(s, 1, NULL, 0, cur());
     case READ_ALL:
         return braid_stream_read_wait(s, SIZE_MAX, NULL, 0, cur());
     case READ_EXACTLY:
-        return braid_stream_read_wait(s, (size_t)lua_tointeger(L, 3), NULL, 0, cur());
+        return braid_stream_read_wait(s, (size_t)lua_tointeger(L, 2), NULL, 0, cur());
     default: {
         size_t seplen;
-        const char *sep = lua_tolstring(L, 3, &seplen);
+        const char *sep = lua_tolstring(L, 2, &seplen);
         return braid_stream_read_wait(s, 0, sep, seplen, cur());
     }
     }
@@ -268,12 +263,12 @@ static int read_done(lua_State *L, int rc)
     braid_stream_t *s = wait_stream(L);
     if (rc)
         return lstreams_raise(L, rc, "read");
-    int mode = (int)lua_tointeger(L, 2);
+    int mode = (int)lua_tointeger(L, 3);
     size_t have;
     const char *p = braid_stream_peek(s, &have);
     switch (mode) {
     case READ_SOME: {
-        size_t n = (size_t)lua_tointeger(L, 3);
+        size_t n = (size_t)lua_tointeger(L, 2);
         if (have == 0 && braid_stream_read_error(s))
             return raise_read_error(L, s);
         n = n < have ? n : have;
@@ -288,7 +283,7 @@ static int read_done(lua_State *L, int rc)
         braid_stream_consume(s, have);
         return 1;
     case READ_EXACTLY: {
-        size_t n = (size_t)lua_tointeger(L, 3);
+        size_t n = (size_t)lua_tointeger(L, 2);
         if (have < n)
             return raise_partial(
                 L,
@@ -307,7 +302,7 @@ static int read_done(lua_State *L, int rc)
     }
     default: {
         size_t seplen, limit = braid_stream_limit(s);
-        const char *sep = lua_tolstring(L, 3, &seplen);
+        const char *sep = lua_tolstring(L, 2, &seplen);
         const char *at = have >= seplen ? memmem(p, have, sep, seplen) : NULL;
         int line = mode == READ_LINE;
         if (at) {
@@ -377,6 +372,7 @@ static int lstreams_read(lua_State *L)
 {
     check_stream(L, 1);
     lua_settop(L, 3);
+    lua_rotate(L, 2, 1); /* read_op's order */
     return lbraid_wait(L, &READ_OP);
 }
 
@@ -538,86 +534,6 @@ static int lstreams_name(lua_State *L)
     return 2;
 }
 
-/* ---- name resolution ---- */
-
-static int lresolve_gc(lua_State *L)
-{
-    lresolve_t *b = luaL_checkudata(L, 1, RESOLVE_META);
-    braid_resolve_release(b->r);
-    b->r = NULL;
-    return 0;
-}
-
-/* _resolver(loop, host or nil, port, passive) -> resolver */
-static int lstreams_resolver(lua_State *L)
-{
-    uv_loop_t *uv = braid_loop_uv(lasyncio_check_loop(L, 1));
-    const char *host = luaL_optstring(L, 2, NULL);
-    const char *port = luaL_checkstring(L, 3);
-    lresolve_t *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->r = NULL;
-    luaL_setmetatable(L, RESOLVE_META);
-    int rc = braid_resolve_new(uv, host, port, lua_toboolean(L, 4), &b->r);
-    if (rc)
-        return lstreams_raise(L, rc, lua_pushfstring(L, "getaddrinfo %s", host ? host : "*"));
-    return 1;
-}
-
-static int resolve_op(lua_State *L)
-{
-    lresolve_t *b = luaL_checkudata(L, 1, RESOLVE_META);
-    if (!b->r)
-        return UV_EBUSY;
-    return braid_resolve_wait(b->r, cur());
-}
-
-/* -> list of {family=, addr=<sockaddr bytes>, host=, port=} */
-static int resolve_done(lua_State *L, int rc)
-{
-    lresolve_t *b = luaL_checkudata(L, 1, RESOLVE_META);
-    const struct addrinfo *res = NULL;
-    if (rc == 0)
-        rc = braid_resolve_result(b->r, &res);
-    if (rc)
-        return lstreams_raise(L, rc, "getaddrinfo");
-    lua_newtable(L);
-    int i = 0;
-    for (const struct addrinfo *a = res; a; a = a->ai_next) {
-        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
-            continue;
-        char host[64];
-        int port;
-        if (a->ai_family == AF_INET6) {
-            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)a->ai_addr;
-            uv_ip6_name(s6, host, sizeof host);
-            port = ntohs(s6->sin6_port);
-        } else {
-            const struct sockaddr_in *s4 = (const struct sockaddr_in *)a->ai_addr;
-            uv_ip4_name(s4, host, sizeof host);
-            port = ntohs(s4->sin_port);
-        }
-        lua_createtable(L, 0, 4);
-        lua_pushstring(L, a->ai_family == AF_INET6 ? "inet6" : "inet");
-        lua_setfield(L, -2, "family");
-        lua_pushlstring(L, (const char *)a->ai_addr, a->ai_addrlen);
-        lua_setfield(L, -2, "addr");
-        lua_pushstring(L, host);
-        lua_setfield(L, -2, "host");
-        lua_pushinteger(L, port);
-        lua_setfield(L, -2, "port");
-        lua_rawseti(L, -2, ++i);
-    }
-    return 1;
-}
-
-static const lbraid_waitop_t RESOLVE_OP = {resolve_op, resolve_done};
-
-static int lstreams_resolve(lua_State *L)
-{
-    lua_settop(L, 1);
-    return lbraid_wait(L, &RESOLVE_OP);
-}
-
 /* _handle_count(loop) -> libuv handles held by the loop (streams, listeners) */
 static int lstreams_handle_count(lua_State *L)
 {
@@ -630,16 +546,34 @@ static int lstreams_handle_count(lua_State *L)
  * call cost more than the C did). self._s is the stream box; errors name
  * the method as the Lua methods did. */
 
-/* Replaces self at 1 by its stream box (checked). The key "_s" is the
- * methods' upvalue: lua_getfield would intern the C string at each call. */
-static braid_stream_t *self_stream(lua_State *L)
+/* The stream of self at 1; self is replaced there by its stream box
+ * (checked) unless box is 0 and the method is bound. A method bound to its
+ * object (_bind_reader, _bind_writer) holds the object as upvalue 2 and its box as
+ * upvalue 3; the generic ones look up self._s, the key "_s" being their
+ * upvalue 1 (lua_getfield would intern the C string at each call). */
+static braid_stream_t *self_stream_at(lua_State *L, int box)
 {
+    /* (the object is held by upvalue 2: its address is not reused) */
+    const void *bound = lua_topointer(L, lua_upvalueindex(2));
+    if (bound && lua_topointer(L, 1) == bound) {
+        const lstream_t *b = lua_touserdata(L, lua_upvalueindex(3));
+        if (!b->s)
+            lbraid_error(L, "ValueError", "stream is released");
+        if (box)
+            lua_copy(L, lua_upvalueindex(3), 1);
+        return b->s;
+    }
     if (lua_type(L, 1) != LUA_TTABLE)
         luaL_typeerror(L, 1, "stream reader or writer");
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_gettable(L, 1);
     lua_replace(L, 1);
     return check_stream(L, 1);
+}
+
+static braid_stream_t *self_stream(lua_State *L)
+{
+    return self_stream_at(L, 1);
 }
 
 static lua_Integer check_int(lua_State *L, int idx, const char *what)
@@ -666,7 +600,6 @@ static int lstreams_m_read(lua_State *L)
         return 1;
     }
     lua_pushinteger(L, n < 0 ? READ_ALL : READ_SOME);
-    lua_insert(L, 2);
     return lbraid_wait(L, &READ_OP);
 }
 
@@ -683,7 +616,6 @@ static int lstreams_m_readexactly(lua_State *L)
         return 1;
     }
     lua_pushinteger(L, READ_EXACTLY);
-    lua_insert(L, 2);
     return lbraid_wait(L, &READ_OP);
 }
 
@@ -693,13 +625,48 @@ static int lstreams_m_write(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING)
         return luaL_error(
             L, "bad argument #1 to 'write' (string expected, got %s)", luaL_typename(L, 2));
-    return write_to(L, self_stream(L));
+    return write_to(L, self_stream_at(L, 0));
 }
 
 /* writer:drain() */
 static int lstreams_m_drain(lua_State *L)
 {
-    return drain_on(L, self_stream(L));
+    braid_stream_t *s = self_stream_at(L, 0);
+    if (braid_stream_drain_ready(s))
+        return 0;
+    if (lua_type(L, 1) == LUA_TTABLE) /* bound: the wait reads the box at 1 */
+        lua_copy(L, lua_upvalueindex(3), 1);
+    return drain_on(L, s);
+}
+
+/* pushes f bound to the object at 1 and the stream box at 2 */
+static void push_bound(lua_State *L, lua_CFunction f)
+{
+    lua_pushliteral(L, "_s");
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, f, 3);
+}
+
+/* _bind_reader(reader, stream) -> read, readexactly for the reader's own
+ * fields: the methods called on their object skip the lookup of self._s. */
+static int lstreams_bind_reader(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_stream(L, 2);
+    push_bound(L, lstreams_m_read);
+    push_bound(L, lstreams_m_readexactly);
+    return 2;
+}
+
+/* _bind_writer(writer, stream) -> write, drain (as _bind_reader) */
+static int lstreams_bind_writer(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_stream(L, 2);
+    push_bound(L, lstreams_m_write);
+    push_bound(L, lstreams_m_drain);
+    return 2;
 }
 
 static const luaL_Reg lstreams_funcs[] = {
@@ -723,10 +690,9 @@ static const luaL_Reg lstreams_funcs[] = {
     {"_close_wait", lstreams_close_wait},
     {"_name", lstreams_name},
     {"_release", lstream_gc},
-    {"_resolver", lstreams_resolver},
-    {"_resolve", lstreams_resolve},
-    {"_resolver_release", lresolve_gc},
     {"_handle_count", lstreams_handle_count},
+    {"_bind_reader", lstreams_bind_reader},
+    {"_bind_writer", lstreams_bind_writer},
     {NULL, NULL},
 };
 
@@ -746,16 +712,10 @@ void lstreams_register(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, RESOLVE_META)) {
-        lua_pushcfunction(L, lresolve_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, lresolve_gc);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
     luaL_setfuncs(L, lstreams_funcs, 0);
     lua_pushliteral(L, "_s");
     luaL_setfuncs(L, lstreams_methods, 1);
+    lresolve_register(L);
     lsubprocess_register(L);
     lfiles_register(L);
     lluv_register(L);

@@ -206,7 +206,7 @@ void braid_loop_wakeup(braid_loop_t *loop)
     uv_async_send(&loop->async);
 }
 
-size_t braid_loop_take_woken(braid_loop_t *loop, int64_t *ids, size_t max)
+size_t braid_loop_take_woken(braid_loop_t *loop, braid_task_waiter_t **tws, size_t max)
 {
     size_t n = 0;
     pthread_mutex_lock(&loop->mu);
@@ -219,7 +219,7 @@ size_t braid_loop_take_woken(braid_loop_t *loop, int64_t *ids, size_t max)
             loop->tail = NULL;
         tw->next = tw->prev = NULL;
         tw->queued = 0;
-        ids[n++] = tw->id;
+        tws[n++] = tw;
     }
     atomic_store(&loop->queued, loop->head != NULL);
     pthread_mutex_unlock(&loop->mu);

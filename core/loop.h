@@ -20,7 +20,7 @@ typedef struct braid_loop braid_loop_t;
 typedef struct braid_task_waiter {
     braid_waiter_t w; /* first: a braid_waiter_t * converts back by a cast */
     braid_loop_t *loop;
-    int64_t id; /* the task's id in its loop, reported by take_woken */
+    int64_t id; /* the task's id in its loop */
     int queued; /* on the loop's woken list (under the loop's lock) */
     struct braid_task_waiter *prev, *next;
 } braid_task_waiter_t;
@@ -49,8 +49,9 @@ int braid_loop_count(void);
 
 /* Wakes a blocked run_once from any thread. */
 void braid_loop_wakeup(braid_loop_t *loop);
-/* Moves up to max woken task ids into ids (oldest first); returns how many. */
-size_t braid_loop_take_woken(braid_loop_t *loop, int64_t *ids, size_t max);
+/* Moves up to max woken task waiters into tws (oldest first); returns how
+ * many. Each stays valid until it is destroyed (on the loop's thread). */
+size_t braid_loop_take_woken(braid_loop_t *loop, braid_task_waiter_t **tws, size_t max);
 
 /* braid_waiter_wake for a waker running inside the loop's own pass (a
  * libuv callback on the loop's thread): a task waiter of that loop is

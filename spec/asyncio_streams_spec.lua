@@ -652,6 +652,82 @@ describe("asyncio streams: calls that need not wait do not suspend", function()
     end)
   end)
 
+  -- the server side writes to the client, then sets go: the loop's next
+  -- pass finds the data (loopback delivers it within the write) and wakes
+  -- the task reading it, queued after the task go woke
+  local function data_pair()
+    local go, swriter = asyncio.Event(), nil
+    local server, reader, writer = pair(function(r, w)
+      swriter = w
+      r:read()
+      w:close()
+    end)
+    while not swriter do asyncio.sleep(0) end
+    local function send(data)
+      swriter:write(data)
+      go:set()
+    end
+    return server, reader, writer, send, go
+  end
+
+  it("a task cancelled after its data came, before it ran, reads it, then gets Cancelled at its next wait", function()
+    run(function()
+      local server, reader, writer, send, go = data_pair()
+      local t = asyncio.create_task(function()
+        local got = reader:read(100) -- waits: nothing there yet
+        local ok, err = pcall(reader.read, reader, 100) -- the next wait
+        return got, ok, err
+      end)
+      asyncio.create_task(function() send("data") end)
+      go:wait() -- woken by send: this task runs before t in the next pass
+      t:cancel()
+      local ok, got, rok, rerr = pcall(asyncio.await, t)
+      assert.is_true(ok, tostring(got))
+      assert.are.equal("data", got)
+      assert.is_false(rok)
+      assert.is_true(braid.Error.is(rerr, "Cancelled"))
+      send("more") -- the stream is intact, and readable by another task
+      assert.are.equal("more", reader:read(100))
+      writer:close()
+      writer:wait_closed()
+      close_server(server)
+    end)
+  end)
+
+  it("a task woken by its data that cancels itself gets Cancelled at its next wait", function()
+    run(function()
+      local server, reader, writer, send = data_pair()
+      local first
+      local t = asyncio.create_task(function()
+        local got = reader:read(100)
+        first = got
+        asyncio.current_task():cancel()
+        local ok, err = pcall(reader.read, reader, 100) -- no data comes: the cancellation ends it
+        return got, ok, err
+      end)
+      asyncio.sleep(0) -- t waits in read
+      send("data")
+      while not first do asyncio.sleep(0) end
+      -- t's step has ended in its second read, with the cancellation queued:
+      -- it ends at its next step, not when more data comes
+      for _ = 1, 10 do
+        if t:done() then break end
+        asyncio.sleep(0)
+      end
+      assert.is_true(t:done())
+      local ok, got, rok, rerr = pcall(asyncio.await, t)
+      assert.is_true(ok, tostring(got))
+      assert.are.equal("data", got)
+      assert.is_false(rok)
+      assert.is_true(braid.Error.is(rerr, "Cancelled"))
+      send("more")
+      assert.are.equal("more", reader:read(100))
+      writer:close()
+      writer:wait_closed()
+      close_server(server)
+    end)
+  end)
+
   it("write refuses non-strings with the caller's position; earlier data is kept", function()
     run(function()
       local server, reader, writer = pair(echo)
@@ -669,25 +745,43 @@ describe("asyncio streams: calls that need not wait do not suspend", function()
     end)
   end)
 
-  it("the hot methods held by each reader and writer are the classes' own", function()
+  it("the hot methods held by each reader and writer act as the classes' own", function()
     run(function()
       local server, reader, writer = pair(echo)
       for _, k in ipairs({"read", "readexactly"}) do
-        assert.are.equal(asyncio.StreamReader[k], reader[k])
+        assert.is_function(reader[k]) -- bound to the reader
+        assert.is_nil(debug.getinfo(reader[k], "S").source:match("^@"))
       end
       for _, k in ipairs({"write", "drain"}) do
-        assert.are.equal(asyncio.StreamWriter[k], writer[k])
+        assert.is_function(writer[k])
       end
       asyncio.StreamWriter.write(writer, "abc") -- called through the class
       asyncio.StreamWriter.drain(writer)
       assert.are.equal("ab", asyncio.StreamReader.readexactly(reader, 2))
       assert.are.equal("c", asyncio.StreamReader.read(reader, 10))
+      -- one object's method called on another acts on that other
+      local server2, reader2, writer2 = pair(echo)
+      writer.write(writer2, "xy")
+      writer.drain(writer2)
+      assert.are.equal("x", reader.readexactly(reader2, 1))
+      assert.are.equal("y", reader.read(reader2, 10))
+      writer2:write("z")
+      assert.are.equal("z", reader2:read(10))
+      writer2:close()
+      writer2:wait_closed()
+      close_server(server2)
       local ok, err = pcall(reader.read, {}, 1) -- a table holding no stream
       assert.is_false(ok)
       assert.matches("braid.asyncio.stream expected, got nil", err)
       ok, err = pcall(writer.write, 42, "x")
       assert.is_false(ok)
       assert.matches("stream reader or writer expected, got number", err)
+      for _, c in ipairs({{asyncio.StreamWriter.write, "x"}, {asyncio.StreamWriter.drain},
+          {asyncio.StreamReader.read, 1}, {asyncio.StreamReader.readexactly, 1}}) do
+        ok, err = pcall(c[1], nil, c[2]) -- the classes' own, on no object
+        assert.is_false(ok)
+        assert.matches("stream reader or writer expected, got nil", err)
+      end
       writer:close()
       writer:wait_closed()
       close_server(server)

@@ -41,6 +41,8 @@ local wake, wake_timer, is_future, new_future, new_task = I.wake, I.wake_timer, 
   I.new_future, I.new_task
 local step, traced_step, report, task_finished, err_string = I.step, I.traced_step, I.report,
   I.task_finished, I.err_string
+local after_step, cur = I.after_step, I.cur
+local c_run_ready, c_run_once = C._run_ready, C._run_once
 local current, set_current = I.current, I.set_current
 
 -- ---- the loop ----
@@ -50,30 +52,42 @@ Loop.__index = Loop
 
 local function new_loop()
   return setmetatable({c = C._loop_new(), q = {}, qn = 0, spare = {}, heap = {}, hn = 0, seq = 0,
-    tasks = {}, ntasks = 0, tracing = false, waiting = {}, woken = {}, failed = setmetatable({}, {__mode = "k"})}, Loop)
+    tasks = {}, ntasks = 0, tracing = false, waiting = {}, failed = setmetatable({}, {__mode = "k"})}, Loop)
 end
 
+-- A callback queued by call_soon and the like (not a task).
+local function run_handle(x)
+  if x.cancelled then return end
+  local ok, err
+  if x.n == 1 then
+    ok, err = pcall(x.fn, x.a)
+  else
+    ok, err = pcall(x.fn, unpack(x.a, 1, x.a.n))
+  end
+  if not ok then
+    io.stderr:write("Exception in callback: " .. err_string(err) .. "\n")
+  end
+end
+
+-- Runs what is ready now (what this pass queues runs on the next), in C
+-- (bindings/lasyncio.c's run_ready) unless tracing.
 local function run_ready(loop)
   local q, n = loop.q, loop.qn
+  if n == 0 then
+    loop.tracing = false
+    return
+  end
   loop.q, loop.qn = loop.spare, 0
-  local tr = n > 0 and trace_on()
+  local tr = trace_on()
   loop.tracing = tr -- read by the tasks' waits this pass (asyncio_locks.lua)
-  for i = 1, n do
-    local x = q[i]
-    q[i] = nil
-    if x.co then
-      if tr then traced_step(loop, x) else step(loop, x) end
-    elseif not x.cancelled then
-      local ok, err
-      if x.n == 1 then
-        ok, err = pcall(x.fn, x.a)
-      else
-        ok, err = pcall(x.fn, unpack(x.a, 1, x.a.n))
-      end
-      if not ok then
-        io.stderr:write("Exception in callback: " .. err_string(err) .. "\n")
-      end
+  if tr then
+    for i = 1, n do
+      local x = q[i]
+      q[i] = nil
+      if x.co then traced_step(loop, x) else run_handle(x) end
     end
+  else
+    c_run_ready(nil, loop, q, n, loop.waiting, cur, step, after_step, run_handle)
   end
   loop.spare = q
 end
@@ -86,29 +100,9 @@ local function poll(loop, nowait)
   elseif loop.hn > 0 then
     timeout = loop.heap[1].when_ - monotonic()
   end
-  local woken = loop.woken
-  local waiting = loop.waiting
-  local n, why = C._run_once(loop.c, timeout, woken, next(waiting) ~= nil)
-  if n > 0 then
-    -- wake(t) for each, inlined (one to a few per pass, every pass)
-    local q, qn = loop.q, loop.qn
-    for i = 1, n do
-      local id = woken[i]
-      local t = waiting[id]
-      if t and t._wait == THREAD_WAIT then
-        t._wait = false
-        waiting[id] = nil
-        local h = t._timer
-        if h then
-          h.cancelled = true
-          t._timer = false
-        end -- (its _a1 is NOA: only wake sets it, and wake ends the wait)
-        qn = qn + 1
-        q[qn] = t
-      end
-    end
-    loop.qn = qn
-  end
+  -- C wakes the tasks whose waiters were woken (wake() for THREAD_WAIT;
+  -- their _a1 is NOA: only wake sets it, and wake ends the wait)
+  local why = c_run_once(loop.c, timeout, loop.waiting, loop)
   if why and not loop.interrupt then
     loop.interrupt = why
     if loop.main then loop.main:cancel(why == "interrupt" and "interrupted" or "thread cancelled") end

@@ -89,10 +89,14 @@ return function(M, C)
 
   local function streams(s, limit)
     if limit ~= nil then C._set_limit(s, limit) end
-    -- the hot methods held by the objects themselves: a method found
-    -- through the metatable costs the VM's slow path at every call
-    local r = setmetatable({_s = s, read = C._m_read, readexactly = C._m_readexactly}, StreamReader)
-    return r, setmetatable({_s = s, reader = r, write = C._m_write, drain = C._m_drain}, StreamWriter)
+    -- the hot methods held by the objects themselves (a method found
+    -- through the metatable costs the VM's slow path at every call), bound
+    -- to them and their stream (no lookup of self._s at each call)
+    local r = setmetatable({_s = s, read = false, readexactly = false}, StreamReader)
+    r.read, r.readexactly = C._bind_reader(r, s)
+    local w = setmetatable({_s = s, reader = r, write = false, drain = false}, StreamWriter)
+    w.write, w.drain = C._bind_writer(w, s)
+    return r, w
   end
 
   local function check_opts(opts, what)

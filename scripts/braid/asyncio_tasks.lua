@@ -8,6 +8,7 @@ return function(M, C, get_loop)
   local co_create = coroutine.create
   local co_running, co_close = coroutine.running, coroutine.close
   local resume = C._resume -- coroutine.resume telling C the task's waiter
+  local c_ready, c_unready = C._ready, C._unready
   local setmetatable, getmetatable, rawget, type, select, tostring, error, pcall =
     setmetatable, getmetatable, rawget, type, select, tostring, error, pcall
   local pack, unpack = table.pack, table.unpack
@@ -34,7 +35,8 @@ return function(M, C, get_loop)
   local NOA = {}
   local PENDING, FINISHED, CANCELLED = "PENDING", "FINISHED", "CANCELLED"
 
-  local current -- the task running now
+  -- the task running now (false: none), in a table C's run_ready sets
+  local cur = {false}
   local task_counter = 0
 
   local function raise(kind, msg, level)
@@ -54,7 +56,7 @@ return function(M, C, get_loop)
 
   -- The running task, checking that the caller runs in its coroutine.
   local function this_task(what)
-    local t = current
+    local t = cur[1]
     if not t or t.co ~= co_running() then
       local msg = t and "a coroutine inside a task cannot suspend it" or "no running task"
       raise("RuntimeError", ("%s: %s() must be called from an asyncio task"):format(msg, what), 3)
@@ -129,12 +131,16 @@ return function(M, C, get_loop)
 
   -- ---- waking tasks ----
 
-  -- (asyncio.lua's poll has a copy inlined for tasks woken from C)
+  -- (bindings/lasyncio.c has a copy in C for tasks woken from C)
   local function wake(task, a1, a2)
     local w = task._wait
     task._wait = false
+    local queued = false
     if w == THREAD_WAIT or w == SLEEP then -- (a timer is only set for these)
-      if w == THREAD_WAIT then task.loop.waiting[task.id] = nil end
+      if w == THREAD_WAIT then
+        task.loop.waiting[task.id] = nil
+        queued = c_unready(task._w) -- (woken from C already: cancel does not come here then)
+      end
       local h = task._timer
       if h then
         h.cancelled = true
@@ -143,7 +149,7 @@ return function(M, C, get_loop)
     end
     -- (no values: _a1 is NOA or absent already; a step consumed the last)
     if a1 ~= nil or a2 ~= nil then task._a1, task._a2, task._slow = a1, a2, true end
-    push(task.loop, task)
+    if not queued then push(task.loop, task) end
   end
 
   -- Wakes a task that yielded PARK (a primitive's waiter); false when it is
@@ -392,6 +398,8 @@ return function(M, C, get_loop)
     self._ncancel = (self._ncancel or 0) + 1
     local err = Error.new("Cancelled", msg ~= nil and tostring(msg) or "")
     local w = self._wait
+    -- woken from C, its wait filed still, it is queued or running: not waiting
+    if w == THREAD_WAIT and c_ready(self._w) then w = false end
     if w == PARK or w == SLEEP or w == THREAD_WAIT then
       wake(self, CANCEL, err)
     elseif w and w:cancel(msg) then
@@ -459,7 +467,7 @@ return function(M, C, get_loop)
       "coroutine.yield inside an asyncio task: use asyncio.sleep(0) or await instead"))
   end
 
-  local step
+  local step, after_step
 
   -- step with a "task" slice on the timeline (tracing on)
   local function traced_step(loop, task)
@@ -482,6 +490,11 @@ return function(M, C, get_loop)
 
   -- Runs task until it suspends or ends, and files what it waits on.
   function step(loop, task)
+    if task._wait == THREAD_WAIT then -- woken from C, its wait filed still (run_once)
+      task._wait = false
+      loop.waiting[task.id] = nil
+      c_unready(task._w)
+    end
     local a1, a2, fn
     if task._slow then
       a1 = task._a1
@@ -512,8 +525,8 @@ return function(M, C, get_loop)
         task._slow = false
       end
     end
-    local prev = current
-    current = task
+    local prev = cur[1]
+    cur[1] = task
     local w = task._w -- stepping while co runs (false until its first wait)
     local ok, r1, r2, r3
     if fn then
@@ -528,7 +541,13 @@ return function(M, C, get_loop)
     else
       ok, r1, r2, r3 = resume(task.co, w, a1, a2)
     end
-    current = prev
+    cur[1] = prev
+    return after_step(loop, task, ok, r1, r2, r3)
+  end
+
+  -- What a step's resume returned: the task's end, or the wait it files.
+  -- (C's run_ready files a THREAD_WAIT with no deadline itself.)
+  function after_step(loop, task, ok, r1, r2, r3)
     if not ok then return task_failed(loop, task, r1) end
     if r1 == DONE then
       task_finished(loop, task)
@@ -569,7 +588,7 @@ return function(M, C, get_loop)
 
   -- The task hook (bindings/lwait.c): the waiter of the task running in co.
   C._set_task_hook(function(co)
-    local t = current
+    local t = cur[1]
     if t and t.co == co then
       local w = t._w
       if not w then
@@ -593,7 +612,7 @@ return function(M, C, get_loop)
     is_future = is_future, new_future = new_future, hook = hook, set_outcome = set_outcome,
     cancelled_error = cancelled_error, add_waiter = add_waiter, new_task = new_task,
     report = report, task_finished = task_finished, err_string = err_string,
-    step = step, traced_step = traced_step,
-    current = function() return current end,
-    set_current = function(t) current = t end}
+    step = step, traced_step = traced_step, after_step = after_step, cur = cur,
+    current = function() return cur[1] or nil end,
+    set_current = function(t) cur[1] = t or false end}
 end
