@@ -648,25 +648,28 @@ static void push_bound(lua_State *L, lua_CFunction f)
     lua_pushcclosure(L, f, 3);
 }
 
+/* Returns methods a and b bound to the object at 1 (a table) and its
+ * stream box at 2. */
+static int bind_two(lua_State *L, lua_CFunction a, lua_CFunction b)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    check_stream(L, 2);
+    push_bound(L, a);
+    push_bound(L, b);
+    return 2;
+}
+
 /* _bind_reader(reader, stream) -> read, readexactly for the reader's own
  * fields: the methods called on their object skip the lookup of self._s. */
 static int lstreams_bind_reader(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    check_stream(L, 2);
-    push_bound(L, lstreams_m_read);
-    push_bound(L, lstreams_m_readexactly);
-    return 2;
+    return bind_two(L, lstreams_m_read, lstreams_m_readexactly);
 }
 
 /* _bind_writer(writer, stream) -> write, drain (as _bind_reader) */
 static int lstreams_bind_writer(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    check_stream(L, 2);
-    push_bound(L, lstreams_m_write);
-    push_bound(L, lstreams_m_drain);
-    return 2;
+    return bind_two(L, lstreams_m_write, lstreams_m_drain);
 }
 
 static const luaL_Reg lstreams_funcs[] = {

@@ -670,6 +670,21 @@ describe("asyncio streams: calls that need not wait do not suspend", function()
     return server, reader, writer, send, go
   end
 
+  -- t read "data", then got Cancelled at its next read; the stream is
+  -- intact and readable by another task
+  local function cancelled_after_data(t, server, reader, writer, send)
+    local ok, got, rok, rerr = pcall(asyncio.await, t)
+    assert.is_true(ok, tostring(got))
+    assert.are.equal("data", got)
+    assert.is_false(rok)
+    assert.is_true(braid.Error.is(rerr, "Cancelled"))
+    send("more")
+    assert.are.equal("more", reader:read(100))
+    writer:close()
+    writer:wait_closed()
+    close_server(server)
+  end
+
   it("a task cancelled after its data came, before it ran, reads it, then gets Cancelled at its next wait", function()
     run(function()
       local server, reader, writer, send, go = data_pair()
@@ -681,16 +696,7 @@ describe("asyncio streams: calls that need not wait do not suspend", function()
       asyncio.create_task(function() send("data") end)
       go:wait() -- woken by send: this task runs before t in the next pass
       t:cancel()
-      local ok, got, rok, rerr = pcall(asyncio.await, t)
-      assert.is_true(ok, tostring(got))
-      assert.are.equal("data", got)
-      assert.is_false(rok)
-      assert.is_true(braid.Error.is(rerr, "Cancelled"))
-      send("more") -- the stream is intact, and readable by another task
-      assert.are.equal("more", reader:read(100))
-      writer:close()
-      writer:wait_closed()
-      close_server(server)
+      cancelled_after_data(t, server, reader, writer, send)
     end)
   end)
 
@@ -715,16 +721,7 @@ describe("asyncio streams: calls that need not wait do not suspend", function()
         asyncio.sleep(0)
       end
       assert.is_true(t:done())
-      local ok, got, rok, rerr = pcall(asyncio.await, t)
-      assert.is_true(ok, tostring(got))
-      assert.are.equal("data", got)
-      assert.is_false(rok)
-      assert.is_true(braid.Error.is(rerr, "Cancelled"))
-      send("more")
-      assert.are.equal("more", reader:read(100))
-      writer:close()
-      writer:wait_closed()
-      close_server(server)
+      cancelled_after_data(t, server, reader, writer, send)
     end)
   end)
 
