@@ -179,12 +179,15 @@ static int lasyncio_run_once(lua_State *L)
     int rc = braid_loop_run_once(loop, timeout, spin);
     if (rc)
         return lbraid_core_error(L, rc, "event loop");
+    if (b->ctx->poll) /* lbraid_poll, without its registry lookup */
+        b->ctx->poll(L);
+    /* Taken after the callbacks: they run Lua, whose collector may free a
+     * waiter box, and a box leaves the woken list when freed only while it
+     * is on it. Nothing below runs the collector. */
     braid_task_waiter_t *tws[WOKEN_MAX];
     size_t n = braid_loop_take_woken(loop, tws, WOKEN_MAX);
     if (n == WOKEN_MAX)
         braid_loop_wakeup(loop); /* more to take on the next pass */
-    if (b->ctx->poll)            /* lbraid_poll, without its registry lookup */
-        b->ctx->poll(L);
     if (n > 0) {
         lua_settop(L, 4);
         get_key(L, 4, K_Q); /* 5 */

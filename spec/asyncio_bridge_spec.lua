@@ -212,6 +212,46 @@ describe("asyncio bridge", function()
     end)
   end)
 
+  it("a woken waiter of a task gone meanwhile is skipped safely, even when a callback collects it first", function()
+    -- t's deadline timer queues it (its wait unfiled); s, queued before
+    -- it, then sets the event, which puts t's waiter on the loop's woken
+    -- list; t runs, gets the event and ends, and nothing holds it. At the
+    -- next pass a done callback runs the collector, which frees the waiter
+    -- box: the loop must not read the box after that (ASan and valgrind
+    -- see it if it does; this spec caught it once).
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    for _ = 1, 20 do
+      local ran, collected = run(function()
+        local ev = threading.Event()
+        local gone = setmetatable({}, {__mode = "v"})
+        local ran, collected = false, false
+        local s = asyncio.create_task(function()
+          while gone[1] and gone[1]._wait ~= false do asyncio.sleep(0) end
+          ev:set()
+          local release = threading.Event() -- f ends after its callback is in
+          local f = ex:submit(function(e) return e:wait() end, release)
+          f:add_done_callback(function()
+            ran = true
+            collectgarbage()
+            collectgarbage()
+            collected = gone[1] == nil
+          end)
+          release:set()
+          while not f:done() do end -- its callback runs at the next pass
+        end)
+        gone[1] = asyncio.create_task(function() return ev:wait(0.01) end)
+        asyncio.await(s)
+        for _ = 1, 1000 do
+          if ran then break end
+          asyncio.sleep(0)
+        end
+        return ran, collected
+      end)
+      assert.is_true(ran)
+      assert.is_true(collected) -- t had ended and was dropped before the collector ran
+    end
+  end)
+
   it("8 threads each run their own asyncio.run at once", function()
     local threads = {}
     for i = 1, 8 do
