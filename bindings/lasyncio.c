@@ -105,6 +105,17 @@ static void set_key(lua_State *L, int t, int key, void *m)
     lua_rawset(L, t);
 }
 
+/* Unfiles the THREAD_WAIT of the task at t on its waiter b: task._wait =
+ * false, waiting[id] = nil (at index waiting), b no longer ready. Its
+ * timer, if any, is the caller's. */
+static void unfile(lua_State *L, int t, int waiting, lwaiter_t *b)
+{
+    b->ready = 0;
+    set_key(L, t, K_WAIT, NULL);
+    lua_pushnil(L);
+    lua_rawseti(L, waiting, (lua_Integer)b->tw.id);
+}
+
 /* Queues the task of tw (waiting[id]) on q at qn + 1 if it still waits
  * on tw: wake() of asyncio_tasks.lua for THREAD_WAIT, in C. A wait with no
  * deadline (no timer) stays filed, the waiter marked ready (fast_step or
@@ -114,9 +125,8 @@ static lua_Integer wake_waiting(lua_State *L, int waiting, int q, lua_Integer qn
 {
     if (lua_rawgeti(L, waiting, (lua_Integer)tw->id) != LUA_TTABLE) {
         lua_pop(L, 1);
-        return qn; /* (tw is not read: its box may be gone) */
+        return qn; /* its task waits no more (ended, or woken otherwise) */
     }
-    /* its task is filed there, so its waiter box (task._w) is alive */
     lwaiter_t *b = (lwaiter_t *)tw;
     int t = lua_gettop(L);
     if (b->ready) { /* queued already */
@@ -133,9 +143,7 @@ static lua_Integer wake_waiting(lua_State *L, int waiting, int q, lua_Integer qn
             lua_pop(L, 1);
             return qn;
         }
-        set_key(L, t, K_WAIT, NULL);
-        lua_pushnil(L);
-        lua_rawseti(L, waiting, (lua_Integer)tw->id);
+        unfile(L, t, waiting, b);
         if (get_key(L, t, K_TIMER) == LUA_TTABLE) { /* its deadline's timer goes */
             lua_pushvalue(L, lua_upvalueindex(K_CANCELLED));
             lua_pushboolean(L, 1);
@@ -372,16 +380,6 @@ static void call_with_task(lua_State *L, int fi, int nargs)
     lua_call(L, 2 + nargs, 0);
 }
 
-/* Unfiles the wait of the task at 10, whose waiter b is ready: what
- * wake() does for THREAD_WAIT (it has no timer). */
-static void unfile(lua_State *L, lwaiter_t *b)
-{
-    b->ready = 0;
-    set_key(L, 10, K_WAIT, NULL);
-    lua_pushnil(L);
-    lua_rawseti(L, 5, (lua_Integer)b->tw.id);
-}
-
 /* One step of the task at 10 (its coroutine at 11), already known not to
  * be slow: resumed with (nil, nil) as step() of asyncio_tasks.lua would
  * resume it; a wait on its waiter with no deadline is filed here (a ready
@@ -415,7 +413,7 @@ static void fast_step(lua_State *L, lua_State *co)
     int ready = b && b->ready;
     if (rc != LUA_OK && rc != LUA_YIELD) {
         if (ready)
-            unfile(L, b);
+            unfile(L, 10, 5, b);
         lua_pushboolean(L, 0);
         lua_xmove(co, L, 1); /* the error */
         call_with_task(L, 8, 2);
@@ -444,7 +442,7 @@ static void fast_step(lua_State *L, lua_State *co)
         lua_pop(L, 1);
     }
     if (ready)
-        unfile(L, b);
+        unfile(L, 10, 5, b);
     lua_pushboolean(L, 1);
     if (nres > 3) {
         lua_pop(co, nres - 3);

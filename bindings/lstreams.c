@@ -18,6 +18,14 @@ typedef struct lstream {
     braid_stream_t *s;
 } lstream_t;
 
+/* The stream of box b, or a ValueError once it is released. */
+static braid_stream_t *box_stream(lua_State *L, const lstream_t *b)
+{
+    if (!b->s)
+        lbraid_error(L, "ValueError", "stream is released");
+    return b->s;
+}
+
 /* The stream box at idx. Every read and write checks its box several
  * times; luaL_checkudata's lookup of the metatable by name costs more than
  * the rest of a small write, so a box is known by its size and tag (only
@@ -27,9 +35,7 @@ static braid_stream_t *check_stream(lua_State *L, int idx)
     lstream_t *b = lbraid_to_tagged(L, idx, sizeof *b, offsetof(lstream_t, tag), &STREAM_TAG);
     if (!b)
         b = luaL_checkudata(L, idx, STREAM_META); /* raises */
-    if (!b->s)
-        lbraid_error(L, "ValueError", "stream is released");
-    return b->s;
+    return box_stream(L, b);
 }
 
 void lstreams_push(lua_State *L, braid_stream_t *s)
@@ -208,10 +214,7 @@ enum { READ_SOME, READ_ALL, READ_EXACTLY, READ_UNTIL, READ_LINE };
  * when the call began (the op runs again at each wake-up). */
 static braid_stream_t *wait_stream(lua_State *L)
 {
-    const lstream_t *b = lua_touserdata(L, 1);
-    if (!b->s)
-        lbraid_error(L, "ValueError", "stream is released");
-    return b->s;
+    return box_stream(L, lua_touserdata(L, 1));
 }
 
 /* stack: stream, n or sep, mode */
@@ -556,12 +559,10 @@ static braid_stream_t *self_stream_at(lua_State *L, int box)
     /* (the object is held by upvalue 2: its address is not reused) */
     const void *bound = lua_topointer(L, lua_upvalueindex(2));
     if (bound && lua_topointer(L, 1) == bound) {
-        const lstream_t *b = lua_touserdata(L, lua_upvalueindex(3));
-        if (!b->s)
-            lbraid_error(L, "ValueError", "stream is released");
+        braid_stream_t *s = box_stream(L, lua_touserdata(L, lua_upvalueindex(3)));
         if (box)
             lua_copy(L, lua_upvalueindex(3), 1);
-        return b->s;
+        return s;
     }
     if (lua_type(L, 1) != LUA_TTABLE)
         luaL_typeerror(L, 1, "stream reader or writer");
@@ -631,12 +632,7 @@ static int lstreams_m_write(lua_State *L)
 /* writer:drain() */
 static int lstreams_m_drain(lua_State *L)
 {
-    braid_stream_t *s = self_stream_at(L, 0);
-    if (braid_stream_drain_ready(s))
-        return 0;
-    if (lua_type(L, 1) == LUA_TTABLE) /* bound: the wait reads the box at 1 */
-        lua_copy(L, lua_upvalueindex(3), 1);
-    return drain_on(L, s);
+    return drain_on(L, self_stream(L));
 }
 
 /* pushes f bound to the object at 1 and the stream box at 2 */

@@ -32,12 +32,12 @@ local function get_loop(what)
 end
 
 I = require("braid.asyncio_tasks")(M, C, get_loop)
-local THREAD_WAIT, CANCEL, SLEEP = I.THREAD_WAIT, I.CANCEL, I.SLEEP
+local CANCEL, SLEEP = I.CANCEL, I.SLEEP
 local PENDING, FINISHED, CANCELLED = I.PENDING, I.FINISHED, I.CANCELLED
 local Future, Task, Handle = I.Future, I.Task, I.Handle
 local raise, is_cancel, callable, this_task = I.raise, I.is_cancel, I.callable, I.this_task
 local push, add_timer, heap_pop = I.push, I.add_timer, I.heap_pop
-local wake, wake_timer, is_future, new_future, new_task = I.wake, I.wake_timer, I.is_future,
+local wake_timer, is_future, new_future, new_task = I.wake_timer, I.is_future,
   I.new_future, I.new_task
 local step, traced_step, report, task_finished, err_string = I.step, I.traced_step, I.report,
   I.task_finished, I.err_string
