@@ -167,6 +167,24 @@ static int pool_nidle;
 static int pool_nfinishing, pool_npending;
 static braid_thread_t *pool_pending_head, *pool_pending_tail;
 
+/* Workers are joined, one behind the other: an exiting worker joins the
+ * one that exited before it, and a fork joins the last. So a fork never
+ * copies a worker halfway through its exit, which hands its allocator
+ * cache back under allocator locks (GCC 12's AddressSanitizer has no fork
+ * handler: its child would inherit them held). pool_mu held; self: the
+ * exiting worker, or NULL (a fork). */
+static pthread_t pool_exited;
+static int pool_has_exited;
+
+static void join_exited(const pthread_t *self)
+{
+    if (pool_has_exited)
+        pthread_join(pool_exited, NULL); /* it needs no lock to finish */
+    pool_has_exited = self != NULL;
+    if (self)
+        pool_exited = *self;
+}
+
 /* native_id: the worker's (gettid is a system call: asked once per worker). */
 static void run_thread(braid_thread_t *t, long native_id)
 {
@@ -251,6 +269,10 @@ static void *worker_main(void *p)
             braid_waiter_set_current(NULL);
         }
         t = w.job;
+        if (!t) {
+            pthread_t self = pthread_self();
+            join_exited(&self);
+        }
         pthread_mutex_unlock(&pool_mu);
     }
     if (parkable)
@@ -316,7 +338,6 @@ static int pool_spawn(braid_thread_t *t)
     braid__thread_pin_library();
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (WORKER_STACK)
         (void)pthread_attr_setstacksize(&attr, WORKER_STACK); /* else the default */
     pthread_t pt;
@@ -657,7 +678,7 @@ int braid_thread_enumerate(braid_thread_t ***out, size_t *n)
         return BRAID_ENOMEM;
     }
     size_t k = 0;
-    if (m) {
+    if (m && m->state == BRAID_THREAD_RUNNING) { /* not in a child forked by another thread */
         braid_object_retain(&m->obj);
         list[k++] = m;
     }
@@ -680,8 +701,9 @@ void braid_thread_list_free(braid_thread_t **list, size_t n)
 
 long braid_thread_active_count(void)
 {
-    long n = 1;
+    braid_thread_t *m = braid_thread_main();
     pthread_mutex_lock(&reg_mu);
+    long n = m && m->state == BRAID_THREAD_RUNNING;
     for (braid_thread_t *t = reg_head; t; t = t->reg_next)
         n++;
     pthread_mutex_unlock(&reg_mu);
@@ -722,5 +744,53 @@ int braid_thread_join_nondaemon_group(uint64_t group, int64_t deadline)
         braid_object_release(&next->obj);
         if (rc && rc != BRAID_ESTATE) /* ESTATE: its start failed, it left the registry */
             return rc;
+    }
+}
+
+/* fork (braid_proc_fork): no registry or pool update in flight, no worker
+ * halfway through its exit. The child has one thread, the forking one: as
+ * in Python, every other thread is over there (not alive, joins at once)
+ * and the forking thread is its main thread; the parent's parked workers
+ * are not there to take starts. */
+void braid__thread_before_fork(void)
+{
+    pthread_mutex_lock(&reg_mu);
+    pthread_mutex_lock(&pool_mu);
+    join_exited(NULL);
+}
+
+void braid__thread_after_fork(int child)
+{
+    if (!child) {
+        pthread_mutex_unlock(&pool_mu);
+        pthread_mutex_unlock(&reg_mu);
+        return;
+    }
+    pthread_mutex_init(&reg_mu, NULL);
+    pthread_mutex_init(&pool_mu, NULL);
+    pool_idle.head = pool_idle.tail = NULL;
+    pool_nidle = pool_nfinishing = pool_npending = 0;
+    pool_pending_head = pool_pending_tail = NULL;
+    braid_thread_t *self = tls_self;
+    braid_thread_t *t = reg_head;
+    reg_head = reg_tail = NULL;
+    while (t) { /* their running references stay: they never finish here */
+        braid_thread_t *next = t->reg_next;
+        t->reg_next = t->reg_prev = NULL;
+        pthread_mutex_init(&t->mu, NULL); /* its holder may be over there */
+        if (t == self) {
+            reg_add(t);
+        } else {
+            t->joiners.head = t->joiners.tail = NULL;
+            t->state = BRAID_THREAD_DONE;
+            atomic_store(&t->done, 1);
+        }
+        t = next;
+    }
+    if (main_thread && main_thread != self) { /* forked from another thread */
+        pthread_mutex_init(&main_thread->mu, NULL);
+        main_thread->joiners.head = main_thread->joiners.tail = NULL;
+        main_thread->state = BRAID_THREAD_DONE;
+        atomic_store(&main_thread->done, 1);
     }
 }

@@ -96,6 +96,13 @@ void *braid_thread_take_prepared(void);
 /* Internal (thread.c, thread_prep.c): keeps braid's shared library mapped
  * for OS threads that outlive a host's lua_close. */
 void braid__thread_pin_library(void);
+/* Internal (process.c): a fork waits for the preparer's build in hand and
+ * for exiting workers; after it, child = 1 in the child (the forking
+ * thread alone there, no preparer, no parked worker), 0 in the parent. */
+void braid__thread_prep_before_fork(void);
+void braid__thread_before_fork(void);
+void braid__thread_after_fork(int child);
+void braid__thread_prep_after_fork(int child);
 
 /* The calling OS thread's thread object (borrowed, never NULL except on
  * OOM): the braid thread running it, the main thread, or a "Dummy-N"

@@ -26,6 +26,9 @@ void braid__thread_pin_library(void)
 }
 
 static pthread_mutex_t prep_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Held by the preparer while it builds: a fork waits for the build in
+ * hand (see braid__thread_prep_before_fork). */
+static pthread_mutex_t prep_build_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- prepared resources ----
  * One helper OS thread (the "preparer") keeps up to PREP_MAX resources
@@ -71,7 +74,9 @@ static void *prep_main(void *p)
         for (;;) {
             if (prep_nstock < PREP_MAX) {
                 pthread_mutex_unlock(&prep_mu);
+                pthread_mutex_lock(&prep_build_mu);
                 void *r = prep_fn();
+                pthread_mutex_unlock(&prep_build_mu);
                 pthread_mutex_lock(&prep_mu);
                 if (!r)
                     break; /* out of memory: takers build their own */
@@ -122,4 +127,30 @@ void *braid_thread_take_prepared(void)
     }
     pthread_mutex_unlock(&prep_mu);
     return r;
+}
+
+/* A fork while the preparer builds a state would give the child locks held
+ * by a thread it does not have: prep_mu, or an allocator lock (glibc's
+ * malloc has fork handlers; GCC 12's AddressSanitizer allocator has none).
+ * braid_proc_fork calls these around fork(), before the atfork handlers
+ * (they take locks a build takes too), so the fork waits for the build in
+ * hand, a fraction of a millisecond. The child has no preparer: it keeps
+ * the stock, and its first take starts one. */
+void braid__thread_prep_before_fork(void)
+{
+    pthread_mutex_lock(&prep_build_mu);
+    pthread_mutex_lock(&prep_mu);
+}
+
+void braid__thread_prep_after_fork(int child)
+{
+    if (child) {
+        pthread_mutex_init(&prep_mu, NULL);
+        pthread_mutex_init(&prep_build_mu, NULL);
+        prep_running = 0;
+        prep_idle.head = prep_idle.tail = NULL; /* the parked preparer is not here */
+        return;
+    }
+    pthread_mutex_unlock(&prep_mu);
+    pthread_mutex_unlock(&prep_build_mu);
 }

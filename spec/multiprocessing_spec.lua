@@ -210,6 +210,43 @@ describe("multiprocessing", function()
     assert.is_true(Error.is(err, "OSError"), tostring(err))
   end)
 
+  -- CPython's test_threading ThreadJoinOnShutdown / test_enumerate_after_join
+  -- after fork: the child holds only the thread that forked
+  it("a fork child has only the forking thread: the parent's are not alive there, new ones run", function()
+    if TSAN then return end -- TSan cannot start threads in a child of a threaded process
+    local threading = require "braid.threading"
+    -- idle workers parked in this process (a start in the child must not go to them)
+    for _ = 1, 3 do
+      local ts = {}
+      for i = 1, 4 do
+        ts[i] = threading.Thread{target = function() end}
+        ts[i]:start()
+      end
+      for i = 1, 4 do ts[i]:join() end
+      local ev = threading.Event()
+      local parked = threading.Thread{name = "parked", target = function(e) e:wait() end, args = {ev}}
+      parked:start()
+      local p = mp.get_context("fork"):Process{target = function(parked)
+        local names = {}
+        for _, t in ipairs(threading.enumerate()) do names[#names + 1] = t.name end
+        if #names ~= 1 or threading.active_count() ~= 1 or parked:is_alive() then
+          io.stderr:write("child sees ", table.concat(names, ","), "\n")
+          os.exit(3)
+        end
+        parked:join() -- not alive here: returns at once
+        local t = threading.Thread{target = function() return 42 end}
+        t:start()
+        t:join(30)
+        os.exit(t:is_alive() and 4 or 0)
+      end, args = {parked}}
+      p:start()
+      p:join(60)
+      ev:set()
+      parked:join()
+      assert.are.equal(0, p.exitcode)
+    end
+  end)
+
   it("an uncaught error prints the traceback on the child's stderr", function()
     local script = tmpname()
     local f = assert(io.open(script, "w"))

@@ -36,27 +36,40 @@ build() { # build DIR [cmake args...]
   cmake -S . -B "$dir" "$@" >/dev/null && cmake --build "$dir" -j"$JOBS" >/dev/null
 }
 
-specs_braid() { # specs_braid BUILDDIR
-  BRAID_EXE="$ROOT/$1/braid" "$1/braid" /usr/bin/busted -o utfTerminal spec
+# A hung run fails its stage, not the whole CI job: after LIMIT seconds,
+# SIGQUIT makes every braid process of the run print what each of its
+# threads waits on (braid.dump, to stderr), and 20 s later all are killed.
+bounded() { # bounded LIMIT COMMAND...
+  local limit=$1 rc
+  shift
+  timeout -s QUIT -k 20 "$limit" "$@"
+  rc=$?
+  case $rc in 124 | 137) echo "!!! timed out after $limit s: $*" ;; esac
+  return "$rc"
 }
 
-# One busted process per spec file: TSan never gives back the shadow of
-# freed thread stacks and rings, so one process for the whole suite grew to
-# ~23 GB and was killed; per file the largest stays under 3 GB.
+specs_braid() { # specs_braid BUILDDIR
+  BRAID_EXE="$ROOT/$1/braid" bounded 900 "$1/braid" /usr/bin/busted -o utfTerminal spec
+}
+
+# One busted process per spec file, each bounded, so a hang names its file.
+# TSan never gives back the shadow of freed thread stacks and rings: one
+# process for the whole suite grew to ~23 GB and was killed; per file the
+# largest stays under 3 GB.
 specs_each() { # specs_each BUILDDIR
   local rc=0 f
   for f in spec/*_spec.lua; do
     echo "--- $f"
-    BRAID_EXE="$ROOT/$1/braid" "$1/braid" /usr/bin/busted -o utfTerminal "$f" || rc=1
+    BRAID_EXE="$ROOT/$1/braid" bounded 600 "$1/braid" /usr/bin/busted -o utfTerminal "$f" || rc=1
   done
   return "$rc"
 }
 
 specs_stock() {
-  BRAID_EXE="$ROOT/build/braid" LUA_CPATH="$ROOT/build/?.so;;" lua5.4 /usr/bin/busted spec
+  BRAID_EXE="$ROOT/build/braid" LUA_CPATH="$ROOT/build/?.so;;" bounded 900 lua5.4 /usr/bin/busted spec
 }
 
-ctest_in() { (cd "$1" && ctest --output-on-failure -j"$JOBS"); }
+ctest_in() { (cd "$1" && ctest --output-on-failure --timeout 600 -j"$JOBS"); }
 
 # the C sources follow .clang-format (STYLE.md); Debian 12's clang-format 14
 format_check() {
@@ -68,15 +81,15 @@ stage "build" build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 stage "core tests" ctest_in build
 stage "specs (braid)" specs_braid build
 stage "specs (lua5.4 + braid.so)" specs_stock
-stage "repl (pty)" python3 spec/repl_test.py build/braid
-stage "examples" build/braid spec/run_examples.lua build/braid
-stage "mpi (mpiexec -n 3, -n 1)" bash tools/mpi_test.sh build
-stage "install, pkg-config host, luarocks" bash tools/install_check.sh build
+stage "repl (pty)" bounded 300 python3 spec/repl_test.py build/braid
+stage "examples" bounded 600 build/braid spec/run_examples.lua build/braid
+stage "mpi (mpiexec -n 3, -n 1)" bounded 600 bash tools/mpi_test.sh build
+stage "install, pkg-config host, luarocks" bounded 900 bash tools/install_check.sh build
 
 # memcheck on the plain build: any invalid access or definite leak fails.
 # (Idle pooled OS threads still parked at exit show as "possibly lost".)
 valgrind_specs() {
-  BRAID_EXE="$ROOT/build/braid" valgrind -q --error-exitcode=9 --leak-check=full --show-possibly-lost=no \
+  BRAID_EXE="$ROOT/build/braid" bounded 2400 valgrind -q --error-exitcode=9 --leak-check=full --show-possibly-lost=no \
     --errors-for-leak-kinds=definite --suppressions="$ROOT/spec/valgrind.supp" \
     build/braid /usr/bin/busted -o TAP spec | tail -n 3
   return "${PIPESTATUS[0]}"
@@ -88,7 +101,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export LSAN_OPTIONS="suppressions=$ROOT/spec/lsan.supp"
 stage "build (asan+ubsan)" build build-asan -DBRAID_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug
 stage "core tests (asan+ubsan)" ctest_in build-asan
-stage "specs (asan+ubsan)" specs_braid build-asan
+stage "specs (asan+ubsan)" specs_each build-asan
 
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/spec/tsan.supp"
 stage "build (tsan)" build build-tsan -DBRAID_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
