@@ -40,9 +40,12 @@ int lbraid_is_error(lua_State *L, int idx, const char *kind);
 
 /* ---- object boxes (lobject.c) ---- */
 
-/* A userdata box holding exactly one reference (NULL once closed). */
+/* A userdata box holding exactly one reference (NULL once closed).
+ * unfiled: not yet in this state's boxes table (lbraid_push_new_object);
+ * filed the first time its object leaves the box (lbraid_to_object). */
 typedef struct lbraid_box {
     braid_object_t *obj;
+    int unfiled;
 } lbraid_box_t;
 
 /* Creates the metatable for a braid object type (named type->name) with
@@ -67,9 +70,11 @@ void lbraid_push_object(lua_State *L, braid_object_t *obj);
 /* Pushes this state's weak table of boxes (object id -> box). Stack: +1. */
 void lbraid_push_boxes(lua_State *L);
 /* lbraid_push_object for an object this state cannot have a box for yet
- * (just created here), with its type's metatable at meta and the boxes
- * table at boxes: no lookups. Stack: +1. */
-void lbraid_push_new_object(lua_State *L, braid_object_t *obj, int meta, int boxes);
+ * (just created here), with its type's metatable at meta: no lookups. The
+ * box has no user value and is left out of the boxes table until its
+ * object is handed on (lbraid_to_object), the only way it can come back
+ * to be pushed again. Stack: +1. */
+void lbraid_push_new_object(lua_State *L, braid_object_t *obj, int meta);
 /* Pushes the registry table stored under key, creating it with the weak
  * mode ("k", "v" or "kv") on first use. Stack: +1. */
 void lbraid_push_weak_table(lua_State *L, const void *key, const char *mode);

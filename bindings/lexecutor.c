@@ -334,16 +334,15 @@ static int lexecutor_new(lua_State *L)
 }
 
 /* The executor methods' upvalues: the executor metatable and its address
- * (the fast check of box 1: two pointer reads), the Future metatable and this state's boxes table
+ * (the fast check of box 1: two pointer reads), the Future metatable
  * (the new future's box), the state context (light userdata, bound on the first submit: lbraid_ctx
  * binds the calling thread's waiter) and submit's call buffer. */
 #define UP_META lua_upvalueindex(1)
 #define UP_FUTURE_META lua_upvalueindex(2)
-#define UP_BOXES lua_upvalueindex(3)
-#define UP_CTX lua_upvalueindex(4)
-#define UP_CALLBUF lua_upvalueindex(5)
-#define UP_META_ADDR lua_upvalueindex(6) /* the executor metatable's address */
-#define EXECUTOR_NUPS 6
+#define UP_CTX lua_upvalueindex(3)
+#define UP_CALLBUF lua_upvalueindex(4)
+#define UP_META_ADDR lua_upvalueindex(5) /* the executor metatable's address */
+#define EXECUTOR_NUPS 5
 
 /* submit's own call buffer, reused by every submit in this state (no
  * scratch box to look up and close per call). owner: the frame address of
@@ -448,7 +447,7 @@ static int lexecutor_submit(lua_State *L)
     }
     if (rc)
         return lbraid_core_error(L, rc, "submit");
-    lbraid_push_new_object(L, (braid_object_t *)f, UP_FUTURE_META, UP_BOXES);
+    lbraid_push_new_object(L, (braid_object_t *)f, UP_FUTURE_META);
     braid_future_release(f);
     return 1;
 }
@@ -515,11 +514,10 @@ void lexecutor_open(lua_State *L, int mod)
     lua_getfield(L, -1, "__index");
     lua_pushvalue(L, -2);
     luaL_getmetatable(L, braid_future_type.name); /* lfutures.c registered it */
-    lbraid_push_boxes(L);
-    lua_pushnil(L); /* the context, on the first submit */
+    lua_pushnil(L);                               /* the context, on the first submit */
     push_callbuf(L);
-    ((callbuf_t *)lua_touserdata(L, -1))->meta = lua_topointer(L, -5);
-    lua_pushlightuserdata(L, (void *)lua_topointer(L, -5));
+    ((callbuf_t *)lua_touserdata(L, -1))->meta = lua_topointer(L, -4);
+    lua_pushlightuserdata(L, (void *)lua_topointer(L, -4));
     luaL_setfuncs(L, executor_methods, EXECUTOR_NUPS);
     lua_setfield(L, mod, "_Executor_methods");
     lua_setfield(L, mod, "_Executor_meta");

@@ -240,18 +240,19 @@ void lbraid_push_boxes(lua_State *L)
     lbraid_push_weak_table(L, &BOXES_KEY, "v");
 }
 
-void lbraid_push_new_object(lua_State *L, braid_object_t *obj, int meta, int boxes)
+/* A burst of submits makes thousands of boxes that never leave their
+ * state: filing each (a slot in a weak table the collector walks every
+ * cycle, rehashed as it grows) cost more than a third of the box. */
+void lbraid_push_new_object(lua_State *L, braid_object_t *obj, int meta)
 {
     meta = lua_absindex(L, meta);
-    boxes = lua_absindex(L, boxes);
-    lbraid_box_t *box = lua_newuserdatauv(L, sizeof *box, 1);
+    lbraid_box_t *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->obj = NULL; /* inert until the metatable is on */
+    box->unfiled = 1;
     lua_pushvalue(L, meta);
     lua_setmetatable(L, -2);
     braid_object_retain(obj);
     box->obj = obj;
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, boxes, (lua_Integer)obj->id);
 }
 
 void lbraid_push_object(lua_State *L, braid_object_t *obj)
@@ -273,6 +274,7 @@ void lbraid_push_object(lua_State *L, braid_object_t *obj)
     }
     lbraid_box_t *box = lua_newuserdatauv(L, sizeof *box, 1);
     box->obj = NULL; /* inert until the metatable is on */
+    box->unfiled = 0;
     lua_insert(L, -2);
     lua_setmetatable(L, -2);
     braid_object_retain(obj);
@@ -289,7 +291,17 @@ braid_object_t *lbraid_to_object(lua_State *L, int idx)
         return NULL;
     int marked = lua_getfield(L, -1, "__braid") == LUA_TLIGHTUSERDATA;
     lua_pop(L, 2);
-    return marked ? box->obj : NULL;
+    if (!marked)
+        return NULL;
+    if (box->unfiled && box->obj) { /* it may come back: lbraid_push_object must find this box */
+        idx = lua_absindex(L, idx);
+        lbraid_push_boxes(L);
+        lua_pushvalue(L, idx);
+        lua_rawseti(L, -2, (lua_Integer)box->obj->id);
+        lua_pop(L, 1);
+        box->unfiled = 0;
+    }
+    return box->obj;
 }
 
 void *lbraid_to_tagged(lua_State *L, int idx, size_t size, size_t offset, const char *tag)

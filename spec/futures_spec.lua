@@ -186,6 +186,26 @@ describe("ThreadPoolExecutor", function()
     assert.equal(2, ex:submit(function() return 2 end):result())
   end)
 
+  it("a submitted future handed on and back is the same box", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local queue = require("braid.queue")
+    local q = queue.Queue()
+    local f = ex:submit(function() return 5 end)
+    q:put(f)
+    assert.is_true(rawequal(f, q:get()))
+    local g = ex:submit(function() return 6 end)
+    q:put({ g }) -- inside a table: the codec's path
+    assert.is_true(rawequal(g, q:get()[1]))
+    -- back from another thread: sent there, returned by it
+    local h = ex:submit(function() return 7 end)
+    local back = ex:submit(function(x) return x end, h):result()
+    assert.is_true(rawequal(h, back))
+    local seen = { [f] = 1 } -- as a table key too
+    q:put(f)
+    assert.equal(1, seen[q:get()])
+    assert.same({ 5, 6, 7 }, { f:result(), g:result(), h:result() })
+  end)
+
   it("a submit nested in another's encoding, and a submit after one that raised, both work", function()
     local ex <close> = futures.ThreadPoolExecutor(2)
     local inner
