@@ -32,6 +32,8 @@ typedef struct lbraid_modmap {
     const void **keys;    /* addresses of the map's keys (open addressing) */
     size_t cap;
     const void *hookmeta; /* the hook's metatable, once found (the registry anchors it) */
+    const void *hooked;   /* the table it was last found on (anchored at registry[hookref]) */
+    int hookref;
     struct lbraid_loaded_gen *hookgen;
 } lbraid_modmap_t;
 

@@ -86,7 +86,7 @@ static int loaded_newindex(lua_State *L)
 
 /* The count of the hook on the table at `loaded`, or NULL when its
  * metatable is not the hook (installing the hook if it has none). */
-static loaded_gen_t *loaded_hook(lua_State *L, lbraid_modmap_t *m, int loaded)
+static loaded_gen_t *hook_on(lua_State *L, lbraid_modmap_t *m, int loaded)
 {
     if (m->hookmeta && lua_getmetatable(L, loaded)) {
         const void *meta = lua_topointer(L, -1);
@@ -112,6 +112,8 @@ static loaded_gen_t *loaded_hook(lua_State *L, lbraid_modmap_t *m, int loaded)
         lua_pushvalue(L, meta);
         lua_setmetatable(L, loaded);
         lua_pushvalue(L, meta);
+        if (m->valid == 2)
+            m->valid = 1; /* hooked again: the count missed what was added meanwhile */
     }
     if (lua_rawequal(L, -1, meta)) {
         lua_getfield(L, meta, "__newindex");
@@ -122,6 +124,24 @@ static loaded_gen_t *loaded_hook(lua_State *L, lbraid_modmap_t *m, int loaded)
         m->hookgen = g;
     }
     lua_settop(L, meta - 1);
+    return g;
+}
+
+/* hook_on, anchoring a newly hooked table for lbraid_modmap_current at an
+ * integer key of the registry (its array part: a lookup by name or by
+ * address costs twice that). */
+static loaded_gen_t *loaded_hook(lua_State *L, lbraid_modmap_t *m, int loaded)
+{
+    loaded_gen_t *g = hook_on(L, m, loaded);
+    const void *t = lua_topointer(L, loaded);
+    if (g && t != m->hooked) {
+        lua_pushvalue(L, loaded);
+        if (m->hookref)
+            lua_rawseti(L, LUA_REGISTRYINDEX, m->hookref);
+        else
+            m->hookref = luaL_ref(L, LUA_REGISTRYINDEX);
+        m->hooked = t;
+    }
     return g;
 }
 
@@ -154,14 +174,17 @@ static void modkeys_build(lua_State *L, lbraid_modmap_t *m, int map)
     }
 }
 
-/* False when p is surely not a key of the module map. */
+/* The table checked is the one the last lbraid_modmap_push hooked: a
+ * registry._LOADED replaced since (through debug.getregistry) is seen by
+ * the next full encode, not by a memoised one. A metatable set on the
+ * hooked table is seen here. */
 int lbraid_modmap_current(lua_State *L, const lbraid_modmap_t *m)
 {
-    if (m->valid != 2 || !m->hookmeta || !m->hookgen || m->gen != m->hookgen->n)
+    if (m->valid != 2 || !m->hookmeta || !m->hookgen || m->gen != m->hookgen->n || !m->hookref)
         return 0;
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    int ok = lua_getmetatable(L, -1) && lua_topointer(L, -1) == m->hookmeta;
-    lua_settop(L, lua_gettop(L) - 1 - ok);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->hookref);
+    int meta = lua_getmetatable(L, -1), ok = meta && lua_topointer(L, -1) == m->hookmeta;
+    lua_pop(L, 1 + meta);
     return ok;
 }
 

@@ -639,6 +639,20 @@ describe("submit's function memo", function()
     assert.matches("braid_spec_memo_mod", tostring(e))
   end)
 
+  it("re-encodes a function that became a module while package.loaded had no hook", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local function g() return 42 end
+    for _ = 1, 3 do assert.equal(42, ex:submit(g):result()) end
+    local mt = getmetatable(package.loaded)
+    setmetatable(package.loaded, nil) -- the count of added modules is off
+    package.loaded.braid_spec_memo_mod2 = g
+    local ok, e = pcall(function() return ex:submit(g):result() end)
+    package.loaded.braid_spec_memo_mod2 = nil
+    setmetatable(package.loaded, mt)
+    assert.is_false(ok)
+    assert.matches("braid_spec_memo_mod2", tostring(e))
+  end)
+
   it("does not mix up a collected function with a new one", function()
     local ex <close> = futures.ThreadPoolExecutor(1)
     for i = 1, 100 do
