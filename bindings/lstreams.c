@@ -556,9 +556,8 @@ static int lstreams_handle_count(lua_State *L)
  * upvalue 1 (lua_getfield would intern the C string at each call). */
 static braid_stream_t *self_stream_at(lua_State *L, int box)
 {
-    /* (the object is held by upvalue 2: its address is not reused) */
-    const void *bound = lua_topointer(L, lua_upvalueindex(2));
-    if (bound && lua_topointer(L, 1) == bound) {
+    /* (a generic method's upvalue 2 is none: never equal) */
+    if (lua_rawequal(L, 1, lua_upvalueindex(2))) {
         braid_stream_t *s = box_stream(L, lua_touserdata(L, lua_upvalueindex(3)));
         if (box)
             lua_copy(L, lua_upvalueindex(3), 1);
