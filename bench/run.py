@@ -28,6 +28,11 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 TIMEOUT = 120  # seconds per program
+# Modules whose Python programs are anchored on Debian's packages (uvloop):
+# they run under /usr/bin/python3, as their anchors/compare.py runs them,
+# whatever python3 runs this script (a pyenv build may come first on PATH,
+# and its asyncio is ~6% slower: MEASURING.md, docs/asyncio-io.md "Speed").
+DEBIAN_PYTHON = {"asyncio_io"}
 
 # Goals the issues name: "module/name/label" -> (baseline, minimum ratio), or
 # a list of them. The baseline is a column ("python", "c"), or "value": the
@@ -131,6 +136,13 @@ def run(cmd, cwd):
     return results, None
 
 
+def python_for(module):
+    """The interpreter of a module's .py programs."""
+    if module in DEBIAN_PYTHON and os.access("/usr/bin/python3", os.X_OK):
+        return "/usr/bin/python3"
+    return sys.executable
+
+
 def compile_c(src, tmp):
     """Compiles src into tmp; returns (exe path, error text or None)."""
     exe = os.path.join(tmp, os.path.basename(src)[:-2])
@@ -230,7 +242,7 @@ def main():
             progs = []
             for col, ext in (("braid", "lua"), ("python", "py")):
                 if ext in impls:
-                    cmd = [braid] if ext == "lua" else [sys.executable]
+                    cmd = [braid] if ext == "lua" else [python_for(module)]
                     progs.append((col, None, cmd + [impls[ext]], "%s.%s" % (prefix, ext)))
             variants = []
             for variant, src in impls["c"].items():

@@ -549,19 +549,29 @@ static int lstreams_handle_count(lua_State *L)
  * call cost more than the C did). self._s is the stream box; errors name
  * the method as the Lua methods did. */
 
+/* What a bound method knows in C (its upvalue 3): the address of its
+ * object and its stream box, which upvalues 2 and 4 hold (so neither
+ * address is reused while the method lives). One lua_touserdata and one
+ * lua_topointer tell a call on its own object: less than comparing two
+ * values through the API. */
+typedef struct bound {
+    const void *self;
+    lstream_t *box;
+} bound_t;
+
 /* The stream of self at 1; self is replaced there by its stream box
  * (checked) unless box is 0 and the method is bound. A method bound to its
- * object (_bind_reader, _bind_writer) holds the object as upvalue 2 and its box as
- * upvalue 3; the generic ones look up self._s, the key "_s" being their
- * upvalue 1 (lua_getfield would intern the C string at each call). */
+ * object (_bind_reader, _bind_writer) has a bound_t as upvalue 3 and its
+ * box as upvalue 4; the generic ones look up self._s, the key "_s" being
+ * their upvalue 1 (lua_getfield would intern the C string at each call). */
 static braid_stream_t *self_stream_at(lua_State *L, int box)
 {
-    /* (the object is held by upvalue 2: its address is not reused) */
-    const void *bound = lua_topointer(L, lua_upvalueindex(2));
-    if (bound && lua_topointer(L, 1) == bound) {
-        braid_stream_t *s = box_stream(L, lua_touserdata(L, lua_upvalueindex(3)));
+    /* (a generic method's upvalue 3 is none: NULL) */
+    const bound_t *bd = lua_touserdata(L, lua_upvalueindex(3));
+    if (bd && bd->self == lua_topointer(L, 1)) {
+        braid_stream_t *s = box_stream(L, bd->box);
         if (box)
-            lua_copy(L, lua_upvalueindex(3), 1);
+            lua_copy(L, lua_upvalueindex(4), 1);
         return s;
     }
     if (lua_type(L, 1) != LUA_TTABLE)
@@ -629,10 +639,16 @@ static int lstreams_m_write(lua_State *L)
     return write_to(L, self_stream_at(L, 0));
 }
 
-/* writer:drain() */
+/* writer:drain(): under the mark (the common case) without moving the
+ * box to 1, which only the wait needs */
 static int lstreams_m_drain(lua_State *L)
 {
-    return drain_on(L, self_stream(L));
+    braid_stream_t *s = self_stream_at(L, 0);
+    if (braid_stream_drain_ready(s))
+        return 0;
+    if (lua_type(L, 1) == LUA_TTABLE) /* bound: self is still at 1 */
+        lua_copy(L, lua_upvalueindex(4), 1);
+    return drain_on(L, s);
 }
 
 /* pushes f bound to the object at 1 and the stream box at 2 */
@@ -640,8 +656,11 @@ static void push_bound(lua_State *L, lua_CFunction f)
 {
     lua_pushliteral(L, "_s");
     lua_pushvalue(L, 1);
+    bound_t *bd = lua_newuserdatauv(L, sizeof *bd, 0);
+    bd->self = lua_topointer(L, 1);
+    bd->box = lua_touserdata(L, 2);
     lua_pushvalue(L, 2);
-    lua_pushcclosure(L, f, 3);
+    lua_pushcclosure(L, f, 4);
 }
 
 /* Returns methods a and b bound to the object at 1 (a table) and its
