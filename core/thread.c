@@ -232,17 +232,17 @@ static void run_thread(braid_thread_t *t, long native_id)
 }
 
 /* p: the worker's first thread. The worker's own record lives on its
- * stack (a page it touches anyway), not on the heap. */
+ * stack (a page it touches anyway), not on the heap; nobody else sees it
+ * before it parks on pool_idle (under pool_mu), so it is filled without
+ * the lock every start takes (a new worker often found it held there). */
 static void *worker_main(void *p)
 {
     worker_t w;
     int parkable = braid_waiter_init(&w.waiter) == 0; /* else it never idles */
     braid_thread_t *t = p;
-    pthread_mutex_lock(&pool_mu);
     w.job = t;
     w.ident = (uint64_t)pthread_self();
     w.native_id = (long)gettid();
-    pthread_mutex_unlock(&pool_mu);
     while (t) {
         run_thread(t, w.native_id);
         pthread_mutex_lock(&pool_mu);
