@@ -749,11 +749,14 @@ int braid_thread_join_nondaemon_group(uint64_t group, int64_t deadline)
 
 /* fork (braid_proc_fork): no registry or pool update in flight, no worker
  * halfway through its exit. The child has one thread, the forking one: as
- * in Python, every other thread is over there (not alive, joins at once)
- * and the forking thread is its main thread; the parent's parked workers
+ * in Python, every other thread (the main one too, if another forked) is
+ * over there, not alive, and joins at once; the parent's parked workers
  * are not there to take starts. */
+static braid_thread_t *fork_self;
+
 void braid__thread_before_fork(void)
 {
+    fork_self = braid_thread_current(); /* first: it may take reg_mu */
     pthread_mutex_lock(&reg_mu);
     pthread_mutex_lock(&pool_mu);
     join_exited(NULL);
@@ -771,7 +774,7 @@ void braid__thread_after_fork(int child)
     pool_idle.head = pool_idle.tail = NULL;
     pool_nidle = pool_nfinishing = pool_npending = 0;
     pool_pending_head = pool_pending_tail = NULL;
-    braid_thread_t *self = tls_self;
+    braid_thread_t *self = fork_self;
     braid_thread_t *t = reg_head;
     reg_head = reg_tail = NULL;
     while (t) { /* their running references stay: they never finish here */
