@@ -354,12 +354,10 @@ int braid_proc_fork(braid_proc_t **out)
 {
     *out = NULL;
     fflush(NULL);
-    braid__thread_prep_before_fork();
     braid__thread_before_fork();
     pthread_mutex_lock(&table_mu); /* no table update in flight at fork */
     pid_t pid = fork();
     braid__thread_after_fork(pid == 0);
-    braid__thread_prep_after_fork(pid == 0);
     if (pid == 0) {
         pthread_mutex_init(&table_mu, NULL);
         table_forget();

@@ -167,12 +167,10 @@ static int pool_nidle;
 static int pool_nfinishing, pool_npending;
 static braid_thread_t *pool_pending_head, *pool_pending_tail;
 
-/* Workers are joined, one behind the other: an exiting worker joins the
- * one that exited before it, and a fork joins the last. So a fork never
- * copies a worker halfway through its exit, which hands its allocator
- * cache back under allocator locks (GCC 12's AddressSanitizer has no fork
- * handler: its child would inherit them held). pool_mu held; self: the
- * exiting worker, or NULL (a fork). */
+/* An exiting worker joins the one that exited before it, a fork the last:
+ * a fork never copies a worker halfway through its exit (handing its
+ * allocator cache back under locks that GCC 12's AddressSanitizer does not
+ * hold across fork). pool_mu held; self: the exiting worker, or NULL. */
 static pthread_t pool_exited;
 static int pool_has_exited;
 
@@ -701,9 +699,8 @@ void braid_thread_list_free(braid_thread_t **list, size_t n)
 
 long braid_thread_active_count(void)
 {
-    braid_thread_t *m = braid_thread_main();
     pthread_mutex_lock(&reg_mu);
-    long n = m && m->state == BRAID_THREAD_RUNNING;
+    long n = !main_thread || main_thread->state == BRAID_THREAD_RUNNING;
     for (braid_thread_t *t = reg_head; t; t = t->reg_next)
         n++;
     pthread_mutex_unlock(&reg_mu);
@@ -747,19 +744,28 @@ int braid_thread_join_nondaemon_group(uint64_t group, int64_t deadline)
     }
 }
 
-/* fork (braid_proc_fork): no registry or pool update in flight, no worker
- * halfway through its exit. The child has one thread, the forking one: as
- * in Python, every other thread (the main one too, if another forked) is
- * over there, not alive, and joins at once; the parent's parked workers
- * are not there to take starts. */
+/* fork (braid_proc_fork): no state being prepared, no registry or pool
+ * update in flight, no worker halfway through its exit. As in Python the
+ * child has only the forking thread: the others (the main one too, if
+ * another forked) are not alive there and join at once. */
 static braid_thread_t *fork_self;
 
 void braid__thread_before_fork(void)
 {
     fork_self = braid_thread_current(); /* first: it may take reg_mu */
+    braid__thread_prep_before_fork();
     pthread_mutex_lock(&reg_mu);
     pthread_mutex_lock(&pool_mu);
     join_exited(NULL);
+}
+
+/* In a fork child: t's OS thread is not here (whoever held its mu either). */
+static void mark_gone(braid_thread_t *t)
+{
+    pthread_mutex_init(&t->mu, NULL);
+    braid_waitlist_init(&t->joiners, &t->obj, "join");
+    t->state = BRAID_THREAD_DONE;
+    atomic_store(&t->done, 1);
 }
 
 void braid__thread_after_fork(int child)
@@ -767,33 +773,28 @@ void braid__thread_after_fork(int child)
     if (!child) {
         pthread_mutex_unlock(&pool_mu);
         pthread_mutex_unlock(&reg_mu);
+        braid__thread_prep_after_fork(0);
         return;
     }
+    braid__thread_prep_after_fork(1);
     pthread_mutex_init(&reg_mu, NULL);
     pthread_mutex_init(&pool_mu, NULL);
-    pool_idle.head = pool_idle.tail = NULL;
+    braid_waitlist_init(&pool_idle, NULL, "idle");
     pool_nidle = pool_nfinishing = pool_npending = 0;
     pool_pending_head = pool_pending_tail = NULL;
-    braid_thread_t *self = fork_self;
     braid_thread_t *t = reg_head;
     reg_head = reg_tail = NULL;
     while (t) { /* their running references stay: they never finish here */
         braid_thread_t *next = t->reg_next;
         t->reg_next = t->reg_prev = NULL;
-        pthread_mutex_init(&t->mu, NULL); /* its holder may be over there */
-        if (t == self) {
+        if (t == fork_self) {
+            pthread_mutex_init(&t->mu, NULL); /* its holder may be over there */
             reg_add(t);
         } else {
-            t->joiners.head = t->joiners.tail = NULL;
-            t->state = BRAID_THREAD_DONE;
-            atomic_store(&t->done, 1);
+            mark_gone(t);
         }
         t = next;
     }
-    if (main_thread && main_thread != self) { /* forked from another thread */
-        pthread_mutex_init(&main_thread->mu, NULL);
-        main_thread->joiners.head = main_thread->joiners.tail = NULL;
-        main_thread->state = BRAID_THREAD_DONE;
-        atomic_store(&main_thread->done, 1);
-    }
+    if (main_thread && main_thread != fork_self) /* forked from another thread */
+        mark_gone(main_thread);
 }

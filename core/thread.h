@@ -99,9 +99,10 @@ void braid__thread_pin_library(void);
 /* Internal (process.c): a fork waits for the preparer's build in hand and
  * for exiting workers; after it, child = 1 in the child (the forking
  * thread alone there, no preparer, no parked worker), 0 in the parent. */
-void braid__thread_prep_before_fork(void);
 void braid__thread_before_fork(void);
 void braid__thread_after_fork(int child);
+/* Internal (thread.c): the preparer's part of the two above. */
+void braid__thread_prep_before_fork(void);
 void braid__thread_prep_after_fork(int child);
 
 /* The calling OS thread's thread object (borrowed, never NULL except on

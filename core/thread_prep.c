@@ -132,10 +132,10 @@ void *braid_thread_take_prepared(void)
 /* A fork while the preparer builds a state would give the child locks held
  * by a thread it does not have: prep_mu, or an allocator lock (glibc's
  * malloc has fork handlers; GCC 12's AddressSanitizer allocator has none).
- * braid_proc_fork calls these around fork(), before the atfork handlers
- * (they take locks a build takes too), so the fork waits for the build in
- * hand, a fraction of a millisecond. The child has no preparer: it keeps
- * the stock, and its first take starts one. */
+ * braid__thread_before_fork / after_fork call these around fork(), before
+ * the atfork handlers (they take locks a build takes too), so the fork
+ * waits for the build in hand, a fraction of a millisecond. The child has
+ * no preparer: it keeps the stock, and its first take starts one. */
 void braid__thread_prep_before_fork(void)
 {
     pthread_mutex_lock(&prep_build_mu);
@@ -148,7 +148,7 @@ void braid__thread_prep_after_fork(int child)
         pthread_mutex_init(&prep_mu, NULL);
         pthread_mutex_init(&prep_build_mu, NULL);
         prep_running = 0;
-        prep_idle.head = prep_idle.tail = NULL; /* the parked preparer is not here */
+        braid_waitlist_init(&prep_idle, NULL, "idle"); /* the parked preparer is not here */
         return;
     }
     pthread_mutex_unlock(&prep_mu);
