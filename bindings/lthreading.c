@@ -234,7 +234,7 @@ static void lthread_report(lua_State *L)
     lua_settop(L, err);
 }
 
-/* Thread states built ahead of time by core/thread.c's preparer: the
+/* Thread states built ahead of time by core/thread_prep.c's preparer: the
  * standard libraries and braid preloaded, nothing else (no user code). */
 static void *lthread_prep(void)
 {

@@ -93,7 +93,7 @@ void braid_thread_set_prep(braid_thread_prep_fn prep, braid_thread_discard_fn di
 /* A prepared resource, now the caller's, or NULL if none is ready (then
  * the caller builds its own); asks the helper for the next one. */
 void *braid_thread_take_prepared(void);
-/* Internal (thread.c, thread_prep.c): keeps braid's shared library mapped
+/* Internal (thread_pool.c, thread_prep.c): keeps braid's shared library mapped
  * for OS threads that outlive a host's lua_close. */
 void braid__thread_pin_library(void);
 /* Internal (process.c): a fork waits for the preparer's build in hand and
