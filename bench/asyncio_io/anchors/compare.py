@@ -3,8 +3,8 @@ prints medians (min-max) and per-round ratios: braid (echo.lua,
 subprocess_true.lua, workers.lua), Python asyncio (echo.py ... with
 /usr/bin/python3), uvloop (echo.py with BRAID_UVLOOP=1, Debian's
 python3-uvloop), raw luv callbacks (anchors/echo_luv.lua under lua5.4),
-node `net` (anchors/echo_node.js), and the raw-C posix_spawn floor
-(subprocess_true.c). usage: python3 anchors/compare.py [--rounds N] [--build DIR]"""
+node `net` (anchors/echo_node.js), and the raw-C floors: the echo on bare
+epoll (echo.c) and posix_spawn (subprocess_true.c). usage: python3 anchors/compare.py [--rounds N] [--build DIR]"""
 import argparse, os, re, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,8 +37,9 @@ def main():
     args = ap.parse_args()
     braid = os.path.join(os.path.abspath(args.build), "braid")
     tmp = tempfile.mkdtemp()
-    cfloor = os.path.join(tmp, "subprocess_true")
+    cfloor, cecho = os.path.join(tmp, "subprocess_true"), os.path.join(tmp, "echo")
     subprocess.check_call(["cc", "-O2", "-o", cfloor, os.path.join(HERE, "subprocess_true.c")])
+    subprocess.check_call(["cc", "-O2", "-o", cecho, os.path.join(HERE, "echo.c")])
     progs = [  # (column, command, env)
         ("braid", [braid, "echo.lua"], None),
         ("python", [PY, "echo.py"], None),
@@ -47,6 +48,7 @@ def main():
         ("luv", ["lua5.4", "anchors/echo_luv.lua", "50"], None),
         ("node", ["node", "anchors/echo_node.js", "1"], None),
         ("node", ["node", "anchors/echo_node.js", "50"], None),
+        ("c", [cecho], None),
         ("braid", [braid, "subprocess_true.lua"], None),
         ("python", [PY, "subprocess_true.py"], None),
         ("c", [cfloor], None),
