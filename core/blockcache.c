@@ -176,9 +176,11 @@ static void *big(void *ptr, size_t osize, size_t nsize)
     return warm_block(n, ptr ? osize : 0, nsize);
 }
 
-void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+/* Everything but a small free that fits and a small new block that a list
+ * holds (braid_bcache_alloc's fast paths, which stay short as a result). */
+__attribute__((noinline)) static void *bcache_slow(braid_bcache_t *c, void *ptr, size_t osize,
+                                                   size_t nsize)
 {
-    braid_bcache_t *c = ud;
     if (nsize == 0) {
         if (ptr)
             give(c, ptr, osize);
@@ -206,6 +208,34 @@ void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     void *n = big(ptr, osize, nsize);
     return n || nsize > osize ? n : ptr; /* a shrink never fails */
+}
+
+void *braid_bcache_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    braid_bcache_t *c = ud;
+    if (nsize == 0) {
+        if (!ptr)
+            return NULL; /* (Lua frees the empty parts of new tables) */
+        /* (osize 0 wraps: free'd by the slow path) */
+        if (osize - 1 < BRAID_BCACHE_SMALL) {
+            size_t k = (osize - 1) >> 4, bytes = (k + 1) * 16;
+            if (c->kept + bytes <= BRAID_BCACHE_KEEP) {
+                *(void **)ptr = c->free[k];
+                c->free[k] = ptr;
+                c->kept += bytes;
+                return NULL;
+            }
+        }
+    } else if (!ptr && nsize <= BRAID_BCACHE_SMALL) {
+        size_t k = (nsize - 1) >> 4;
+        void *p = c->free[k];
+        if (p) {
+            c->free[k] = *(void **)p;
+            c->kept -= (k + 1) * 16;
+            return p;
+        }
+    }
+    return bcache_slow(c, ptr, osize, nsize);
 }
 
 #endif /* BCACHE_PLAIN */
