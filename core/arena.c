@@ -354,9 +354,10 @@ static inline void *outside(braid_arena_t *a, void *ptr, size_t osize, size_t ns
     return braid_bcache_alloc(a->cache, ptr, osize, nsize);
 }
 
-void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+/* braid_arena_alloc but for its fast paths. */
+__attribute__((noinline)) static void *arena_slow(braid_arena_t *a, void *ptr, size_t osize,
+                                                  size_t nsize)
 {
-    braid_arena_t *a = ud;
     int in = ptr && (char *)ptr >= a->lo && (char *)ptr < a->hi;
     if (nsize == 0) {
         if (in)
@@ -390,6 +391,35 @@ void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     memcpy(n, ptr, osize < nsize ? osize : nsize);
     give(a, ptr, round8(osize));
     return n;
+}
+
+void *braid_arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    braid_arena_t *a = ud;
+    if (nsize == 0) {
+        if (!ptr)
+            return NULL; /* (Lua frees the empty parts of new tables) */
+        if ((char *)ptr >= a->lo && (char *)ptr < a->hi) {
+            give(a, ptr, round8(osize));
+            return NULL;
+        }
+        return braid_bcache_alloc(a->cache, ptr, osize, 0);
+    }
+    if (!ptr && nsize <= SMALL_MAX) {
+        /* a small new block: from its list, or (the region used up, no
+         * spare, no large free block) straight from the block cache */
+        size_t n = round8(nsize);
+        int c = class_up(n);
+        void *p = a->free[c];
+        if (p) {
+            a->free[c] = *(void **)p;
+            return p;
+        }
+        if (a->cache && !a->large && (size_t)(a->spare_end - a->spare) < n &&
+            (size_t)(a->hi - a->cur) < n)
+            return braid_bcache_alloc(a->cache, NULL, 0, nsize);
+    }
+    return arena_slow(a, ptr, osize, nsize);
 }
 
 #endif /* ARENA_PLAIN */
