@@ -322,8 +322,12 @@ static inline int rd_f64(braid_reader_t *r, double *out)
     if (r->err || r->end - r->p < 8)
         return -1;
     uint64_t u = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&u, r->p, 8); /* the format's order already: one load */
+#else
     for (int i = 0; i < 8; i++)
         u |= (uint64_t)r->p[i] << (8 * i);
+#endif
     r->p += 8;
     memcpy(out, &u, sizeof *out);
     return 0;
