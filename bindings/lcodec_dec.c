@@ -322,8 +322,12 @@ static inline int rd_f64(braid_reader_t *r, double *out)
     if (r->err || r->end - r->p < 8)
         return -1;
     uint64_t u = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&u, r->p, 8); /* the format's order already: one load */
+#else
     for (int i = 0; i < 8; i++)
         u |= (uint64_t)r->p[i] << (8 * i);
+#endif
     r->p += 8;
     memcpy(out, &u, sizeof *out);
     return 0;
@@ -595,6 +599,43 @@ static void dec_value(dec_t *d)
     d->depth--;
 }
 
+/* ---- the collector during a large decode ----
+ *
+ * Everything a decode makes stays reachable until it returns, so a
+ * collector step inside it can free nothing it made; it marks the half-built
+ * value, and in generational mode (the braid executable's main state) ages
+ * it, so a value dropped soon after lingers as old garbage until a major
+ * collection. A decode of DEC_GC_MIN bytes or more therefore gives the
+ * collector a credit (lua_gc STEP with a negative size lowers its debt) of
+ * about what it will allocate, and owes it back: the state's next large
+ * decode first adds the owed amount to the debt (which runs the steps it
+ * deferred, when the last value may already be garbage). The collector
+ * sees the same debt, deferred by at most one decode's credit (at most
+ * DEC_GC_CREDIT_MAX KB), also when a decode raises. Nothing is done while
+ * the collector is stopped or running (a decode from a finalizer). */
+#define DEC_GC_MIN 4096
+#define DEC_GC_CREDIT_MAX 4096 /* KB */
+
+static const char DGC_KEY = 'g'; /* registry: the KB the last large decode owes */
+
+static void dec_gc_credit(lua_State *L, size_t len)
+{
+    if (lua_gc(L, LUA_GCISRUNNING) != 1)
+        return;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &DGC_KEY);
+    int owed = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    /* ~8 bytes of tables and strings per byte of input at most in
+     * practice; more is harmless (the credit is paid back whole) */
+    size_t kb = len / 128 + 1;
+    int credit = kb > DEC_GC_CREDIT_MAX ? DEC_GC_CREDIT_MAX : (int)kb;
+    lua_pushinteger(L, credit);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &DGC_KEY);
+    if (owed > 0 && owed <= DEC_GC_CREDIT_MAX)
+        lua_gc(L, LUA_GCSTEP, owed); /* pay the last one back: may step */
+    lua_gc(L, LUA_GCSTEP, -credit);
+}
+
 static int dec_run(lua_State *L, const void *data, size_t len, int seq)
 {
     dec_t d;
@@ -606,6 +647,8 @@ static int dec_run(lua_State *L, const void *data, size_t len, int seq)
     d.more = NULL;
     if (!lua_checkstack(L, DEC_REF_SLOTS + 8))
         dec_fail(&d, BRAID_ENOMEM);
+    if (len >= DEC_GC_MIN)
+        dec_gc_credit(L, len);
     /* back-reference targets, below the results (dec_ref) */
     lua_settop(L, base + DEC_REF_SLOTS);
     d.refs = base + 1;

@@ -82,14 +82,22 @@ static inline void enc_string(enc_t *e, int idx, size_t memo_min)
     put_tag_str(e->buf, BRAID_T_STR, str, n);
 }
 
+static void enc_table(enc_t *e, int idx);
+
 /* lbraid_enc_value for a table's item: scalars and strings without the
- * call (they nest nothing). */
+ * call (they nest nothing), tables without its type checks. */
 static inline void enc_item(enc_t *e, int idx)
 {
     int type = lua_type(e->L, idx);
     if (e->depth < BRAID_CODEC_MAX_DEPTH) {
         if (type == LUA_TSTRING) {
             enc_string(e, idx, ENC_VALUE_MEMO_MIN);
+            return;
+        }
+        if (type == LUA_TTABLE) {
+            e->depth++;
+            enc_table(e, idx);
+            e->depth--;
             return;
         }
         if (put_scalar(e->L, idx, type, e->buf))
@@ -139,9 +147,17 @@ static void enc_table(enc_t *e, int idx)
         lua_pop(L, 1);
     put_tag_varint(e->buf, BRAID_T_TABLE, (uint64_t)narr);
     /* the hash count is patched in once known: a varint padded to 5 bytes */
-    size_t nhash_at = e->buf->len;
-    braid_buf_put_bytes(e->buf, "\x80\x80\x80\x80\x00", 5);
-    braid_buf_put_u8(e->buf, (uint8_t)(hasmeta | (e->plain ? 2 : 0)));
+    braid_buf_t *b = e->buf;
+    size_t nhash_at = b->len;
+    uint8_t flags = (uint8_t)(hasmeta | (e->plain ? 2 : 0));
+    if (b->cap - b->len >= 6) {
+        memcpy(b->data + b->len, "\x80\x80\x80\x80\x00", 5);
+        b->data[b->len + 5] = flags;
+        b->len += 6;
+    } else {
+        braid_buf_put_bytes(b, "\x80\x80\x80\x80\x00", 5);
+        braid_buf_put_u8(b, flags);
+    }
     /* one pass: the array items come first from lua_next, in order, with
      * their values already on the stack; any it does not give in order
      * (after a nil, or kept in the hash part) are fetched by index */
@@ -180,7 +196,6 @@ static void enc_table(enc_t *e, int idx)
     enc_array_rest(e, idx, next, narr);
     if (nhash >> 35)
         lbraid_enc_fail(e, "a table with too many keys");
-    braid_buf_t *b = e->buf;
     if (b->err) {
         /* the bytes no longer matter */
     } else if (nhash < 0x80 && b->len - nhash_at <= ENC_COMPACT_MAX) {

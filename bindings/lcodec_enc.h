@@ -102,8 +102,12 @@ static inline void put_tag_f64(braid_buf_t *b, double v)
     }
     uint8_t *p = b->data + b->len;
     *p++ = BRAID_T_FLOAT;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &u, 8); /* the format's order already: one store */
+#else
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(u >> (8 * i));
+#endif
     b->len += 9;
 }
 

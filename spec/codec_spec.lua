@@ -496,6 +496,59 @@ describe("codec", function()
     end)
   end)
 
+  describe("large decodes and the collector", function()
+    -- a large decode lends the collector a credit and pays it back at the
+    -- next one (lcodec_dec.c): the collector must still keep up
+    local function records(n)
+      local recs = {}
+      for i = 1, n do recs[i] = {id = i, name = "user" .. i, vals = {i, i * 0.5, true}} end
+      return recs
+    end
+
+    local function growth_over(msg, rounds, bad)
+      collectgarbage()
+      local before = collectgarbage("count")
+      for _ = 1, rounds do
+        braid.decode(msg)
+        if bad then assert.is_false(pcall(braid.decode, bad)) end
+      end
+      return collectgarbage("count") - before
+    end
+
+    it("lets dropped values be collected, in both collector modes", function()
+      local msg = braid.encode(records(1000)) -- ~300 KB of tables per decode
+      local bad = msg:sub(1, -2) -- truncated: raises near the end
+      local old = collectgarbage("incremental")
+      local inc = growth_over(msg, 300, bad)
+      collectgarbage("generational")
+      local gen = growth_over(msg, 300, bad)
+      collectgarbage(old)
+      -- 300 rounds make ~180 MB of garbage; credits never paid back would
+      -- keep most of it
+      assert.is_true(inc < 32 * 1024, inc)
+      assert.is_true(gen < 32 * 1024, gen)
+    end)
+
+    it("leaves a stopped collector stopped", function()
+      local msg = braid.encode(records(500))
+      collectgarbage("stop")
+      local r = braid.decode(msg)
+      local running = collectgarbage("isrunning")
+      collectgarbage("restart")
+      assert.is_false(running)
+      assert.equal("user500", r[500].name)
+    end)
+
+    it("decodes in a finalizer", function()
+      local msg, got = braid.encode(records(500)), nil
+      setmetatable({}, {__gc = function() got = braid.decode(msg) end})
+      collectgarbage()
+      collectgarbage()
+      assert.equal(500, #got)
+      assert.is_true(collectgarbage("isrunning"))
+    end)
+  end)
+
   describe("root helpers", function()
     it("has version, cpu_count, monotonic, sleep", function()
       assert.is_string(braid.version)

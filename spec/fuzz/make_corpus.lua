@@ -39,7 +39,11 @@ for i = 1, 12 do
   plain[i] = {id = i, name = "user" .. i, note = ("n"):rep(14 + i % 4), vals = {i, i * 0.5, true}}
 end
 seeds[20] = plain
-for i = 1, 20 do
+-- a decode of 4 KB or more lends the collector a credit (lcodec_dec.c)
+local big = {}
+for i = 1, 150 do big[i] = {id = i, name = "user" .. i, vals = {i, i * 0.5, true}} end
+seeds[21] = big
+for i = 1, 21 do
   local f = assert(io.open(("%s/seed%02d"):format(dir, i), "wb"))
   f:write(braid.encode(seeds[i]))
   f:close()
