@@ -163,14 +163,18 @@ static inline void give(braid_bcache_t *c, void *p, size_t n)
         free(p);
 }
 
+/* A new block of n bytes' class from malloc (0 < n <= BRAID_BCACHE_SMALL). */
+static void *fresh(size_t n)
+{
+    void *p = malloc((size_t)(class_of(n) + 1) * 16);
+    braid_heap_warm();
+    return p;
+}
+
 static inline void *take(braid_bcache_t *c, size_t n)
 {
     void *p = cache_get(c, n);
-    if (p)
-        return p;
-    p = malloc((size_t)(class_of(n) + 1) * 16);
-    braid_heap_warm();
-    return p;
+    return p ? p : fresh(n);
 }
 
 /* Populates the whole pages of [p + from, p + to) when they are many: a
@@ -194,19 +198,18 @@ static void *big(void *ptr, size_t osize, size_t nsize)
     return warm_block(n, ptr ? osize : 0, nsize);
 }
 
-/* Everything but a small free that fits and a small new block that a list
- * holds: braid_bcache_alloc's short paths. Not static: the compiler would
- * inline a static function called once, and its frame would slow the
- * short paths (~5% of a decode's instructions). */
+/* What braid_bcache_alloc's short paths left: a free the cache does not
+ * keep, a new block its list could not give, a resize. Not static: the
+ * compiler would inline a static function called once, and its frame
+ * would slow the short paths (~5% of a decode's instructions). */
 void *braid__bcache_slow(braid_bcache_t *c, void *ptr, size_t osize, size_t nsize)
 {
-    if (nsize == 0) {
-        if (ptr)
-            give(c, ptr, osize);
+    if (nsize == 0) { /* (cache_put refused it) */
+        free(ptr);
         return NULL;
     }
-    if (!ptr)
-        return nsize <= BRAID_BCACHE_SMALL ? take(c, nsize) : big(NULL, 0, nsize);
+    if (!ptr) /* (a small one's list was empty) */
+        return nsize <= BRAID_BCACHE_SMALL ? fresh(nsize) : big(NULL, 0, nsize);
     if (nsize <= BRAID_BCACHE_SMALL) {
         if (osize <= BRAID_BCACHE_SMALL && class_of(nsize) == class_of(osize))
             return ptr;
